@@ -1,0 +1,2 @@
+//! The conformance judge (being written).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Launch, call, supervise and stop Tether plugins (being written).

@@ -1,0 +1,1 @@
+//! The `#[tether::interface]` attribute macro (being written).

@@ -1,0 +1,1 @@
+//! The Tether connection and Rust plugin SDK (being written).

@@ -1,0 +1,66 @@
+//! The Tether protocol's wire types: everything two peers exchange, and nothing that does I/O
+//! beyond framing.
+//!
+//! `SPEC.md` beside this crate is the normative text; this crate is its Rust form, and the JSON
+//! Schema in `schema/` is generated from these types. Host and SDK crates convert to and from
+//! these types; the conformance judge uses them with the codec in strict mode.
+//!
+//! - [`message`]: the JSON-RPC envelope ([`Request`], [`Notification`], [`Response`]) and
+//!   [`parse_message`], which also says how to answer a body that is not a message;
+//! - [`codec`]: the `Content-Length` framing as a tokio-util codec ([`FrameCodec`]);
+//! - typed markers, one per method ([`RequestMethod`], [`NotificationMethod`]) for the
+//!   lifecycle, the broker, cancellation, logs and the reference interfaces;
+//! - [`codes`]: every error code.
+//!
+//! ```
+//! use tether_spec::{parse_message, encode_frame, FrameCodec, Frame, Message};
+//! use tether_spec::interfaces::kv;
+//! use tether_spec::RequestMethod;
+//! use tokio_util::codec::Decoder;
+//!
+//! // A host writes a `kv.get` request as a frame...
+//! let params = serde_json::value::to_raw_value(&kv::KeyParams { key: "hello".into() }).unwrap();
+//! let request = Message::Request(tether_spec::Request::new(1.into(), kv::Get::METHOD, params));
+//! let mut wire = bytes::BytesMut::new();
+//! encode_frame(&request.to_body(), &mut wire);
+//! assert_eq!(&wire[..], &b"Content-Length: 67\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"kv.get\",\"params\":{\"key\":\"hello\"}}"[..]);
+//!
+//! // ...and a plugin reads it back.
+//! let Some(Frame::Message(body)) = FrameCodec::new().decode(&mut wire).unwrap() else { panic!() };
+//! let Ok(Message::Request(req)) = parse_message(&body) else { panic!() };
+//! let params: kv::KeyParams = serde_json::from_str(req.params.get()).unwrap();
+//! assert_eq!(params.key, "hello");
+//! ```
+
+mod broker;
+mod bytes;
+mod cancel;
+mod codec;
+mod cookie;
+mod error;
+pub mod interfaces;
+mod lifecycle;
+mod log;
+mod message;
+mod method;
+
+pub use crate::broker::{HandleParams, HandleRef, Invoke, InvokeParams, Release, Retain};
+pub use crate::bytes::Bytes;
+pub use crate::cancel::{CancelParams, CancelRequest};
+pub use crate::codec::{
+    encode_frame, show_bytes, AttributedKind, Attribution, Frame, FrameCodec, FrameError, GarbageReason,
+    Oversized, DEFAULT_MAX_FRAME_SIZE, MAX_HEADER_BLOCK, MIN_MAX_FRAME_SIZE, OVERSIZED_PREFIX, SHOWN_BYTES,
+};
+pub use crate::cookie::{MagicCookie, REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE};
+pub use crate::error::{codes, ErrorObject};
+pub use crate::lifecycle::{
+    highest_common, Capabilities, Initialize, InitializeParams, InitializeResult, NegotiatedInterface,
+    PeerInfo, Ping, Shutdown, VersionMismatch, CORE_INTERFACE, PROTOCOL_VERSION,
+};
+pub use crate::log::{Log, LogLevel, LogParams, SetLogLevel, SetLogLevelParams};
+pub use crate::message::{
+    parse_message, EnvelopeError, Id, Message, Notification, Outcome, Request, Response, TwoPointZero,
+};
+pub use crate::method::{
+    schema_value, short_name, split_method, Empty, MethodSchema, NotificationMethod, RequestMethod,
+};

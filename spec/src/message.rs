@@ -1,0 +1,440 @@
+//! The JSON-RPC 2.0 envelope (SPEC.md §3): ids, requests, notifications, responses, and the
+//! parser that classifies a frame body and says how to answer one that is not a valid message.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::error::{codes, ErrorObject};
+
+/// A request id (SPEC.md §3.2): an integer in the range of `i64`, or a string. Never null.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[serde(untagged)]
+pub enum Id {
+    /// An integer id, as every Tether SDK mints them.
+    Int(i64),
+    /// A string id, which peers may use and which must be echoed exactly.
+    Str(String),
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Id::Int(n) => write!(f, "{n}"),
+            Id::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+impl From<i64> for Id {
+    fn from(n: i64) -> Self {
+        Id::Int(n)
+    }
+}
+
+impl From<&str> for Id {
+    fn from(s: &str) -> Self {
+        Id::Str(s.to_owned())
+    }
+}
+
+impl Serialize for Id {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Id::Int(n) => serializer.serialize_i64(*n),
+            Id::Str(s) => serializer.serialize_str(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IdVisitor;
+        impl Visitor<'_> for IdVisitor {
+            type Value = Id;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Id, E> {
+                Ok(Id::Int(n))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Id, E> {
+                i64::try_from(n)
+                    .map(Id::Int)
+                    .map_err(|_| E::custom("an id must fit in a signed 64-bit integer"))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Id, E> {
+                Ok(Id::Str(s.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Id, E> {
+                Ok(Id::Str(s))
+            }
+        }
+        deserializer.deserialize_any(IdVisitor)
+    }
+}
+
+/// The `"jsonrpc": "2.0"` member, which serializes as that string and accepts nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TwoPointZero;
+
+impl Serialize for TwoPointZero {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("2.0")
+    }
+}
+
+impl JsonSchema for TwoPointZero {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "JsonRpcVersion".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "const": "2.0" })
+    }
+}
+
+/// A request: it has an id and must be answered exactly once (SPEC.md §3.1).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Request {
+    /// Always `"2.0"`.
+    pub jsonrpc: TwoPointZero,
+    /// Unique among the sender's unanswered requests.
+    pub id: Id,
+    /// `<interface>.<method>`, or a reserved `tether/` method.
+    pub method: String,
+    /// Always a JSON object.
+    #[schemars(with = "serde_json::Map<String, Value>")]
+    pub params: Box<RawValue>,
+}
+
+/// A notification: no id, never answered (SPEC.md §3.5).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Notification {
+    /// Always `"2.0"`.
+    pub jsonrpc: TwoPointZero,
+    /// A `$/` protocol notification or an application notification.
+    pub method: String,
+    /// Always a JSON object.
+    #[schemars(with = "serde_json::Map<String, Value>")]
+    pub params: Box<RawValue>,
+}
+
+/// A response: the id of the request it answers and either a result or an error.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Response {
+    /// Always `"2.0"`.
+    pub jsonrpc: TwoPointZero,
+    /// The request's id, echoed exactly; null only for an answer to a body whose id could not
+    /// be read (a parse error, a batch).
+    pub id: Option<Id>,
+    /// The result or the error.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// What a response carries.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The method's result: always a JSON object.
+    Result(#[schemars(with = "serde_json::Map<String, Value>")] Box<RawValue>),
+    /// The error (Appendix A of SPEC.md lists the codes).
+    Error(ErrorObject),
+}
+
+/// One parsed message.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// A request.
+    Request(Request),
+    /// A notification.
+    Notification(Notification),
+    /// A response.
+    Response(Response),
+}
+
+impl Message {
+    /// Serializes the message as a frame body.
+    pub fn to_body(&self) -> Vec<u8> {
+        let written = match self {
+            Message::Request(m) => serde_json::to_vec(m),
+            Message::Notification(m) => serde_json::to_vec(m),
+            Message::Response(m) => serde_json::to_vec(m),
+        };
+        // Serializing these types cannot fail: every member is a string, number, raw JSON
+        // that was already valid, or a map with string keys.
+        written.unwrap_or_default()
+    }
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable_raw())
+}
+
+// `"{}"` is valid JSON, so the fallback in `empty_object` is never taken; this keeps the
+// crate free of `unwrap` without pretending the case can happen.
+fn unreachable_raw() -> Box<RawValue> {
+    serde_json::value::to_raw_value(&serde_json::Map::new()).unwrap_or_default()
+}
+
+impl Request {
+    /// A request with params already encoded.
+    pub fn new(id: Id, method: impl Into<String>, params: Box<RawValue>) -> Self {
+        Request { jsonrpc: TwoPointZero, id, method: method.into(), params }
+    }
+}
+
+impl Notification {
+    /// A notification with params already encoded.
+    pub fn new(method: impl Into<String>, params: Box<RawValue>) -> Self {
+        Notification { jsonrpc: TwoPointZero, method: method.into(), params }
+    }
+}
+
+impl Response {
+    /// A successful response with the result already encoded.
+    pub fn ok(id: Id, result: Box<RawValue>) -> Self {
+        Response { jsonrpc: TwoPointZero, id: Some(id), outcome: Outcome::Result(result) }
+    }
+
+    /// An error response; `id` is `None` only when the request's id could not be read.
+    pub fn error(id: Option<Id>, error: ErrorObject) -> Self {
+        Response { jsonrpc: TwoPointZero, id, outcome: Outcome::Error(error) }
+    }
+}
+
+/// Why a frame body is not a message, and what (if anything) to answer (SPEC.md §3.3, §3.4).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not valid JSON (or not UTF-8): answer -32700 with a null id.
+    #[error("the body is not valid JSON: {0}")]
+    Parse(String),
+    /// A JSON array: batches are not part of Tether; answer -32600 with a null id.
+    #[error("batches are not supported")]
+    Batch,
+    /// Valid JSON but not a valid message.
+    #[error("not a valid JSON-RPC message: {reason}")]
+    Invalid {
+        /// The message's id when it could be read; null otherwise.
+        id: Option<Id>,
+        /// Whether the body had an `id` member at all. Without one it may have been meant as
+        /// a notification, and notifications are never answered.
+        had_id: bool,
+        /// What is wrong, for the report.
+        reason: String,
+    },
+}
+
+impl EnvelopeError {
+    /// The error response the receiver sends, or `None` when it must stay silent.
+    pub fn reply(&self) -> Option<Response> {
+        match self {
+            EnvelopeError::Parse(detail) => Some(Response::error(
+                None,
+                ErrorObject::new(codes::PARSE_ERROR, format!("parse error: {detail}")),
+            )),
+            EnvelopeError::Batch => Some(Response::error(
+                None,
+                ErrorObject::new(codes::INVALID_REQUEST, "batches are not supported by Tether"),
+            )),
+            EnvelopeError::Invalid { id, had_id, reason } => {
+                if !had_id {
+                    return None;
+                }
+                Some(Response::error(
+                    id.clone(),
+                    ErrorObject::new(codes::INVALID_REQUEST, format!("invalid request: {reason}")),
+                ))
+            }
+        }
+    }
+}
+
+/// All members a message may have; which are present decides its kind.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default, borrow)]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+    #[serde(default, borrow)]
+    method: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    params: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    result: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "present")]
+    error: Option<Value>,
+}
+
+/// Deserializes a member so that `"id": null` is `Some(Value::Null)`, unlike an absent member.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
+}
+
+/// Parses a frame body into a message (SPEC.md §3).
+pub fn parse_message(body: &[u8]) -> Result<Message, EnvelopeError> {
+    let first = body.iter().copied().find(|b| !b.is_ascii_whitespace());
+    if first == Some(b'[') {
+        // Still has to be valid JSON to be a batch rather than a parse error.
+        return match serde_json::from_slice::<&RawValue>(body) {
+            Ok(_) => Err(EnvelopeError::Batch),
+            Err(e) => Err(EnvelopeError::Parse(e.to_string())),
+        };
+    }
+    let envelope: Envelope<'_> = match serde_json::from_slice(body) {
+        Ok(envelope) => envelope,
+        Err(e) if e.is_data() => {
+            // Valid JSON of the wrong shape (a number, a string, a member of the wrong type).
+            return Err(invalid_from_value(body, e.to_string()));
+        }
+        Err(e) => return Err(EnvelopeError::Parse(e.to_string())),
+    };
+    classify(envelope)
+}
+
+fn invalid_from_value(body: &[u8], reason: String) -> EnvelopeError {
+    let id_member = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.as_object().and_then(|o| o.get("id").cloned()));
+    let had_id = id_member.is_some();
+    let id = id_member.and_then(|v| serde_json::from_value::<Id>(v).ok());
+    EnvelopeError::Invalid { id, had_id, reason }
+}
+
+fn classify(envelope: Envelope<'_>) -> Result<Message, EnvelopeError> {
+    let had_id = envelope.id.is_some();
+    let id = match &envelope.id {
+        None | Some(Value::Null) => None,
+        Some(v) => match Id::deserialize(v) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                return Err(EnvelopeError::Invalid {
+                    id: None,
+                    had_id,
+                    reason: "the id must be an integer or a string".into(),
+                })
+            }
+        },
+    };
+    let id_for_errors = id.clone();
+    let invalid = move |reason: &str| EnvelopeError::Invalid {
+        id: id_for_errors.clone(),
+        had_id,
+        reason: reason.into(),
+    };
+    match envelope.jsonrpc.map(RawValue::get) {
+        Some("\"2.0\"") => {}
+        _ => return Err(invalid("the jsonrpc member must be \"2.0\"")),
+    }
+    if let Some(method) = envelope.method {
+        let method: String =
+            serde_json::from_str(method.get()).map_err(|_| invalid("the method must be a string"))?;
+        if envelope.result.is_some() || envelope.error.is_some() {
+            return Err(invalid("a request cannot carry a result or an error"));
+        }
+        let params = match envelope.params {
+            None => empty_object(),
+            Some(raw) if raw.get().starts_with('{') => raw.to_owned(),
+            Some(_) => return Err(invalid("params must be a JSON object")),
+        };
+        return match (had_id, id) {
+            (false, _) => Ok(Message::Notification(Notification::new(method, params))),
+            (true, Some(id)) => Ok(Message::Request(Request::new(id, method, params))),
+            (true, None) => Err(invalid("a request id must not be null")),
+        };
+    }
+    let Some(id) = id else {
+        return Err(invalid("a message needs a method, or an id and a result or error"));
+    };
+    match (envelope.result, envelope.error) {
+        (Some(result), None) => Ok(Message::Response(Response::ok(id, result.to_owned()))),
+        (None, Some(error)) => {
+            let error: ErrorObject =
+                serde_json::from_value(error).map_err(|_| invalid("the error member is malformed"))?;
+            Ok(Message::Response(Response::error(Some(id), error)))
+        }
+        (Some(_), Some(_)) => Err(invalid("a response cannot carry both a result and an error")),
+        (None, None) => Err(invalid("a response needs a result or an error")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap_or_else(|_| empty_object())
+    }
+
+    #[test]
+    fn request_is_written_with_id_and_method_first() {
+        let msg = Message::Request(Request::new(Id::Int(7), "kv.get", raw(r#"{"key":"a"}"#)));
+        assert_eq!(
+            String::from_utf8_lossy(&msg.to_body()),
+            r#"{"jsonrpc":"2.0","id":7,"method":"kv.get","params":{"key":"a"}}"#
+        );
+    }
+
+    #[test]
+    fn responses_are_written_exactly() {
+        let ok = Message::Response(Response::ok(Id::from("a"), raw("{}")));
+        assert_eq!(String::from_utf8_lossy(&ok.to_body()), r#"{"jsonrpc":"2.0","id":"a","result":{}}"#);
+        let err =
+            Message::Response(Response::error(None, ErrorObject::new(codes::PARSE_ERROR, "parse error")));
+        assert_eq!(
+            String::from_utf8_lossy(&err.to_body()),
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#
+        );
+    }
+
+    #[test]
+    fn notification_has_no_id() {
+        let msg = Message::Notification(Notification::new("$/cancelRequest", raw(r#"{"id":3}"#)));
+        assert_eq!(
+            String::from_utf8_lossy(&msg.to_body()),
+            r#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":3}}"#
+        );
+    }
+
+    #[test]
+    fn parses_each_kind() {
+        let m = parse_message(br#"{"jsonrpc":"2.0","id":"x","method":"tether/ping"}"#);
+        assert!(matches!(m, Ok(Message::Request(r)) if r.id == Id::from("x") && r.params.get() == "{}"));
+        let m =
+            parse_message(br#"{"jsonrpc":"2.0","method":"$/log","params":{"level":"info","message":"m"}}"#);
+        assert!(matches!(m, Ok(Message::Notification(n)) if n.method == "$/log"));
+        let m = parse_message(br#"{"jsonrpc":"2.0","id":1,"result":{"a":1}}"#);
+        assert!(
+            matches!(m, Ok(Message::Response(Response { outcome: Outcome::Result(r), .. })) if r.get() == r#"{"a":1}"#)
+        );
+        let m = parse_message(br#"{"jsonrpc":"2.0","id":1,"error":{"code":1001,"message":"key not found: k","data":{"key":"k"}}}"#);
+        assert!(
+            matches!(m, Ok(Message::Response(Response { outcome: Outcome::Error(e), .. })) if e.code == 1001)
+        );
+    }
+
+    #[test]
+    fn bad_bodies_get_the_spec_errors() {
+        assert!(matches!(parse_message(b"{nope"), Err(EnvelopeError::Parse(_))));
+        assert!(matches!(parse_message(b"[1,2]"), Err(EnvelopeError::Batch)));
+        assert!(matches!(parse_message(b"[1,"), Err(EnvelopeError::Parse(_))));
+        let null_id = parse_message(br#"{"jsonrpc":"2.0","id":null,"method":"kv.get","params":{}}"#);
+        assert!(matches!(&null_id, Err(EnvelopeError::Invalid { id: None, had_id: true, .. })));
+        let reply = null_id.err().and_then(|e| e.reply()).map(|r| Message::Response(r).to_body());
+        assert!(reply.is_some_and(|b| b.starts_with(br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600"#)));
+        let no_version = parse_message(br#"{"id":4,"method":"kv.get","params":{}}"#);
+        assert!(matches!(no_version, Err(EnvelopeError::Invalid { id: Some(Id::Int(4)), .. })));
+        let array_params = parse_message(br#"{"jsonrpc":"2.0","id":5,"method":"kv.get","params":[]}"#);
+        assert!(matches!(array_params, Err(EnvelopeError::Invalid { id: Some(Id::Int(5)), .. })));
+        let bad_notification = parse_message(br#"{"jsonrpc":"2.0","method":7}"#);
+        assert!(bad_notification.is_err_and(|e| e.reply().is_none()));
+        assert!(matches!(parse_message(b"42"), Err(EnvelopeError::Invalid { had_id: false, .. })));
+        let float_id = parse_message(br#"{"jsonrpc":"2.0","id":1.5,"method":"a.b"}"#);
+        assert!(matches!(float_id, Err(EnvelopeError::Invalid { id: None, had_id: true, .. })));
+    }
+}
