@@ -16,7 +16,7 @@ pub mod codes {
     pub const METHOD_NOT_FOUND: i64 = -32601;
     /// Params do not match the method's schema, or bytes are not valid base64 (§5.2, §5.3).
     pub const INVALID_PARAMS: i64 = -32602;
-    /// The handler failed unexpectedly (§A).
+    /// The handler failed unexpectedly (Appendix A).
     pub const INTERNAL_ERROR: i64 = -32603;
     /// No common core or interface version (§4.3).
     pub const UNSUPPORTED_VERSION: i64 = -32001;

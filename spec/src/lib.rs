@@ -5,12 +5,13 @@
 //! Schema in `schema/` is generated from these types. Host and SDK crates convert to and from
 //! these types; the conformance judge uses them with the codec in strict mode.
 //!
-//! - [`message`]: the JSON-RPC envelope ([`Request`], [`Notification`], [`Response`]) and
+//! - the JSON-RPC envelope ([`Request`], [`Notification`], [`Response`]) and
 //!   [`parse_message`], which also says how to answer a body that is not a message;
-//! - [`codec`]: the `Content-Length` framing as a tokio-util codec ([`FrameCodec`]);
+//! - the `Content-Length` framing as a tokio-util codec ([`FrameCodec`], [`encode_frame`]);
 //! - typed markers, one per method ([`RequestMethod`], [`NotificationMethod`]) for the
 //!   lifecycle, the broker, cancellation, logs and the reference interfaces;
-//! - [`codes`]: every error code.
+//! - [`codes`]: every error code;
+//! - [`schema`]: the JSON Schema of every message, generated from these types.
 //!
 //! ```
 //! use tether_spec::{parse_message, encode_frame, FrameCodec, Frame, Message};
@@ -43,6 +44,7 @@ mod lifecycle;
 mod log;
 mod message;
 mod method;
+pub mod schema;
 
 pub use crate::broker::{HandleParams, HandleRef, Invoke, InvokeParams, Release, Retain};
 pub use crate::bytes::Bytes;

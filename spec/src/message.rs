@@ -128,8 +128,8 @@ pub struct Notification {
 pub struct Response {
     /// Always `"2.0"`.
     pub jsonrpc: TwoPointZero,
-    /// The request's id, echoed exactly; null only for an answer to a body whose id could not
-    /// be read (a parse error, a batch).
+    /// The request's id, echoed exactly; null only for an error answering a body whose id
+    /// could not be read (a parse error, a batch, a null or malformed id).
     pub id: Option<Id>,
     /// The result or the error.
     #[serde(flatten)]
@@ -221,9 +221,11 @@ pub enum EnvelopeError {
     Invalid {
         /// The message's id when it could be read; null otherwise.
         id: Option<Id>,
-        /// Whether the body had an `id` member at all. Without one it may have been meant as
-        /// a notification, and notifications are never answered.
-        had_id: bool,
+        /// Whether the receiver answers it (SPEC.md §3.4.2): every invalid body is answered
+        /// except one that looks like a notification (a `method` member and no `id` member) or
+        /// like a response (a `result` or `error` member and no `method`), since neither
+        /// notifications nor responses are ever answered.
+        answer: bool,
         /// What is wrong, for the report.
         reason: String,
     },
@@ -241,8 +243,8 @@ impl EnvelopeError {
                 None,
                 ErrorObject::new(codes::INVALID_REQUEST, "batches are not supported by Tether"),
             )),
-            EnvelopeError::Invalid { id, had_id, reason } => {
-                if !had_id {
+            EnvelopeError::Invalid { id, answer, reason } => {
+                if !answer {
                     return None;
                 }
                 Some(Response::error(
@@ -277,6 +279,11 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, 
 }
 
 /// Parses a frame body into a message (SPEC.md §3).
+///
+/// An error response with `"id": null` (the answer to a body whose id could not be read) is a
+/// [`Message::Response`] whose `id` is `None`: the receiver reports it and never answers it
+/// (SPEC.md §3.4). Every other body that is not a valid message is an [`EnvelopeError`], whose
+/// [`EnvelopeError::reply`] is the answer to send, if any.
 pub fn parse_message(body: &[u8]) -> Result<Message, EnvelopeError> {
     let first = body.iter().copied().find(|b| !b.is_ascii_whitespace());
     if first == Some(b'[') {
@@ -298,16 +305,27 @@ pub fn parse_message(body: &[u8]) -> Result<Message, EnvelopeError> {
 }
 
 fn invalid_from_value(body: &[u8], reason: String) -> EnvelopeError {
-    let id_member = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.as_object().and_then(|o| o.get("id").cloned()));
-    let had_id = id_member.is_some();
+    let object = serde_json::from_slice::<Value>(body).ok().and_then(|v| v.as_object().cloned());
+    let id_member = object.as_ref().and_then(|o| o.get("id").cloned());
+    let has = |key: &str| object.as_ref().is_some_and(|o| o.contains_key(key));
+    let answer = answerable(has("method"), id_member.is_some(), has("result") || has("error"));
     let id = id_member.and_then(|v| serde_json::from_value::<Id>(v).ok());
-    EnvelopeError::Invalid { id, had_id, reason }
+    EnvelopeError::Invalid { id, answer, reason }
+}
+
+/// Whether an invalid body gets an answer (SPEC.md §3.4.2).
+fn answerable(has_method: bool, has_id: bool, has_outcome: bool) -> bool {
+    if has_method {
+        has_id
+    } else {
+        !has_outcome
+    }
 }
 
 fn classify(envelope: Envelope<'_>) -> Result<Message, EnvelopeError> {
     let had_id = envelope.id.is_some();
+    let answer =
+        answerable(envelope.method.is_some(), had_id, envelope.result.is_some() || envelope.error.is_some());
     let id = match &envelope.id {
         None | Some(Value::Null) => None,
         Some(v) => match Id::deserialize(v) {
@@ -315,7 +333,7 @@ fn classify(envelope: Envelope<'_>) -> Result<Message, EnvelopeError> {
             Err(_) => {
                 return Err(EnvelopeError::Invalid {
                     id: None,
-                    had_id,
+                    answer,
                     reason: "the id must be an integer or a string".into(),
                 })
             }
@@ -324,7 +342,7 @@ fn classify(envelope: Envelope<'_>) -> Result<Message, EnvelopeError> {
     let id_for_errors = id.clone();
     let invalid = move |reason: &str| EnvelopeError::Invalid {
         id: id_for_errors.clone(),
-        had_id,
+        answer,
         reason: reason.into(),
     };
     match envelope.jsonrpc.map(RawValue::get) {
@@ -349,6 +367,15 @@ fn classify(envelope: Envelope<'_>) -> Result<Message, EnvelopeError> {
         };
     }
     let Some(id) = id else {
+        // The answer to a body whose id could not be read (a parse error, a batch, a null id)
+        // is an error response with a null id (SPEC.md §3.3, §3.4); the receiver reports it.
+        if had_id && envelope.result.is_none() {
+            if let Some(error) = envelope.error {
+                let error: ErrorObject =
+                    serde_json::from_value(error).map_err(|_| invalid("the error member is malformed"))?;
+                return Ok(Message::Response(Response::error(None, error)));
+            }
+        }
         return Err(invalid("a message needs a method, or an id and a result or error"));
     };
     match (envelope.result, envelope.error) {
@@ -419,12 +446,25 @@ mod tests {
     }
 
     #[test]
+    fn error_responses_with_a_null_id_are_responses() {
+        let m =
+            parse_message(br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#);
+        assert!(
+            matches!(m, Ok(Message::Response(Response { id: None, outcome: Outcome::Error(e), .. })) if e.code == -32700)
+        );
+        let no_id = parse_message(br#"{"jsonrpc":"2.0","error":{"code":-32700,"message":"parse error"}}"#);
+        assert!(matches!(no_id, Err(EnvelopeError::Invalid { answer: false, id: None, .. })));
+        let both = parse_message(br#"{"jsonrpc":"2.0","id":3,"result":{},"error":{"code":1,"message":"m"}}"#);
+        assert!(matches!(both, Err(EnvelopeError::Invalid { answer: false, id: Some(Id::Int(3)), .. })));
+    }
+
+    #[test]
     fn bad_bodies_get_the_spec_errors() {
         assert!(matches!(parse_message(b"{nope"), Err(EnvelopeError::Parse(_))));
         assert!(matches!(parse_message(b"[1,2]"), Err(EnvelopeError::Batch)));
         assert!(matches!(parse_message(b"[1,"), Err(EnvelopeError::Parse(_))));
         let null_id = parse_message(br#"{"jsonrpc":"2.0","id":null,"method":"kv.get","params":{}}"#);
-        assert!(matches!(&null_id, Err(EnvelopeError::Invalid { id: None, had_id: true, .. })));
+        assert!(matches!(&null_id, Err(EnvelopeError::Invalid { id: None, answer: true, .. })));
         let reply = null_id.err().and_then(|e| e.reply()).map(|r| Message::Response(r).to_body());
         assert!(reply.is_some_and(|b| b.starts_with(br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600"#)));
         let no_version = parse_message(br#"{"id":4,"method":"kv.get","params":{}}"#);
@@ -433,8 +473,12 @@ mod tests {
         assert!(matches!(array_params, Err(EnvelopeError::Invalid { id: Some(Id::Int(5)), .. })));
         let bad_notification = parse_message(br#"{"jsonrpc":"2.0","method":7}"#);
         assert!(bad_notification.is_err_and(|e| e.reply().is_none()));
-        assert!(matches!(parse_message(b"42"), Err(EnvelopeError::Invalid { had_id: false, .. })));
+        assert!(matches!(parse_message(b"42"), Err(EnvelopeError::Invalid { answer: true, id: None, .. })));
+        let not_a_notification = parse_message(br#"{"jsonrpc":"2.0"}"#);
+        assert!(not_a_notification.is_err_and(|e| e.reply().is_some()));
+        let null_result = parse_message(br#"{"jsonrpc":"2.0","id":null,"result":{}}"#);
+        assert!(matches!(null_result, Err(EnvelopeError::Invalid { id: None, answer: false, .. })));
         let float_id = parse_message(br#"{"jsonrpc":"2.0","id":1.5,"method":"a.b"}"#);
-        assert!(matches!(float_id, Err(EnvelopeError::Invalid { id: None, had_id: true, .. })));
+        assert!(matches!(float_id, Err(EnvelopeError::Invalid { id: None, answer: true, .. })));
     }
 }

@@ -27,6 +27,7 @@ impl RequestMethod for Put {
 
 /// Params of `counter.put`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "CounterPutParams")]
 pub struct PutParams {
     /// The counter's key.
     pub key: String,
@@ -47,6 +48,7 @@ impl RequestMethod for Get {
 
 /// Params of `counter.get`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "CounterGetParams")]
 pub struct GetParams {
     /// The counter's key.
     pub key: String,
@@ -54,6 +56,7 @@ pub struct GetParams {
 
 /// Result of `counter.get`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "CounterGetResult")]
 pub struct GetResult {
     /// The stored value.
     pub value: i64,
@@ -71,6 +74,7 @@ impl RequestMethod for Sum {
 
 /// Params of `sum`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "AdderSumParams")]
 pub struct SumParams {
     /// The stored value.
     pub a: i64,
@@ -80,6 +84,7 @@ pub struct SumParams {
 
 /// Result of `sum`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "AdderSumResult")]
 pub struct SumResult {
     /// What the host says the sum is.
     pub result: i64,

@@ -25,6 +25,7 @@ impl RequestMethod for Put {
 
 /// Params of `kv.put`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "KvPutParams")]
 pub struct PutParams {
     /// Any non-empty Unicode string.
     #[schemars(length(min = 1))]
@@ -44,6 +45,7 @@ impl RequestMethod for Get {
 
 /// Params of `kv.get` and `kv.delete`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "KvKeyParams")]
 pub struct KeyParams {
     /// The key.
     #[schemars(length(min = 1))]
@@ -52,6 +54,7 @@ pub struct KeyParams {
 
 /// Result of `kv.get`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "KvGetResult")]
 pub struct GetResult {
     /// The stored value.
     pub value: Bytes,
@@ -68,6 +71,7 @@ impl RequestMethod for Delete {
 
 /// Result of `kv.delete`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "KvDeleteResult")]
 pub struct DeleteResult {
     /// Whether the key held a value.
     pub existed: bool,
@@ -75,6 +79,7 @@ pub struct DeleteResult {
 
 /// `data` of the key-not-found error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "KvKeyNotFound")]
 pub struct KeyNotFound {
     /// The missing key.
     pub key: String,
