@@ -1,0 +1,1603 @@
+// tether.mjs: a Tether plugin SDK for Node.js 18+ (SPEC.md, protocol version 1).
+//
+// One file, no dependencies: copy it next to your plugin and `import { serve } from './tether.mjs'`.
+// Types for editors are in tether.d.ts beside it.
+//
+// Importing this module redirects `console.log`/`console.info`/`console.debug` and
+// `process.stdout.write` to stderr (SPEC.md §8.4.2): stdout carries frames only. Node.js cannot
+// move file descriptor 1, so this is best effort: `fs.writeSync(1, ...)` and child processes that
+// inherit stdout still write to the frame stream. Start children with stdio ['ignore', 2, 2].
+
+// No imports: `Buffer`, `TextDecoder`, `AbortController` and `process` are globals, and each
+// `import` of a built-in module costs start-up time (the SDK answers initialize within a few
+// milliseconds of the bare interpreter's start).
+
+// ---------------------------------------------------------------------------------------------
+// Constants (SPEC.md §1.4, §2, Appendix A)
+
+/** The core protocol version this SDK speaks. */
+export const PROTOCOL_VERSION = 1;
+/** The reference cookie of SPEC.md §1.4, used when `serve` is given no `cookie`. */
+export const REFERENCE_COOKIE = Object.freeze({
+  key: 'TETHER_MAGIC_COOKIE',
+  value: '7c1e4b9a-tether-reference-plugin',
+});
+/** The maximum body length until the host announces its own (SPEC.md §2.5). */
+export const DEFAULT_MAX_FRAME_SIZE = 33554432;
+/** The smallest `maxFrameSize` a host may announce. */
+export const MIN_MAX_FRAME_SIZE = 1048576;
+/** The longest header block a reader accepts (SPEC.md §2.3). */
+export const MAX_HEADER_BYTES = 4096;
+
+/** Every error code of SPEC.md Appendix A that the protocol itself defines. */
+export const ErrorCode = Object.freeze({
+  PARSE_ERROR: -32700,
+  INVALID_REQUEST: -32600,
+  METHOD_NOT_FOUND: -32601,
+  INVALID_PARAMS: -32602,
+  INTERNAL_ERROR: -32603,
+  UNSUPPORTED_VERSION: -32001,
+  NOT_INITIALIZED: -32002,
+  UNKNOWN_HANDLE: -32003,
+  FRAME_TOO_LARGE: -32004,
+  SHUTTING_DOWN: -32005,
+  REQUEST_CANCELLED: -32800,
+});
+const E = ErrorCode;
+
+const LEVELS = Object.freeze({ trace: 0, debug: 1, info: 2, warn: 3, error: 4 });
+const OUR_PROTOCOL_VERSIONS = [PROTOCOL_VERSION];
+const NAME_RE = /^[A-Za-z][A-Za-z0-9_]*$/;
+
+// ---------------------------------------------------------------------------------------------
+// stdout protection (SPEC.md §8.4.2). Done at import, before the plugin's own code runs.
+
+const stdout = process.stdout;
+/** The real write of the stdout stream: the private path for frames. */
+const frameWrite = stdout.write;
+stdout.write = function strayStdoutWrite(chunk, encoding, callback) {
+  return process.stderr.write(chunk, encoding, callback);
+};
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/**
+ * An error that travels to the peer as a JSON-RPC error object. Throw it from a handler for an
+ * application error (use a code outside -32768..-32000, SPEC.md §5.5); calls to the peer reject
+ * with it when the peer answers with an error.
+ */
+export class TetherError extends Error {
+  /**
+   * @param {number} code
+   * @param {string} message one human sentence
+   * @param {unknown} [data] details for programs
+   */
+  constructor(code, message, data) {
+    super(message);
+    this.name = 'TetherError';
+    /** @type {number} */
+    this.code = code;
+    /** @type {unknown} */
+    this.data = data;
+  }
+
+  /** The wire form `{code, message, data?}`. */
+  toJSON() {
+    const o = { code: this.code, message: this.message };
+    if (this.data !== undefined) o.data = this.data;
+    return o;
+  }
+}
+
+/**
+ * The rejection of a call this plugin made to the host (`handle.call`, `ctx.request`, ...): the
+ * host's error, or -32800 when the call was cancelled. When a handler lets one escape, the SDK
+ * does not pass the code on as its own answer (a -32601 from `sum` does not mean that
+ * `counter.put` is unknown): it answers -32603 with the host's error in `data.cause`. Catch it,
+ * or throw a TetherError of your own, to answer otherwise.
+ */
+export class CallError extends TetherError {
+  /**
+   * @param {string} method the method that was called (`sum` for an invoke)
+   * @param {number} code @param {string} message @param {unknown} [data]
+   */
+  constructor(method, code, message, data) {
+    super(code, message, data);
+    this.name = 'CallError';
+    /** @type {string} */
+    this.method = method;
+  }
+}
+
+const cancelledError = (method) =>
+  method === undefined ? new TetherError(E.REQUEST_CANCELLED, 'request cancelled') : new CallError(method, E.REQUEST_CANCELLED, 'request cancelled');
+
+// ---------------------------------------------------------------------------------------------
+// Schemas: small helpers that write JSON Schema, and the validator used for params.
+
+/** Helpers that write the JSON Schemas (draft 2020-12) a plugin declares for its methods. */
+export const schema = Object.freeze({
+  /**
+   * An object schema. Every property is required unless listed in `optional`.
+   * @param {Record<string, object>} [properties]
+   * @param {{optional?: string[], additionalProperties?: boolean | object, description?: string}} [options]
+   */
+  object(properties = {}, options = {}) {
+    const optional = new Set(options.optional ?? []);
+    /** @type {Record<string, unknown>} */
+    const s = { type: 'object', properties };
+    const required = Object.keys(properties).filter((k) => !optional.has(k));
+    if (required.length) s.required = required;
+    if (options.additionalProperties !== undefined) s.additionalProperties = options.additionalProperties;
+    if (options.description) s.description = options.description;
+    return s;
+  },
+  /** @param {object} [extra] e.g. `{minLength: 1}` */
+  string: (extra = {}) => ({ type: 'string', ...extra }),
+  /** Bytes: standard padded base64 on the wire (SPEC.md §5.3), a `Buffer` in your handler. */
+  bytes: (extra = {}) => ({ type: 'string', contentEncoding: 'base64', ...extra }),
+  /** An integer (SPEC.md §5.4); this SDK accepts only exactly representable ones (±2^53-1). */
+  integer: (extra = {}) => ({ type: 'integer', ...extra }),
+  number: (extra = {}) => ({ type: 'number', ...extra }),
+  boolean: (extra = {}) => ({ type: 'boolean', ...extra }),
+  /** @param {object} items */
+  array: (items, extra = {}) => ({ type: 'array', items, ...extra }),
+  /** A handle to an object of `iface` that the peer serves (SPEC.md §6.1). */
+  handle: (iface) => ({
+    type: 'object',
+    properties: { $handle: { type: 'string', minLength: 1 }, interface: { const: iface } },
+    required: ['$handle', 'interface'],
+    additionalProperties: false,
+    description: `a handle to an object implementing ${iface}`,
+  }),
+  /** `{}`: a method without params or without result. */
+  empty: () => ({ type: 'object' }),
+});
+
+const B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+const B64_VALUE = (c) =>
+  c >= 65 && c <= 90 ? c - 65 : c >= 97 && c <= 122 ? c - 71 : c >= 48 && c <= 57 ? c + 4 : c === 43 ? 62 : 63;
+
+/**
+ * Decodes strict base64 (standard alphabet, `=` padding, no line breaks, canonical final bits,
+ * SPEC.md §5.3); `null` when the string is not that. Node's own decoder is lenient, hence this.
+ * @param {string} s
+ * @returns {Buffer | null}
+ */
+export function decodeBase64(s) {
+  const n = s.length;
+  if (n % 4 !== 0 || !B64_RE.test(s)) return null;
+  if (n === 0) return Buffer.alloc(0);
+  const pad = s.charCodeAt(n - 1) === 61 ? (s.charCodeAt(n - 2) === 61 ? 2 : 1) : 0;
+  // Unused bits of the last data character must be zero, as in every strict decoder.
+  if (pad === 2 && (B64_VALUE(s.charCodeAt(n - 3)) & 0x0f) !== 0) return null;
+  if (pad === 1 && (B64_VALUE(s.charCodeAt(n - 2)) & 0x03) !== 0) return null;
+  return Buffer.from(s, 'base64');
+}
+
+const typeOf = (v) =>
+  v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v === 'number' ? (Number.isInteger(v) ? 'integer' : 'number') : typeof v;
+
+function typeMatches(want, v, actual) {
+  switch (want) {
+    case 'integer':
+      return actual === 'integer';
+    case 'number':
+      return actual === 'integer' || actual === 'number';
+    default:
+      return want === actual;
+  }
+}
+
+/**
+ * Checks `value` (found at `holder[key]`) against the subset of JSON Schema that method schemas
+ * use: type, properties, required, additionalProperties, items, const, enum, minLength,
+ * maxLength, minimum, maximum, minItems, maxItems, contentEncoding base64 (the string is
+ * replaced by a Buffer). Other keywords are ignored. Returns a problem, or null.
+ * @returns {{path: string, problem: string} | null}
+ */
+function check(s, holder, key, path, root = s) {
+  if (s === true || s == null) return null;
+  if (s === false) return { path, problem: 'no value is allowed here' };
+  const v = holder[key];
+  if (v instanceof Uint8Array) return null; // bytes this walk already decoded
+  if (typeof s.$ref === 'string') {
+    const p = check(resolveRef(root, s.$ref), holder, key, path, root);
+    if (p) return p;
+    if (holder[key] !== v) return null;
+  }
+  if (Array.isArray(s.allOf)) {
+    for (const sub of s.allOf) {
+      const p = check(sub, holder, key, path, root);
+      if (p) return p;
+    }
+  }
+  const actual = typeOf(v);
+  if (s.type !== undefined) {
+    const types = Array.isArray(s.type) ? s.type : [s.type];
+    if (!types.some((t) => typeMatches(t, v, actual))) {
+      return { path, problem: `expected ${types.join(' or ')}, got ${actual}` };
+    }
+  }
+  if (s.const !== undefined && !jsonEqual(s.const, v)) return { path, problem: `expected ${JSON.stringify(s.const)}` };
+  if (s.enum !== undefined && !s.enum.some((x) => jsonEqual(x, v))) {
+    return { path, problem: `expected one of ${JSON.stringify(s.enum)}` };
+  }
+  if (actual === 'integer' && !Number.isSafeInteger(v)) {
+    return { path, problem: 'integer outside ±(2^53-1), which this plugin cannot represent exactly' };
+  }
+  if (actual === 'integer' || actual === 'number') {
+    if (s.minimum !== undefined && v < s.minimum) return { path, problem: `must be at least ${s.minimum}` };
+    if (s.maximum !== undefined && v > s.maximum) return { path, problem: `must be at most ${s.maximum}` };
+  } else if (actual === 'string') {
+    if (s.minLength !== undefined || s.maxLength !== undefined) {
+      let len = 0;
+      for (const _ of v) len++; // code points, as JSON Schema counts
+      if (s.minLength !== undefined && len < s.minLength) {
+        return { path, problem: s.minLength === 1 ? 'must not be empty' : `must be at least ${s.minLength} characters long` };
+      }
+      if (s.maxLength !== undefined && len > s.maxLength) return { path, problem: `must be at most ${s.maxLength} characters long` };
+    }
+    if (s.contentEncoding === 'base64') {
+      const bytes = decodeBase64(v);
+      if (bytes === null) return { path, problem: 'not valid padded standard base64' };
+      holder[key] = bytes;
+    }
+  } else if (actual === 'array') {
+    if (s.minItems !== undefined && v.length < s.minItems) return { path, problem: `needs at least ${s.minItems} items` };
+    if (s.maxItems !== undefined && v.length > s.maxItems) return { path, problem: `allows at most ${s.maxItems} items` };
+    if (s.items !== undefined) {
+      for (let i = 0; i < v.length; i++) {
+        const p = check(s.items, v, i, `${path}/${i}`, root);
+        if (p) return p;
+      }
+    }
+  } else if (actual === 'object') {
+    if (s.required) {
+      for (const name of s.required) {
+        if (!Object.hasOwn(v, name)) return { path: `${path}/${name}`, problem: 'missing' };
+      }
+    }
+    const props = s.properties;
+    if (props) {
+      for (const name in props) {
+        if (Object.hasOwn(v, name)) {
+          const p = check(props[name], v, name, `${path}/${name}`, root);
+          if (p) return p;
+        }
+      }
+    }
+    const extra = s.additionalProperties;
+    if (extra !== undefined && extra !== true) {
+      for (const name of Object.keys(v)) {
+        if (props && Object.hasOwn(props, name)) continue;
+        if (extra === false) return { path: `${path}/${name}`, problem: 'unexpected member' };
+        const p = check(extra, v, name, `${path}/${name}`, root);
+        if (p) return p;
+      }
+    }
+  }
+  return null;
+}
+
+/** A local reference (`#/$defs/Bytes`) in `root`; undefined (anything goes) otherwise. */
+function resolveRef(root, ref) {
+  if (!ref.startsWith('#')) return undefined;
+  let node = root;
+  for (const part of ref.slice(1).split('/').slice(1)) {
+    const key = decodeURIComponent(part).replaceAll('~1', '/').replaceAll('~0', '~');
+    if (node === null || typeof node !== 'object' || !Object.hasOwn(node, key)) return undefined;
+    node = node[key];
+  }
+  return node;
+}
+
+function jsonEqual(a, b) {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) => Object.hasOwn(b, k) && jsonEqual(a[k], b[k]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire values: Buffers become base64, handles become `{"$handle", "interface"}`.
+
+/**
+ * Returns `v` ready for JSON.stringify, copying only the containers that change.
+ * @param {unknown} v
+ * @param {LocalHandle[] | null} sent local handles found, collected for their lifetime
+ */
+function toWire(v, sent) {
+  if (v === null || typeof v !== 'object') return v;
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+  if (v instanceof LocalHandle) {
+    if (sent) sent.push(v);
+    return { $handle: v.id, interface: v.interface };
+  }
+  if (v instanceof RemoteHandle) return { $handle: v.id, interface: v.interface };
+  if (Array.isArray(v)) {
+    let out = null;
+    for (let i = 0; i < v.length; i++) {
+      const w = toWire(v[i], sent);
+      if (w !== v[i]) (out ??= v.slice())[i] = w;
+    }
+    return out ?? v;
+  }
+  if (typeof v.toJSON === 'function') return v;
+  let out = null;
+  for (const k in v) {
+    if (!Object.hasOwn(v, k)) continue;
+    const x = v[k];
+    if (x === null || typeof x !== 'object') continue;
+    const w = toWire(x, sent);
+    if (w !== x) (out ??= { ...v })[k] = w;
+  }
+  return out ?? v;
+}
+
+/** Replaces every handle object in params with a RemoteHandle (SPEC.md §6.1). */
+function adoptHandles(v, session, rec) {
+  if (v === null || typeof v !== 'object' || v instanceof Uint8Array) return v;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) v[i] = adoptHandles(v[i], session, rec);
+    return v;
+  }
+  const keys = Object.keys(v);
+  if (
+    keys.length === 2 &&
+    typeof v.$handle === 'string' &&
+    v.$handle !== '' &&
+    typeof v.interface === 'string'
+  ) {
+    return new RemoteHandle(session, v.$handle, v.interface, rec);
+  }
+  for (const k of keys) v[k] = adoptHandles(v[k], session, rec);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handles (SPEC.md §6)
+
+/** A handle the host passed in params: call its methods with `tether/invoke`. */
+export class RemoteHandle {
+  /** @internal */
+  constructor(session, id, iface, rec) {
+    /** @private */ this._session = session;
+    /** @private */ this._rec = rec;
+    /** The owner's id for the handle. @type {string} */
+    this.id = id;
+    /** The interface the object implements. @type {string} */
+    this.interface = iface;
+  }
+
+  /**
+   * Invokes `method` on the handle and resolves with its result. While the request that brought
+   * the handle is being handled, the call is cancelled with it (SPEC.md §7.2); pass `signal` to
+   * tie it to something else.
+   * @param {string} method the short method name, e.g. `sum`
+   * @param {object} [params]
+   * @param {{signal?: AbortSignal}} [options]
+   */
+  call(method, params = {}, options = {}) {
+    if (!options.signal && this._rec?.cancelled) return Promise.reject(cancelledError(method));
+    const rec = options.signal || !this._rec || this._rec.answered ? null : this._rec;
+    return this._session._request('tether/invoke', { handle: this.id, method, params }, rec, options.signal, method);
+  }
+
+  /** Keeps the handle alive after the request that carried it (SPEC.md §6.3); call it before
+   * that request's handler returns. */
+  retain() {
+    return this._session._request('tether/retain', { handle: this.id }, null, undefined);
+  }
+
+  /** Ends the life of a retained handle. */
+  release() {
+    this._session._notify('$/release', { handle: this.id });
+  }
+
+  toJSON() {
+    return { $handle: this.id, interface: this.interface };
+  }
+}
+
+/** An object this plugin serves to the host; put it in the params of a request to the host. */
+export class LocalHandle {
+  /** @internal */
+  constructor(id, iface, target) {
+    this.id = id;
+    this.interface = iface;
+    /** @private */ this._target = target;
+    /** Outgoing request ids that carry it; it lives while any is pending, or while retained. */
+    /** @private */ this._scopes = new Set();
+    /** @private */ this._retained = false;
+  }
+
+  get live() {
+    return this._retained || this._scopes.size > 0;
+  }
+
+  toJSON() {
+    return { $handle: this.id, interface: this.interface };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logging (SPEC.md §8)
+
+/** Sends `$/log` notifications that respect the session's log level. */
+export class Logger {
+  /** @param {string} [target] */
+  constructor(target) {
+    this.target = target;
+  }
+  /** A logger whose messages carry `target`. @param {string} target */
+  child(target) {
+    return new Logger(target);
+  }
+  /** Whether a message at `level` would be sent now. @param {keyof typeof LEVELS} level */
+  enabled(level) {
+    return current ? LEVELS[level] >= current._logLevel : LEVELS[level] >= LEVELS.info;
+  }
+  /** @param {string} message @param {Record<string, unknown>} [fields] */
+  trace(message, fields) { emitLog('trace', message, this.target, fields); }
+  /** @param {string} message @param {Record<string, unknown>} [fields] */
+  debug(message, fields) { emitLog('debug', message, this.target, fields); }
+  /** @param {string} message @param {Record<string, unknown>} [fields] */
+  info(message, fields) { emitLog('info', message, this.target, fields); }
+  /** @param {string} message @param {Record<string, unknown>} [fields] */
+  warn(message, fields) { emitLog('warn', message, this.target, fields); }
+  /** @param {string} message @param {Record<string, unknown>} [fields] */
+  error(message, fields) { emitLog('error', message, this.target, fields); }
+}
+
+/** The plugin's logger. Before `serve` and after the session it writes to stderr. */
+export const log = new Logger();
+
+function emitLog(level, message, target, fields) {
+  const s = current;
+  if (s ? LEVELS[level] < s._logLevel : LEVELS[level] < LEVELS.info) return;
+  const params = { level, message: String(message) };
+  if (target !== undefined) params.target = target;
+  if (fields !== undefined) params.fields = fields;
+  if (!s || !s._notify('$/log', params)) {
+    const f = fields === undefined ? '' : ' ' + safeStringify(toWire(fields, null));
+    stderrLine(`${level}${target ? ' ' + target : ''}: ${params.message}${f}`);
+  }
+}
+
+function safeStringify(v) {
+  try {
+    return JSON.stringify(v);
+  } catch {
+    return String(v);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports on stderr
+
+let reportName = 'tether plugin';
+function stderrLine(text) {
+  process.stderr.write(`${reportName}: ${text}\n`);
+}
+
+/** Shows bytes for a human: printable ASCII as is, the rest escaped, at most 512 bytes. */
+function showBytes(buf, total = buf.length) {
+  let out = '';
+  const n = Math.min(buf.length, 512);
+  for (let i = 0; i < n; i++) {
+    const c = buf[i];
+    if (c === 0x0a) out += '\\n';
+    else if (c === 0x0d) out += '\\r';
+    else if (c === 0x5c) out += '\\\\';
+    else if (c >= 0x20 && c < 0x7f) out += String.fromCharCode(c);
+    else out += '\\x' + c.toString(16).padStart(2, '0');
+  }
+  return `"${out}"${total > n ? ` (${total} bytes, first ${n} shown)` : ''}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Framing (SPEC.md §2)
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+const CL_LOWER = Buffer.from('content-length:');
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const PREFIX_BYTES = 8192;
+
+/** Finds `Content-Length:` (any case) in `buf` from `from`; -1 when absent. */
+function findContentLength(buf, from) {
+  const last = buf.length - CL_LOWER.length;
+  outer: for (let i = from; i <= last; i++) {
+    if ((buf[i] | 0x20) !== 0x63) continue;
+    for (let j = 1; j < CL_LOWER.length; j++) {
+      const c = buf[i + j];
+      const want = CL_LOWER[j];
+      if (c !== want && !(want >= 0x61 && want <= 0x7a && c === want - 0x20)) continue outer;
+    }
+    return i;
+  }
+  return -1;
+}
+
+/**
+ * Parses a header block (without its final empty line). Returns the body length; a string
+ * saying why the block is broken; or, for a well-delimited frame in a charset other than UTF-8,
+ * `{skip, reason}`: its boundaries are known, so the reader drops exactly that frame.
+ * @returns {number | string | {skip: number, reason: string}}
+ */
+function parseHeaderBlock(text) {
+  // The writer form of SPEC.md §2.2, which is what every Tether host sends.
+  if (text.startsWith('Content-Length: ') && /^[0-9]{1,15}$/.test(text.slice(16))) return Number(text.slice(16));
+  let length = -1;
+  let badCharset = '';
+  for (const line of text.split('\r\n')) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) return `not a header line: ${JSON.stringify(line.slice(0, 80))}`;
+    const name = line.slice(0, colon);
+    if (!TOKEN_RE.test(name)) return `not a header name: ${JSON.stringify(name.slice(0, 80))}`;
+    const value = line.slice(colon + 1).trim();
+    const lower = name.toLowerCase();
+    if (lower === 'content-length') {
+      if (length !== -1) return 'Content-Length appears twice';
+      if (!/^[0-9]+$/.test(value)) return `Content-Length is not a decimal number: ${JSON.stringify(value.slice(0, 40))}`;
+      length = Number(value);
+    } else if (lower === 'content-type') {
+      for (const param of value.split(';').slice(1)) {
+        const eq = param.indexOf('=');
+        if (eq < 0 || param.slice(0, eq).trim().toLowerCase() !== 'charset') continue;
+        const charset = param.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1').toLowerCase();
+        if (charset !== 'utf-8' && charset !== 'utf8') badCharset ||= `unsupported charset ${JSON.stringify(charset)}`;
+      }
+    }
+  }
+  if (length === -1) return 'Content-Length is missing';
+  return badCharset ? { skip: length, reason: badCharset } : length;
+}
+
+const HEADER = 0;
+const BODY = 1;
+const SKIP = 2;
+const RESYNC = 3;
+const DISCARD = 4;
+
+/**
+ * An incremental frame reader. `push` chunks as they arrive; it calls `onFrame(body)` for each
+ * frame, `onOversized(size, prefix)` for a frame above the maximum (whose body it skipped), and
+ * `onGarbage(bytes, total, reason)` for bytes that are not a frame.
+ */
+export class FrameReader {
+  /**
+   * @param {{onFrame: (body: Buffer) => void, onOversized: (size: number, prefix: Buffer) => void,
+   *   onGarbage: (bytes: Buffer, reason: string) => void, maxFrameSize: () => number}} sink
+   */
+  constructor(sink) {
+    this.sink = sink;
+    this.state = HEADER;
+    /** Unparsed bytes kept between chunks in the HEADER and RESYNC states (bounded). */
+    this.rest = Buffer.alloc(0);
+    this.body = null;
+    this.filled = 0;
+    this.remaining = 0;
+    this.size = 0;
+    this.prefix = null;
+    this.prefixLen = 0;
+  }
+
+  /** @param {Buffer} chunk */
+  push(chunk) {
+    let data = chunk;
+    if (this.rest.length) {
+      data = Buffer.concat([this.rest, chunk]);
+      this.rest = Buffer.alloc(0);
+    }
+    let pos = 0;
+    const n = data.length;
+    while (pos < n) {
+      if (this.state === BODY) {
+        const take = Math.min(this.size - this.filled, n - pos);
+        data.copy(this.body, this.filled, pos, pos + take);
+        this.filled += take;
+        pos += take;
+        if (this.filled === this.size) {
+          const body = this.body;
+          this.body = null;
+          this.state = HEADER;
+          this.sink.onFrame(body);
+        }
+      } else if (this.state === SKIP) {
+        const take = Math.min(this.remaining, n - pos);
+        if (this.prefixLen < PREFIX_BYTES) {
+          const keep = Math.min(take, PREFIX_BYTES - this.prefixLen);
+          data.copy(this.prefix, this.prefixLen, pos, pos + keep);
+          this.prefixLen += keep;
+        }
+        this.remaining -= take;
+        pos += take;
+        if (this.remaining === 0) {
+          const prefix = this.prefix.subarray(0, this.prefixLen);
+          this.prefix = null;
+          this.state = HEADER;
+          this.sink.onOversized(this.size, prefix);
+        }
+      } else if (this.state === DISCARD) {
+        const take = Math.min(this.remaining, n - pos);
+        this.remaining -= take;
+        pos += take;
+        if (this.remaining === 0) this.state = HEADER;
+      } else if (this.state === RESYNC) {
+        const at = findContentLength(data, pos);
+        if (at < 0) {
+          // Keep a tail that could be the start of a split `Content-Length:`.
+          const keep = Math.min(n - pos, CL_LOWER.length - 1);
+          this.rest = Buffer.from(data.subarray(n - keep));
+          return;
+        }
+        pos = at;
+        this.state = HEADER;
+      } else {
+        // HEADER
+        const limit = Math.min(n, pos + MAX_HEADER_BYTES);
+        const end = data.indexOf(CRLFCRLF, pos);
+        if (end < 0 || end + 4 > limit) {
+          if (limit - pos < MAX_HEADER_BYTES) {
+            this.rest = Buffer.from(data.subarray(pos));
+            return;
+          }
+          this.resync(data, pos, 'no end of header block within 4096 bytes');
+          pos += 1;
+          continue;
+        }
+        const parsed = parseHeaderBlock(data.toString('latin1', pos, end));
+        if (typeof parsed === 'string') {
+          this.resync(data, pos, parsed);
+          pos += 1;
+          continue;
+        }
+        const start = pos;
+        pos = end + 4;
+        if (typeof parsed === 'object') {
+          this.sink.onGarbage(data.subarray(start, Math.min(end, start + 512)), `${parsed.reason}; the frame of ${parsed.skip} bytes is dropped`);
+          this.state = DISCARD;
+          this.size = parsed.skip;
+          this.remaining = parsed.skip;
+          continue;
+        }
+        const size = parsed;
+        if (size > this.sink.maxFrameSize()) {
+          this.state = SKIP;
+          this.size = size;
+          this.remaining = size;
+          this.prefix = Buffer.allocUnsafe(Math.min(PREFIX_BYTES, size));
+          this.prefixLen = 0;
+        } else if (n - pos >= size) {
+          const body = data.subarray(pos, pos + size);
+          pos += size;
+          this.sink.onFrame(body);
+        } else {
+          this.state = BODY;
+          this.size = size;
+          this.body = Buffer.allocUnsafe(size);
+          this.filled = 0;
+        }
+      }
+    }
+  }
+
+  /** @private */
+  resync(data, pos, reason) {
+    const sample = data.subarray(pos, Math.min(data.length, pos + 512));
+    this.sink.onGarbage(sample, reason);
+    this.state = RESYNC;
+  }
+
+  /** End of input: a description of the truncated frame, if one was cut short. */
+  end() {
+    if (this.state === BODY) return `a frame was cut short: ${this.filled} of ${this.size} body bytes arrived`;
+    if (this.state === SKIP || this.state === DISCARD) return `a skipped frame was cut short: ${this.size - this.remaining} of ${this.size} body bytes arrived`;
+    if (this.state === HEADER && this.rest.length) return `input ended inside a header block: ${showBytes(this.rest)}`;
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A tiny scanner for the members of a JSON object whose text may be cut short: used to read the
+// id of an oversized frame from a bounded prefix (SPEC.md §2.6), and the exact text of integer
+// ids beyond 2^53 (SPEC.md §3.2: ids are echoed exactly).
+
+function skipWs(s, i) {
+  for (;;) {
+    const c = s.charCodeAt(i);
+    if (c === 32 || c === 9 || c === 10 || c === 13) i++;
+    else return i;
+  }
+}
+
+function skipString(s, i) {
+  for (i++; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 92) i++;
+    else if (c === 34) return i + 1;
+  }
+  return -1;
+}
+
+function skipValue(s, i) {
+  const c = s.charCodeAt(i);
+  if (c === 34) return skipString(s, i);
+  if (c === 123 || c === 91) {
+    let depth = 0;
+    while (i < s.length) {
+      const d = s.charCodeAt(i);
+      if (d === 34) {
+        i = skipString(s, i);
+        if (i < 0) return -1;
+        continue;
+      }
+      if (d === 123 || d === 91) depth++;
+      else if ((d === 125 || d === 93) && --depth === 0) return i + 1;
+      i++;
+    }
+    return -1;
+  }
+  for (let j = i; j < s.length; j++) {
+    const d = s.charCodeAt(j);
+    if (d === 44 || d === 125 || d === 93 || d === 32 || d === 9 || d === 10 || d === 13) return j === i ? -1 : j;
+  }
+  return -1;
+}
+
+/**
+ * The raw text of the complete members of the JSON object `s` (which may be cut short).
+ * @returns {Map<string, string>}
+ */
+function scanMembers(s) {
+  const found = new Map();
+  let i = skipWs(s, 0);
+  if (s.charCodeAt(i) !== 123) return found;
+  i = skipWs(s, i + 1);
+  while (i < s.length && s.charCodeAt(i) === 34) {
+    const k = skipString(s, i);
+    if (k < 0) break;
+    let key;
+    try {
+      key = JSON.parse(s.slice(i, k));
+    } catch {
+      break;
+    }
+    i = skipWs(s, k);
+    if (s.charCodeAt(i) !== 58) break;
+    i = skipWs(s, i + 1);
+    const v = skipValue(s, i);
+    if (v < 0) break;
+    found.set(key, s.slice(i, v));
+    i = skipWs(s, v);
+    if (s.charCodeAt(i) !== 44) break;
+    i = skipWs(s, i + 1);
+  }
+  return found;
+}
+
+const INVALID_ID = Symbol('invalid id');
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** An id from its raw JSON text: string, safe integer, BigInt for larger int64, or INVALID_ID. */
+function idFromRaw(raw) {
+  if (raw === undefined) return INVALID_ID;
+  if (raw.charCodeAt(0) === 34) {
+    try {
+      return JSON.parse(raw);
+    } catch {
+      return INVALID_ID;
+    }
+  }
+  if (raw === 'null') return null;
+  if (!/^-?(0|[1-9][0-9]*)$/.test(raw)) return INVALID_ID;
+  const big = BigInt(raw);
+  if (big < INT64_MIN || big > INT64_MAX) return INVALID_ID;
+  return Number.isSafeInteger(Number(raw)) ? Number(raw) : big;
+}
+
+/**
+ * The id of a parsed message: a string, a number, a BigInt (int64 beyond 2^53, read from the
+ * text so that it is echoed exactly), null, or INVALID_ID.
+ * @param {unknown} v the parsed value
+ * @param {() => string | undefined} raw the member's text, computed only when needed
+ */
+function readId(v, raw) {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number') {
+    if (Number.isSafeInteger(v)) return v === 0 ? 0 : v; // no -0
+    if (!Number.isInteger(v)) return INVALID_ID;
+    return idFromRaw(raw());
+  }
+  if (v === null) return null;
+  return INVALID_ID;
+}
+
+const idJson = (id) => (typeof id === 'string' ? JSON.stringify(id) : id === null ? 'null' : String(id));
+
+// ---------------------------------------------------------------------------------------------
+// The session
+
+const NEW = 0;
+const OPEN = 1;
+const SHUTTING_DOWN = 2;
+const ENDED = 3;
+
+/** @type {Session | null} */
+let current = null;
+
+/** Decodes a body, refusing bytes that are not UTF-8 (SPEC.md §2.4); a BOM is kept (and so is
+ * a parse error, as in RFC 8259 parsers that do not skip it). */
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** The context a handler gets as its second argument. */
+class RequestContext {
+  constructor(session, rec, logger) {
+    /** @private */ this._s = session;
+    /** @private */ this._rec = rec;
+    /** The request's id, as the host sent it. */
+    this.id = rec.id;
+    /** The full method name, e.g. `kv.put`. */
+    this.method = rec.method;
+    /** A logger whose target is the interface name. @type {Logger} */
+    this.log = logger;
+  }
+
+  /** Aborted when the host cancels the request or the session ends (SPEC.md §7). */
+  get signal() {
+    const rec = this._rec;
+    if (!rec.controller) {
+      rec.controller = new AbortController();
+      if (rec.cancelled) rec.controller.abort(cancelledError());
+    }
+    return rec.controller.signal;
+  }
+
+  /** Whether the request was cancelled. */
+  get cancelled() {
+    return this._rec.cancelled;
+  }
+
+  /** The negotiated version of the interface this method belongs to (undefined for handles). */
+  get version() {
+    return this._rec.version;
+  }
+
+  /**
+   * Sends a request to the host; cancelled along with this request.
+   * @param {string} method @param {object} [params]
+   */
+  request(method, params = {}) {
+    if (this._rec.cancelled) return Promise.reject(cancelledError(method));
+    return this._s._request(method, params, this._rec.answered ? null : this._rec, undefined, method);
+  }
+}
+
+class Session {
+  constructor(options) {
+    this._name = options.name;
+    this._version = options.version;
+    /** name -> {name, versions: number[], byVersion: Map<number, Map<string, method>>, impl} */
+    this._interfaces = options.interfaces;
+    this._state = NEW;
+    this._maxFrameSize = DEFAULT_MAX_FRAME_SIZE;
+    this._logLevel = LEVELS.info;
+    /** @type {Map<string, {version: number, methods: Map<string, any>, logger: Logger}>} */
+    this._negotiated = new Map();
+    /** Requests from the host being handled: id -> record. */
+    this._inflight = new Map();
+    /** Our requests to the host awaiting an answer: id -> entry. */
+    this._pending = new Map();
+    /** Ids of our requests that we cancelled: late answers to them are expected. */
+    this._cancelled = new Set();
+    this._nextId = 1;
+    this._shutdownId = undefined;
+    /** Local handles by id. @type {Map<string, LocalHandle>} */
+    this._handles = new Map();
+    this._nextHandle = 1;
+    this._out = [];
+    this._outScheduled = false;
+    this._writing = 0;
+    this._outBroken = false;
+    this._exiting = false;
+    this._stdinPaused = false;
+    this._flushBound = () => this._flush();
+    this._reader = new FrameReader({
+      onFrame: (body) => this._onFrame(body),
+      onOversized: (size, prefix) => this._onOversized(size, prefix),
+      onGarbage: (bytes, reason) => stderrLine(`ignored bytes on stdin that are not a frame (${reason}): ${showBytes(bytes)}`),
+      maxFrameSize: () => this._maxFrameSize,
+    });
+  }
+
+  _start() {
+    stdout.on('error', (err) => this._onStdoutError(err));
+    stdout.on('drain', () => {
+      if (this._stdinPaused) {
+        this._stdinPaused = false;
+        process.stdin.resume();
+      }
+    });
+    const stdin = process.stdin;
+    stdin.on('data', (chunk) => {
+      this._reader.push(chunk);
+      // Answers of synchronous handlers go out now, one write per chunk read; the others are
+      // flushed at the end of this turn of the event loop.
+      if (this._out.length) this._flush();
+    });
+    stdin.on('end', () => this._onEnd());
+    stdin.on('error', (err) => {
+      stderrLine(`cannot read stdin: ${err.message}`);
+      this._onEnd();
+    });
+  }
+
+  // ----- writing -----
+
+  /** Queues one frame; frames go out in order, batched per turn of the event loop. */
+  _send(body, size = Buffer.byteLength(body)) {
+    if (this._outBroken) return false;
+    this._out.push(`Content-Length: ${size}\r\n\r\n`, body);
+    if (!this._outScheduled) {
+      this._outScheduled = true;
+      setImmediate(this._flushBound);
+    }
+    return true;
+  }
+
+  _flush() {
+    this._outScheduled = false;
+    const out = this._out;
+    if (out.length === 0 || this._outBroken) return;
+    this._out = [];
+    this._writing++;
+    const ok = frameWrite.call(stdout, out.length === 2 ? out[0] + out[1] : out.join(''), (err) => {
+      this._writing--;
+      if (!err && this._exiting) this._maybeExit();
+    });
+    // Backpressure: when the host stops reading, stop reading its requests too (bounded memory).
+    if (!ok && stdout.writableLength > Math.max(64 * 1048576, 2 * this._maxFrameSize) && !this._stdinPaused) {
+      this._stdinPaused = true;
+      process.stdin.pause();
+    }
+  }
+
+  _onStdoutError(err) {
+    if (this._outBroken) return;
+    this._outBroken = true;
+    this._out = [];
+    if (this._exiting) {
+      process.exit(0);
+    }
+    stderrLine(`cannot write frames to stdout (${err.code ?? err.message}); giving up on the session`);
+    process.exit(2);
+  }
+
+  /** Writes a body, or fails when it exceeds the session's maximum frame size. */
+  _sendChecked(body) {
+    const size = Buffer.byteLength(body);
+    if (size > this._maxFrameSize) return size;
+    this._send(body, size);
+    return 0;
+  }
+
+  _respond(id, result) {
+    let body;
+    try {
+      body = '{"jsonrpc":"2.0","id":' + idJson(id) + ',"result":' + JSON.stringify(toWire(result, null)) + '}';
+    } catch (err) {
+      stderrLine(`cannot encode the result of request ${idJson(id)}: ${err.message}`);
+      return this._error(id, E.INTERNAL_ERROR, `internal error: the result cannot be encoded as JSON (${err.message})`);
+    }
+    const tooBig = this._sendChecked(body);
+    if (tooBig) {
+      this._error(id, E.INTERNAL_ERROR, `internal error: the result of ${tooBig} bytes exceeds the maximum frame size of ${this._maxFrameSize}`, {
+        size: tooBig,
+        max: this._maxFrameSize,
+      });
+    }
+  }
+
+  _error(id, code, message, data) {
+    const err = { code, message };
+    if (data !== undefined) err.data = data;
+    let body;
+    try {
+      body = '{"jsonrpc":"2.0","id":' + idJson(id) + ',"error":' + JSON.stringify(toWire(err, null)) + '}';
+    } catch {
+      body = '{"jsonrpc":"2.0","id":' + idJson(id) + ',"error":' + JSON.stringify({ code, message }) + '}';
+    }
+    if (this._sendChecked(body)) {
+      this._send('{"jsonrpc":"2.0","id":' + idJson(id) + ',"error":' + JSON.stringify({ code, message: message.slice(0, 1000) }) + '}');
+    }
+  }
+
+  /** Sends a notification; false when it could not be sent. */
+  _notify(method, params) {
+    if (this._outBroken || this._state === ENDED) return false;
+    let body;
+    try {
+      body = '{"jsonrpc":"2.0","method":' + JSON.stringify(method) + ',"params":' + JSON.stringify(toWire(params, null)) + '}';
+    } catch (err) {
+      stderrLine(`cannot encode ${method}: ${err.message}`);
+      return true;
+    }
+    const tooBig = this._sendChecked(body);
+    if (tooBig) stderrLine(`dropped a ${method} of ${tooBig} bytes: above the maximum frame size`);
+    return true;
+  }
+
+  /**
+   * Sends a request to the host. `rec` ties it to the handling of a host request (§7.2);
+   * `label` names the call in errors (`sum` for an invoke of sum).
+   */
+  _request(method, params, rec, signal, label = method) {
+    if (this._state === NEW || this._state === ENDED || this._outBroken) {
+      return Promise.reject(new Error(`cannot send ${method}: the session is ${this._state === NEW ? 'not initialized yet' : 'over'}`));
+    }
+    if (signal?.aborted) return Promise.reject(cancelledError(label));
+    const id = this._nextId++;
+    const sent = [];
+    let body;
+    try {
+      body = '{"jsonrpc":"2.0","id":' + id + ',"method":' + JSON.stringify(method) + ',"params":' + JSON.stringify(toWire(params ?? {}, sent)) + '}';
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => {
+      const tooBig = this._sendChecked(body);
+      if (tooBig) {
+        reject(new CallError(label, E.FRAME_TOO_LARGE, `the request of ${tooBig} bytes exceeds the maximum frame size of ${this._maxFrameSize}`, { size: tooBig, max: this._maxFrameSize }));
+        return;
+      }
+      const entry = { resolve, reject, rec, signal, onAbort: null, handles: sent, label };
+      for (const h of sent) {
+        h._scopes.add(id);
+        this._handles.set(h.id, h);
+      }
+      this._pending.set(id, entry);
+      if (rec) (rec.outgoing ??= new Set()).add(id);
+      if (signal) {
+        entry.onAbort = () => this._cancelOutgoing(id);
+        signal.addEventListener('abort', entry.onAbort, { once: true });
+      }
+    });
+  }
+
+  /** Removes a pending request of ours; returns its entry. */
+  _settle(id) {
+    const entry = this._pending.get(id);
+    if (!entry) return undefined;
+    this._pending.delete(id);
+    if (entry.rec?.outgoing) entry.rec.outgoing.delete(id);
+    if (entry.onAbort) entry.signal.removeEventListener('abort', entry.onAbort);
+    for (const h of entry.handles) {
+      h._scopes.delete(id);
+      if (!h.live) this._handles.delete(h.id);
+    }
+    return entry;
+  }
+
+  /** Stops waiting for our request `id`: tells the host (§7.2) and rejects the caller. */
+  _cancelOutgoing(id) {
+    const entry = this._settle(id);
+    if (!entry) return;
+    this._cancelled.add(id);
+    if (this._cancelled.size > 4096) this._cancelled.delete(this._cancelled.values().next().value);
+    this._notify('$/cancelRequest', { id });
+    entry.reject(cancelledError(entry.label));
+  }
+
+  // ----- reading -----
+
+  _onFrame(body) {
+    let text;
+    try {
+      text = utf8.decode(body);
+    } catch {
+      return this._error(null, E.PARSE_ERROR, 'parse error: the body is not valid UTF-8');
+    }
+    let msg;
+    try {
+      msg = JSON.parse(text);
+    } catch (err) {
+      return this._error(null, E.PARSE_ERROR, `parse error: ${err.message}`);
+    }
+    if (msg === null || typeof msg !== 'object') {
+      return this._error(null, E.INVALID_REQUEST, 'invalid request: a message must be a JSON object');
+    }
+    if (Array.isArray(msg)) return this._error(null, E.INVALID_REQUEST, 'invalid request: batches are not supported by Tether');
+
+    const hasId = Object.hasOwn(msg, 'id');
+    const id = hasId ? readId(msg.id, () => scanMembers(text).get('id')) : undefined;
+    const hasMethod = Object.hasOwn(msg, 'method');
+    const hasResult = Object.hasOwn(msg, 'result');
+    const hasError = Object.hasOwn(msg, 'error');
+    // A response with a null id (the host's answer to a body of ours it could not read) is
+    // reported and never answered (SPEC.md §3.4.3).
+    if (!hasMethod && (hasResult || hasError) && hasId && id === null) {
+      stderrLine(`the host answered a message it could not read: ${showBytes(body)}`);
+      return;
+    }
+    const invalid = (reason) => {
+      // What looks like a notification (a method, no id) or a response (a result or an error,
+      // no method) is never answered (SPEC.md §3.4.2); any other invalid body gets -32600 with
+      // its id, or null when it has none we can read.
+      if (!hasId && hasMethod) {
+        stderrLine(`ignored an invalid notification (${reason}): ${showBytes(body)}`);
+        return;
+      }
+      if (!hasMethod && (hasResult || hasError)) {
+        stderrLine(`ignored an invalid response (${reason}): ${showBytes(body)}`);
+        return;
+      }
+      this._error(id === INVALID_ID || id === undefined ? null : id, E.INVALID_REQUEST, `invalid request: ${reason}`);
+    };
+    if (msg.jsonrpc !== '2.0') return invalid('the jsonrpc member must be "2.0"');
+    if (hasId && id === INVALID_ID) return invalid('the id must be an integer or a string');
+
+    if (hasMethod) {
+      const method = msg.method;
+      if (typeof method !== 'string') return invalid('the method must be a string');
+      if (hasResult || hasError) return invalid('a request cannot carry a result or an error');
+      let params = msg.params;
+      if (params === undefined) params = {};
+      else if (params === null || typeof params !== 'object' || Array.isArray(params)) return invalid('params must be a JSON object');
+      if (!hasId) return this._onNotification(method, params, text);
+      if (id === null) return invalid('a request id must not be null');
+      return this._onRequest(id, method, params);
+    }
+    if (!hasId || id === null) return invalid('a message needs a method, or an id and a result or an error');
+    if (hasResult === hasError) {
+      if (hasResult) {
+        const entry = this._settle(id);
+        entry?.reject(new CallError(entry.label, E.INTERNAL_ERROR, 'the host answered with both a result and an error'));
+      }
+      return invalid(hasResult ? 'a response cannot carry both a result and an error' : 'a response needs a result or an error');
+    }
+    if (hasError) {
+      const e = msg.error;
+      if (e === null || typeof e !== 'object' || !Number.isInteger(e.code) || typeof e.message !== 'string') {
+        const entry = this._settle(id);
+        if (entry) entry.reject(new CallError(entry.label, E.INTERNAL_ERROR, 'the host answered with a malformed error object', { error: e }));
+        return invalid('the error member is malformed');
+      }
+      return this._onResponse(id, undefined, e);
+    }
+    return this._onResponse(id, msg.result, undefined);
+  }
+
+  _onOversized(size, prefix) {
+    const members = scanMembers(prefix.toString('utf8'));
+    const id = idFromRaw(members.get('id'));
+    const max = this._maxFrameSize;
+    if (id !== INVALID_ID && id !== null && members.has('method')) {
+      stderrLine(`skipped a request frame of ${size} bytes (maximum ${max})`);
+      return this._error(id, E.FRAME_TOO_LARGE, `frame of ${size} bytes exceeds the maximum of ${max}`, { size, max });
+    }
+    if (id !== INVALID_ID && id !== null && typeof id === 'number' && this._pending.has(id)) {
+      const entry = this._settle(id);
+      entry.reject(new CallError(entry.label, E.FRAME_TOO_LARGE, `the host's answer of ${size} bytes exceeds the maximum frame size of ${max}`, { size, max }));
+      return;
+    }
+    stderrLine(`skipped a frame of ${size} bytes (maximum ${max}): ${showBytes(prefix, size)}`);
+  }
+
+  _onResponse(id, result, error) {
+    const entry = this._settle(id);
+    if (!entry) {
+      if (!this._cancelled.delete(id)) stderrLine(`ignored a response for unknown request id ${idJson(id)}`);
+      return;
+    }
+    if (error) entry.reject(new CallError(entry.label, error.code, error.message, error.data));
+    else entry.resolve(result);
+  }
+
+  _onNotification(method, params, text) {
+    if (this._state === NEW) return;
+    switch (method) {
+      case '$/cancelRequest': {
+        const id = readId(params.id, () => {
+          const raw = scanMembers(text).get('params');
+          return raw === undefined ? undefined : scanMembers(raw).get('id');
+        });
+        const rec = this._inflight.get(id);
+        if (rec) this._cancelRecord(rec);
+        return;
+      }
+      case '$/setLogLevel': {
+        const level = typeof params.level === 'string' ? normalizeLevel(params.level) : undefined;
+        if (level === undefined) stderrLine(`ignored $/setLogLevel with an unknown level: ${safeStringify(params.level)}`);
+        else this._logLevel = LEVELS[level];
+        return;
+      }
+      case '$/release': {
+        const h = typeof params.handle === 'string' ? this._handles.get(params.handle) : undefined;
+        if (h && h._retained) {
+          h._retained = false;
+          if (!h.live) this._handles.delete(h.id);
+        }
+        return;
+      }
+      default:
+        return; // unknown notifications are ignored (SPEC.md §3.5)
+    }
+  }
+
+  _onRequest(id, method, params) {
+    if (this._inflight.has(id)) {
+      return this._error(id, E.INVALID_REQUEST, `invalid request: id ${idJson(id)} is already in use by an unanswered request`);
+    }
+    const state = this._state;
+    if (state === NEW) {
+      if (method === 'tether/initialize') return this._initialize(id, params);
+      return this._error(id, E.NOT_INITIALIZED, 'the session is not initialized: send tether/initialize first');
+    }
+    if (state !== OPEN) {
+      // Calls on our live handles still serve the requests that are finishing.
+      const live = (method === 'tether/invoke' || method === 'tether/retain') && this._pending.size > 0;
+      if (!live || state === ENDED) return this._error(id, E.SHUTTING_DOWN, 'shutting down: no new requests are accepted');
+    }
+    if (method.startsWith('tether/')) {
+      switch (method) {
+        case 'tether/ping':
+          return this._respond(id, {});
+        case 'tether/initialize':
+          return this._error(id, E.INVALID_REQUEST, 'invalid request: the session is already initialized');
+        case 'tether/shutdown':
+          this._state = SHUTTING_DOWN;
+          this._shutdownId = id;
+          return this._maybeFinishShutdown();
+        case 'tether/invoke':
+          return this._invoke(id, params);
+        case 'tether/retain': {
+          const h = typeof params.handle === 'string' ? this._handles.get(params.handle) : undefined;
+          if (typeof params.handle !== 'string') return this._error(id, E.INVALID_PARAMS, 'invalid params: handle must be a string', { path: '/handle', problem: 'expected string' });
+          if (!h || !h.live) return this._error(id, E.UNKNOWN_HANDLE, `unknown or expired handle ${JSON.stringify(params.handle)}`, { handle: params.handle });
+          h._retained = true;
+          return this._respond(id, {});
+        }
+        default:
+          return this._error(id, E.METHOD_NOT_FOUND, `method not found: ${method}`, { method, reason: 'not a method of Tether protocol version 1' });
+      }
+    }
+    const dot = method.indexOf('.');
+    const iface = dot > 0 ? method.slice(0, dot) : '';
+    const short = method.slice(dot + 1);
+    const neg = this._negotiated.get(iface);
+    const m = neg?.methods.get(short);
+    if (!m) return this._methodNotFound(id, method, iface, short, neg);
+    const problem = check(m.params, { params }, 'params', '');
+    if (problem) {
+      const where = problem.path ? problem.path.slice(1).replaceAll('/', '.') : 'params';
+      return this._error(id, E.INVALID_PARAMS, `invalid params: ${where}: ${problem.problem}`, problem);
+    }
+    const rec = this._newRecord(id, method, neg.version);
+    this._run(rec, m.fn, m.self, adoptHandles(params, this, rec), neg.logger);
+  }
+
+  _methodNotFound(id, method, iface, short, neg) {
+    const impl = this._interfaces.get(iface);
+    let reason;
+    if (!impl) reason = iface ? `this plugin does not implement interface ${iface}` : 'a method name is <interface>.<method>';
+    else if (!neg) reason = `interface ${iface} was not negotiated in this session`;
+    else {
+      const has = impl.versions.filter((v) => impl.byVersion.get(v).has(short));
+      reason = has.length
+        ? `${method} needs ${iface} version ${has.join(' or ')}; this session uses ${iface} version ${neg.version}`
+        : `interface ${iface} has no method ${short}`;
+    }
+    this._error(id, E.METHOD_NOT_FOUND, `method not found: ${method} (${reason})`, { method, reason });
+  }
+
+  _invoke(id, params) {
+    const { handle, method } = params;
+    let p = params.params;
+    if (typeof handle !== 'string' || typeof method !== 'string') {
+      return this._error(id, E.INVALID_PARAMS, 'invalid params: tether/invoke needs a handle and a method (strings)');
+    }
+    if (p === undefined) p = {};
+    if (p === null || typeof p !== 'object' || Array.isArray(p)) return this._error(id, E.INVALID_PARAMS, 'invalid params: params must be a JSON object', { path: '/params', problem: 'expected object' });
+    const h = this._handles.get(handle);
+    if (!h || !h.live) return this._error(id, E.UNKNOWN_HANDLE, `unknown or expired handle ${JSON.stringify(handle)}`, { handle });
+    const fn = NAME_RE.test(method) && !(method in Object.prototype) ? h._target[method] : undefined;
+    if (typeof fn !== 'function') {
+      return this._error(id, E.METHOD_NOT_FOUND, `method not found: ${method} on a handle of ${h.interface}`, { method, reason: `interface ${h.interface} has no method ${method}` });
+    }
+    const rec = this._newRecord(id, 'tether/invoke', undefined);
+    this._run(rec, fn, h._target, adoptHandles(p, this, rec), log);
+  }
+
+  _newRecord(id, method, version) {
+    const rec = { id, method, version, answered: false, cancelled: false, controller: null, outgoing: null };
+    this._inflight.set(id, rec);
+    return rec;
+  }
+
+  /** Runs a handler; answers its request when it settles (unless cancelled first). */
+  _run(rec, fn, self, params, logger) {
+    const ctx = new RequestContext(this, rec, logger);
+    let ret;
+    try {
+      ret = fn.call(self, params, ctx);
+    } catch (err) {
+      return this._finish(rec, undefined, err, true);
+    }
+    if (ret !== null && typeof ret === 'object' && typeof ret.then === 'function') {
+      ret.then(
+        (r) => this._finish(rec, r, undefined, false),
+        (e) => this._finish(rec, undefined, e, true),
+      );
+    } else {
+      this._finish(rec, ret, undefined, false);
+    }
+  }
+
+  _finish(rec, result, err, failed) {
+    if (rec.answered) return;
+    rec.answered = true;
+    this._inflight.delete(rec.id);
+    if (rec.outgoing?.size) for (const oid of [...rec.outgoing]) this._cancelOutgoing(oid);
+    if (failed) {
+      if (err instanceof CallError) {
+        const cause = err.toJSON();
+        this._error(rec.id, E.INTERNAL_ERROR, `internal error: ${err.method} failed: ${err.message} (code ${err.code})`, { cause });
+      } else if (err instanceof TetherError) this._error(rec.id, err.code, err.message, err.data);
+      else {
+        const text = err instanceof Error ? err.stack ?? err.message : String(err);
+        stderrLine(`${rec.method} (request ${idJson(rec.id)}) failed: ${text}`);
+        this._error(rec.id, E.INTERNAL_ERROR, `internal error: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    } else if (result === undefined || result === null) {
+      this._respond(rec.id, {});
+    } else if (typeof result !== 'object' || Array.isArray(result) || result instanceof Uint8Array) {
+      stderrLine(`${rec.method} returned ${typeOf(result)}; a result must be an object`);
+      this._error(rec.id, E.INTERNAL_ERROR, 'internal error: the handler returned something other than an object');
+    } else {
+      this._respond(rec.id, result);
+    }
+    if (this._shutdownId !== undefined) this._maybeFinishShutdown();
+  }
+
+  /** Cancels the handling of a host request (SPEC.md §7): abort, cancel its calls, answer. */
+  _cancelRecord(rec) {
+    if (rec.answered) return;
+    rec.answered = true;
+    rec.cancelled = true;
+    this._inflight.delete(rec.id);
+    if (rec.outgoing?.size) for (const oid of [...rec.outgoing]) this._cancelOutgoing(oid);
+    this._error(rec.id, E.REQUEST_CANCELLED, 'request cancelled');
+    if (rec.controller) {
+      try {
+        rec.controller.abort(cancelledError());
+      } catch (err) {
+        stderrLine(`an abort listener of ${rec.method} threw: ${err?.stack ?? err}`);
+      }
+    }
+    if (this._shutdownId !== undefined) this._maybeFinishShutdown();
+  }
+
+  _maybeFinishShutdown() {
+    if (this._inflight.size > 0 || this._state !== SHUTTING_DOWN) return;
+    const id = this._shutdownId;
+    this._state = ENDED_AFTER_SHUTDOWN;
+    this._respond(id, {});
+  }
+
+  _initialize(id, p) {
+    const bad = (problem) => this._error(id, E.INVALID_PARAMS, `invalid params: ${problem}`);
+    const isVersions = (a) => Array.isArray(a) && a.every((v) => Number.isSafeInteger(v) && v > 0);
+    if (!isVersions(p.protocolVersions) || p.protocolVersions.length === 0) return bad('protocolVersions must be a non-empty array of positive integers');
+    if (p.interfaces === null || typeof p.interfaces !== 'object' || Array.isArray(p.interfaces)) return bad('interfaces must be an object');
+    for (const [name, versions] of Object.entries(p.interfaces)) {
+      if (!isVersions(versions)) return bad(`interfaces.${name} must be an array of positive integers`);
+    }
+    if (p.host === null || typeof p.host !== 'object' || typeof p.host.name !== 'string' || typeof p.host.version !== 'string') {
+      return bad('host must be an object {name, version} of strings');
+    }
+    if (p.capabilities !== undefined && (p.capabilities === null || typeof p.capabilities !== 'object' || Array.isArray(p.capabilities))) {
+      return bad('capabilities must be an object');
+    }
+    if (!Number.isSafeInteger(p.maxFrameSize) || p.maxFrameSize < MIN_MAX_FRAME_SIZE) {
+      return bad(`maxFrameSize must be an integer of at least ${MIN_MAX_FRAME_SIZE}`);
+    }
+    let level = LEVELS.info;
+    if (p.logLevel !== undefined) {
+      const name = typeof p.logLevel === 'string' ? normalizeLevel(p.logLevel) : undefined;
+      if (name === undefined) return bad('logLevel must be one of trace, debug, info, warn, error');
+      level = LEVELS[name];
+    }
+    const mismatch = (iface, host, plugin) =>
+      this._error(
+        id,
+        E.UNSUPPORTED_VERSION,
+        `no common version for interface ${iface}: host speaks [${host.join(', ')}], plugin speaks [${plugin.join(', ')}]`,
+        { interface: iface, host, plugin },
+      );
+    const core = highestCommon(p.protocolVersions, OUR_PROTOCOL_VERSIONS);
+    if (core === undefined) return mismatch('tether', p.protocolVersions, OUR_PROTOCOL_VERSIONS);
+    const negotiated = new Map();
+    const answer = {};
+    for (const [name, offered] of Object.entries(p.interfaces)) {
+      const impl = this._interfaces.get(name);
+      if (!impl) continue;
+      const v = highestCommon(offered, impl.versions);
+      if (v === undefined) return mismatch(name, offered, impl.versions);
+      const methods = impl.byVersion.get(v);
+      negotiated.set(name, { version: v, methods, logger: impl.logger });
+      const schemas = {};
+      for (const [short, m] of methods) schemas[short] = { params: m.params, result: m.result };
+      answer[name] = { version: v, methods: schemas };
+    }
+    this._negotiated = negotiated;
+    this._maxFrameSize = p.maxFrameSize;
+    this._logLevel = level;
+    this._state = OPEN;
+    this._respond(id, {
+      protocolVersion: core,
+      plugin: { name: this._name, version: this._version },
+      capabilities: {},
+      interfaces: answer,
+    });
+  }
+
+  // ----- the end -----
+
+  _onEnd() {
+    if (this._exiting) return;
+    const cut = this._reader.end();
+    if (cut) stderrLine(`stdin ended in the middle of a frame: ${cut}`);
+    // Cancel what is still running (SPEC.md §1.6, §7.2), answer it, then exit once written.
+    for (const rec of [...this._inflight.values()]) this._cancelRecord(rec);
+    for (const id of [...this._pending.keys()]) this._cancelOutgoing(id);
+    this._exiting = true;
+    this._state = ENDED;
+    this._flush();
+    const timer = setTimeout(() => process.exit(0), 1500);
+    timer.unref?.();
+    this._maybeExit();
+  }
+
+  _maybeExit() {
+    if (this._writing === 0 && this._out.length === 0) process.exit(0);
+  }
+
+  // ----- public API -----
+
+  /** The negotiated version of `iface`, or undefined. @param {string} iface */
+  version(iface) {
+    return this._negotiated.get(iface)?.version;
+  }
+
+  /**
+   * Sends a request to the host (after initialize). Pass `signal` to cancel it.
+   * @param {string} method @param {object} [params] @param {{signal?: AbortSignal}} [options]
+   */
+  request(method, params = {}, options = {}) {
+    return this._request(method, params, null, options.signal);
+  }
+
+  /** Sends a notification to the host. @param {string} method @param {object} [params] */
+  notify(method, params = {}) {
+    if (this._state === NEW) throw new Error('cannot notify before the session is initialized');
+    this._notify(method, params);
+  }
+
+  /**
+   * Wraps `target` as a handle to pass in a request to the host: the host calls its methods
+   * with `tether/invoke` while that request is pending, or until released if it retains it.
+   * @param {object} target @param {string} iface
+   */
+  handle(target, iface) {
+    return new LocalHandle(`p${this._nextHandle++}`, iface, target);
+  }
+}
+
+// The state after shutdown was answered: like SHUTTING_DOWN, requests get -32005.
+const ENDED_AFTER_SHUTDOWN = 4;
+
+function highestCommon(offered, spoken) {
+  let best;
+  for (const v of offered) if (spoken.includes(v) && (best === undefined || v > best)) best = v;
+  return best;
+}
+
+function normalizeLevel(s) {
+  const l = s.toLowerCase();
+  if (l === 'warning') return 'warn';
+  return Object.hasOwn(LEVELS, l) ? l : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// serve
+
+function fail(message) {
+  // A short write to a pipe, a file or a terminal is done before write() returns.
+  try {
+    process.stderr.write(`${reportName}: ${message}\n`);
+  } catch {
+    // stderr is closed: the exit status still says it.
+  }
+  process.exit(1);
+}
+
+function buildInterfaces(list) {
+  if (!Array.isArray(list) || list.length === 0) fail('cannot start: serve() needs a non-empty `interfaces` array');
+  const out = new Map();
+  for (const def of list) {
+    const name = def?.name;
+    if (typeof name !== 'string' || !NAME_RE.test(name)) fail(`cannot start: interface name ${JSON.stringify(name)} is not letters, digits and _ beginning with a letter`);
+    if (out.has(name)) fail(`cannot start: interface ${name} is declared twice`);
+    const impl = def.handlers;
+    if (impl === null || (typeof impl !== 'object' && typeof impl !== 'function')) fail(`cannot start: interface ${name} needs \`handlers\` (an object with a method per method name)`);
+    const byVersion = new Map();
+    for (const [key, methods] of Object.entries(def.versions ?? {})) {
+      const v = Number(key);
+      if (!Number.isSafeInteger(v) || v <= 0) fail(`cannot start: interface ${name} has a version ${JSON.stringify(key)} that is not a positive integer`);
+      const ms = new Map();
+      for (const [short, decl] of Object.entries(methods)) {
+        if (!NAME_RE.test(short)) fail(`cannot start: method name ${name}.${short} is not letters, digits and _ beginning with a letter`);
+        for (const part of ['params', 'result']) {
+          if (decl?.[part]?.type !== 'object') fail(`cannot start: ${name}.${short} (version ${v}) needs a ${part} schema of type object`);
+        }
+        const fn = impl[short];
+        if (typeof fn !== 'function') fail(`cannot start: interface ${name} version ${v} has method ${short} but its handlers have no function ${short}`);
+        const withDialect = (x) => (x.$schema ? x : { $schema: 'https://json-schema.org/draft/2020-12/schema', ...x });
+        ms.set(short, { params: withDialect(decl.params), result: withDialect(decl.result), fn, self: impl });
+      }
+      byVersion.set(v, ms);
+    }
+    if (byVersion.size === 0) fail(`cannot start: interface ${name} declares no versions`);
+    const versions = [...byVersion.keys()].sort((a, b) => a - b);
+    out.set(name, { name, versions, byVersion, logger: new Logger(name) });
+  }
+  return out;
+}
+
+/**
+ * Runs the plugin: checks the magic cookie (exit 1 with a message when it is wrong, before
+ * reading stdin), then serves the session on stdin/stdout until stdin ends (exit 0).
+ *
+ * @param {{
+ *   name: string, version: string,
+ *   interfaces: Array<{name: string, versions: Record<number, Record<string, {params: object, result: object}>>, handlers: object}>,
+ *   cookie?: {key: string, value: string},
+ *   hostName?: string,
+ * }} options
+ * @returns {Session}
+ */
+export function serve(options) {
+  if (current) throw new Error('serve() was already called: a plugin process serves one session');
+  reportName = typeof options?.name === 'string' && options.name ? options.name : reportName;
+  const cookie = options.cookie ?? REFERENCE_COOKIE;
+  const got = process.env[cookie.key];
+  if (got !== cookie.value) {
+    const host = options.hostName ? `by ${options.hostName}` : 'by its host application';
+    fail(
+      `this program is a Tether plugin and is not meant to be run directly: it is started ${host}, ` +
+        `which sets ${cookie.key} (${got === undefined ? 'not set here' : 'set here to another value'}).`,
+    );
+  }
+  if (typeof options.version !== 'string') fail('cannot start: serve() needs a `version` string');
+  const interfaces = buildInterfaces(options.interfaces);
+  const session = new Session({ name: options.name, version: options.version, interfaces });
+  current = session;
+  if (process.listenerCount('uncaughtException') === 0) {
+    process.on('uncaughtException', (err) => {
+      stderrLine(`crashed: ${err?.stack ?? err}`);
+      process.exit(70);
+    });
+  }
+  if (process.listenerCount('unhandledRejection') === 0) {
+    process.on('unhandledRejection', (reason) => {
+      stderrLine(`a promise was rejected and nobody handled it: ${reason?.stack ?? reason}`);
+    });
+  }
+  session._start();
+  return session;
+}
