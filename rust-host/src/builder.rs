@@ -1,0 +1,271 @@
+//! [`PluginBuilder`]: what to run and how to talk to it.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tether_spec::{LogLevel, MagicCookie, PeerInfo, DEFAULT_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE};
+
+use crate::error::Error;
+use crate::plugin::Plugin;
+
+/// The default time from spawning a plugin to the end of its handshake.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default grace period of a shutdown (SPEC.md §4.6).
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(2);
+
+/// Configures and starts a plugin: `Plugin::builder("path/to/plugin").interface("kv", [1, 2])
+/// .start().await`.
+///
+/// The plugin runs with the host's environment unless [`env_clear`](Self::env_clear) is called
+/// (recommended: the environment often holds credentials, SPEC.md §11.4); the cookie is always
+/// set.
+#[derive(Debug, Clone)]
+pub struct PluginBuilder {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) env: Vec<(OsString, Option<OsString>)>,
+    pub(crate) env_clear: bool,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) cookie: MagicCookie,
+    pub(crate) interfaces: BTreeMap<String, Vec<u32>>,
+    pub(crate) host: PeerInfo,
+    pub(crate) start_timeout: Duration,
+    pub(crate) call_timeout: Option<Duration>,
+    pub(crate) grace: Duration,
+    pub(crate) max_frame_size: usize,
+    pub(crate) log_level: LogLevel,
+    pub(crate) name: Option<String>,
+    pub(crate) sha256: Option<String>,
+}
+
+impl PluginBuilder {
+    /// A plugin run as `program` (a path, or a name looked up in `PATH`).
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        PluginBuilder {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            env_clear: false,
+            cwd: None,
+            cookie: MagicCookie::reference(),
+            interfaces: BTreeMap::new(),
+            host: PeerInfo::new("tether-host", env!("CARGO_PKG_VERSION")),
+            start_timeout: DEFAULT_START_TIMEOUT,
+            call_timeout: None,
+            grace: DEFAULT_GRACE_PERIOD,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            log_level: LogLevel::Info,
+            name: None,
+            sha256: None,
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args(mut self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Self {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable for the plugin.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env.push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self
+    }
+
+    /// Removes an inherited environment variable.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.env.push((key.as_ref().to_owned(), None));
+        self
+    }
+
+    /// Starts the plugin with an empty environment, but for the variables set with
+    /// [`env`](Self::env) after this call, and the cookie.
+    pub fn env_clear(mut self) -> Self {
+        self.env_clear = true;
+        self.env.clear();
+        self
+    }
+
+    /// The plugin's working directory.
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// The magic cookie (SPEC.md §1.3); the reference cookie by default.
+    pub fn cookie(mut self, cookie: MagicCookie) -> Self {
+        self.cookie = cookie;
+        self
+    }
+
+    /// Offers an interface with the versions the host speaks (SPEC.md §4.2). The plugin chooses
+    /// the highest common one; see [`Plugin::interface`] for what it declared.
+    pub fn interface(mut self, name: impl Into<String>, versions: impl IntoIterator<Item = u32>) -> Self {
+        self.interfaces.insert(name.into(), versions.into_iter().collect());
+        self
+    }
+
+    /// The host's name and version, sent in `tether/initialize` for the plugin's logs.
+    pub fn host_info(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
+        self.host = PeerInfo::new(name, version);
+        self
+    }
+
+    /// How long the plugin has from its start to the end of the handshake (10 s by default).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// A time-out for every call that does not set its own (none by default). A call that times
+    /// out sends `$/cancelRequest`.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
+        self
+    }
+
+    /// The grace period of [`Plugin::shutdown`] (2 s by default, SPEC.md §4.6).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// The maximum frame size for both directions (32 MiB by default, at least 1 MiB).
+    pub fn max_frame_size(mut self, max: usize) -> Self {
+        self.max_frame_size = max;
+        self
+    }
+
+    /// The least severe `$/log` level the plugin sends (`info` by default).
+    pub fn log_level(mut self, level: LogLevel) -> Self {
+        self.log_level = level;
+        self
+    }
+
+    /// The plugin's name in logs and errors (the program's file name by default).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Pins the program's file to a SHA-256 digest (64 hex digits): the file is hashed before
+    /// it runs, and the plugin is not started on a mismatch (SPEC.md §11.3).
+    ///
+    /// On Linux, a native executable is run from the very file descriptor that was hashed
+    /// (`/proc/self/fd/N`), so the path cannot be swapped for another file between the check and
+    /// the start. A script (a file beginning with `#!`) cannot be run that way (its interpreter
+    /// would open a descriptor closed by the exec), so it is hashed and then run by its path:
+    /// the check then covers the script file only (not its interpreter, nor the modules it
+    /// loads), and leaves a short window in which the path could be replaced. Elsewhere, every
+    /// program is hashed and then run by its path. Pin the interpreter too, by running it as the
+    /// program with the script as an argument, if that matters.
+    pub fn sha256(mut self, hex_digest: impl Into<String>) -> Self {
+        self.sha256 = Some(hex_digest.into());
+        self
+    }
+
+    /// The plugin's name in logs and errors.
+    pub(crate) fn plugin_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.program.file_name().map_or_else(
+                || self.program.display().to_string(),
+                |name| name.to_string_lossy().into_owned(),
+            )
+        })
+    }
+
+    pub(crate) fn validate(&self, plugin: &str) -> Result<(), Error> {
+        let config = |reason: String| Error::Config { plugin: plugin.to_owned(), reason };
+        if self.max_frame_size < MIN_MAX_FRAME_SIZE {
+            return Err(config(format!(
+                "max_frame_size {} is below the minimum of {MIN_MAX_FRAME_SIZE}",
+                self.max_frame_size
+            )));
+        }
+        if let Some(digest) = &self.sha256 {
+            parse_digest(digest)
+                .ok_or_else(|| config(format!("{digest:?} is not a SHA-256 digest in hex")))?;
+        }
+        Ok(())
+    }
+
+    /// Where the program is: as given when it has a `/`, else the first match in `PATH`.
+    pub(crate) fn resolved_program(&self) -> PathBuf {
+        resolve(&self.program, self.cwd.as_deref(), self.path_var().as_deref())
+    }
+
+    fn path_var(&self) -> Option<OsString> {
+        match self.env.iter().rev().find(|(k, _)| k == "PATH") {
+            Some((_, value)) => value.clone(),
+            None if self.env_clear => None,
+            None => std::env::var_os("PATH"),
+        }
+    }
+
+    /// Spawns, handshakes and returns the running plugin; see [`Plugin`].
+    pub async fn start(self) -> Result<Plugin, Error> {
+        Plugin::start(self).await
+    }
+}
+
+/// Parses 64 hex digits.
+pub(crate) fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+fn resolve(program: &Path, cwd: Option<&Path>, path_var: Option<&OsStr>) -> PathBuf {
+    if program.components().count() > 1 || program.is_absolute() {
+        return match cwd {
+            Some(cwd) if program.is_relative() => cwd.join(program),
+            _ => program.to_owned(),
+        };
+    }
+    path_var
+        .into_iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| program.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_parse() {
+        let hex = "00ff".repeat(16);
+        assert_eq!(parse_digest(&hex).map(|d| (d[0], d[1])), Some((0, 255)));
+        assert!(parse_digest("abc").is_none());
+        assert!(parse_digest(&"zz".repeat(32)).is_none());
+    }
+
+    #[test]
+    fn name_defaults_to_the_file_name() {
+        assert_eq!(PluginBuilder::new("/opt/plugins/kv-python").plugin_name(), "kv-python");
+        assert_eq!(PluginBuilder::new("x").name("mine").plugin_name(), "mine");
+    }
+
+    #[test]
+    fn programs_are_found_in_path() {
+        let sh = resolve(Path::new("sh"), None, Some(OsStr::new("/nonexistent:/bin:/usr/bin")));
+        assert!(sh.is_absolute() && sh.ends_with("sh"));
+        assert_eq!(resolve(Path::new("./p"), Some(Path::new("/d")), None), PathBuf::from("/d/./p"));
+    }
+}

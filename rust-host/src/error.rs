@@ -1,0 +1,178 @@
+//! The errors of the host: each names the plugin and the cause.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tether::CallError;
+use tether_spec::ErrorObject;
+
+use crate::exit::ExitInfo;
+
+/// What went wrong with a plugin. Every message names the plugin.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The builder was given something unusable (an invalid checksum, a frame size too small).
+    #[error("plugin {plugin}: invalid configuration: {reason}")]
+    Config {
+        /// The plugin's name.
+        plugin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The program could not be started.
+    #[error("plugin {plugin}: cannot start {}: {source}", program.display())]
+    Spawn {
+        /// The plugin's name.
+        plugin: String,
+        /// The program that was run.
+        program: PathBuf,
+        /// Why it could not be started.
+        source: std::io::Error,
+    },
+    /// The program's file could not be read to check its checksum.
+    #[error("plugin {plugin}: cannot read {} to check its SHA-256: {source}", program.display())]
+    ChecksumRead {
+        /// The plugin's name.
+        plugin: String,
+        /// The file that was hashed.
+        program: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The program's file does not have the expected SHA-256; it was not started.
+    #[error(
+        "plugin {plugin}: refusing to start {}: its SHA-256 is {actual}, expected {expected}",
+        program.display()
+    )]
+    ChecksumMismatch {
+        /// The plugin's name.
+        plugin: String,
+        /// The file that was hashed.
+        program: PathBuf,
+        /// The expected digest, in hex.
+        expected: String,
+        /// The digest of the file, in hex.
+        actual: String,
+    },
+    /// The plugin exited before it answered `tether/initialize` (a missing cookie, a crash).
+    #[error("plugin {plugin} exited with {} before the handshake{}", exit.status_text(), exit.stderr_text())]
+    ExitedBeforeHandshake {
+        /// The plugin's name.
+        plugin: String,
+        /// How it exited, with the last lines of its stderr.
+        exit: ExitInfo,
+    },
+    /// The plugin did not answer `tether/initialize` within the start timeout; it was killed.
+    #[error("plugin {plugin} did not complete the handshake within {timeout:?}{}", tail_suffix(stderr_tail))]
+    StartTimeout {
+        /// The plugin's name.
+        plugin: String,
+        /// The start timeout.
+        timeout: Duration,
+        /// The last lines of its stderr.
+        stderr_tail: Vec<String>,
+    },
+    /// No common version of the core protocol or of an interface (SPEC.md §4.3).
+    #[error(
+        "plugin {plugin}: no common version for interface {interface}: the host speaks {host:?}, \
+         the plugin speaks {plugin_versions:?}"
+    )]
+    VersionMismatch {
+        /// The plugin's name.
+        plugin: String,
+        /// The interface, `tether` for the core protocol.
+        interface: String,
+        /// The versions the host offered.
+        host: Vec<u32>,
+        /// The versions the plugin speaks.
+        plugin_versions: Vec<u32>,
+    },
+    /// The plugin answered `tether/initialize` with an error, or with a result the host cannot
+    /// use.
+    #[error("plugin {plugin}: the handshake failed: {reason}")]
+    Handshake {
+        /// The plugin's name.
+        plugin: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The plugin did not declare an interface the host asked for.
+    #[error(
+        "plugin {plugin} does not declare interface {interface}; it declares {}",
+        declared_list(declared)
+    )]
+    InterfaceNotDeclared {
+        /// The plugin's name.
+        plugin: String,
+        /// The interface asked for.
+        interface: String,
+        /// What the plugin declares: name and negotiated version.
+        declared: Vec<(String, u32)>,
+    },
+    /// The plugin process ended while a call was pending (or before it was sent).
+    #[error("plugin {plugin} exited with {exit}")]
+    Exited {
+        /// The plugin's name.
+        plugin: String,
+        /// How it exited, with the last lines of its stderr.
+        exit: ExitInfo,
+    },
+    /// A call failed: an error answer, a timeout, a frame too large, a closed session.
+    #[error("plugin {plugin}: {method}: {source}")]
+    Call {
+        /// The plugin's name.
+        plugin: String,
+        /// The method called.
+        method: String,
+        /// Why it failed.
+        source: Box<CallError>,
+    },
+}
+
+impl Error {
+    /// The error object the plugin answered, when a call failed with an error answer.
+    pub fn remote(&self) -> Option<&ErrorObject> {
+        match self {
+            Error::Call { source, .. } => source.remote(),
+            _ => None,
+        }
+    }
+
+    /// How the plugin exited, when the error is about its exit.
+    pub fn exit(&self) -> Option<&ExitInfo> {
+        match self {
+            Error::Exited { exit, .. } | Error::ExitedBeforeHandshake { exit, .. } => Some(exit),
+            _ => None,
+        }
+    }
+
+    /// Why a call failed, when the error is about a call.
+    pub fn call_error(&self) -> Option<&CallError> {
+        match self {
+            Error::Call { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Whether the call timed out (and `$/cancelRequest` was sent).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.call_error(), Some(CallError::Timeout(_)))
+    }
+}
+
+fn tail_suffix(tail: &[String]) -> String {
+    match tail {
+        [] => String::new(),
+        [line] => format!("; stderr: {line}"),
+        lines => format!("; stderr (last {} lines):\n    {}", lines.len(), lines.join("\n    ")),
+    }
+}
+
+fn declared_list(declared: &[(String, u32)]) -> String {
+    if declared.is_empty() {
+        return "no interface".to_owned();
+    }
+    let names: Vec<String> = declared.iter().map(|(name, version)| format!("{name} v{version}")).collect();
+    names.join(", ")
+}

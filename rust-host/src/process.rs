@@ -1,0 +1,286 @@
+//! The plugin process: checksum, spawn (own process group, kill on drop, parent-death signal),
+//! supervision (exit status, stderr tail) and signals. Unix first; on Windows, the equivalent of
+//! the process group is a job object, which this crate does not set up yet.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use process_wrap::tokio::{KillOnDrop, ProcessGroup, TokioChildWrapper, TokioCommandWrap};
+use sha2::{Digest, Sha256};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
+use tokio::sync::{mpsc, watch};
+
+use crate::builder::{parse_digest, PluginBuilder};
+use crate::error::Error;
+use crate::exit::ExitInfo;
+use crate::stderr::{self, SharedTail};
+
+/// How long the supervisor waits for the rest of stderr once the process has exited.
+const STDERR_DRAIN: Duration = Duration::from_millis(500);
+
+/// A signal the supervisor sends for the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ctl {
+    /// SIGTERM to the plugin process.
+    Terminate,
+    /// SIGKILL to the plugin's whole process group.
+    KillGroup,
+}
+
+/// A started plugin process.
+pub(crate) struct Spawned {
+    pub(crate) stdin: ChildStdin,
+    pub(crate) stdout: ChildStdout,
+    pub(crate) pid: u32,
+    pub(crate) ctl: mpsc::UnboundedSender<Ctl>,
+    pub(crate) exit: watch::Receiver<Option<ExitInfo>>,
+    pub(crate) tail: SharedTail,
+}
+
+/// Checks the checksum, spawns the plugin and starts its supervisor and stderr reader.
+pub(crate) fn spawn(config: &PluginBuilder, plugin: &Arc<str>) -> Result<Spawned, Error> {
+    let resolved = config.resolved_program();
+    let mut exec_path: PathBuf = config.program.clone();
+    // Kept open until the spawn returned: the child execs it through /proc/self/fd.
+    let mut _hashed_file: Option<File> = None;
+    if let Some(expected) = config.sha256.as_deref().and_then(parse_digest) {
+        let (file, actual, is_script) = hash_file(&resolved).map_err(|source| Error::ChecksumRead {
+            plugin: plugin.to_string(),
+            program: resolved.clone(),
+            source,
+        })?;
+        if actual != expected {
+            return Err(Error::ChecksumMismatch {
+                plugin: plugin.to_string(),
+                program: resolved,
+                expected: hex(&expected),
+                actual: hex(&actual),
+            });
+        }
+        exec_path = resolved.clone();
+        if cfg!(target_os = "linux") && !is_script {
+            exec_path = fd_path(&file);
+            _hashed_file = Some(file);
+        }
+    }
+
+    let mut command = tokio::process::Command::new(&exec_path);
+    #[cfg(unix)]
+    command.arg0(&config.program);
+    command.args(&config.args);
+    if config.env_clear {
+        command.env_clear();
+    }
+    for (key, value) in &config.env {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    command.env(&config.cookie.key, &config.cookie.value);
+    if let Some(dir) = &config.cwd {
+        command.current_dir(dir);
+    }
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    #[cfg(target_os = "linux")]
+    parent_death_signal(&mut command);
+
+    let mut wrapped = TokioCommandWrap::from(command);
+    #[cfg(unix)]
+    wrapped.wrap(ProcessGroup::leader());
+    wrapped.wrap(KillOnDrop);
+    let spawn_error =
+        |source| Error::Spawn { plugin: plugin.to_string(), program: config.program.clone(), source };
+    let mut child = spawn_on_keeper_thread(wrapped).map_err(spawn_error)?;
+    drop(_hashed_file);
+
+    let missing = || spawn_error(std::io::Error::other("a standard stream of the child was not piped"));
+    let stdin = child.stdin().take().ok_or_else(missing)?;
+    let stdout = child.stdout().take().ok_or_else(missing)?;
+    let stderr_pipe: ChildStderr = child.stderr().take().ok_or_else(missing)?;
+    let pid = child.id().ok_or_else(missing)?;
+
+    let tail = SharedTail::default();
+    let stderr_task = tokio::spawn(stderr::forward(stderr_pipe, tail.clone(), plugin.clone()));
+    let (ctl, ctl_rx) = mpsc::unbounded_channel();
+    let (exit_tx, exit) = watch::channel(None);
+    tokio::spawn(supervise(child, pid, ctl_rx, stderr_task, tail.clone(), exit_tx));
+    Ok(Spawned { stdin, stdout, pid, ctl, exit, tail })
+}
+
+type SpawnResult = std::io::Result<Box<dyn TokioChildWrapper>>;
+type SpawnJob = Box<dyn FnOnce() + Send>;
+
+/// Spawns the plugin from one thread that lives as long as the host process.
+///
+/// On Linux the parent-death signal fires when the *thread* that forked the child ends, not
+/// the process: a plugin spawned from a short-lived thread (a `spawn_blocking` thread, which
+/// tokio retires after 10 s idle; a test's thread; a thread running its own runtime) would be
+/// killed with it. Forking from a thread that never ends gives the signal its intended meaning:
+/// the plugin dies when the host process dies. Elsewhere, and if that thread cannot be started,
+/// the plugin is spawned from the calling thread.
+fn spawn_on_keeper_thread(mut wrapped: TokioCommandWrap) -> SpawnResult {
+    static KEEPER: std::sync::OnceLock<Option<std::sync::Mutex<std::sync::mpsc::Sender<SpawnJob>>>> =
+        std::sync::OnceLock::new();
+    if !cfg!(target_os = "linux") {
+        return wrapped.spawn();
+    }
+    let keeper = KEEPER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("tether-host-spawner".into())
+            .spawn(move || rx.into_iter().for_each(|job| job()))
+            .ok()
+            .map(|_| std::sync::Mutex::new(tx))
+    });
+    let Some(keeper) = keeper else { return wrapped.spawn() };
+    let runtime = tokio::runtime::Handle::current();
+    let (reply_tx, reply_rx) = std::sync::mpsc::sync_channel::<SpawnResult>(1);
+    let job: SpawnJob = Box::new(move || {
+        // Registers the child with the caller's runtime (its SIGCHLD driver).
+        let _entered = runtime.enter();
+        let _ = reply_tx.send(wrapped.spawn());
+    });
+    let sent = keeper.lock().unwrap_or_else(std::sync::PoisonError::into_inner).send(job);
+    if sent.is_err() {
+        return Err(std::io::Error::other("the spawner thread is gone"));
+    }
+    // Spawning takes a fork and an exec: a short block, as `std::process::Command::spawn` is.
+    reply_rx.recv().unwrap_or_else(|_| Err(std::io::Error::other("the spawner thread failed")))
+}
+
+/// Hashes a file from an open descriptor; says whether it is a `#!` script.
+fn hash_file(path: &std::path::Path) -> std::io::Result<(File, [u8; 32], bool)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut first = Vec::new();
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if first.len() < 2 {
+            first.extend_from_slice(&buf[..n.min(2)]);
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok((file, hasher.finalize().into(), first.starts_with(b"#!")))
+}
+
+#[cfg(unix)]
+fn fd_path(file: &File) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+#[cfg(not(unix))]
+fn fd_path(_: &File) -> PathBuf {
+    PathBuf::new()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of a file, in hex (what [`PluginBuilder::sha256`] expects).
+pub fn sha256_file(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
+    hash_file(path.as_ref()).map(|(_, digest, _)| hex(&digest))
+}
+
+/// Asks the kernel to kill the plugin when the thread that spawned it dies (`PR_SET_PDEATHSIG`).
+///
+/// Linux ties this signal to the spawning *thread*: a plugin started from a thread that ends
+/// before the host process (a `spawn_blocking` thread, for example) is killed with it. Start
+/// plugins from runtime worker threads or the main thread.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn parent_death_signal(command: &mut tokio::process::Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // operations are allowed: it makes two raw system calls through rustix (prctl, getppid) and
+    // builds an `io::Error` from an errno, none of which allocates or takes a lock.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            // The host may have died between the fork and the prctl: then nobody would kill us.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(rustix::io::Errno::SRCH.into());
+            }
+            Ok(())
+        });
+    }
+}
+
+fn signal(pid: u32, ctl: Ctl) {
+    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else { return };
+    let _ = match ctl {
+        Ctl::Terminate => rustix::process::kill_process(pid, rustix::process::Signal::TERM),
+        Ctl::KillGroup => rustix::process::kill_process_group(pid, rustix::process::Signal::KILL),
+    };
+}
+
+/// Kills the group if the supervisor is dropped before the plugin was reaped (a runtime that
+/// shuts down): kill-on-drop then only reaches the plugin itself.
+struct GroupGuard {
+    pid: u32,
+    armed: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            signal(self.pid, Ctl::KillGroup);
+        }
+    }
+}
+
+/// Waits for the plugin to exit while sending the signals it is asked to; then kills what is
+/// left of its process group, collects the end of stderr, and publishes the [`ExitInfo`].
+///
+/// Signals are sent only from here, while the child is not yet reaped, so that its pid cannot
+/// have been reused by another process.
+async fn supervise(
+    mut child: Box<dyn TokioChildWrapper>,
+    pid: u32,
+    mut ctl: mpsc::UnboundedReceiver<Ctl>,
+    stderr_task: tokio::task::JoinHandle<()>,
+    tail: SharedTail,
+    exit_tx: watch::Sender<Option<ExitInfo>>,
+) {
+    let mut guard = GroupGuard { pid, armed: true };
+    let status = {
+        let mut wait = Box::into_pin(child.wait());
+        let mut ctl_open = true;
+        loop {
+            tokio::select! {
+                status = &mut wait => break status,
+                message = ctl.recv(), if ctl_open => match message {
+                    Some(message) => signal(pid, message),
+                    // Every handle on the plugin was dropped: kill on drop.
+                    None => {
+                        ctl_open = false;
+                        signal(pid, Ctl::KillGroup);
+                    }
+                },
+            }
+        }
+    };
+    // The plugin is reaped; its group lives on while any member does (so its id cannot be
+    // reused yet): kill the members left, such as a grandchild holding stdout open.
+    signal(pid, Ctl::KillGroup);
+    guard.armed = false;
+    let _ = tokio::time::timeout(STDERR_DRAIN, stderr_task).await;
+    let status = match status {
+        Ok(status) => Some(status),
+        Err(e) => {
+            tracing::warn!(target: crate::logs::LOG_TARGET, "waiting for the plugin failed: {e}");
+            None
+        }
+    };
+    let _ = exit_tx.send(Some(ExitInfo::from_status(status, tail.lines())));
+}
