@@ -1,0 +1,102 @@
+"""A test plugin exercising SDK features the reference examples do not use."""
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import tether  # noqa: E402
+
+if os.environ.get("LAB_IMPORT_LOGGING"):
+    import logging  # noqa: F401 - bridged by serve() because it is already imported
+
+
+def shout(text: str) -> dict:
+    """Everything that could break stdout: print, fd 1, a child process, sys.__stdout__."""
+    print(text)
+    os.write(1, f"fd1 {text}\n".encode())
+    subprocess.run(["echo", f"child {text}"], check=True)
+    sys.__stdout__.write(f"dunder {text}\n")
+    sys.__stdout__.flush()
+    return {}
+
+
+def fail() -> dict:
+    return {"never": 1 / 0}
+
+
+def refuse() -> dict:
+    raise tether.Error(4242, "refused", {"why": "test"})
+
+
+def wait(seconds: float) -> dict:
+    call = tether.current()
+    if call.wait_cancelled(seconds):
+        raise tether.Cancelled()
+    return {"cancelled": call.cancelled}
+
+
+def log_py(message: str, level: str) -> dict:
+    import logging  # lazily: the SDK bridges the module when it is first imported
+
+    logging.getLogger("lab").log(getattr(logging, level), message, extra={"key": message})
+    return {}
+
+
+class Visitor:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def greet(self, name: str) -> dict:
+        self.seen.append(name)
+        return {"text": f"hello {name}"}
+
+
+def visit(retain: bool) -> dict:
+    """Pass a plugin object to the host as a handle; the host calls it back."""
+    result = tether.request("host.visit", {"visitor": tether.Export(Visitor(), "visitor"),
+                                           "retain": retain})
+    return {"host": result}
+
+
+def echo_bytes(data: bytes) -> dict:
+    return {"data": data, "len": len(data)}
+
+
+def types(i: int, f: float, b: bool, s: str, items: list, obj: dict, opt: int = -1) -> dict:
+    return {"i": i, "f": f, "b": b, "s": s, "items": items, "obj": obj, "opt": opt}
+
+
+def call_host(method: str, timeout: float) -> dict:
+    try:
+        return {"result": tether.request(method, {}, timeout=timeout)}
+    except TimeoutError:
+        return {"timeout": True}
+    except tether.RemoteError as e:
+        return {"remote_error": e.code}
+
+
+def read_stdin() -> dict:
+    return {"read": sys.stdin.read()}
+
+
+def bad_result() -> list:
+    return [1, 2]
+
+
+V1 = {
+    "shout": ({"text": str}, {}),
+    "fail": ({}, {}),
+    "refuse": ({}, {}),
+    "wait": ({"seconds": float}, {"cancelled": bool}),
+    "log_py": ({"message": str, "level": {"type": "string", "enum": ["DEBUG", "INFO"]}}, {}),
+    "visit": ({"retain": bool}, {"host": dict}),
+    "echo_bytes": ({"data": bytes}, {"data": bytes, "len": int}),
+    "types": ({"i": int, "f": float, "b": bool, "s": str, "items": {"type": "array",
+               "items": {"type": "integer", "minimum": 0}}, "obj": dict, "opt?": int}, dict),
+    "call_host": ({"method": str, "timeout": float}, dict),
+    "read_stdin": ({}, {"read": str}),
+    "bad_result": ({}, {}),
+}
+
+if __name__ == "__main__":
+    tether.serve("lab", "0.0.1", tether.Interface("lab", {1: V1}, globals()))

@@ -1,0 +1,178 @@
+"""SDK features beyond the reference examples, through tests/plugins/lab.py."""
+
+import base64
+import os
+import time
+import unittest
+from typing import Any
+
+from harness import TESTS, Plugin, precompile
+
+LAB = os.path.join(TESTS, "plugins", "lab.py")
+
+
+def setUpModule() -> None:
+    precompile()
+
+
+class LabTest(unittest.TestCase):
+    env: dict = {}
+
+    def setUp(self) -> None:
+        self.p = Plugin(LAB, env=self.env)
+        self.addCleanup(self.p.kill)
+        self.p.initialize({"lab": [1]}, log_level="debug")
+
+    def tearDown(self) -> None:
+        if self.p.proc.poll() is None:
+            self.p.shutdown()
+
+    def test_stdout_is_protected(self) -> None:
+        # print(), os.write(1), a child process and sys.__stdout__ all land on stderr (§8.4);
+        # the harness reads stdout strictly, so any stray byte there fails the test.
+        for i in range(3):
+            self.assertEqual(self.p.result("lab.shout", {"text": f"noise{i}"}), {})
+        self.assertEqual(self.p.result("tether/ping"), {})
+        err = self.p.wait_stderr("dunder noise2")
+        for text in ("noise0", "fd1 noise1", "child noise2", "dunder noise2"):
+            self.assertIn(text, err)
+
+    def test_stdin_is_protected(self) -> None:
+        # A handler (or a child process) reading stdin gets end of file, not our frames.
+        self.assertEqual(self.p.result("lab.read_stdin"), {"read": ""})
+        self.assertEqual(self.p.result("tether/ping"), {})
+
+    def test_handler_exception_is_internal_error(self) -> None:
+        err = self.p.error("lab.fail")
+        self.assertEqual(err["code"], -32603)
+        self.assertIn("ZeroDivisionError", err["message"])
+        self.assertIn("ZeroDivisionError", self.p.wait_stderr("Traceback"))
+        self.assertEqual(self.p.result("tether/ping"), {})
+        self.assertEqual(self.p.error("lab.bad_result")["code"], -32603)
+
+    def test_application_error(self) -> None:
+        self.assertEqual(self.p.error("lab.refuse"),
+                         {"code": 4242, "message": "refused", "data": {"why": "test"}})
+
+    def test_cancellation_flag(self) -> None:
+        rid = self.p.request("lab.wait", {"seconds": 30.0})
+        time.sleep(0.05)
+        self.p.notify("$/cancelRequest", {"id": rid})
+        self.assertEqual(self.p.response(rid, timeout=5)["error"]["code"], -32800)
+        self.assertEqual(self.p.result("lab.wait", {"seconds": 0.01}), {"cancelled": False})
+
+    def test_bytes_both_ways(self) -> None:
+        data = bytes(range(256))
+        got = self.p.result("lab.echo_bytes", {"data": base64.b64encode(data).decode()})
+        self.assertEqual(base64.b64decode(got["data"]), data)
+        self.assertEqual(got["len"], 256)
+
+    def test_types(self) -> None:
+        good: dict[str, Any] = {"i": -3, "f": 1.5, "b": True, "s": "x", "items": [0, 2],
+                                "obj": {"k": None}}
+        self.assertEqual(self.p.result("lab.types", good), {**good, "opt": -1})
+        self.assertEqual(self.p.result("lab.types", {**good, "opt": 4, "extra": 1})["opt"], 4)
+        self.assertEqual(self.p.result("lab.types", {**good, "f": 2})["f"], 2)  # ints are numbers
+        for bad in ({"i": 1.0}, {"i": True}, {"f": "1"}, {"b": 1}, {"s": None}, {"items": {}},
+                    {"items": [-1]}, {"items": [1.5]}, {"obj": []}, {"opt": "4"}):
+            err = self.p.error("lab.types", {**good, **bad})
+            self.assertEqual(err["code"], -32602, bad)
+            self.assertIn(next(iter(bad)), err["data"]["path"])
+        self.assertEqual(self.p.error("lab.log_py", {"message": "m", "level": "LOUD"})["code"],
+                         -32602)
+
+    def test_logging_module_is_bridged(self) -> None:
+        self.p.result("lab.log_py", {"message": "from logging", "level": "DEBUG"})
+        self.p.result("tether/ping")
+        logs = [n["params"] for n in self.p.notifications if n["method"] == "$/log"]
+        self.assertIn({"level": "debug", "message": "from logging", "target": "lab",
+                       "fields": {"key": "from logging"}}, logs)
+        self.p.notify("$/setLogLevel", {"level": "info"})
+        self.p.result("lab.log_py", {"message": "hidden", "level": "DEBUG"})
+        self.p.result("lab.log_py", {"message": "shown", "level": "INFO"})
+        self.p.result("tether/ping")
+        messages = [n["params"]["message"] for n in self.p.notifications]
+        self.assertIn("shown", messages)
+        self.assertNotIn("hidden", messages)
+
+    def test_request_to_host_and_timeout(self) -> None:
+        rid = self.p.request("lab.call_host", {"method": "host.thing", "timeout": 5.0})
+        msg = self.p.recv()
+        self.assertEqual(msg["method"], "host.thing")
+        self.p.reply(msg["id"], {"ok": 1})
+        self.assertEqual(self.p.response(rid)["result"], {"result": {"ok": 1}})
+        rid = self.p.request("lab.call_host", {"method": "host.slow", "timeout": 0.1})
+        msg = self.p.recv()
+        cancel = self.p.recv()  # the plugin gives up and says so (§7.3)
+        self.assertEqual(cancel, {"jsonrpc": "2.0", "method": "$/cancelRequest",
+                                  "params": {"id": msg["id"]}})
+        self.assertEqual(self.p.response(rid)["result"], {"timeout": True})
+        self.p.reply(msg["id"], {"late": True})  # ignored
+        rid = self.p.request("lab.call_host", {"method": "host.broken", "timeout": 5.0})
+        msg = self.p.recv()
+        self.p.send({"jsonrpc": "2.0", "id": msg["id"], "error": {"code": 7, "message": "no"}})
+        self.assertEqual(self.p.response(rid)["result"], {"remote_error": 7})
+
+    def visit(self, retain: bool) -> tuple[Any, Any, str]:
+        rid = self.p.request("lab.visit", {"retain": retain})
+        msg = self.p.recv()
+        self.assertEqual(msg["method"], "host.visit")
+        visitor = msg["params"]["visitor"]
+        self.assertEqual(set(visitor), {"$handle", "interface"})
+        self.assertEqual(visitor["interface"], "visitor")
+        return rid, msg["id"], visitor["$handle"]
+
+    def test_plugin_served_handle(self) -> None:
+        rid, host_call, handle = self.visit(retain=False)
+        # While host.visit is in flight the handle is live (§6.3): the host calls it.
+        self.assertEqual(self.p.result("tether/invoke", {"handle": handle, "method": "greet",
+                                                         "params": {"name": "ann"}}),
+                         {"text": "hello ann"})
+        self.assertEqual(self.p.error("tether/invoke", {"handle": handle, "method": "nope",
+                                                        "params": {}})["code"], -32601)
+        self.assertEqual(self.p.error("tether/invoke", {"handle": handle, "method": "_private",
+                                                        "params": {}})["code"], -32601)
+        self.p.reply(host_call, {"done": True})
+        self.assertEqual(self.p.response(rid)["result"], {"host": {"done": True}})
+        # The scoped handle expired with the response (§6.3).
+        err = self.p.error("tether/invoke", {"handle": handle, "method": "greet",
+                                             "params": {"name": "bob"}})
+        self.assertEqual(err, {"code": -32003, "message": err["message"],
+                               "data": {"handle": handle}})
+        self.assertEqual(self.p.error("tether/retain", {"handle": handle})["code"], -32003)
+
+    def test_shutdown_lets_in_flight_work_call_back(self) -> None:
+        rid, host_call, handle = self.visit(retain=False)
+        shutdown = self.p.request("tether/shutdown", {})
+        self.assertEqual(self.p.error("lab.fail")["code"], -32005)
+        # The in-flight lab.visit still needs its handle: invokes on it are served.
+        self.assertEqual(self.p.result("tether/invoke", {"handle": handle, "method": "greet",
+                                                         "params": {"name": "late"}}),
+                         {"text": "hello late"})
+        self.p.reply(host_call, {})
+        self.assertEqual(self.p.recv()["id"], rid)
+        self.assertEqual(self.p.recv(), {"jsonrpc": "2.0", "id": shutdown, "result": {}})
+        self.p.close_stdin()
+        self.p.expect_exit(0)
+
+    def test_retained_handle(self) -> None:
+        rid, host_call, handle = self.visit(retain=True)
+        self.assertEqual(self.p.result("tether/retain", {"handle": handle}), {})
+        self.p.reply(host_call, {})
+        self.p.response(rid)
+        self.assertEqual(self.p.result("tether/invoke", {"handle": handle, "method": "greet",
+                                                         "params": {"name": "cy"}}),
+                         {"text": "hello cy"})
+        self.p.notify("$/release", {"handle": handle})
+        self.assertEqual(self.p.error("tether/invoke", {"handle": handle, "method": "greet",
+                                                        "params": {"name": "d"}})["code"], -32003)
+
+
+class EagerLoggingTest(LabTest):
+    """The same, with `logging` imported before serve() (bridged at once, not by the hook)."""
+
+    env = {"LAB_IMPORT_LOGGING": "1"}
+
+
+if __name__ == "__main__":
+    unittest.main()

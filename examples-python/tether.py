@@ -1,0 +1,1808 @@
+"""Tether plugin SDK for Python: one file, standard library only, Python 3.9 or later.
+
+Copy this file next to your plugin. A plugin declares its interfaces and calls :func:`serve`::
+
+    import tether
+
+    def greet(name: str) -> dict:
+        return {"text": f"hello, {name}"}
+
+    V1 = {"greet": ({"name": str}, {"text": str})}      # method: (params, result)
+    tether.serve("greeter", "0.1.0", tether.Interface("greeter", {1: V1}, globals()))
+
+Section numbers (``§2.5``) refer to ``spec/SPEC.md``, the Tether protocol, version 1. The SDK:
+
+* checks the magic cookie before it reads stdin, and exits 1 with a sentence on stderr when the
+  program was not started by a host (§1.3);
+* keeps a private copy of stdout for frames and points file descriptors 1 (and 0) away from the
+  pipes, so ``print``, ``input`` and child processes cannot break the stream (§8.4);
+* reads and writes ``Content-Length`` frames, bounded and self-resynchronising (§2);
+* negotiates the core and interface versions and answers with the method schemas (§4);
+* runs every handler on its own thread (reused, not created per call), so a handler that waits
+  for the host (a callback through a handle, §6) never stops other requests from being
+  served, and reading never waits for a handler (§3.7);
+* converts params: ``{"type": "string", "contentEncoding": "base64"}`` becomes ``bytes``, a
+  handle becomes a :class:`RemoteHandle` you can call, and bad params are answered -32602;
+  ``bytes`` in results are sent as base64;
+* cancels a handler on ``$/cancelRequest`` and cancels the calls it was waiting for (§7);
+* forwards :func:`log` and, once your program imports it, the ``logging`` module to ``$/log``
+  at the session's level (§8);
+* exits 0 when stdin closes (§1.6).
+
+Start-up cost matters for a plugin (a host may start one per task), so this module imports only
+modules that are built into the interpreter: ``_thread`` instead of ``threading`` (about 3 ms),
+CPython's ``_json`` accelerator instead of ``json`` (about 6 ms, because ``json`` imports
+``re``; the ``json`` package is the fallback on other interpreters), and it bridges ``logging``
+(about 8 ms) only when the plugin itself imports it.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import sys
+import time
+from _thread import allocate_lock, get_ident, start_new_thread
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover - for type checkers only; `typing` costs ~10 ms to import
+    from typing import Any, Callable, Iterable, Mapping
+
+__all__ = [
+    "REFERENCE_COOKIE",
+    "Call",
+    "Cancelled",
+    "Error",
+    "Export",
+    "Interface",
+    "RemoteError",
+    "RemoteHandle",
+    "current",
+    "handle",
+    "log",
+    "log_enabled",
+    "notify",
+    "request",
+    "schema",
+    "serve",
+]
+
+#: The cookie of the reference interfaces, the examples and the conformance binary (§1.4).
+REFERENCE_COOKIE = ("TETHER_MAGIC_COOKIE", "7c1e4b9a-tether-reference-plugin")
+#: The core protocol versions this SDK speaks (§10.1).
+PROTOCOL_VERSIONS = (1,)
+#: The maximum body length until the host announces its own (§2.5).
+DEFAULT_MAX_FRAME_SIZE = 33554432
+#: The smallest ``maxFrameSize`` a host may announce (§2.5).
+MIN_MAX_FRAME_SIZE = 1048576
+#: The longest header block a reader accepts (§2.3).
+MAX_HEADER_BLOCK = 4096
+
+_LEVELS = {"trace": 0, "debug": 1, "info": 2, "warn": 3, "error": 4}
+_LEVEL_ALIASES = {"warning": "warn"}
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+_MISSING: Any = object()
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+class Error(Exception):
+    """An error answered to the peer as is: raise it from a handler (§3.4.4, §5.5).
+
+    Application interfaces use codes outside -32768..-32000, for example
+    ``raise tether.Error(1001, f"key not found: {key}", {"key": key})``.
+    """
+
+    def __init__(self, code: int, message: str, data: Any = _MISSING) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``error`` member of a response."""
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not _MISSING:
+            err["data"] = self.data
+        return err
+
+
+class Cancelled(Error):
+    """The request being handled was cancelled (§7); answered -32800 when a handler lets it out.
+
+    Raised by :meth:`Call.check` and by a call to the host that was waiting when the cancel came.
+    """
+
+    def __init__(self, message: str = "request cancelled") -> None:
+        super().__init__(-32800, message)
+
+
+class RemoteError(Exception):
+    """The host answered a call of ours (:func:`request`, :meth:`RemoteHandle.invoke`) with an
+    error. A handler that lets it out answers its own request -32603, naming the cause."""
+
+    def __init__(self, method: str, error: dict[str, Any]) -> None:
+        self.method = method
+        self.code: int = error.get("code", -32603)
+        self.message: str = str(error.get("message", ""))
+        self.data: Any = error.get("data", _MISSING)
+        super().__init__(f"{method} failed: {self.message} (code {self.code})")
+
+    def to_json(self) -> dict[str, Any]:
+        """The host's error object."""
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not _MISSING:
+            err["data"] = self.data
+        return err
+
+
+class _Invalid(Exception):
+    """A params value that does not match its schema (answered -32602)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path or 'params'}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def _report(message: str) -> None:
+    """Write one line for a human to stderr, where the host shows it (§8.3)."""
+    try:
+        os.write(2, ("tether: " + message + "\n").encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def _shown(data: bytes | bytearray, total: int | None = None) -> str:
+    """Bytes for a report: escaped and shortened to at most 512 bytes (§2.6)."""
+    total = len(data) if total is None else total
+    return repr(bytes(data[:512])) + (" ..." if total > 512 else "") + f" ({total} bytes)"
+
+
+# --------------------------------------------------------------------------------------------
+# JSON (RFC 8259), with bytes written as base64 (§5.3)
+# --------------------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _to_json(o: Any) -> Any:
+    """Encoder hook for values JSON does not know: bytes become base64, handles their object."""
+    if isinstance(o, (bytes, bytearray, memoryview)):
+        return binascii.b2a_base64(o, newline=False).decode("ascii")
+    if isinstance(o, (RemoteHandle, Export)):
+        return o._wire()
+    raise TypeError(f"a {type(o).__name__} cannot be sent as JSON")
+
+
+try:  # CPython's C accelerator: the `json` package minus its ~6 ms of imports.
+    from _json import encode_basestring_ascii as _c_str
+    from _json import make_encoder as _c_make_encoder
+    from _json import make_scanner as _c_make_scanner
+
+    class _ScanContext:
+        strict = True
+        object_hook = None
+        object_pairs_hook = None
+        parse_float = float
+        parse_int = int
+        parse_constant = staticmethod(_reject_constant)
+
+    _scan = _c_make_scanner(_ScanContext)
+    _iterencode = _c_make_encoder(None, _to_json, _c_str, None, ":", ",", False, False, False)
+
+    def _loads(text: str) -> Any:
+        start = len(text) - len(text.lstrip(" \t\n\r")) if text[:1] in " \t\n\r" else 0
+        try:
+            value, end = _scan(text, start)
+        except Exception:  # noqa: BLE001 - any failure is a parse error; explained below
+            value, end = _MISSING, -1
+        if end != len(text) and (end < 0 or text[end:].strip(" \t\n\r")):
+            import json  # only on the error path: gives the precise reason
+
+            json.loads(text, parse_constant=_reject_constant)
+            raise ValueError("extra data after the JSON value")
+        return value
+
+    def _dumps(obj: Any) -> bytes:
+        return "".join(_iterencode(obj, 0)).encode("ascii")
+
+except ImportError:  # another interpreter: the `json` package does the same work
+    import json
+
+    _decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    _encoder = json.JSONEncoder(
+        separators=(",", ":"), allow_nan=False, check_circular=False, default=_to_json
+    )
+
+    _scan = _decoder.raw_decode
+
+    def _loads(text: str) -> Any:
+        return _decoder.decode(text)
+
+    def _dumps(obj: Any) -> bytes:
+        return _encoder.encode(obj).encode("ascii")
+
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _b64decode(text: str) -> bytes:
+    """Decode standard, padded base64 without line breaks (§5.3); ValueError otherwise."""
+    if len(text) % 4:
+        raise ValueError("its length is not a multiple of 4 (padded base64 expected)")
+    try:
+        raw = text.encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError("it holds a character outside the base64 alphabet") from None
+    core = raw.rstrip(b"=")
+    if len(raw) - len(core) > 2 or core.translate(None, _B64_ALPHABET):
+        raise ValueError("it holds a character outside the base64 alphabet or misplaced padding")
+    return binascii.a2b_base64(raw)
+
+
+# --------------------------------------------------------------------------------------------
+# Schemas: the shorthand of Interface declarations, and params checking and conversion (§5.2)
+# --------------------------------------------------------------------------------------------
+
+_SHORTHAND: dict[Any, dict[str, Any]] = {
+    str: {"type": "string"},
+    bytes: {"type": "string", "contentEncoding": "base64"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+    dict: {"type": "object"},
+    list: {"type": "array"},
+    type(None): {"type": "null"},
+    object: {},
+}
+
+
+def handle(interface: str) -> dict[str, Any]:
+    """The schema of a handle parameter (§6.1): the handler receives a :class:`RemoteHandle`.
+
+    ``{"key": str, "adder": tether.handle("adder")}``
+    """
+    return {
+        "type": "object",
+        "properties": {
+            "$handle": {"type": "string", "minLength": 1},
+            "interface": {"type": "string", "const": interface},
+        },
+        "required": ["$handle", "interface"],
+        "additionalProperties": False,
+    }
+
+
+def schema(spec: Any) -> dict[str, Any]:
+    """Turn a schema shorthand into a JSON Schema (draft 2020-12).
+
+    * ``str``, ``bytes`` (base64 on the wire), ``int`` (64-bit), ``float``, ``bool``, ``dict``,
+      ``list``, ``None`` and ``object`` (anything);
+    * a dict of members, ``{"key": str, "limit?": int}``: an object; a name ending in ``?`` is
+      optional, every other member is required;
+    * a JSON Schema, recognised by its string ``type`` member, is used as it is.
+    """
+    if spec is None:
+        spec = type(None)
+    if isinstance(spec, type):
+        if spec not in _SHORTHAND:
+            raise TypeError(f"no JSON Schema shorthand for {spec.__name__}")
+        return dict(_SHORTHAND[spec])
+    if isinstance(spec, dict):
+        if isinstance(spec.get("type"), (str, list)):
+            return spec
+        props: dict[str, Any] = {}
+        required: list[str] = []
+        for name, member in spec.items():
+            if name.endswith("?"):
+                name = name[:-1]
+            else:
+                required.append(name)
+            props[name] = schema(member)
+        out: dict[str, Any] = {"type": "object", "properties": props}
+        if required:
+            out["required"] = required
+        return out
+    raise TypeError(f"not a schema: {spec!r}")
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """Equality of JSON values (``True`` is not ``1``)."""
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a is b
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(
+            _json_equal(a[k], b[k]) for k in a
+        )
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_json_equal, a, b))
+    if isinstance(a, str) or isinstance(b, str):
+        return isinstance(a, str) and isinstance(b, str) and a == b
+    return isinstance(a, (int, float)) and isinstance(b, (int, float)) and a == b
+
+
+_TYPE_TESTS: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: type(v) is str,
+    "integer": lambda v: type(v) is int and _I64_MIN <= v <= _I64_MAX,
+    "number": lambda v: type(v) in (int, float),
+    "boolean": lambda v: type(v) is bool,
+    "object": lambda v: type(v) is dict,
+    "array": lambda v: type(v) is list,
+    "null": lambda v: v is None,
+}
+_TYPE_WORDS = {"string": "a string", "integer": "an integer (64-bit, no fraction)",
+               "number": "a number", "boolean": "a boolean", "object": "an object",
+               "array": "an array", "null": "null"}
+
+
+def _compile(s: dict[str, Any]) -> Callable[[Any, str], Any]:
+    """Compile a JSON Schema (the subset SDK users need) into ``convert(value, path)``.
+
+    It checks ``type``, ``enum``, ``const``, ``minLength``, ``maxLength``, ``minimum``,
+    ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``, ``properties``, ``required``,
+    ``additionalProperties``, ``items``, ``minItems`` and ``maxItems``; other keywords are
+    annotations. It returns the value with base64 strings decoded to ``bytes`` and handles
+    made into :class:`RemoteHandle` objects, and raises :class:`_Invalid` on a mismatch.
+    """
+    props = s.get("properties")
+    if isinstance(props, dict) and "$handle" in props:
+        iface = props.get("interface", {}).get("const")
+        return _handle_converter(iface)
+    steps: list[Callable[[Any, str], Any]] = []
+    types = s.get("type")
+    if types is not None:
+        names = [types] if isinstance(types, str) else list(types)
+        tests = [_TYPE_TESTS[t] for t in names if t in _TYPE_TESTS]
+        words = " or ".join(_TYPE_WORDS.get(t, t) for t in names)
+        if len(tests) == 1:
+            test = tests[0]
+
+            def check_type(v: Any, path: str) -> Any:
+                if not test(v):
+                    raise _Invalid(path, f"expected {words}")
+                return v
+        else:
+
+            def check_type(v: Any, path: str) -> Any:
+                if not any(t(v) for t in tests):
+                    raise _Invalid(path, f"expected {words}")
+                return v
+
+        steps.append(check_type)
+    if "enum" in s:
+        options = list(s["enum"])
+
+        def check_enum(v: Any, path: str) -> Any:
+            if not any(_json_equal(v, o) for o in options):
+                raise _Invalid(path, f"expected one of {options!r}")
+            return v
+
+        steps.append(check_enum)
+    if "const" in s:
+        const = s["const"]
+
+        def check_const(v: Any, path: str) -> Any:
+            if not _json_equal(v, const):
+                raise _Invalid(path, f"expected {const!r}")
+            return v
+
+        steps.append(check_const)
+    for word, kind, holds, what in _BOUNDS:
+        if word in s:
+            steps.append(_bound(kind, s[word], holds, what))
+    if isinstance(props, dict) or "required" in s or "additionalProperties" in s:
+        steps.append(_object_converter(s))
+    if isinstance(s.get("items"), dict):
+        item = _compile(s["items"])
+
+        def convert_items(v: Any, path: str) -> Any:
+            if type(v) is list:
+                return [item(x, f"{path}[{i}]") for i, x in enumerate(v)]
+            return v
+
+        steps.append(convert_items)
+    if s.get("contentEncoding") == "base64":
+
+        def decode(v: Any, path: str) -> Any:
+            if type(v) is str:
+                try:
+                    return _b64decode(v)
+                except ValueError as e:
+                    raise _Invalid(path, f"not valid base64: {e}") from None
+            return v
+
+        steps.append(decode)
+    if not steps:
+        return lambda v, path: v
+    if len(steps) == 1:
+        return steps[0]
+
+    def run(v: Any, path: str) -> Any:
+        for step in steps:
+            v = step(v, path)
+        return v
+
+    return run
+
+
+_BOUNDS: list[tuple[str, Any, Callable[[Any, Any], bool], str]] = [
+    ("minLength", str, lambda v, n: len(v) >= n, "at least {} characters"),
+    ("maxLength", str, lambda v, n: len(v) <= n, "at most {} characters"),
+    ("minimum", (int, float), lambda v, n: v >= n, "at least {}"),
+    ("maximum", (int, float), lambda v, n: v <= n, "at most {}"),
+    ("exclusiveMinimum", (int, float), lambda v, n: v > n, "above {}"),
+    ("exclusiveMaximum", (int, float), lambda v, n: v < n, "below {}"),
+    ("minItems", list, lambda v, n: len(v) >= n, "at least {} items"),
+    ("maxItems", list, lambda v, n: len(v) <= n, "at most {} items"),
+]
+
+
+def _bound(kind: Any, limit: Any, test: Callable[[Any, Any], bool], what: str
+           ) -> Callable[[Any, str], Any]:
+    def check(v: Any, path: str) -> Any:
+        if isinstance(v, kind) and not isinstance(v, bool) and not test(v, limit):
+            raise _Invalid(path, "expected " + what.format(limit))
+        return v
+
+    return check
+
+
+def _object_converter(s: dict[str, Any]) -> Callable[[Any, str], Any]:
+    members = _member_converters(s)
+    extra = s.get("additionalProperties", True)
+    extra_conv = _compile(extra) if isinstance(extra, dict) else None
+
+    def convert(v: Any, path: str) -> Any:
+        if type(v) is not dict:
+            return v
+        out = v
+        for name, required, conv in members:
+            item = v.get(name, _MISSING)
+            if item is _MISSING:
+                if required:
+                    raise _Invalid(_join(path, name), "missing")
+                continue
+            new = conv(item, _join(path, name))
+            if new is not item:
+                if out is v:
+                    out = dict(v)
+                out[name] = new
+        if extra is not True:
+            known = {m[0] for m in members}
+            for name in v:
+                if name not in known:
+                    if extra_conv is None:
+                        raise _Invalid(_join(path, name), "unexpected member")
+                    extra_conv(v[name], _join(path, name))
+        return out
+
+    return convert
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _member_converters(s: dict[str, Any]) -> list[tuple[str, bool, Callable[[Any, str], Any]]]:
+    props = s.get("properties") or {}
+    required = set(s.get("required") or ())
+    out = [(name, name in required, _compile(sub)) for name, sub in props.items()]
+    out += [(name, True, lambda v, path: v) for name in required if name not in props]
+    return out
+
+
+def _handle_converter(interface: str | None) -> Callable[[Any, str], Any]:
+    def convert(v: Any, path: str) -> Any:
+        if type(v) is not dict or v.keys() != {"$handle", "interface"}:
+            raise _Invalid(path, 'expected a handle {"$handle": ..., "interface": ...}')
+        hid, iface = v["$handle"], v["interface"]
+        if type(hid) is not str or not hid or type(iface) is not str:
+            raise _Invalid(path, "expected a handle with a non-empty string $handle")
+        if interface is not None and iface != interface:
+            raise _Invalid(path, f"expected a handle of interface {interface}, not {iface}")
+        return RemoteHandle(hid, iface)
+
+    return convert
+
+
+class _Method:
+    """One method of one interface version: its schemas and how to call its handler."""
+
+    __slots__ = ("fn", "params_schema", "result_schema", "_members", "_convert", "_by_name",
+                 "_simple")
+
+    def __init__(self, fn: Callable[..., Any], params: Any, result: Any) -> None:
+        self.fn = fn
+        self.params_schema = schema(params)
+        self.result_schema = schema(result)
+        if self.params_schema.get("type") != "object" or self.result_schema.get("type") != "object":
+            raise TypeError("params and result must be objects (SPEC.md §3.1)")
+        # With declared members the handler gets them as keyword arguments; without, one dict.
+        self._by_name = isinstance(self.params_schema.get("properties"), dict)
+        self._members = _member_converters(self.params_schema) if self._by_name else []
+        self._convert = _compile(self.params_schema)
+        # Only members to check (the common case): a loop faster than the general converter.
+        self._simple = self._by_name and set(self.params_schema) <= {
+            "type", "properties", "required", "description", "title"}
+
+    def invoke(self, params: dict[str, Any]) -> Any:
+        """Check and convert ``params`` (-32602 when they do not match), call the handler."""
+        try:
+            if self._simple:
+                kwargs = {}
+                for name, required, conv in self._members:
+                    v = params.get(name, _MISSING)
+                    if v is _MISSING:
+                        if required:
+                            raise _Invalid(name, "missing")
+                        continue
+                    kwargs[name] = conv(v, name)
+            else:
+                converted = self._convert(params, "")
+                if not self._by_name:
+                    return self.fn(converted)
+                kwargs = {m[0]: converted[m[0]] for m in self._members if m[0] in converted}
+        except _Invalid as e:
+            raise Error(-32602, f"invalid params: {e}", {"path": e.path, "reason": e.reason}) \
+                from None
+        return self.fn(**kwargs)
+
+
+def _is_name(name: Any) -> bool:
+    """ASCII letters, digits and ``_``, beginning with a letter (§5.1)."""
+    return (
+        isinstance(name, str) and name[:1].isascii() and name[:1].isalpha()
+        and name.isascii() and name.replace("_", "a").isalnum()
+    )
+
+
+class Interface:
+    """An application interface the plugin implements, in one or more versions (§4.3, §10.3).
+
+    ``versions`` maps each version number to its methods, ``{name: (params, result)}``, where
+    params and result are schema shorthands (see :func:`schema`). ``impl`` holds the handlers:
+    a dict such as ``globals()``, or any object (a module, an instance) whose attributes are
+    named after the methods. One handler serves a method in every version that has it; it can
+    read the negotiated version from ``tether.current().version``.
+    """
+
+    def __init__(self, name: str, versions: Mapping[int, Mapping[str, tuple[Any, Any]]],
+                 impl: Any) -> None:
+        if not _is_name(name):
+            raise ValueError(f"interface name {name!r}: use letters, digits and _ (SPEC.md §5.1)")
+        if not versions:
+            raise ValueError(f"interface {name} declares no version")
+        self.name = name
+        self.versions: list[int] = sorted(versions)
+        self.tables: dict[int, dict[str, _Method]] = {}
+        self.described: dict[int, dict[str, Any]] = {}
+        self.needs: dict[str, list[int]] = {}  # method -> the versions that have it
+        for version in self.versions:
+            if type(version) is not int or version < 1:
+                raise ValueError(f"interface {name}: versions are positive integers")
+            table: dict[str, _Method] = {}
+            for method, (params, result) in versions[version].items():
+                if not _is_name(method):
+                    raise ValueError(f"method name {method!r}: use letters, digits and _")
+                fn = impl.get(method) if isinstance(impl, dict) else getattr(impl, method, None)
+                if not callable(fn):
+                    raise TypeError(f"{name} version {version} declares {method}, but no "
+                                    f"callable named {method!r} implements it")
+                table[method] = _Method(fn, params, result)
+                self.needs.setdefault(method, []).append(version)
+            self.tables[version] = table
+            self.described[version] = {
+                "version": version,
+                "methods": {m: {"params": t.params_schema, "result": t.result_schema}
+                            for m, t in table.items()},
+            }
+
+
+# --------------------------------------------------------------------------------------------
+# Handles (§6)
+# --------------------------------------------------------------------------------------------
+
+
+class RemoteHandle:
+    """A handle the host passed in params (§6.1): call its methods with ``h.sum(a=1, b=2)``.
+
+    Each call sends ``tether/invoke`` and returns the result object; an error answer raises
+    :class:`RemoteError`. A scoped handle is valid until your handler returns (§6.3); call
+    :meth:`retain` before then to keep it, and :meth:`release` when done.
+    """
+
+    __slots__ = ("id", "interface")
+
+    def __init__(self, handle_id: str, interface: str) -> None:
+        self.id = handle_id
+        self.interface = interface
+
+    def invoke(self, method: str, params: dict[str, Any] | None = None, *,
+               timeout: float | None = None) -> dict[str, Any]:
+        """Call ``method`` on the handle and wait for its result (§6.2)."""
+        return request("tether/invoke",
+                       {"handle": self.id, "method": method, "params": params or {}},
+                       timeout=timeout)
+
+    def __getattr__(self, method: str) -> Callable[..., dict[str, Any]]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return lambda **params: self.invoke(method, params)
+
+    def retain(self) -> None:
+        """Keep the handle alive after the request that carried it (``tether/retain``)."""
+        request("tether/retain", {"handle": self.id})
+
+    def release(self) -> None:
+        """Tell the host a retained handle is no longer needed (``$/release``)."""
+        notify("$/release", {"handle": self.id})
+
+    def _wire(self) -> dict[str, str]:
+        return {"$handle": self.id, "interface": self.interface}
+
+    def __repr__(self) -> str:
+        return f"<RemoteHandle {self.id} ({self.interface})>"
+
+
+class Export:
+    """A plugin object passed to the host as a handle: put it in the params of :func:`request`.
+
+    The host then calls its methods with ``tether/invoke``. ``methods`` optionally declares them,
+    ``{name: (params, result)}`` as for :class:`Interface`; without it any public method of
+    ``obj`` can be called with the params as keyword arguments. The handle lives while the
+    request that carried it is in flight, or until ``$/release`` when the host retains it (§6.3).
+    """
+
+    def __init__(self, obj: Any, interface: str,
+                 methods: Mapping[str, tuple[Any, Any]] | None = None) -> None:
+        self.obj = obj
+        self.interface = interface
+        self.id: str | None = None
+        self.table = {m: _Method(getattr(obj, m), p, r) for m, (p, r) in (methods or {}).items()}
+        self.declared = methods is not None
+        self.scopes: set[int] = set()  # ids of our in-flight requests that carried it
+        self.retained = False
+
+    def _wire(self) -> dict[str, str]:
+        session = _session
+        if session is None:
+            raise RuntimeError("handles can be sent only while serving")
+        return session._export(self)
+
+    def _method(self, name: str) -> _Method | None:
+        if self.declared:
+            return self.table.get(name)
+        fn = getattr(self.obj, name, None) if _is_name(name) else None
+        return _Method(lambda params: fn(**params), dict, dict) if callable(fn) else None
+
+
+# --------------------------------------------------------------------------------------------
+# Calls being handled
+# --------------------------------------------------------------------------------------------
+
+
+class Call:
+    """The request a handler is serving; :func:`current` returns it inside a handler."""
+
+    __slots__ = ("id", "method", "version", "_cancelled", "_latch", "_outgoing")
+
+    def __init__(self, request_id: int | str, method: str, version: int | None) -> None:
+        self.id = request_id
+        self.method = method
+        self.version = version  # the negotiated version of the method's interface
+        self._cancelled = False
+        self._latch = allocate_lock()  # held until the call is cancelled
+        self._latch.acquire()
+        self._outgoing: dict[int, _Pending] = {}  # our unanswered requests made for this call
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the host cancelled this request (or the session is ending)."""
+        return self._cancelled
+
+    def wait_cancelled(self, timeout: float | None = None) -> bool:
+        """Sleep until the request is cancelled or ``timeout`` seconds pass; the flag's value."""
+        if self._latch.acquire(True, -1 if timeout is None else max(timeout, 0)):
+            self._latch.release()
+        return self._cancelled
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` when the request was cancelled."""
+        if self._cancelled:
+            raise Cancelled()
+
+
+_calls_by_thread: dict[int, Call] = {}
+
+
+def current() -> Call | None:
+    """The request the calling thread is handling, or None outside a handler."""
+    return _calls_by_thread.get(get_ident())
+
+
+class _Pending:
+    """One of our requests waiting for its response."""
+
+    __slots__ = ("id", "call", "latch", "response", "cancelled")
+
+    def __init__(self, call: Call | None) -> None:
+        self.id = 0
+        self.call = call
+        self.latch = allocate_lock()
+        self.latch.acquire()
+        self.response: dict[str, Any] | None = None
+        self.cancelled = False
+
+
+class _Oversized:
+    """A frame whose declared length is above the maximum, skipped: its size and first bytes."""
+
+    __slots__ = ("size", "prefix")
+
+    def __init__(self, size: int, prefix: bytes) -> None:
+        self.size = size
+        self.prefix = prefix
+
+
+# --------------------------------------------------------------------------------------------
+# Framing (§2)
+# --------------------------------------------------------------------------------------------
+
+_TOKEN = (b"!#$%&'*+-.^_`|~0123456789"
+          b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_VALUE_BYTES = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+_MARKER = b"content-length:"
+_PREFIX_KEPT = 65536  # how much of an oversized frame is kept to find its id
+_CHUNK = 65536
+_HAS_VECTORED_IO = hasattr(os, "readv") and hasattr(os, "writev")
+
+
+_IOV_MAX = 512  # buffers per writev call (even-sized: header and body stay together)
+
+
+def _write_buffers(fd: int, buffers: list[bytes]) -> None:
+    """Write all of ``buffers``, in order, in as few system calls as the pipe allows."""
+    if not _HAS_VECTORED_IO:
+        buffers = [b"".join(buffers)]
+    while buffers:
+        n = os.writev(fd, buffers) if _HAS_VECTORED_IO else os.write(fd, buffers[0])
+        while buffers and n >= len(buffers[0]):
+            n -= len(buffers[0])
+            del buffers[0]
+        if n:
+            buffers[0] = memoryview(buffers[0])[n:]
+
+
+def _read_into(fd: int, view: memoryview) -> int:
+    if _HAS_VECTORED_IO:
+        return os.readv(fd, [view])
+    data = os.read(fd, len(view))
+    view[: len(data)] = data
+    return len(data)
+
+
+class _Reader:
+    """Reads frames from a file descriptor: lenient headers (§2.3), bounded (§2.5), resyncing."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+        self.pos = 0
+        self.max_frame = DEFAULT_MAX_FRAME_SIZE
+
+    def _fill(self) -> bool:
+        """Append what the pipe has (at least one byte); False at end of file."""
+        if self.pos >= _CHUNK:
+            del self.buf[: self.pos]
+            self.pos = 0
+        data = os.read(self.fd, _CHUNK)
+        self.buf += data
+        return bool(data)
+
+    def next(self) -> bytes | bytearray | _Oversized | None:
+        """The next frame's body, an :class:`_Oversized` record, or None at end of file."""
+        buf = self.buf
+        while True:
+            pos = self.pos
+            end = buf.find(b"\r\n\r\n", pos, pos + MAX_HEADER_BLOCK)
+            if end < 0:
+                if len(buf) - pos >= MAX_HEADER_BLOCK:
+                    problem = "no end of header block within 4096 bytes"
+                    if not self._resync(pos, problem):
+                        return None
+                elif not self._fill():
+                    if len(buf) > pos:
+                        _report("end of file inside a frame header: " + _shown(buf[pos:]))
+                    return None
+                continue
+            header = bytes(buf[pos:end])
+            if header.startswith(b"Content-Length: ") and header[16:].isdigit():
+                length = int(header[16:])  # the writer form of §2.2: the common case
+            else:
+                length, problem = _parse_header(header)
+                if length < 0:
+                    if not self._resync(pos, problem):
+                        return None
+                    continue
+                if problem:  # a whole frame in a charset other than UTF-8: skip it (§2.3)
+                    _report(f"skipped a frame of {length} bytes: {problem}")
+                    if self._skip(end + 4, length) is None:
+                        return None
+                    continue
+            start = end + 4
+            if length > self.max_frame:
+                return self._skip(start, length)
+            if len(buf) - start < length:
+                return self._read_body(start, length)
+            self.pos = start + length
+            body = bytes(memoryview(buf)[start: self.pos])
+            if self.pos == len(buf):
+                buf.clear()
+                self.pos = 0
+            return body
+
+    def _read_body(self, start: int, length: int) -> bytearray | None:
+        """Read the rest of a body straight into a buffer of its (bounded) declared length."""
+        body = bytearray(length)
+        have = len(self.buf) - start
+        body[:have] = self.buf[start:]
+        self.buf.clear()
+        self.pos = 0
+        view = memoryview(body)
+        while have < length:
+            n = _read_into(self.fd, view[have: have + 16 * _CHUNK])
+            if not n:
+                _report(f"end of file inside a frame body after {have} of {length} bytes: "
+                        + _shown(body[:have]))
+                return None
+            have += n
+        return body
+
+    def _skip(self, start: int, length: int) -> _Oversized | None:
+        """Skip an oversized body (§2.6.2), keeping only a bounded prefix."""
+        prefix = bytes(self.buf[start: start + _PREFIX_KEPT])
+        left = length - (len(self.buf) - start)
+        if left <= 0:
+            self.pos = start + length
+            return _Oversized(length, prefix)
+        self.buf.clear()
+        self.pos = 0
+        while left > 0:
+            data = os.read(self.fd, min(left, 16 * _CHUNK))
+            if not data:
+                _report(f"end of file inside an oversized frame of {length} bytes")
+                return None
+            if len(prefix) < _PREFIX_KEPT:
+                prefix += data[: _PREFIX_KEPT - len(prefix)]
+            left -= len(data)
+        return _Oversized(length, prefix)
+
+    def _resync(self, start: int, problem: str) -> bool:
+        """Discard input from ``start`` up to the next ``Content-Length:`` after its first byte
+        (searched anywhere, in any case, §2.6.1) and report it; False at end of file."""
+        buf = self.buf
+        shown = b""  # the first 512 discarded bytes, for the report
+        count = 0
+        search = start + 1
+        while True:
+            found = _find_marker(buf, search)
+            stop = found if found >= 0 else max(search, len(buf) - len(_MARKER) + 1)
+            if len(shown) < 512:
+                shown += bytes(buf[start: min(stop, start + 512 - len(shown))])
+            count += stop - start
+            if found >= 0:
+                self.pos = found
+                _report(f"skipped {count} bytes that are not a frame ({problem}): "
+                        + _shown(shown, count))
+                return True
+            del buf[:stop]  # keep a tail that may hold the start of the marker
+            self.pos = start = search = 0
+            if not self._fill():
+                count += len(buf)
+                shown = (shown + bytes(buf))[:512]
+                _report(f"end of file after {count} bytes that are not a frame ({problem}): "
+                        + _shown(shown, count))
+                return False
+
+
+def _find_marker(buf: bytearray, start: int) -> int:
+    """The index of the next ``content-length:`` (any case) at or after ``start``, or -1."""
+    window = 1 << 16
+    while start < len(buf):
+        found = buf[start: start + window].lower().find(_MARKER)
+        if found >= 0:
+            return start + found
+        if start + window >= len(buf):
+            return -1
+        start += window - len(_MARKER) + 1
+    return -1
+
+
+def _parse_header(header: bytes) -> tuple[int, str]:
+    """Parse a header block (without its empty line) as the LSP base protocol allows (§2.3).
+
+    Returns the body length and no problem; -1 and what is broken; or the length and a
+    problem that spoils only this frame (a charset other than UTF-8), which is skipped whole.
+    """
+    length = -1
+    charset_problem = ""
+    for line in header.split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name.translate(None, _TOKEN) or \
+                value.translate(None, _VALUE_BYTES):
+            return -1, f"a header line that is not 'Name: value': {line[:80]!r}"
+        name = name.lower()
+        value = value.strip(b" \t")
+        if name == b"content-length":
+            if length >= 0:
+                return -1, "Content-Length given twice"
+            if not value.isdigit():
+                return -1, f"Content-Length is not a decimal integer: {value[:40]!r}"
+            length = int(value)
+        elif name == b"content-type":
+            for param in value.split(b";")[1:]:
+                key, _, charset = param.partition(b"=")
+                if key.strip().lower() == b"charset":
+                    charset = charset.strip().strip(b'"').lower()
+                    if charset not in (b"utf-8", b"utf8"):
+                        charset_problem = f"its charset is {charset[:40]!r}, not utf-8"
+    if length < 0:
+        return -1, "no Content-Length header"
+    return length, charset_problem
+
+
+def _peek_members(prefix: bytes) -> dict[str, Any]:
+    """The top-level members of a truncated JSON object that can be read from its start:
+    values of ``id`` and ``method`` when complete, and the names of all members seen."""
+    text = prefix.decode("utf-8", "replace")
+    seen: dict[str, Any] = {}
+    i = len(text) - len(text.lstrip())
+    if text[i: i + 1] != "{":
+        return seen
+    i += 1
+    while True:
+        i += len(text[i:]) - len(text[i:].lstrip())
+        try:
+            key, i = _scan(text, i)
+        except Exception:  # noqa: BLE001 - truncated or not JSON: stop here
+            return seen
+        j = text.find(":", i)
+        if type(key) is not str or j < 0 or text[i:j].strip():
+            return seen
+        seen[key] = _MISSING
+        i = j + 1
+        i += len(text[i:]) - len(text[i:].lstrip())
+        try:
+            value, i = _scan(text, i)
+        except Exception:  # noqa: BLE001
+            return seen
+        seen[key] = value
+        i += len(text[i:]) - len(text[i:].lstrip())
+        if text[i: i + 1] != ",":
+            return seen
+        i += 1
+
+
+# --------------------------------------------------------------------------------------------
+# The session
+# --------------------------------------------------------------------------------------------
+
+
+def _valid_id(v: Any) -> bool:
+    """An id is a string or an integer in the signed 64-bit range (§3.2)."""
+    t = type(v)
+    return t is str or (t is int and _I64_MIN <= v <= _I64_MAX)
+
+
+class _Session:
+    """One session with the host: reads frames, dispatches them, writes the answers."""
+
+    def __init__(self, name: str, version: str, interfaces: Iterable[Interface],
+                 capabilities: dict[str, Any], in_fd: int, out_fd: int) -> None:
+        self.name = name
+        self.version = version
+        self.interfaces = {i.name: i for i in interfaces}
+        self.capabilities = capabilities
+        self.reader = _Reader(in_fd)
+        self.out_fd = out_fd
+        self.write_lock = allocate_lock()
+        self.out_queue: list[bytes] = []  # frames waiting for the writer: header, body, ...
+        self.lock = allocate_lock()  # guards everything below that threads share
+        self.initialized = False
+        self.shutting_down = False
+        self.shutdown_id: Any = _MISSING  # a shutdown waiting for in-flight requests
+        self.eof = False
+        self.log_level = _LEVELS["info"]
+        self.log_hooks: list[Callable[[int], None]] = []
+        self.methods: dict[str, tuple[_Method, int]] = {}
+        self.negotiated: dict[str, int] = {}
+        self.calls: dict[Any, Call] = {}
+        self.pending: dict[int, _Pending] = {}
+        self.abandoned: set[int] = set()  # our cancelled requests: late answers are expected
+        self.next_id = 1
+        self.exports: dict[str, Export] = {}
+        self.export_scopes: dict[int, list[Export]] = {}
+        self.next_handle = 1
+        self.exporting: dict[int, list[Export]] = {}  # per thread, while encoding a request
+        self.idle: list[Any] = []  # the latches of idle threads, waiting to lead
+
+    # ---- writing -----------------------------------------------------------------------
+
+    def send(self, body: bytes) -> None:
+        """Write one frame in the exact form of §2.2, one writer at a time.
+
+        Frames queue up while another thread is writing, and that thread writes them all in
+        one system call (``writev``), without copying the bodies.
+        """
+        queue = self.out_queue
+        queue += (b"Content-Length: %d\r\n\r\n" % len(body), body)
+        while queue:
+            if not self.write_lock.acquire(False):
+                return  # the writer re-checks the queue after releasing the lock
+            try:
+                while queue:
+                    batch = queue[:_IOV_MAX]
+                    del queue[: len(batch)]
+                    _write_buffers(self.out_fd, batch)
+            except OSError as e:
+                if not self.eof:  # after the end of stdin the host is gone: nothing to say
+                    _report(f"cannot write to the host ({e}); giving up on the session")
+                    _exit(2)
+                queue.clear()
+            finally:
+                self.write_lock.release()
+
+    def reply(self, request_id: Any, result: dict[str, Any]) -> None:
+        """Send a result."""
+        self.send(_dumps({"jsonrpc": "2.0", "id": request_id, "result": result}))
+
+    def reply_error(self, request_id: Any, code: int, message: str, data: Any = _MISSING) -> None:
+        """Send an error."""
+        self.send(_dumps({"jsonrpc": "2.0", "id": request_id,
+                          "error": Error(code, message, data).to_json()}))
+
+    def notify(self, method: str, params: dict[str, Any]) -> None:
+        """Send a notification."""
+        body = _dumps({"jsonrpc": "2.0", "method": method, "params": params})
+        if len(body) > self.reader.max_frame:
+            raise ValueError(f"{method} of {len(body)} bytes exceeds the maximum frame size")
+        self.send(body)
+
+    def log(self, level: str, message: str, target: str | None, fields: dict[str, Any]) -> None:
+        """Send a ``$/log`` when the session's level allows it (§8.1)."""
+        if _LEVELS[level] < self.log_level:
+            return
+        params: dict[str, Any] = {"level": level, "message": message}
+        if target:
+            params["target"] = target
+        if fields:
+            params["fields"] = fields
+        try:
+            body = _dumps({"jsonrpc": "2.0", "method": "$/log", "params": params})
+        except (TypeError, ValueError):
+            params["fields"] = {k: repr(v) for k, v in fields.items()}
+            body = _dumps({"jsonrpc": "2.0", "method": "$/log", "params": params})
+        if len(body) > self.reader.max_frame:
+            _report(f"a $/log of {len(body)} bytes is too large to send: {message[:200]}")
+            return
+        self.send(body)
+
+    # ---- reading and dispatching -------------------------------------------------------
+
+    def serve(self) -> None:
+        """Serve until stdin reaches end of file, then end the process (§1.6).
+
+        Threads take turns (the leader/followers pattern): one thread, the leader, reads and
+        routes frames. When a frame starts a handler, the leader first wakes an idle thread
+        (or starts one) to lead in its place, then runs the handler itself, answers, and
+        joins the idle threads. Reading never waits for a handler (§3.7), threads are reused
+        rather than created per call, and a request is never passed from thread to thread.
+        """
+        latch = allocate_lock()
+        latch.acquire()
+        while True:
+            self.lead()
+            self.idle.append(latch)
+            latch.acquire()  # released by promote(): lead again
+
+    def lead(self) -> None:
+        """Read and route frames until one starts a handler; run that handler, then return."""
+        reader = self.reader
+        while True:
+            try:
+                frame = reader.next()
+            except OSError as e:
+                _report(f"cannot read from the host: {e}")
+                frame = None
+            if frame is None:
+                self.on_eof()  # does not return
+            try:
+                job = self.on_oversized(frame) if type(frame) is _Oversized \
+                    else self.dispatch(frame)
+            except Exception as e:  # noqa: BLE001 - the reader must go on (§2.6)
+                _report(f"internal error while handling a frame: {e!r}")
+                continue
+            if job is not None:
+                self.promote()
+                self.run_call(*job)
+                return
+
+    def promote(self) -> None:
+        """Hand the reading to an idle thread, or to a new one."""
+        try:
+            latch = self.idle.pop()
+        except IndexError:
+            start_new_thread(self.serve, ())
+            return
+        latch.release()
+
+    def dispatch(self, body: bytes | bytearray) -> Any:
+        """Route one frame body (§3); a job when it starts a handler."""
+        try:
+            msg = _loads(body.decode("utf-8"))
+        except RecursionError:
+            return self.reply_error(None, -32700, "parse error: the JSON is nested too deeply")
+        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+            return self.reply_error(None, -32700, f"parse error: {e}")
+        if type(msg) is not dict:
+            if type(msg) is list:
+                return self.reply_error(None, -32600, "invalid request: batches are not "
+                                        "part of Tether (SPEC.md §3.3)")
+            return self.reply_error(None, -32600, "invalid request: a message is a JSON object")
+        method = msg.get("method", _MISSING)
+        if method is _MISSING:
+            return self.on_response(msg)
+        if "id" not in msg:
+            return self.on_notification(msg, method)
+        rid = msg["id"]
+        if not _valid_id(rid):
+            what = "null" if rid is None else "not a string or a 64-bit integer"
+            return self.reply_error(None, -32600, f"invalid request: the id is {what}")
+        if msg.get("jsonrpc") != "2.0":
+            return self.reply_error(rid, -32600, 'invalid request: "jsonrpc" must be "2.0"')
+        if type(method) is not str:
+            return self.reply_error(rid, -32600, "invalid request: the method is not a string")
+        if "result" in msg or "error" in msg:
+            return self.reply_error(rid, -32600, "invalid request: a request has no result or "
+                                    "error member")
+        params = msg.get("params", _MISSING)
+        if params is _MISSING:
+            params = {}
+        elif type(params) is not dict:
+            if type(params) is list:
+                return self.reply_error(rid, -32602, "invalid params: Tether params are an "
+                                        "object, not an array", {"path": "params",
+                                                                  "reason": "expected an object"})
+            return self.reply_error(rid, -32600, "invalid request: params must be an object")
+        return self.on_request(rid, method, params)
+
+    def on_request(self, rid: Any, method: str, params: dict[str, Any]) -> Any:
+        """Answer a request, or return the job that will (§4, §5, §6)."""
+        if self.shutting_down and method not in ("tether/invoke", "tether/retain"):
+            # Calls on our handles are let through: they serve requests still in flight.
+            return self.reply_error(rid, -32005, "shutting down: no new requests are accepted")
+        if not self.initialized:
+            if method == "tether/initialize":
+                return self.initialize(rid, params)
+            return self.reply_error(rid, -32002, "the session is not initialized: send "
+                                    "tether/initialize first")
+        entry = self.methods.get(method)
+        if entry is not None:
+            return self.start(rid, method, entry[1], entry[0], params)
+        if method.startswith("tether/"):
+            if method == "tether/ping":
+                return self.reply(rid, {})
+            if method == "tether/invoke":
+                return self.on_invoke(rid, params)
+            if method == "tether/retain":
+                return self.on_retain(rid, params)
+            if method == "tether/shutdown":
+                return self.on_shutdown(rid)
+            if method == "tether/initialize":
+                return self.reply_error(rid, -32600, "invalid request: the session is already "
+                                        "initialized")
+            return self.not_found(rid, method, "not a tether/ request of protocol version 1")
+        iface, dot, short = method.partition(".")
+        if not dot or method.startswith("$/"):
+            return self.not_found(rid, method, "not an application method (interface.method)")
+        version = self.negotiated.get(iface)
+        if version is None:
+            reason = (f"interface {iface} was not negotiated in this session"
+                      if iface in self.interfaces else f"this plugin has no interface {iface}")
+            return self.not_found(rid, method, reason)
+        needs = self.interfaces[iface].needs.get(short)
+        if needs:
+            return self.not_found(rid, method, f"{method} needs {iface} version "
+                                  f"{' or '.join(map(str, needs))}; this session uses "
+                                  f"version {version}")
+        return self.not_found(rid, method, f"{iface} has no method {short}")
+
+    def not_found(self, rid: Any, method: str, reason: str) -> None:
+        """Answer -32601 with ``{"method", "reason"}`` (Appendix A)."""
+        self.reply_error(rid, -32601, f"method not found: {method} ({reason})",
+                         {"method": method, "reason": reason})
+
+    def on_notification(self, msg: dict[str, Any], method: Any) -> None:
+        """Handle a notification; none is ever answered (§3.5)."""
+        params = msg.get("params", {})
+        if msg.get("jsonrpc") != "2.0" or type(method) is not str or type(params) is not dict:
+            return _report(f"ignored a malformed notification: {_shown(_dumps(msg))}")
+        if not self.initialized:
+            return  # notifications before initialize are ignored (§4.1)
+        if method == "$/cancelRequest":
+            rid = params.get("id")
+            call = self.calls.get(rid) if _valid_id(rid) else None
+            if call is not None:  # unknown or already answered ids are ignored (§7.1)
+                self.cancel(call)
+        elif method == "$/setLogLevel":
+            level = params.get("level")
+            level = _LEVEL_ALIASES.get(level, level) if isinstance(level, str) else level
+            if level not in _LEVELS:
+                return _report(f"ignored $/setLogLevel with an unknown level {level!r}")
+            self.set_log_level(_LEVELS[level])
+        elif method == "$/release":
+            with self.lock:
+                export = self.exports.get(params.get("handle"))  # type: ignore[arg-type]
+                if export is not None:
+                    export.retained = False
+                    if not export.scopes:
+                        del self.exports[export.id]  # type: ignore[arg-type]
+
+    def on_response(self, msg: dict[str, Any]) -> None:
+        """Route a message without ``method``: a response to one of our requests (§3.4)."""
+        rid = msg.get("id", _MISSING)
+        # What looks like a response (a result or an error) is never answered, even when
+        # malformed (§3.4.2): answering it could collide with one of the host's own ids.
+        response_like = "result" in msg or "error" in msg
+        if rid is _MISSING:  # neither a request, a notification nor a response
+            if response_like:
+                return _report(f"ignored a response without an id: {_shown(_dumps(msg))}")
+            return self.reply_error(None, -32600, "invalid request: a message without method "
+                                    "or id")
+        well_formed = (msg.get("jsonrpc") == "2.0" and ("result" in msg) != ("error" in msg)
+                       and type(msg.get("result", {})) is dict
+                       and _valid_error(msg.get("error", _MISSING)))
+        if rid is None:
+            # The host could not attribute something we sent. Never answered: answering a
+            # response with id null could start an endless exchange of errors.
+            return _report(f"the host sent a response with id null: {_shown(_dumps(msg))}")
+        if not _valid_id(rid):
+            if response_like:
+                return _report(f"ignored a response with an invalid id: {_shown(_dumps(msg))}")
+            return self.reply_error(None, -32600, "invalid request: the id is not a string or "
+                                    "a 64-bit integer")
+        if not well_formed:
+            self.resolve(rid, {"error": {"code": -32600, "message": "the host answered with a "
+                                         "malformed response"}}, quiet=True)
+            if response_like:
+                return _report(f"ignored a malformed response: {_shown(_dumps(msg))}")
+            return self.reply_error(rid, -32600, "invalid request: a response has \"jsonrpc\": "
+                                    "\"2.0\" and exactly one of result (an object) or error")
+        self.resolve(rid, msg)
+
+    def resolve(self, rid: Any, msg: dict[str, Any], quiet: bool = False) -> None:
+        """Hand a response to the waiting request; report it when nobody waits."""
+        with self.lock:
+            pending = self.pending.pop(rid, None) if type(rid) is int else None
+            if pending is None:
+                if rid in self.abandoned:
+                    self.abandoned.discard(rid)
+                    self.expire_exports(rid)
+                elif not quiet:
+                    _report(f"ignored a response for an unknown id: {_shown(_dumps(msg))}")
+                return
+            if pending.call is not None:
+                pending.call._outgoing.pop(rid, None)
+            self.expire_exports(rid)
+            pending.response = msg
+        pending.latch.release()
+
+    def on_oversized(self, frame: _Oversized) -> None:
+        """Answer or report a frame above the maximum size (§2.6.2)."""
+        seen = _peek_members(frame.prefix)
+        rid = seen.get("id", _MISSING)
+        data = {"size": frame.size, "max": self.reader.max_frame}
+        what = f"a frame of {frame.size} bytes exceeds the maximum of {self.reader.max_frame}"
+        if _valid_id(rid) and "method" in seen:
+            _report(f"skipped {what} (request {rid!r})")
+            return self.reply_error(rid, -32004, f"frame too large: {what}", data)
+        if _valid_id(rid) and ("result" in seen or "error" in seen):
+            _report(f"skipped {what} (a response to {rid!r})")
+            return self.resolve(rid, {"error": {"code": -32004, "message": what, "data": data}})
+        _report(f"skipped {what}; its id could not be read from its first bytes: "
+                + _shown(frame.prefix[:512]))
+
+    # ---- lifecycle (§4) ----------------------------------------------------------------
+
+    def initialize(self, rid: Any, params: dict[str, Any]) -> None:
+        """Negotiate versions and answer ``tether/initialize`` (§4.2-§4.4)."""
+        problem = _check_initialize(params)
+        if problem:
+            return self.reply_error(rid, -32602, f"invalid params: {problem}",
+                                    {"path": "params", "reason": problem})
+        offered = params["protocolVersions"]
+        common = [v for v in offered if v in PROTOCOL_VERSIONS]
+        if not common:
+            return self.unsupported(rid, "tether", offered, list(PROTOCOL_VERSIONS))
+        chosen: dict[str, int] = {}
+        for name, versions in params["interfaces"].items():
+            iface = self.interfaces.get(name)
+            if iface is None:
+                continue  # not implemented: left out, the host decides (§4.3)
+            both = [v for v in versions if v in iface.versions]
+            if not both:
+                return self.unsupported(rid, name, versions, iface.versions)
+            chosen[name] = max(both)
+        self.negotiated = chosen
+        self.methods = {
+            f"{name}.{short}": (method, version)
+            for name, version in chosen.items()
+            for short, method in self.interfaces[name].tables[version].items()
+        }
+        self.reader.max_frame = params.get("maxFrameSize", DEFAULT_MAX_FRAME_SIZE)
+        level = params.get("logLevel", "info")
+        self.set_log_level(_LEVELS[_LEVEL_ALIASES.get(level, level)])
+        self.initialized = True
+        self.reply(rid, {
+            "protocolVersion": max(common),
+            "plugin": {"name": self.name, "version": self.version},
+            "capabilities": self.capabilities,
+            "interfaces": {n: self.interfaces[n].described[v] for n, v in chosen.items()},
+        })
+
+    def unsupported(self, rid: Any, name: str, host: list[int], plugin: list[int]) -> None:
+        """Answer -32001 naming both sides' versions (§4.3)."""
+        self.reply_error(rid, -32001, f"no common version for interface {name}: host speaks "
+                         f"{list(host)}, plugin speaks {list(plugin)}",
+                         {"interface": name, "host": list(host), "plugin": list(plugin)})
+
+    def set_log_level(self, level: int) -> None:
+        self.log_level = level
+        for hook in self.log_hooks:
+            hook(level)
+
+    def on_shutdown(self, rid: Any) -> None:
+        """Stop accepting requests; answer once the in-flight ones are answered (§4.6)."""
+        with self.lock:
+            self.shutting_down = True
+            if self.calls:
+                self.shutdown_id = rid
+                return
+        self.reply(rid, {})
+
+    def on_eof(self) -> None:
+        """Stdin is closed: exit 0 within 2 seconds (§1.6). After a shutdown, in-flight requests
+        may finish; otherwise, or when they take too long, they are cancelled."""
+        self.eof = True
+        started = time.monotonic()
+        while self.shutting_down and self.calls and time.monotonic() < started + 1.2:
+            time.sleep(0.005)
+        deadline = started + 1.8
+        with self.lock:
+            calls = list(self.calls.values())
+            orphans = [p for p in self.pending.values() if p.call is None]
+        for call in calls:
+            self.cancel(call)
+        for pending in orphans:
+            with self.lock:
+                if self.pending.pop(pending.id, None) is None:
+                    continue
+            pending.cancelled = True
+            pending.latch.release()
+        while self.calls and time.monotonic() < deadline:
+            time.sleep(0.005)
+        _exit(0)
+
+    # ---- requests from the host -------------------------------------------------------
+
+    def start(self, rid: Any, method: str, version: int | None, target: _Method,
+              params: dict[str, Any]) -> tuple[Call, _Method, dict[str, Any]] | None:
+        """Register a request whose handler is about to run; the job for :meth:`run_call`."""
+        call = Call(rid, method, version)
+        with self.lock:
+            duplicate = rid in self.calls
+            if not duplicate:
+                self.calls[rid] = call
+        if duplicate:
+            return self.reply_error(rid, -32600, "invalid request: this id is already used by a "
+                                    "request in flight (SPEC.md §3.2)")
+        return call, target, params
+
+    def run_call(self, call: Call, target: _Method, params: dict[str, Any]) -> None:
+        """Call a handler on this worker thread and answer its request."""
+        tid = get_ident()
+        _calls_by_thread[tid] = call
+        try:
+            body = self.answer(call, target, params)
+        except SystemExit as e:  # sys.exit() in a handler ends the plugin, as without threads
+            if e.code is not None and not isinstance(e.code, int):
+                _report(str(e.code))
+            _exit(e.code if isinstance(e.code, int) else 0 if e.code is None else 1)
+        finally:
+            del _calls_by_thread[tid]
+        self.send(body)
+        with self.lock:
+            del self.calls[call.id]
+            shutdown_id = _MISSING
+            if not self.calls and self.shutdown_id is not _MISSING:
+                shutdown_id, self.shutdown_id = self.shutdown_id, _MISSING
+        if shutdown_id is not _MISSING:  # the last in-flight request: shutdown completes
+            self.reply(shutdown_id, {})
+
+    def answer(self, call: Call, target: _Method, params: dict[str, Any]) -> bytes:
+        """Run the handler; its response, encoded."""
+        try:
+            if call._cancelled:
+                raise Cancelled()
+            result = target.invoke(params)
+            if result is None:
+                result = {}
+            elif type(result) is not dict:
+                raise TypeError(f"the handler returned a {type(result).__name__}, not a dict")
+            body = _dumps({"jsonrpc": "2.0", "id": call.id, "result": result})
+            if len(body) > self.reader.max_frame:
+                raise ValueError(f"its result of {len(body)} bytes exceeds the session's maximum "
+                                 f"frame size of {self.reader.max_frame}")
+            return body
+        except Error as e:
+            error = e.to_json()
+        except RemoteError as e:
+            error = {"code": -32603, "message": f"internal error: {e}",
+                     "data": {"method": e.method, "error": e.to_json()}}
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 - answered -32603; serving goes on
+            import traceback
+
+            _report(f"the handler of {call.method} (id {call.id!r}) failed:\n"
+                    + "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip())
+            error = {"code": -32603, "message": f"internal error: {type(e).__name__}: {e}",
+                     "data": {"exception": type(e).__name__}}
+        try:
+            return _dumps({"jsonrpc": "2.0", "id": call.id, "error": error})
+        except (TypeError, ValueError):  # data that JSON cannot carry
+            del error["data"]
+            return _dumps({"jsonrpc": "2.0", "id": call.id, "error": error})
+
+    def cancel(self, call: Call) -> None:
+        """Cancel a handler and the requests it is waiting for (§7.2)."""
+        with self.lock:
+            if call._cancelled:
+                return
+            call._cancelled = True
+            waiting = list(call._outgoing.values())
+            call._outgoing.clear()
+            for pending in waiting:
+                del self.pending[pending.id]
+                self.abandoned.add(pending.id)
+                pending.cancelled = True
+        call._latch.release()
+        for pending in waiting:
+            self.notify("$/cancelRequest", {"id": pending.id})
+        for pending in waiting:
+            pending.latch.release()
+
+    def on_invoke(self, rid: Any, params: dict[str, Any]) -> Any:
+        """The host calls a method of an object this plugin exported (§6.2)."""
+        hid, method, args = params.get("handle"), params.get("method"), params.get("params", {})
+        if type(hid) is not str or type(method) is not str or type(args) is not dict:
+            return self.reply_error(rid, -32602, "invalid params: tether/invoke takes handle "
+                                    "(string), method (string) and params (object)")
+        export = self.exports.get(hid)
+        if export is None:
+            return self.reply_error(rid, -32003, f"unknown or expired handle {hid!r}",
+                                    {"handle": hid})
+        target = export._method(method)
+        if target is None:
+            return self.not_found(rid, method, f"interface {export.interface} of handle {hid} "
+                                  f"has no method {method}")
+        return self.start(rid, f"{export.interface}.{method}", None, target, args)
+
+    def on_retain(self, rid: Any, params: dict[str, Any]) -> None:
+        """The host keeps a handle of ours after the request that carried it (§6.3)."""
+        with self.lock:
+            export = self.exports.get(params.get("handle"))  # type: ignore[arg-type]
+            if export is not None:
+                export.retained = True
+        if export is None:
+            hid = params.get("handle")
+            return self.reply_error(rid, -32003, f"unknown or expired handle {hid!r}",
+                                    {"handle": hid})
+        self.reply(rid, {})
+
+    # ---- requests to the host ----------------------------------------------------------
+
+    def request(self, method: str, params: dict[str, Any], timeout: float | None) -> Any:
+        """Send a request and wait for its result; see :func:`request`."""
+        if not self.initialized:
+            raise RuntimeError("the session is not initialized yet")
+        call = current()
+        pending = _Pending(call)
+        with self.lock:
+            if self.eof:
+                raise Cancelled("the session ended")
+            if call is not None and call._cancelled:
+                raise Cancelled()
+            pending.id = rid = self.next_id
+            self.next_id += 1
+        tid = get_ident()
+        self.exporting[tid] = exported = []
+        try:
+            body = _dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
+        finally:
+            del self.exporting[tid]
+        if len(body) > self.reader.max_frame:
+            raise ValueError(f"the {method} request of {len(body)} bytes exceeds the session's "
+                             f"maximum frame size of {self.reader.max_frame}")
+        with self.lock:
+            if call is not None:
+                if call._cancelled:
+                    raise Cancelled()
+                call._outgoing[rid] = pending
+            self.pending[rid] = pending
+            if exported:
+                self.export_scopes[rid] = exported
+                for export in exported:
+                    export.scopes.add(rid)
+        self.send(body)
+        if not pending.latch.acquire(True, -1 if timeout is None else max(timeout, 0)):
+            with self.lock:
+                mine = self.pending.get(rid) is pending
+                if mine:
+                    del self.pending[rid]
+                    self.abandoned.add(rid)
+                    if call is not None:
+                        call._outgoing.pop(rid, None)
+            if mine:
+                self.notify("$/cancelRequest", {"id": rid})
+                raise TimeoutError(f"{method} got no answer within {timeout} s")
+            pending.latch.acquire()  # the answer (or a cancel) arrived as time ran out
+        if pending.cancelled:
+            raise Cancelled("the session ended" if self.eof else "request cancelled")
+        response = pending.response or {}
+        if "error" in response:
+            name = params.get("method", method) if method == "tether/invoke" else method
+            raise RemoteError(str(name), response["error"])
+        return response["result"]
+
+    def _export(self, export: Export) -> dict[str, str]:
+        """Encoder hook: give an exported object its handle id, scoped to the request."""
+        exported = self.exporting.get(get_ident())
+        if exported is None:
+            raise TypeError("an Export can only be sent in the params of a request")
+        with self.lock:
+            if export.id is None:
+                export.id = f"h{self.next_handle}"
+                self.next_handle += 1
+            self.exports[export.id] = export
+        exported.append(export)
+        return {"$handle": export.id, "interface": export.interface}
+
+    def expire_exports(self, rid: int) -> None:
+        """The response to ``rid`` arrived: scoped handles it carried expire (caller locks)."""
+        for export in self.export_scopes.pop(rid, ()):
+            export.scopes.discard(rid)
+            if not export.scopes and not export.retained:
+                self.exports.pop(export.id, None)  # type: ignore[arg-type]
+
+
+def _valid_error(err: Any) -> bool:
+    return err is _MISSING or (type(err) is dict and type(err.get("code")) is int
+                               and type(err.get("message")) is str)
+
+
+def _check_initialize(p: dict[str, Any]) -> str | None:
+    """What is wrong with the params of ``tether/initialize``, or None (§4.2)."""
+    versions = p.get("protocolVersions")
+    if type(versions) is not list or not versions or \
+            any(type(v) is not int or v < 1 for v in versions):
+        return "protocolVersions must be a non-empty array of positive integers"
+    interfaces = p.get("interfaces")
+    if type(interfaces) is not dict or any(
+            type(vs) is not list or any(type(v) is not int for v in vs)
+            for vs in interfaces.values()):
+        return "interfaces must map interface names to arrays of integers"
+    host = p.get("host", {})
+    if type(host) is not dict:
+        return "host must be an object {name, version}"
+    if type(p.get("capabilities", {})) is not dict:
+        return "capabilities must be an object"
+    size = p.get("maxFrameSize", DEFAULT_MAX_FRAME_SIZE)
+    if type(size) is not int or size < MIN_MAX_FRAME_SIZE:
+        return f"maxFrameSize must be an integer of at least {MIN_MAX_FRAME_SIZE}"
+    level = p.get("logLevel", "info")
+    if _LEVEL_ALIASES.get(level, level) not in _LEVELS:
+        return "logLevel must be one of trace, debug, info, warn, error"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Logging (§8)
+# --------------------------------------------------------------------------------------------
+
+_session: _Session | None = None
+
+
+def log(level: str, message: str, /, *, target: str | None = None, **fields: Any) -> None:
+    """Send a ``$/log`` to the host when the session's level allows it (§8.1).
+
+    ``tether.log("debug", "put", target="kv", key=key, bytes=len(value))``: keyword arguments
+    become ``fields``. Outside a session the line goes to stderr.
+    """
+    level = _LEVEL_ALIASES.get(level, level)
+    if level not in _LEVELS:
+        raise ValueError(f"unknown log level {level!r}: use trace, debug, info, warn or error")
+    session = _session
+    if session is None:
+        _report(f"{level} {target or '-'}: {message} {fields or ''}".rstrip())
+    else:
+        session.log(level, message, target, fields)
+
+
+def log_enabled(level: str) -> bool:
+    """Whether a ``$/log`` at ``level`` would be sent (to skip building costly messages)."""
+    session = _session
+    return _LEVELS[_LEVEL_ALIASES.get(level, level)] >= (
+        session.log_level if session else _LEVELS["info"])
+
+
+def _bridge_logging(logging: Any) -> None:
+    """Forward records of the ``logging`` module to ``$/log``, at the session's level.
+
+    The root logger's level follows the session's (``$/setLogLevel``), so disabled records cost
+    nothing. ``extra={...}`` members of a record become the ``fields`` of its ``$/log``.
+    """
+    session = _session
+    if session is None:
+        return
+    logging.addLevelName(5, "TRACE")
+    standard = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+        "message", "asctime", "taskName"}
+    python_level = [5, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR]
+
+    class TetherHandler(logging.Handler):
+        """Sends each record as a ``$/log`` notification."""
+
+        def emit(self, record: Any) -> None:
+            n = record.levelno
+            level = ("trace" if n < 10 else "debug" if n < 20 else "info" if n < 30
+                     else "warn" if n < 40 else "error")
+            try:
+                message = record.getMessage()
+                if record.exc_info:
+                    message += "\n" + logging.Formatter().formatException(record.exc_info)
+                fields = {k: v for k, v in record.__dict__.items() if k not in standard}
+                session.log(level, message, record.name, fields)
+            except Exception:  # noqa: BLE001 - logging must never break a handler
+                self.handleError(record)
+
+    root = logging.getLogger()
+    root.addHandler(TetherHandler())
+
+    def follow(level: int) -> None:
+        root.setLevel(python_level[level])
+
+    session.log_hooks.append(follow)
+    follow(session.log_level)
+
+
+class _LoggingWatcher:
+    """Import hook: bridges ``logging`` when the plugin first imports it, so that plugins that
+    never log through it do not pay its ~8 ms import at start-up."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "logging":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find else None
+            if spec is not None and spec.loader is not None:
+                spec.loader = _BridgingLoader(spec.loader)
+                return spec
+        return None
+
+
+class _BridgingLoader:
+    """Wraps the loader of ``logging``: runs the module, then bridges it."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self.loader.exec_module(module)
+        _bridge_logging(module)
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------------------------
+
+
+def request(method: str, params: dict[str, Any] | None = None, *,
+            timeout: float | None = None) -> Any:
+    """Send a request to the host and wait for its result (an object).
+
+    Inside a handler, the request belongs to the call being handled: when that call is
+    cancelled, this one is cancelled too and :class:`Cancelled` is raised at once (§7.2).
+    An error answer raises :class:`RemoteError`; ``timeout`` raises ``TimeoutError`` after
+    cancelling the request (§7.3). :class:`Export` objects in ``params`` become handles.
+    """
+    session = _session
+    if session is None:
+        raise RuntimeError("tether.request() works only while serving")
+    return session.request(method, params or {}, timeout)
+
+
+def notify(method: str, params: dict[str, Any] | None = None) -> None:
+    """Send a notification to the host."""
+    session = _session
+    if session is None:
+        raise RuntimeError("tether.notify() works only while serving")
+    session.notify(method, params or {})
+
+
+def _exit(code: int) -> None:
+    """End the process now: flush what Python buffered, skip the join of worker threads."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    os._exit(code)
+
+
+def serve(name: str, version: str, *interfaces: Interface,
+          cookie: tuple[str, str] | None = REFERENCE_COOKIE, host_app: str | None = None,
+          capabilities: dict[str, Any] | None = None) -> None:
+    """Serve the interfaces over stdin and stdout until stdin closes; never returns.
+
+    ``cookie`` is the (name, value) environment variable the host sets (§1.3), None to skip the
+    check; ``host_app`` names the host application in the message for people who start the
+    plugin by hand. The process exits 0 at the end of stdin, 1 when the cookie is wrong, 2 when
+    the session cannot go on (§1.5). Exit happens through ``os._exit`` after flushing stdio, so
+    ``atexit`` functions do not run: clean up in a handler of ``tether/shutdown`` instead.
+    """
+    global _session
+    if cookie is not None and os.environ.get(cookie[0]) != cookie[1]:
+        host = f"by {host_app}" if host_app else "by its host application"
+        sys.stderr.write(
+            f"{name} is a Tether plugin and is not meant to be run directly: it is started "
+            f"{host}, which sets {cookie[0]}. (This check stops a plugin run by hand from "
+            f"waiting silently for input; it is not a security measure.)\n")
+        sys.stderr.flush()
+        os._exit(1)
+    # §8.4: frames get a private copy of stdout; descriptor 1 (and Python's sys.stdout) now
+    # lead to stderr, so stray prints and child processes cannot corrupt the stream. Stdin gets
+    # the same treatment, so that a child process cannot swallow frames meant for us.
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout.flush()  # anything printed before serve() goes to stderr too
+    sys.stdout = sys.stderr
+    in_fd = os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    _session = _Session(name, version, interfaces, dict(capabilities or {}), in_fd, out_fd)
+    if "logging" in sys.modules:
+        _bridge_logging(sys.modules["logging"])
+    else:
+        sys.meta_path.insert(0, _LoggingWatcher())
+    try:
+        _session.serve()
+    except KeyboardInterrupt:  # SIGINT reached the main thread: end as a program does
+        _report("interrupted")
+        _exit(130)
