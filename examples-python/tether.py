@@ -1454,7 +1454,7 @@ class _Session:
             error = e.to_json()
         except RemoteError as e:
             error = {"code": -32603, "message": f"internal error: {e}",
-                     "data": {"method": e.method, "error": e.to_json()}}
+                     "data": {"method": e.method, "cause": e.to_json()}}
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as e:  # noqa: BLE001 - answered -32603; serving goes on

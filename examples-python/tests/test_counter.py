@@ -59,7 +59,7 @@ class CounterTest(unittest.TestCase):
             "code": -32003, "message": "unknown handle", "data": {"handle": "h1"}}})
         err = self.p.response(rid)["error"]
         self.assertEqual(err["code"], -32603)
-        self.assertEqual(err["data"]["error"]["code"], -32003)
+        self.assertEqual(err["data"]["cause"]["code"], -32003)
         self.assertEqual(self.get("k"), 0)
 
     def test_concurrent_puts(self) -> None:
