@@ -1,2 +1,449 @@
-//! The conformance judge (being written).
-fn main() {}
+//! `tether-conformance`: judges any Tether plugin, in any language, by SPEC.md.
+//!
+//! Give it a plugin's command line (`--plugin "python3 my_plugin.py"`) and it runs every check
+//! against fresh processes of that plugin and prints, check by check, what passed and what to
+//! fix. Without `--plugin` it builds and judges every example plugin of the repository (Rust,
+//! Python and Node). See `README.md` beside this file for the check list and the baseline format.
+//!
+//! The judge speaks the protocol through its own strict driver (`driver`), built on the wire
+//! types of `tether-spec` only: it does not use the `tether` SDK or the `tether-host` crate, so
+//! that a bug there cannot hide the same bug in a plugin.
+
+mod checks;
+mod driver;
+mod procs;
+mod report;
+mod schema;
+mod targets;
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use futures::StreamExt;
+use tether_spec::MagicCookie;
+
+use crate::checks::{Check, Ctx, Kind, Needs, Opts, Verdict};
+use crate::driver::{Observations, PluginSpec};
+use crate::report::{Baseline, CheckResult, PluginReport, Status};
+
+/// Judges Tether plugins by the spec, check by check.
+#[derive(Debug, Parser)]
+#[command(name = "tether-conformance", version, about, long_about = None)]
+struct Cli {
+    /// A plugin's command line, split like a shell splits words (run without a shell).
+    /// Repeatable. Without it, every example plugin of the repository is built and judged.
+    #[arg(long = "plugin", value_name = "COMMAND LINE")]
+    plugins: Vec<String>,
+    /// The magic cookie to set, as KEY=VALUE (default: the reference cookie of SPEC.md §1.4).
+    #[arg(long, value_name = "KEY=VALUE")]
+    cookie: Option<String>,
+    /// Test only these reference interfaces (default: every one the plugin declares).
+    #[arg(long = "interface", value_enum)]
+    interfaces: Vec<Interface>,
+    /// Run only the checks whose id contains this text, or matches this glob (`*`, `?`).
+    /// Repeatable: a check runs when any filter matches.
+    #[arg(long = "filter", value_name = "TEXT OR GLOB")]
+    filters: Vec<String>,
+    /// Leave out the checks whose id contains this text, or matches this glob. Repeatable.
+    #[arg(long = "exclude", value_name = "TEXT OR GLOB")]
+    excludes: Vec<String>,
+    /// List the checks and exit.
+    #[arg(long)]
+    list: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// A file of expected failures (see README.md): listed failures do not fail the run, listed
+    /// checks that pass fail it as stale.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<std::path::PathBuf>,
+    /// The grace period for a plugin's exit, in milliseconds (SPEC.md §4.6).
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    grace_ms: u64,
+    /// The time allowed for each answer, in milliseconds (large values get at least 60 s).
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    timeout_ms: u64,
+    /// How many scenarios (plugin processes) run at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    jobs: usize,
+    /// Show progress and the frames exchanged in failures.
+    #[arg(long)]
+    verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Interface {
+    Kv,
+    Counter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Junit,
+}
+
+/// Whether `id` matches a `--filter`: a glob when it holds `*` or `?`, otherwise a substring.
+fn matches_filter(id: &str, filter: &str) -> bool {
+    if filter.contains(['*', '?']) {
+        glob(filter.as_bytes(), id.as_bytes())
+    } else {
+        id.contains(filter)
+    }
+}
+
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.first(), text.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..])),
+        (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
+        (Some(p), Some(t)) if p == t => glob(&pattern[1..], &text[1..]),
+        _ => false,
+    }
+}
+
+fn selected(cli: &Cli, check: &Check) -> bool {
+    (cli.filters.is_empty() || cli.filters.iter().any(|f| matches_filter(check.id, f)))
+        && !cli.excludes.iter().any(|f| matches_filter(check.id, f))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.list {
+        for c in checks::all() {
+            println!("{:<30} {:<16} {}", c.id, c.section, c.title);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let cookie = match &cli.cookie {
+        None => MagicCookie::reference(),
+        Some(text) => match MagicCookie::parse(text) {
+            Some(c) => c,
+            None => {
+                eprintln!("tether-conformance: --cookie must be KEY=VALUE, got {text:?}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let baseline = match &cli.baseline {
+        None => Baseline::default(),
+        Some(path) => {
+            match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| Baseline::parse(&t)) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("tether-conformance: cannot read the baseline {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let known: Vec<&str> = checks::all().iter().map(|c| c.id).collect();
+    for id in baseline.ids() {
+        if !known.contains(&id) {
+            eprintln!("tether-conformance: warning: the baseline names an unknown check {id:?}");
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tether-conformance: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut reports = match runtime.block_on(run(&cli, cookie)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tether-conformance: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for r in &mut reports {
+        baseline.apply(r);
+    }
+    let text = match cli.format {
+        Format::Table => report::table(&reports),
+        Format::Json => report::json(&reports),
+        Format::Junit => report::junit(&reports),
+    };
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    let failed = reports.iter().flat_map(|p| &p.results).any(|r| r.status.fails_run());
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn run(cli: &Cli, cookie: MagicCookie) -> anyhow::Result<Vec<PluginReport>> {
+    let targets = if cli.plugins.is_empty() {
+        targets::examples(cli.verbose).await
+    } else {
+        let mut out = Vec::new();
+        for line in &cli.plugins {
+            let argv = shlex::split(line)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("cannot split the command line {line:?} into words"))?;
+            out.push(targets::Target { label: line.clone(), argv: Ok(argv) });
+        }
+        out
+    };
+    let mut reports = Vec::new();
+    for target in targets {
+        match target.argv {
+            Ok(argv) => {
+                let command = argv
+                    .iter()
+                    .map(|a| shlex::try_quote(a).map_or_else(|_| a.clone(), |q| q.into_owned()))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if cli.verbose || cli.format == Format::Table {
+                    eprintln!("tether-conformance: judging {} ...", target.label);
+                }
+                let spec = PluginSpec { argv, cookie: cookie.clone() };
+                let results = judge(cli, spec).await;
+                reports.push(PluginReport { label: target.label, command, notes: Vec::new(), results });
+            }
+            Err(Skipped::Note(note)) => {
+                reports.push(PluginReport {
+                    label: target.label.clone(),
+                    command: String::new(),
+                    notes: vec![note],
+                    results: Vec::new(),
+                });
+            }
+            Err(Skipped::Failed { id, reason, detail }) => {
+                let failure = checks::failure(&reason, &detail);
+                reports.push(PluginReport {
+                    label: target.label.clone(),
+                    command: String::new(),
+                    notes: Vec::new(),
+                    results: vec![CheckResult {
+                        id,
+                        section: "-".into(),
+                        title: "building the example plugins".into(),
+                        status: Status::Fail,
+                        duration: Duration::ZERO,
+                        reason,
+                        failure: Some(failure),
+                    }],
+                });
+            }
+        }
+    }
+    Ok(reports)
+}
+
+/// Why a target is not judged.
+#[derive(Debug, Clone)]
+pub(crate) enum Skipped {
+    /// Missing interpreter or file: a note, nothing fails.
+    Note(String),
+    /// A setup step failed: one failing row.
+    Failed {
+        /// The row's id.
+        id: String,
+        /// One line.
+        reason: String,
+        /// Details (the build's output).
+        detail: String,
+    },
+}
+
+fn verdict_result(check: &Check, verdict: Verdict, duration: Duration) -> CheckResult {
+    let (status, reason, failure) = match verdict {
+        Verdict::Pass => (Status::Pass, String::new(), None),
+        Verdict::Skip(why) => (Status::Skip, why, None),
+        Verdict::Fail(f) => (Status::Fail, f.summary.clone(), Some(*f)),
+    };
+    CheckResult {
+        id: check.id.into(),
+        section: check.section.into(),
+        title: check.title.into(),
+        status,
+        duration,
+        reason,
+        failure,
+    }
+}
+
+/// Runs every selected check against one plugin.
+async fn judge(cli: &Cli, spec: PluginSpec) -> Vec<CheckResult> {
+    let only: Vec<String> = cli
+        .interfaces
+        .iter()
+        .map(|i| match i {
+            Interface::Kv => "kv".to_owned(),
+            Interface::Counter => "counter".to_owned(),
+        })
+        .collect();
+    let opts = Opts {
+        grace: Duration::from_millis(cli.grace_ms),
+        timeout: Duration::from_millis(cli.timeout_ms),
+        verbose: cli.verbose,
+        only,
+    };
+    let all = checks::all();
+    let mut results: BTreeMap<&str, CheckResult> = BTreeMap::new();
+    let mut observations: Vec<Observations> = Vec::new();
+    // A check that does not finish within this time fails; it never hangs the judge.
+    let limit = opts.timeout * 4 + opts.grace * 2 + Duration::from_secs(120);
+
+    // The probe first: it decides which checks apply.
+    let probe_check = all.iter().find(|c| matches!(c.kind, Kind::Probe)).copied();
+    let ctx0 = Arc::new(Ctx { spec: spec.clone(), opts: opts.clone(), probe: None });
+    let started = Instant::now();
+    let out = match tokio::time::timeout(limit, checks::probe(Arc::clone(&ctx0))).await {
+        Ok(out) => out,
+        Err(_) => checks::ScenarioOut {
+            verdict: Verdict::Fail(Box::new(checks::failure("the handshake did not finish in time", ""))),
+            obs: Observations::default(),
+            probe: None,
+        },
+    };
+    let probe = out.probe.clone();
+    observations.push(out.obs);
+    if let Some(check) = probe_check.filter(|c| selected(cli, c)) {
+        let r = verdict_result(&check, out.verdict, started.elapsed());
+        progress(cli, &r);
+        results.insert(check.id, r);
+    }
+    let ctx = Arc::new(Ctx { spec, opts: opts.clone(), probe: probe.clone() });
+
+    // Which checks apply.
+    let declared = |name: &str| {
+        probe.as_ref().is_some_and(|p| p.interfaces.contains_key(name))
+            && (opts.only.is_empty() || opts.only.iter().any(|o| o == name))
+    };
+    let why_not = |needs: Needs| -> Option<String> {
+        let missing = |name: &str| {
+            if probe.is_none() {
+                Some("the handshake failed, so the plugin's interfaces are unknown".to_owned())
+            } else if !opts.only.is_empty() && !opts.only.iter().any(|o| o == name) {
+                Some(format!("{name} not selected with --interface"))
+            } else {
+                Some(format!("the plugin does not implement {name}"))
+            }
+        };
+        match needs {
+            Needs::Any => None,
+            Needs::SomeInterface => {
+                if declared("kv") || declared("counter") {
+                    None
+                } else if probe.is_none() {
+                    missing("")
+                } else {
+                    Some("the plugin implements no selected reference interface".to_owned())
+                }
+            }
+            Needs::Kv => (!declared("kv")).then(|| missing("kv")).flatten(),
+            Needs::KvV2 => {
+                if !declared("kv") {
+                    missing("kv")
+                } else if probe.as_ref().and_then(|p| p.interfaces.get("kv")).is_some_and(|(v, _)| *v < 2) {
+                    Some("the plugin does not implement kv version 2".to_owned())
+                } else {
+                    None
+                }
+            }
+            Needs::Counter => (!declared("counter")).then(|| missing("counter")).flatten(),
+        }
+    };
+
+    let mut scenarios = Vec::new();
+    for check in all.iter().filter(|c| selected(cli, c)) {
+        if matches!(check.kind, Kind::Probe) {
+            continue;
+        }
+        if let Some(why) = why_not(check.needs) {
+            results.insert(check.id, verdict_result(check, Verdict::Skip(why), Duration::ZERO));
+            continue;
+        }
+        match check.kind {
+            Kind::FromProbe(f) => {
+                if let Some(p) = &probe {
+                    results.insert(check.id, verdict_result(check, f(p), Duration::ZERO));
+                }
+            }
+            Kind::Scenario(f) => scenarios.push((*check, f)),
+            Kind::Aggregate(_) | Kind::Probe => {}
+        }
+    }
+    let jobs = cli.jobs.max(1);
+    let mut stream = futures::stream::iter(scenarios.into_iter().map(|(check, f)| {
+        let ctx = Arc::clone(&ctx);
+        async move {
+            let started = Instant::now();
+            let task = tokio::spawn(f(ctx));
+            // Dropping a JoinHandle detaches its task: abort it on time-out, which drops the
+            // session and so kills the plugin's process group.
+            let abort = task.abort_handle();
+            let out = match tokio::time::timeout(limit, task).await {
+                Ok(Ok(out)) => out,
+                Ok(Err(e)) => checks::ScenarioOut {
+                    verdict: Verdict::Fail(Box::new(checks::failure(
+                        &format!("the judge's scenario failed: {e}"),
+                        "",
+                    ))),
+                    obs: Observations::default(),
+                    probe: None,
+                },
+                Err(_) => {
+                    abort.abort();
+                    checks::ScenarioOut {
+                        verdict: Verdict::Fail(Box::new(checks::failure(
+                            &format!("the check did not finish within {} s", limit.as_secs()),
+                            "",
+                        ))),
+                        obs: Observations::default(),
+                        probe: None,
+                    }
+                }
+            };
+            (check, out, started.elapsed())
+        }
+    }))
+    .buffer_unordered(jobs);
+    while let Some((check, out, elapsed)) = stream.next().await {
+        observations.push(out.obs);
+        let r = verdict_result(&check, out.verdict, elapsed);
+        progress(cli, &r);
+        results.insert(check.id, r);
+    }
+    for check in all.iter().filter(|c| selected(cli, c)) {
+        if let Kind::Aggregate(f) = check.kind {
+            if why_not(check.needs).is_none() {
+                results.insert(check.id, verdict_result(check, f(&observations), Duration::ZERO));
+            }
+        }
+    }
+    all.iter().filter_map(|c| results.remove(c.id)).collect()
+}
+
+fn progress(cli: &Cli, r: &CheckResult) {
+    if cli.verbose {
+        eprintln!("  {:<30} {:?} {}ms {}", r.id, r.status, r.duration.as_millis(), r.reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_substrings_or_globs() {
+        assert!(matches_filter("kv.large-16mib", "large"));
+        assert!(matches_filter("kv.large-16mib", "kv.*"));
+        assert!(matches_filter("kv.large-16mib", "*16mib"));
+        assert!(matches_filter("kv.put-get", "kv.put-???"));
+        assert!(!matches_filter("rpc.batch", "kv.*"));
+        assert!(matches_filter("kv.put-get", "kv.put")); // substring without glob characters
+    }
+}

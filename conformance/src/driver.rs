@@ -1,0 +1,626 @@
+//! The judge's own strict driver: it starts a plugin, writes frames to its stdin and reads every
+//! byte of its stdout with [`FrameCodec::strict`].
+//!
+//! This module deliberately duplicates what the `tether` SDK and the `tether-host` crate do: it
+//! is built on the wire types of `tether-spec` and nothing else, so that a bug in the SDK or the
+//! host cannot hide the same bug in a plugin (a host that tolerates a wrong frame would let a
+//! plugin that writes one pass). Do not replace it with either crate.
+//!
+//! Every plugin runs in its own process group; [`Session::finish`] (or dropping the session)
+//! kills the group, so no process is left behind whatever the plugin does.
+
+use std::collections::VecDeque;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tether_spec::{
+    encode_frame, parse_message, show_bytes, CancelRequest, ErrorObject, Frame, FrameCodec, Id,
+    InitializeParams, LogLevel, LogParams, MagicCookie, Message, Notification, NotificationMethod, Outcome,
+    PeerInfo, Request, RequestMethod, Response, SHOWN_BYTES,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio_util::codec::Decoder;
+
+use crate::procs;
+
+/// How a plugin is started.
+#[derive(Debug, Clone)]
+pub(crate) struct PluginSpec {
+    /// The program and its arguments.
+    pub(crate) argv: Vec<String>,
+    /// The cookie to set (its variable is always removed from the inherited environment first).
+    pub(crate) cookie: MagicCookie,
+}
+
+/// How the cookie's variable is set for a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CookieMode {
+    /// Set to the expected value.
+    Set,
+    /// Removed from the environment.
+    Absent,
+    /// Set to another value.
+    Wrong,
+}
+
+/// What a scenario observed besides its own check: fed to the checks that span every scenario.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Observations {
+    /// Bytes on stdout that are not a frame in the writer form (`output.stdout-clean`).
+    pub(crate) stdout_violations: Vec<String>,
+    /// Bodies that are not valid JSON-RPC messages of the Tether profile (`output.messages-valid`).
+    pub(crate) bad_messages: Vec<String>,
+    /// `$/log` notifications that are not well formed (`log.well-formed`).
+    pub(crate) bad_logs: Vec<String>,
+    /// `$/log` notifications below the session's level (`log.level-respected`).
+    pub(crate) logs_below_level: Vec<String>,
+    /// Every well-formed `$/log` seen.
+    pub(crate) logs: Vec<LogParams>,
+}
+
+/// Shared state the reader tasks fill.
+#[derive(Debug, Default)]
+struct Shared {
+    stderr: Vec<u8>,
+    stderr_eof: bool,
+    stdout_bytes: u64,
+}
+
+const STDERR_KEPT: usize = 64 * 1024;
+/// How long writing one frame to the plugin's stdin may take (a plugin that stops reading).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bodies up to this size are also validated against the spec schema (larger ones, such as a
+/// 16 MiB value, are checked by the envelope parser only, to keep the judge fast).
+const SCHEMA_CHECKED_BODY: usize = 4 * 1024 * 1024;
+
+enum Event {
+    Body(bytes::Bytes),
+    Violation(String),
+    Eof,
+}
+
+/// Why no message came.
+#[derive(Debug)]
+pub(crate) enum RecvError {
+    /// Nothing within the time allowed.
+    Timeout,
+    /// The plugin closed its stdout (it exited or crashed).
+    Closed,
+}
+
+/// One running plugin and the judge's end of its pipes.
+pub(crate) struct Session {
+    child: Child,
+    pgid: Option<i32>,
+    stdin: Option<ChildStdin>,
+    events: mpsc::UnboundedReceiver<Event>,
+    backlog: VecDeque<Message>,
+    shared: Arc<Mutex<Shared>>,
+    next_id: i64,
+    closed: bool,
+    /// A wait for the exit already timed out: do not wait a whole grace period again.
+    waited_in_vain: bool,
+    /// The session's `$/log` level, once initialized.
+    level: LogLevel,
+    pub(crate) obs: Observations,
+    transcript: Vec<String>,
+    verbose: bool,
+}
+
+impl Session {
+    /// Starts the plugin with the cookie set, absent or wrong.
+    pub(crate) fn start(spec: &PluginSpec, cookie: CookieMode, verbose: bool) -> anyhow::Result<Session> {
+        let (program, args) =
+            spec.argv.split_first().ok_or_else(|| anyhow::anyhow!("the plugin command line is empty"))?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env_remove(&spec.cookie.key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        match cookie {
+            CookieMode::Set => {
+                cmd.env(&spec.cookie.key, &spec.cookie.value);
+            }
+            CookieMode::Wrong => {
+                cmd.env(&spec.cookie.key, format!("not-{}", spec.cookie.value));
+            }
+            CookieMode::Absent => {}
+        }
+        let mut child = cmd.spawn().map_err(|e| anyhow::anyhow!("cannot start {program:?}: {e}"))?;
+        let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout pipe"))?;
+        let mut stderr = child.stderr.take().ok_or_else(|| anyhow::anyhow!("no stderr pipe"))?;
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (tx, events) = mpsc::unbounded_channel();
+
+        let stderr_shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = stderr_shared.lock() {
+                    s.stderr.extend_from_slice(&buf[..n]);
+                    let len = s.stderr.len();
+                    if len > STDERR_KEPT {
+                        s.stderr.drain(..len - STDERR_KEPT);
+                    }
+                }
+            }
+            if let Ok(mut s) = stderr_shared.lock() {
+                s.stderr_eof = true;
+            }
+        });
+        tokio::spawn(read_stdout(stdout, tx, Arc::clone(&shared)));
+        Ok(Session {
+            child,
+            pgid,
+            stdin,
+            events,
+            backlog: VecDeque::new(),
+            shared,
+            next_id: 1,
+            closed: false,
+            waited_in_vain: false,
+            level: LogLevel::Info,
+            obs: Observations::default(),
+            transcript: Vec::new(),
+            verbose,
+        })
+    }
+
+    /// The plugin's process group (its pid).
+    pub(crate) fn pgid(&self) -> Option<i32> {
+        self.pgid
+    }
+
+    /// The last `lines` lines of the plugin's stderr.
+    pub(crate) fn stderr_tail(&self, lines: usize) -> String {
+        let text =
+            self.shared.lock().map(|s| String::from_utf8_lossy(&s.stderr).into_owned()).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The whole of the plugin's stderr kept so far (the last 64 KiB).
+    pub(crate) fn stderr_all(&self) -> String {
+        self.shared.lock().map(|s| String::from_utf8_lossy(&s.stderr).into_owned()).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for the plugin's stderr to reach end of file (after it exited).
+    pub(crate) async fn wait_stderr_eof(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.shared.lock().map(|s| s.stderr_eof).unwrap_or(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// How many bytes the plugin wrote on stdout so far.
+    pub(crate) fn stdout_bytes(&self) -> u64 {
+        self.shared.lock().map(|s| s.stdout_bytes).unwrap_or_default()
+    }
+
+    /// The frames exchanged, shortened (kept with `--verbose`).
+    pub(crate) fn transcript(&self) -> &[String] {
+        &self.transcript
+    }
+
+    fn note(&mut self, dir: &str, body: &[u8]) {
+        if self.verbose {
+            self.transcript.push(format!("{dir} {}", show_bytes(body, 160)));
+        }
+    }
+
+    /// A fresh id for a request of the judge.
+    pub(crate) fn fresh_id(&mut self) -> Id {
+        let id = Id::Int(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    /// Writes one frame with `body` to the plugin's stdin.
+    pub(crate) async fn send_raw(&mut self, body: &[u8]) -> anyhow::Result<()> {
+        self.note(">>", body);
+        let mut frame = BytesMut::new();
+        encode_frame(body, &mut frame);
+        self.send_wire(&frame).await
+    }
+
+    /// Writes bytes as they are to the plugin's stdin (framing checks build their own frames).
+    pub(crate) async fn send_wire(&mut self, frame: &[u8]) -> anyhow::Result<()> {
+        if frame.len() < 2048 {
+            self.note(">>wire", frame);
+        }
+        let stdin = self.stdin.as_mut().ok_or_else(|| anyhow::anyhow!("stdin is already closed"))?;
+        let write = async {
+            stdin.write_all(frame).await?;
+            stdin.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::anyhow!("writing to the plugin's stdin failed: {e}")),
+            Err(_) => Err(anyhow::anyhow!(
+                "the plugin did not read its stdin for {} s (a frame of {} bytes is still unwritten)",
+                WRITE_TIMEOUT.as_secs(),
+                frame.len()
+            )),
+        }
+    }
+
+    /// Writes a message.
+    pub(crate) async fn send(&mut self, msg: &Message) -> anyhow::Result<()> {
+        self.send_raw(&msg.to_body()).await
+    }
+
+    /// Sends a request with a fresh id and returns the id.
+    pub(crate) async fn request(&mut self, method: &str, params: Value) -> anyhow::Result<Id> {
+        let id = self.fresh_id();
+        self.request_with_id(id.clone(), method, params).await?;
+        Ok(id)
+    }
+
+    /// Sends a request with the given id.
+    pub(crate) async fn request_with_id(
+        &mut self,
+        id: Id,
+        method: &str,
+        params: Value,
+    ) -> anyhow::Result<()> {
+        let msg = Message::Request(Request::new(id, method, raw(&params)));
+        self.send(&msg).await
+    }
+
+    /// Sends a notification.
+    pub(crate) async fn notify(&mut self, method: &str, params: Value) -> anyhow::Result<()> {
+        self.send(&Message::Notification(Notification::new(method, raw(&params)))).await
+    }
+
+    /// Answers a request of the plugin.
+    pub(crate) async fn respond_ok(&mut self, id: Id, result: Value) -> anyhow::Result<()> {
+        self.send(&Message::Response(Response::ok(id, raw(&result)))).await
+    }
+
+    /// Answers a request of the plugin with an error.
+    pub(crate) async fn respond_err(&mut self, id: Option<Id>, error: ErrorObject) -> anyhow::Result<()> {
+        self.send(&Message::Response(Response::error(id, error))).await
+    }
+
+    /// Closes the plugin's stdin (end of file for the plugin).
+    pub(crate) fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next message from the plugin other than `$/log` (which is checked and kept in
+    /// [`Observations`]). Requests of the plugin other than `tether/invoke` are answered here:
+    /// `tether/ping` with `{}`, anything else with -32601.
+    pub(crate) async fn recv(&mut self, timeout: Duration) -> Result<Message, RecvError> {
+        if let Some(m) = self.backlog.pop_front() {
+            return Ok(m);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.closed {
+                return Err(RecvError::Closed);
+            }
+            let event = match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Err(_) => return Err(RecvError::Timeout),
+                Ok(None) => {
+                    self.closed = true;
+                    return Err(RecvError::Closed);
+                }
+                Ok(Some(e)) => e,
+            };
+            match event {
+                Event::Eof => {
+                    self.closed = true;
+                    return Err(RecvError::Closed);
+                }
+                Event::Violation(v) => self.obs.stdout_violations.push(v),
+                Event::Body(body) => {
+                    self.note("<<", &body);
+                    if let Some(msg) = self.classify(&body) {
+                        match msg {
+                            Message::Request(r) if r.method == "tether/ping" => {
+                                let _ = self.respond_ok(r.id, serde_json::json!({})).await;
+                            }
+                            Message::Request(r) if r.method != "tether/invoke" => {
+                                let err = ErrorObject::method_not_found(
+                                    &r.method,
+                                    "the judge serves no such method",
+                                );
+                                let _ = self.respond_err(Some(r.id), err).await;
+                            }
+                            other => return Ok(other),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Parses a body, records what is wrong with it, and keeps `$/log` aside.
+    fn classify(&mut self, body: &[u8]) -> Option<Message> {
+        let msg = match parse_message(body) {
+            Ok(m) => m,
+            Err(e) => {
+                self.obs.bad_messages.push(format!("{e}: {}", show_bytes(body, SHOWN_BYTES)));
+                return None;
+            }
+        };
+        let objects = match &msg {
+            Message::Request(r) => r.params.get().starts_with('{'),
+            Message::Notification(n) => n.params.get().starts_with('{'),
+            Message::Response(Response { outcome: Outcome::Result(r), .. }) => r.get().starts_with('{'),
+            Message::Response(_) => true,
+        };
+        if body.len() <= SCHEMA_CHECKED_BODY {
+            if let Ok(value) = serde_json::from_slice::<Value>(body) {
+                let errors = crate::schema::message_errors(&value);
+                if let Some(first) = errors.first() {
+                    self.obs
+                        .bad_messages
+                        .push(format!("does not match the spec schema: {first}: {}", show_bytes(body, 300)));
+                }
+            }
+        }
+        if !objects {
+            self.obs
+                .bad_messages
+                .push(format!("params and results must be JSON objects (§3.1): {}", show_bytes(body, 200)));
+        }
+        if let Message::Notification(n) = &msg {
+            if n.method == tether_spec::Log::METHOD {
+                match serde_json::from_str::<LogParams>(n.params.get()) {
+                    Ok(log) => {
+                        if log.level < self.level {
+                            self.obs.logs_below_level.push(format!(
+                                "a {} $/log in a session at level {}: {}",
+                                log.level,
+                                self.level,
+                                show_bytes(body, 200)
+                            ));
+                        }
+                        self.obs.logs.push(log);
+                    }
+                    Err(e) => self.obs.bad_logs.push(format!("{e}: {}", show_bytes(body, 200))),
+                }
+                return None;
+            }
+        }
+        Some(msg)
+    }
+
+    /// Puts a message back to be returned by the next [`Session::recv`].
+    pub(crate) fn unread(&mut self, msg: Message) {
+        self.backlog.push_back(msg);
+    }
+
+    /// Waits for the response to `id`. Other messages are kept for later, except invokes, which
+    /// are answered with -32003 (no handle is live outside the counter checks that expect them).
+    pub(crate) async fn response(&mut self, id: &Id, timeout: Duration) -> Result<Response, RecvError> {
+        let deadline = Instant::now() + timeout;
+        let mut kept = Vec::new();
+        let result = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv(left).await {
+                Ok(Message::Response(r)) if r.id.as_ref() == Some(id) => break Ok(r),
+                Ok(Message::Request(r)) => {
+                    let handle = serde_json::from_str::<Value>(r.params.get())
+                        .ok()
+                        .and_then(|v| v.get("handle").and_then(Value::as_str).map(str::to_owned))
+                        .unwrap_or_default();
+                    let _ = self.respond_err(Some(r.id), ErrorObject::unknown_handle(&handle)).await;
+                }
+                Ok(other) => kept.push(other),
+                Err(e) => break Err(e),
+            }
+        };
+        self.backlog.extend(kept);
+        result
+    }
+
+    /// Sends a request and waits for its response.
+    pub(crate) async fn call(
+        &mut self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> anyhow::Result<Response> {
+        let id = self.request(method, params).await?;
+        self.response(&id, timeout).await.map_err(|e| self.explain(method, e))
+    }
+
+    /// A readable error for a missing answer.
+    pub(crate) fn explain(&self, what: &str, e: RecvError) -> anyhow::Error {
+        match e {
+            RecvError::Timeout => anyhow::anyhow!("no answer to {what} in time"),
+            RecvError::Closed => {
+                anyhow::anyhow!("the plugin closed its stdout (exited?) before answering {what}")
+            }
+        }
+    }
+
+    /// Sends `tether/initialize` and waits for its response.
+    pub(crate) async fn initialize(
+        &mut self,
+        params: &InitializeParams,
+        timeout: Duration,
+    ) -> anyhow::Result<Response> {
+        self.level = params.log_level.unwrap_or_default();
+        let value = serde_json::to_value(params)?;
+        self.call(tether_spec::Initialize::METHOD, value, timeout).await
+    }
+
+    /// Sets the level below which `$/log` is a violation (after `$/setLogLevel`).
+    pub(crate) fn set_level(&mut self, level: LogLevel) {
+        self.level = level;
+    }
+
+    /// Sends `$/cancelRequest` for one of the judge's requests.
+    pub(crate) async fn cancel(&mut self, id: &Id) -> anyhow::Result<()> {
+        self.notify(CancelRequest::METHOD, serde_json::json!({ "id": id })).await
+    }
+
+    /// Waits up to `timeout` for the plugin to exit by itself.
+    pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let status = tokio::time::timeout(timeout, self.child.wait()).await.ok().and_then(Result::ok);
+        self.waited_in_vain |= status.is_none();
+        status
+    }
+
+    /// Ends the session: closes stdin, gives the plugin `grace` to exit, kills its process group,
+    /// drains stdout, and returns what was observed.
+    pub(crate) async fn finish(mut self, grace: Duration) -> Observations {
+        self.close_stdin();
+        let grace = if self.waited_in_vain { Duration::from_millis(50) } else { grace };
+        let _ = self.wait_exit(grace).await;
+        self.kill_group();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        // Read what is left, so that stray bytes written at the end are judged too.
+        let drain_until = Instant::now() + Duration::from_secs(2);
+        while !self.closed {
+            let left = drain_until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.recv(left).await {
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        std::mem::take(&mut self.obs)
+    }
+
+    /// Kills the plugin's process group (every process the plugin started in it).
+    pub(crate) fn kill_group(&self) {
+        if let Some(pgid) = self.pgid {
+            procs::kill_group(pgid);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.kill_group();
+    }
+}
+
+/// Reads the plugin's stdout to its end with the strict codec. After a violation the reader
+/// reports it, then recovers with the lenient codec up to the next frame and goes back to strict
+/// reading, so that one stray `print` fails `output.stdout-clean` and not every later check.
+async fn read_stdout(
+    mut stdout: tokio::process::ChildStdout,
+    tx: mpsc::UnboundedSender<Event>,
+    shared: Arc<Mutex<Shared>>,
+) {
+    let mut strict = FrameCodec::strict();
+    let mut lenient = FrameCodec::new();
+    let mut recovering = false;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut eof = false;
+    loop {
+        // Decode everything the buffer holds.
+        loop {
+            if recovering {
+                let got = if eof { lenient.decode_eof(&mut buf) } else { lenient.decode(&mut buf) };
+                match got {
+                    Ok(Some(Frame::Message(body))) => {
+                        recovering = false;
+                        let _ = tx.send(Event::Body(body));
+                    }
+                    Ok(Some(Frame::Garbage { .. })) => recovering = false,
+                    Ok(Some(Frame::Oversized(o))) => {
+                        recovering = false;
+                        let _ = tx.send(Event::Violation(format!(
+                            "a frame of {} bytes, above the maximum of {}",
+                            o.declared, o.max
+                        )));
+                    }
+                    Ok(Some(Frame::Truncated(b))) => {
+                        let _ = tx.send(Event::Violation(format!(
+                            "end of output in the middle of a frame: {}",
+                            show_bytes(&b, 200)
+                        )));
+                        buf.clear();
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.send(Event::Violation(e.to_string()));
+                        buf.clear();
+                        break;
+                    }
+                }
+            } else {
+                let got = if eof { strict.decode_eof(&mut buf) } else { strict.decode(&mut buf) };
+                match got {
+                    Ok(Some(Frame::Message(body))) => {
+                        let _ = tx.send(Event::Body(body));
+                    }
+                    Ok(Some(other)) => {
+                        // The strict codec reports problems as errors; keep this arm total.
+                        let _ = tx.send(Event::Violation(format!("not a frame: {other:?}")));
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.send(Event::Violation(e.to_string()));
+                        if buf.is_empty() || eof {
+                            buf.clear();
+                            break;
+                        }
+                        recovering = true;
+                        // The lenient codec resynchronises on the next `Content-Length:` after
+                        // the first byte; without any progress it would wait for more input.
+                    }
+                }
+            }
+        }
+        if eof {
+            break;
+        }
+        match stdout.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => eof = true,
+            Ok(n) => {
+                if let Ok(mut s) = shared.lock() {
+                    s.stdout_bytes += n as u64;
+                }
+            }
+        }
+    }
+    let _ = tx.send(Event::Eof);
+}
+
+/// A JSON value as raw JSON.
+pub(crate) fn raw(value: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| empty_raw())
+}
+
+fn empty_raw() -> Box<RawValue> {
+    serde_json::value::to_raw_value(&serde_json::Map::new()).unwrap_or_default()
+}
+
+/// Initialize params with the judge as host.
+pub(crate) fn init_params(interfaces: &[(&str, Vec<u32>)], level: LogLevel) -> InitializeParams {
+    InitializeParams {
+        protocol_versions: vec![tether_spec::PROTOCOL_VERSION],
+        interfaces: interfaces.iter().map(|(n, v)| ((*n).to_owned(), v.clone())).collect(),
+        host: PeerInfo::new("tether-conformance", env!("CARGO_PKG_VERSION")),
+        capabilities: tether_spec::Capabilities::new(),
+        max_frame_size: tether_spec::DEFAULT_MAX_FRAME_SIZE as u64,
+        log_level: Some(level),
+    }
+}

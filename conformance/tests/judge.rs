@@ -1,0 +1,300 @@
+//! Proves the judge: every example plugin of the repository passes every check, and each
+//! deliberately broken plugin (`tests/broken/plugin.py --break FLAG`) fails exactly the checks
+//! of the rule it breaks.
+
+#![allow(clippy::expect_used, clippy::panic)] // a failed expectation is a failed test
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+const JUDGE: &str = env!("CARGO_BIN_EXE_tether-conformance");
+const PYTHON: &str = "/usr/bin/python3";
+const NODE: &str = "/usr/bin/node";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the crate is in the workspace").to_path_buf()
+}
+
+fn broken() -> String {
+    root().join("conformance/tests/broken/plugin.py").display().to_string()
+}
+
+fn judge(args: &[&str]) -> Output {
+    Command::new(JUDGE).args(args).current_dir(root()).stdin(Stdio::null()).output().expect("the judge runs")
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the judge's --format json output is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The ids of the checks with `status` in one plugin's JSON report.
+fn ids_with(plugin: &serde_json::Value, status: &str) -> BTreeSet<String> {
+    plugin["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["status"] == status)
+        .filter_map(|c| c["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn details(plugin: &serde_json::Value) -> String {
+    plugin["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| {
+            format!("  {}: {}\n    fix: {}\n    stderr: {}", c["id"], c["reason"], c["fix"], c["stderr"])
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Processes still alive whose command line contains `marker`.
+fn alive_with(marker: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let path = entry.path();
+        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let zombie = std::fs::read_to_string(path.join("stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+            .unwrap_or(true);
+        if cmdline.contains(marker) && !zombie {
+            out.push(format!("{}: {cmdline}", path.display()));
+        }
+    }
+    out
+}
+
+/// Builds the Rust example plugins with cargo, into the target directory this test was built in.
+fn build_rust_examples() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "tether", "--examples"])
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build --release -p tether --examples failed");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root().join(dir),
+        _ => root().join("target"),
+    };
+    target.join("release").join("examples")
+}
+
+#[test]
+fn every_example_plugin_passes_every_check() {
+    let examples = build_rust_examples();
+    let root = root();
+    let plugins = [
+        ("rust/kv", vec![examples.join("kv")]),
+        ("rust/counter", vec![examples.join("counter")]),
+        ("python/kv", vec![PathBuf::from(PYTHON), root.join("examples-python/kv.py")]),
+        ("python/counter", vec![PathBuf::from(PYTHON), root.join("examples-python/counter.py")]),
+        ("node/kv", vec![PathBuf::from(NODE), root.join("examples-node/kv.mjs")]),
+        ("node/counter", vec![PathBuf::from(NODE), root.join("examples-node/counter.mjs")]),
+    ];
+    let missing: Vec<String> = plugins
+        .iter()
+        .flat_map(|(_, argv)| argv)
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "example plugins (or interpreters) missing: {missing:?}");
+    let lines: Vec<String> = plugins
+        .iter()
+        .map(|(_, argv)| argv.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "))
+        .collect();
+    let mut args = vec!["--format", "json"];
+    for line in &lines {
+        args.extend(["--plugin", line.as_str()]);
+    }
+    let out = judge(&args);
+    let report = json_of(&out);
+    let mut problems = String::new();
+    for ((label, _), plugin) in plugins.iter().zip(report["plugins"].as_array().expect("plugins")) {
+        let failed = ids_with(plugin, "fail");
+        if !failed.is_empty() {
+            problems += &format!("{label}: {failed:?}\n{}\n", details(plugin));
+        }
+        let passed = ids_with(plugin, "pass");
+        let iface = if label.ends_with("kv") { "kv.put-get" } else { "counter.callback" };
+        for id in [
+            "launch.no-cookie",
+            "handshake.initialize",
+            "rpc.batch",
+            iface,
+            "stop.no-leftovers",
+            "output.stdout-clean",
+        ] {
+            if !passed.contains(id) {
+                problems += &format!("{label}: {id} did not pass\n");
+            }
+        }
+    }
+    assert!(problems.is_empty(), "example plugins fail the judge:\n{problems}");
+    assert!(out.status.success(), "exit status {}", out.status);
+}
+
+/// Each flag of the broken plugin, with the only checks that must fail.
+const BROKEN: &[(&str, &[&str])] = &[
+    ("stdout-print", &["output.stdout-clean"]),
+    ("content-type", &["output.stdout-clean"]),
+    ("adds-itself", &["counter.callback", "counter.concurrent-puts", "counter.reentrant-get"]),
+    ("ignore-cancel", &["counter.cancel"]),
+    (
+        "no-exit-on-eof",
+        &[
+            "stop.shutdown",
+            "stop.eof",
+            "stop.eof-uninitialized",
+            "stop.eof-pending-call",
+            "stop.no-leftovers",
+        ],
+    ),
+    ("answers-notifications", &["rpc.notifications-unanswered"]),
+    ("wrong-missing-code", &["kv.missing-key", "kv.delete"]),
+    ("sequential", &["counter.concurrent-puts", "counter.reentrant-get"]),
+    ("no-cookie-check", &["launch.no-cookie", "launch.wrong-cookie"]),
+    ("leaves-child", &["stop.no-leftovers"]),
+    ("no-debug-log", &["log.debug-on-put", "log.set-level"]),
+    ("log-below-level", &["log.level-respected", "log.set-level"]),
+    ("bad-log", &["log.well-formed", "output.messages-valid"]),
+    ("rounds-big-ids", &["rpc.id-types"]),
+    ("strict-reader", &["framing.header-forms"]),
+    ("ignores-max-frame", &["framing.oversized"]),
+];
+
+#[test]
+fn each_broken_plugin_fails_exactly_its_checks() {
+    let script = broken();
+    let mut cases: Vec<(Option<&str>, BTreeSet<String>)> = vec![(None, BTreeSet::new())];
+    for (flag, ids) in BROKEN {
+        cases.push((Some(flag), ids.iter().map(|s| (*s).to_owned()).collect()));
+    }
+    let queue = Arc::new(Mutex::new(cases));
+    let problems = Arc::new(Mutex::new(Vec::<String>::new()));
+    // Three judges at a time: enough to overlap the time-outs, not so many that 2 cores thrash.
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let queue = Arc::clone(&queue);
+            let problems = Arc::clone(&problems);
+            let script = script.clone();
+            std::thread::spawn(move || loop {
+                let Some((flag, want)) = queue.lock().expect("queue").pop() else { break };
+                let line = match flag {
+                    Some(f) => format!("{PYTHON} {script} --break {f}"),
+                    None => format!("{PYTHON} {script}"),
+                };
+                let mut args =
+                    vec!["--format", "json", "--timeout-ms", "3000", "--jobs", "3", "--plugin", &line];
+                if flag.is_some() {
+                    // The correct base proves the 16 MiB check; it is the costliest to repeat.
+                    args.extend(["--exclude", "kv.large-16mib"]);
+                }
+                let out = judge(&args);
+                let report = json_of(&out);
+                let plugin = &report["plugins"][0];
+                let failed = ids_with(plugin, "fail");
+                let name = flag.unwrap_or("(correct base)");
+                if failed != want {
+                    problems.lock().expect("problems").push(format!(
+                        "{name}: failed {failed:?}, expected exactly {want:?}\n{}",
+                        details(plugin)
+                    ));
+                }
+                if out.status.success() != want.is_empty() {
+                    problems.lock().expect("problems").push(format!("{name}: exit status {}", out.status));
+                }
+                if !ids_with(plugin, "skip").is_empty() {
+                    problems
+                        .lock()
+                        .expect("problems")
+                        .push(format!("{name}: skipped {:?}", ids_with(plugin, "skip")));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("worker");
+    }
+    let problems = problems.lock().expect("problems");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // The judge left nothing behind: neither the plugin that ignores end of file nor the child
+    // that outlives its plugin.
+    for marker in ["--break no-exit-on-eof", "--break no-cookie-check", "tether-broken-leftover"] {
+        assert_eq!(alive_with(marker), Vec::<String>::new(), "processes left behind");
+    }
+}
+
+#[test]
+fn a_failure_says_what_was_expected_what_came_and_what_to_fix() {
+    let line = format!("{PYTHON} {} --break wrong-missing-code", broken());
+    let out = judge(&["--plugin", &line, "--filter", "kv.missing-key"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("kv.missing-key") && text.contains("FAIL"), "{text}");
+    assert!(text.contains("   expected: error 1001 (key not found)"), "{text}");
+    assert!(text.contains("got:") && text.contains("-32602"), "{text}");
+    assert!(text.contains("fix:"), "{text}");
+    assert_eq!(text.lines().last(), Some("0 passed, 1 failed"), "{text}");
+}
+
+#[test]
+fn the_baseline_accepts_listed_failures_and_rejects_stale_entries() {
+    let line = format!("{PYTHON} {} --break wrong-missing-code", broken());
+    let dir = std::env::temp_dir().join(format!("tether-conformance-baseline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ok = dir.join("ok.txt");
+    std::fs::write(&ok, format!("# known failures\n[{line}]\nkv.missing-key\nkv.delete\n")).expect("write");
+    let out = judge(&["--plugin", &line, "--filter", "kv.*", "--baseline", ok.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "listed failures must not fail the run:\n{text}");
+    assert!(text.contains("XFAIL"), "{text}");
+
+    let stale = dir.join("stale.txt");
+    std::fs::write(&stale, format!("kv.put-get\n[{line}]\nkv.missing-key\nkv.delete\n")).expect("write");
+    let out = judge(&["--plugin", &line, "--filter", "kv.*", "--baseline", stale.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "a listed check that passes must fail the run:\n{text}");
+    assert!(text.contains("STALE") && text.contains("remove it from the baseline"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn junit_and_list_outputs() {
+    let line = format!("{PYTHON} {}", broken());
+    let out = judge(&["--plugin", &line, "--filter", "rpc.p*", "--format", "junit"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.starts_with("<?xml") && text.contains("<testsuites") && text.contains("rpc.ping (§4.5)"),
+        "{text}"
+    );
+    assert_eq!(text.matches("<testcase").count(), 3, "{text}");
+
+    let out = judge(&["--list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for id in [
+        "launch.no-cookie",
+        "handshake.kv-v1",
+        "rpc.parse-error",
+        "kv.large-16mib",
+        "counter.cancel",
+        "output.stdout-clean",
+    ] {
+        assert!(text.contains(id), "{id} missing from --list:\n{text}");
+    }
+}
