@@ -1,0 +1,144 @@
+//! Forwarding the plugin's `tracing` events to the host as `$/log` (SPEC.md §8.1).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tether_spec::{Log, LogLevel, LogParams};
+use tracing::field::{Field, Visit};
+use tracing::subscriber::Interest;
+use tracing::{Metadata, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::Layer;
+
+use crate::connection::Peer;
+
+/// The session's log level and the peer to send `$/log` to, shared by the layer and the plugin
+/// service that answers `tether/initialize` and `$/setLogLevel`.
+#[derive(Debug, Default)]
+pub(crate) struct LogState {
+    peer: OnceLock<Peer>,
+    level: AtomicU8,
+}
+
+impl LogState {
+    pub(crate) fn new() -> Arc<Self> {
+        let state = LogState::default();
+        state.set_level(LogLevel::Info);
+        Arc::new(state)
+    }
+
+    pub(crate) fn set_level(&self, level: LogLevel) {
+        self.level.store(rank(level), Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_peer(&self, peer: Peer) {
+        let _ = self.peer.set(peer);
+    }
+
+    fn allows(&self, level: LogLevel) -> bool {
+        rank(level) >= self.level.load(Ordering::Relaxed)
+    }
+}
+
+fn rank(level: LogLevel) -> u8 {
+    match level {
+        LogLevel::Trace => 0,
+        LogLevel::Debug => 1,
+        LogLevel::Info => 2,
+        LogLevel::Warn => 3,
+        LogLevel::Error => 4,
+    }
+}
+
+fn level_of(level: &tracing::Level) -> LogLevel {
+    match *level {
+        tracing::Level::TRACE => LogLevel::Trace,
+        tracing::Level::DEBUG => LogLevel::Debug,
+        tracing::Level::INFO => LogLevel::Info,
+        tracing::Level::WARN => LogLevel::Warn,
+        _ => LogLevel::Error,
+    }
+}
+
+/// A `tracing-subscriber` layer that sends each event as a `$/log` notification: the level, the
+/// message, the target and the other fields, and only events at or above the session's log
+/// level (the `logLevel` of `tether/initialize`, changed by `$/setLogLevel`).
+/// [`crate::Plugin::serve`] installs it unless told not to.
+#[derive(Debug, Clone)]
+pub struct LogLayer {
+    state: Arc<LogState>,
+}
+
+impl LogLayer {
+    pub(crate) fn new(state: Arc<LogState>) -> Self {
+        LogLayer { state }
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    message: Option<String>,
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, value: serde_json::Value) {
+        if field.name() == "message" {
+            self.message = Some(match value {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            });
+        } else {
+            self.fields.insert(field.name().to_owned(), value);
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.put(field, serde_json::Value::String(format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, value.into());
+    }
+}
+
+impl<S: Subscriber> Layer<S> for LogLayer {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        // The session's level changes at run time: ask `enabled` every time.
+        Interest::sometimes()
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
+        self.state.allows(level_of(metadata.level()))
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        let Some(peer) = self.state.peer.get() else { return };
+        let level = level_of(event.metadata().level());
+        if !self.state.allows(level) {
+            return;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let params = LogParams {
+            level,
+            message: fields.message.unwrap_or_default(),
+            target: Some(event.metadata().target().to_owned()),
+            fields: (!fields.fields.is_empty()).then_some(fields.fields),
+        };
+        let _ = peer.notify::<Log>(&params);
+    }
+}
