@@ -67,9 +67,23 @@ impl From<ErrorObject> for Error {
     }
 }
 
+/// A call this handler made failed. An application error of the other side (a code outside the
+/// range JSON-RPC reserves) passes through as it is; a protocol error does not, since -32601
+/// from a callback would tell the caller that *this* method does not exist: it becomes -32603
+/// with the callback's error in `data.cause` (SPEC.md §9.3). A cancelled call stays -32800.
 impl From<CallError> for Error {
     fn from(e: CallError) -> Self {
-        Error(e.to_error_object())
+        match e {
+            CallError::Remote(remote) if tether_spec::codes::is_reserved(remote.code) => {
+                let message = format!("internal error: a call this handler made failed: {}", remote.message);
+                let cause = serde_json::to_value(&remote).unwrap_or_default();
+                Error(
+                    ErrorObject::new(tether_spec::codes::INTERNAL_ERROR, message)
+                        .with_data(serde_json::json!({ "cause": cause })),
+                )
+            }
+            other => Error(other.to_error_object()),
+        }
     }
 }
 

@@ -502,3 +502,34 @@ async fn interfaces_declared_anywhere() {
     assert_eq!(client.hello(&name).await.unwrap().text, "hello ann");
     assert_eq!(client.shout(&name).await.unwrap().text, "HELLO ANN (2)");
 }
+
+method!(Relay, "t.relay", Empty, Empty);
+
+#[tokio::test]
+async fn a_failed_callback_is_not_mistaken_for_the_callers_own_error() {
+    // The plugin's handler calls back into the host; the host knows neither method.
+    let relay = |method: &'static str| {
+        Router::new().route::<Relay, _, _>(move |_: Empty, cx: RequestContext| async move {
+            cx.peer().call_raw(method, serde_json::value::to_raw_value(&Empty {})?).await?;
+            Ok(Empty {})
+        })
+    };
+    let (host, _plugin) = pair(Router::new(), relay("t.unknown"));
+    let err = host.call::<Relay>(&Empty {}).await.unwrap_err();
+    let remote = err.remote().unwrap();
+    // A protocol error of the callback (-32601) becomes -32603 with the cause in data (SPEC.md
+    // §9.3): the caller must not read it as "t.relay does not exist".
+    assert_eq!(remote.code, tether::spec::codes::INTERNAL_ERROR);
+    assert_eq!(remote.data.as_ref().unwrap()["cause"]["code"], -32601);
+
+    // An application error of the other side passes through unchanged.
+    let (host, _plugin) = pair(
+        kv_router(),
+        Router::new().route::<Relay, _, _>(|_: Empty, cx: RequestContext| async move {
+            KvClient::new(cx.peer().clone()).get(&kv::KeyParams { key: "nope".into() }).await?;
+            Ok(Empty {})
+        }),
+    );
+    let err = host.call::<Relay>(&Empty {}).await.unwrap_err();
+    assert_eq!(err.remote().unwrap().code, 1001);
+}
