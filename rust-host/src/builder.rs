@@ -113,6 +113,12 @@ impl PluginBuilder {
         self
     }
 
+    /// Offers the interface of a typed client with every version it speaks:
+    /// `.offer::<KvClient>()` is `.interface("kv", [1, 2])`.
+    pub fn offer<C: tether::Client>(self) -> Self {
+        self.interface(C::INTERFACE, C::VERSIONS.iter().copied())
+    }
+
     /// The host's name and version, sent in `tether/initialize` for the plugin's logs.
     pub fn host_info(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
         self.host = PeerInfo::new(name, version);

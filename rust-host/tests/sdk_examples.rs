@@ -53,7 +53,7 @@ async fn kv_round_trip_through_the_typed_client() {
     capture_logs();
     let plugin = Plugin::builder(sdk_example("kv"))
         .name("kv-example")
-        .interface(kv::NAME, [1, 2])
+        .offer::<KvClient>() // kv versions 1 and 2, from the one declaration
         .log_level(LogLevel::Debug)
         .call_timeout(Duration::from_secs(30))
         .start()

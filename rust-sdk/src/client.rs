@@ -77,6 +77,10 @@ pub trait Client: Sized {
     /// The interface's name.
     const INTERFACE: &'static str;
 
+    /// The versions of the interface this client can speak, in increasing order: what a host
+    /// offers in `tether/initialize` for it.
+    const VERSIONS: &'static [u32];
+
     /// A client sending its calls to `remote`.
     fn from_remote(remote: Remote) -> Self;
 

@@ -202,6 +202,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     });
 
     let versions_lit = versions.iter();
+    let versions_client = versions.iter();
     let server_doc = format!(
         "Serves [`{trait_ident}`] as the `{name_str}` interface: give it to `Plugin::interface`, or serve it as a handle with `Peer::serve_handle`."
     );
@@ -288,6 +289,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
 
         impl ::tether::Client for #client_ident {
             const INTERFACE: &'static str = #name_str;
+            const VERSIONS: &'static [u32] = &[#(#versions_client),*];
 
             fn from_remote(remote: ::tether::Remote) -> Self {
                 #client_ident { remote }
