@@ -62,3 +62,8 @@ pub use crate::logs::LOG_TARGET;
 pub use crate::plugin::Plugin;
 pub use crate::process::sha256_file;
 pub use crate::stderr::{STDERR_TAIL_BYTES, STDERR_TAIL_LINES};
+
+// The README's Rust examples compile as doctests of this crate, so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
