@@ -1,0 +1,90 @@
+//! `cargo bench -p tether-bench [-- --quick] [-- --only rust,python] [-- --runtime ct|mt]`:
+//! see `BENCHMARKS.md` at the repository root.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tether_bench::{config, Flavor, Lang, Mode, Options};
+
+/// Tether against the raw pipe baseline and go-plugin's figures, in one run.
+#[derive(Debug, Parser)]
+#[command(name = "tether-bench")]
+struct Args {
+    /// Fewer repetitions (about a quarter of the full run's time).
+    #[arg(long)]
+    quick: bool,
+    /// The smoke test's tiny counts (checks that every path runs; the numbers mean little).
+    #[arg(long)]
+    smoke: bool,
+    /// Only these plugin languages: rust, python, node (comma-separated). The pipe baseline
+    /// always runs.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Only this host runtime: ct (current_thread) or mt (multi-thread); default both.
+    #[arg(long)]
+    runtime: Option<String>,
+    /// Where to write the JSON (default: bench-results/latest.json at the repository root;
+    /// also the environment variable TETHER_BENCH_JSON).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// Filters that `cargo bench NAME` passes; ignored.
+    #[arg(hide = true)]
+    filter: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mode = if args.smoke {
+        Mode::Smoke
+    } else if args.quick {
+        Mode::Quick
+    } else {
+        Mode::Full
+    };
+    let mut langs = Vec::new();
+    for name in &args.only {
+        match Lang::ALL.iter().find(|l| l.id() == name.trim()) {
+            Some(l) => langs.push(*l),
+            None => {
+                eprintln!("--only: unknown language {name:?} (rust, python, node)");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if langs.is_empty() {
+        langs = Lang::ALL.to_vec();
+    }
+    let flavors = match args.runtime.as_deref() {
+        None => Flavor::ALL.to_vec(),
+        Some("ct") => vec![Flavor::CurrentThread],
+        Some("mt") => vec![Flavor::MultiThread],
+        Some(other) => {
+            eprintln!("--runtime: {other:?} is neither ct nor mt");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = Options {
+        mode,
+        langs,
+        flavors,
+        json: args
+            .json
+            .or_else(|| std::env::var_os("TETHER_BENCH_JSON").map(PathBuf::from))
+            .unwrap_or_else(config::default_json),
+        helper: PathBuf::from(env!("CARGO_BIN_EXE_tether-bench-helper")),
+        release_plugins: true,
+        python: PathBuf::from("/usr/bin/python3"),
+        node: PathBuf::from("/usr/bin/node"),
+    };
+    match tether_bench::run_and_report(&opts) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tether-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

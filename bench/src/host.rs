@@ -1,0 +1,77 @@
+//! The figures that count: plugins started, called and shut down through `tether-host`, with
+//! the typed clients of `tether::interfaces`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::Context as _;
+use tether::interfaces::{CounterClient, KvClient};
+use tether::spec::interfaces::{counter, kv};
+use tether_host::{Plugin, Stopped};
+
+use crate::direct::{DirectCounter, DirectKv};
+use crate::scenario::{Backend, PluginCmd};
+
+/// `tether-host` as a benchmark backend.
+#[derive(Default)]
+pub struct HostBackend {
+    /// SHA-256 digests already computed (outside the timed region), by file.
+    digests: Mutex<Vec<(PathBuf, String)>>,
+}
+
+impl HostBackend {
+    /// The digest of `file`, computed once.
+    pub fn digest(&self, file: &Path) -> anyhow::Result<String> {
+        let mut known = self.digests.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        if let Some((_, d)) = known.iter().find(|(f, _)| f == file) {
+            return Ok(d.clone());
+        }
+        let d = tether_host::sha256_file(file).with_context(|| format!("hashing {}", file.display()))?;
+        known.push((file.to_owned(), d.clone()));
+        Ok(d)
+    }
+}
+
+fn builder(cmd: &PluginCmd, interface: &str, versions: &[u32]) -> tether_host::PluginBuilder {
+    Plugin::builder(&cmd.program).args(&cmd.args).interface(interface, versions.iter().copied())
+}
+
+impl Backend for HostBackend {
+    type Kv = DirectKv;
+    type Counter = DirectCounter;
+    type Plugin = Plugin;
+
+    async fn start_kv(&self, cmd: &PluginCmd, checksum: bool) -> anyhow::Result<(DirectKv, Plugin)> {
+        let mut b = builder(cmd, kv::NAME, kv::VERSIONS);
+        if checksum {
+            // The digest is known beforehand, as an application pins it; the host hashes the
+            // file again at each start, which is the cost measured.
+            b = b.sha256(self.digest(&cmd.checksum_file)?);
+        }
+        let plugin = b.start().await?;
+        let client = plugin.client::<KvClient>()?;
+        Ok((DirectKv::new(client), plugin))
+    }
+
+    async fn start_counter(&self, cmd: &PluginCmd) -> anyhow::Result<(DirectCounter, Plugin)> {
+        let plugin = builder(cmd, counter::NAME, counter::VERSIONS).start().await?;
+        // Typed client first, so that a missing interface fails here.
+        plugin.client::<CounterClient>()?;
+        Ok((DirectCounter::new(plugin.peer().clone()), plugin))
+    }
+
+    fn pid(&self, plugin: &Plugin) -> Option<u32> {
+        Some(plugin.pid())
+    }
+
+    async fn stop(&self, plugin: Plugin) -> anyhow::Result<()> {
+        let report = plugin.shutdown().await;
+        anyhow::ensure!(
+            report.stopped == Stopped::Gracefully && report.exit.success(),
+            "plugin stopped {:?}, {}",
+            report.stopped,
+            report.exit.status_text()
+        );
+        Ok(())
+    }
+}

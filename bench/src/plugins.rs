@@ -1,0 +1,99 @@
+//! Finding (and, for Rust, building) the example plugins.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+
+use crate::config::{repo_root, Lang, Options};
+use crate::scenario::PluginCmd;
+
+/// The `kv` and `counter` plugins of one language.
+#[derive(Debug, Clone)]
+pub struct Plugins {
+    /// The `kv` plugin.
+    pub kv: PluginCmd,
+    /// The `counter` plugin, when it exists.
+    pub counter: Option<PluginCmd>,
+}
+
+/// Builds the Rust example plugins with the cargo that runs this benchmark (`$CARGO`, else the
+/// one that built it), in the same target directory (`CARGO_TARGET_DIR` is inherited), and
+/// returns the paths cargo reports for them.
+pub fn build_rust(release: bool) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(repo_root()).args([
+        "build",
+        "-p",
+        "tether",
+        "--examples",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    eprintln!("building the Rust example plugins ({})...", if release { "release" } else { "dev profile" });
+    let out = cmd.stderr(std::process::Stdio::inherit()).output().context("running cargo build")?;
+    if !out.status.success() {
+        bail!("cargo build -p tether --examples failed ({})", out.status);
+    }
+    let (mut kv, mut counter) = (None, None);
+    for line in out.stdout.split(|b| *b == b'\n') {
+        let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
+        if msg["reason"] != "compiler-artifact" || msg["target"]["kind"][0] != "example" {
+            continue;
+        }
+        let Some(exe) = msg["executable"].as_str() else { continue };
+        match msg["target"]["name"].as_str() {
+            Some("kv") => kv = Some(PathBuf::from(exe)),
+            Some("counter") => counter = Some(PathBuf::from(exe)),
+            _ => {}
+        }
+    }
+    match kv {
+        Some(kv) => Ok((kv, counter)),
+        None => bail!("cargo built no example named kv in rust-sdk/examples"),
+    }
+}
+
+fn binary(path: PathBuf) -> PluginCmd {
+    PluginCmd { program: path.clone(), args: Vec::new(), checksum_file: path }
+}
+
+fn script(interpreter: &Path, script: PathBuf) -> PluginCmd {
+    PluginCmd {
+        program: interpreter.to_owned(),
+        args: vec![script.to_string_lossy().into_owned()],
+        checksum_file: script,
+    }
+}
+
+/// The plugins of `lang`, or why they cannot run (the caller notes it and skips the language).
+pub fn find(lang: Lang, opts: &Options) -> anyhow::Result<Plugins> {
+    let root = repo_root();
+    match lang {
+        Lang::Rust => {
+            let (kv, counter) = build_rust(opts.release_plugins)?;
+            Ok(Plugins { kv: binary(kv), counter: counter.map(binary) })
+        }
+        Lang::Python | Lang::Node => {
+            let (interpreter, dir, ext) = match lang {
+                Lang::Python => (&opts.python, "examples-python", "py"),
+                _ => (&opts.node, "examples-node", "mjs"),
+            };
+            if !interpreter.exists() {
+                bail!("{} is not installed", interpreter.display());
+            }
+            let kv = root.join(dir).join(format!("kv.{ext}"));
+            if !kv.exists() {
+                bail!("{} does not exist", kv.display());
+            }
+            let counter = root.join(dir).join(format!("counter.{ext}"));
+            Ok(Plugins {
+                kv: script(interpreter, kv),
+                counter: counter.exists().then(|| script(interpreter, counter)),
+            })
+        }
+    }
+}
