@@ -87,7 +87,9 @@ pub(crate) fn spawn(config: &PluginBuilder, plugin: &Arc<str>) -> Result<Spawned
     }
     command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     #[cfg(target_os = "linux")]
-    parent_death_signal(&mut command);
+    if config.parent_death_signal {
+        parent_death_signal(&mut command);
+    }
 
     let mut wrapped = TokioCommandWrap::from(command);
     #[cfg(unix)]

@@ -392,3 +392,14 @@ async fn ping_typed_requests_and_kill() {
     assert_eq!(exit.signal, Some(9));
     assert_reaped(pid).await;
 }
+
+#[tokio::test]
+async fn without_the_parent_death_signal_a_plugin_starts_and_stops_the_same() {
+    let plugin =
+        test_plugin("no-pdeathsig", "normal").parent_death_signal(false).start().await.expect("start");
+    session_works(&plugin).await;
+    let pid = plugin.pid();
+    let report = plugin.shutdown().await;
+    assert_eq!(report.stopped, Stopped::Gracefully);
+    assert_reaped(pid).await;
+}
