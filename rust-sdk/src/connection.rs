@@ -3,9 +3,11 @@
 //! [`Connection::spawn`] starts two tasks on the current tokio runtime: a **reader** that decodes
 //! frames with the lenient [`FrameCodec`] and routes each message, and a **writer** that drains
 //! the queue of outgoing frames into one buffer and writes it with one `write` and one `flush`.
-//! The reader never waits for a handler: a request whose handler is asynchronous runs in its own
-//! task, so a handler that calls back into the other side (a broker callback, SPEC.md §6.4)
-//! cannot stall the session (§3.7).
+//! The reader never waits for a handler: an asynchronous handler is polled once on the reader
+//! (most finish there, without a task) and, if it has to wait, runs on in its own task, so a
+//! handler that calls back into the other side (a broker callback, SPEC.md §6.4) cannot stall
+//! the session (§3.7). The part of a handler before its first wait runs on the reader, so it
+//! must not block, as for [`Service::request`].
 //!
 //! Routing is hand-written over `tether-spec`'s types rather than built on a JSON-RPC framework
 //! such as jsonrpsee: measured on a 2-core machine, jsonrpsee's `RpcModule` dispatch cost about
@@ -385,11 +387,55 @@ fn handles_in(params: &str, found: &mut Vec<String>) {
     }
 }
 
+/// A multiply-rotate hasher (the one rustc uses, "FxHash") for the maps keyed by request ids:
+/// SipHash cost several hundred instructions per call on them. The ids of `pending` are minted
+/// by this side; those of `incoming` come from the peer, which could at worst slow down its own
+/// requests by choosing colliding ids.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
+}
+
+/// A map with the cheap [`IdHasher`], for keys the peer cannot use to slow down anyone else.
+pub(crate) type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 struct Shared {
-    queue: mpsc::UnboundedSender<Vec<u8>>,
+    queue: mpsc::UnboundedSender<Outgoing>,
     next_id: AtomicI64,
-    pending: Mutex<HashMap<i64, Pending>>,
-    incoming: Mutex<HashMap<Id, CancellationToken>>,
+    pending: Mutex<IdMap<i64, Pending>>,
+    incoming: Mutex<IdMap<Id, CancellationToken>>,
+    /// Handlers being polled for the first time on the reader, not in `incoming` (yet): they
+    /// count as running for [`Peer::in_flight`], as a spawned handler does.
+    polling: AtomicUsize,
     idle: Notify,
     handles: Mutex<HandleTable>,
     max_frame: AtomicUsize,
@@ -433,8 +479,9 @@ impl Connection {
         let shared = Arc::new(Shared {
             queue,
             next_id: AtomicI64::new(1),
-            pending: Mutex::new(HashMap::new()),
-            incoming: Mutex::new(HashMap::new()),
+            pending: Mutex::new(IdMap::default()),
+            incoming: Mutex::new(IdMap::default()),
+            polling: AtomicUsize::new(0),
             idle: Notify::new(),
             handles: Mutex::new(HandleTable::default()),
             max_frame: AtomicUsize::new(options.max_frame_size),
@@ -577,7 +624,7 @@ impl Peer {
 
     /// The number of incoming requests whose handlers are running.
     pub fn in_flight(&self) -> usize {
-        lock(&self.shared.incoming).len()
+        self.shared.in_flight()
     }
 
     /// Waits until at most `keep` incoming requests are running (a shutdown handler waits for
@@ -685,7 +732,7 @@ impl<R: DeserializeOwned + Send + 'static> IntoFuture for Call<R> {
             let raw = self
                 .peer
                 .shared
-                .request(&self.method, self.params?, self.handles, &self.peer, self.timeout)
+                .request(self.method, self.params?, self.handles, &self.peer, self.timeout)
                 .await?;
             serde_json::from_str(raw.get()).map_err(|e| CallError::Deserialize(e.to_string()))
         })
@@ -715,8 +762,13 @@ impl Drop for CancelGuard<'_> {
     }
 }
 
+/// Whether a string is written in JSON as itself between quotes (nothing to escape).
+fn plain_json_str(s: &str) -> bool {
+    s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
+}
+
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if plain_json_str(s) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -726,9 +778,28 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// Writes an integer in decimal without the `String` that `to_string` would allocate.
+fn write_int(out: &mut Vec<u8>, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut rest = n.unsigned_abs();
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
 fn write_id(out: &mut Vec<u8>, id: &Id) {
     match id {
-        Id::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Id::Int(n) => write_int(out, *n),
         Id::Str(s) => write_json_str(out, s),
     }
 }
@@ -739,7 +810,14 @@ impl Shared {
         if body.len() > max {
             return Err(CallError::RequestTooLarge { len: body.len(), max });
         }
-        self.queue.send(body).map_err(|_| CallError::Closed(self.close_reason()))
+        self.queue.send(Outgoing::Body(body)).map_err(|_| CallError::Closed(self.close_reason()))
+    }
+
+    fn in_flight(&self) -> usize {
+        // Read `incoming` first: a handler moves from `polling` into `incoming` before it
+        // leaves `polling`, so it is never missed.
+        let spawned = lock(&self.incoming).len();
+        spawned + self.polling.load(Ordering::SeqCst)
     }
 
     fn close_reason(&self) -> CloseReason {
@@ -785,7 +863,7 @@ impl Shared {
 
     async fn request(
         self: &Arc<Self>,
-        method: &str,
+        method: Cow<'static, str>,
         params: Box<RawValue>,
         mut handles: Vec<String>,
         peer: &Peer,
@@ -795,18 +873,32 @@ impl Shared {
             handles_in(params.get(), &mut handles);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut body = Vec::with_capacity(48 + method.len() + params.get().len());
-        body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
-        body.extend_from_slice(id.to_string().as_bytes());
-        body.extend_from_slice(br#","method":"#);
-        write_json_str(&mut body, method);
-        body.extend_from_slice(br#","params":"#);
-        body.extend_from_slice(params.get().as_bytes());
-        body.push(b'}');
-        drop(params);
+        let (out, len) = if plain_json_str(&method) {
+            // The writer puts the envelope around the params as it frames them: the params are
+            // copied once (into the write buffer), not into a body first.
+            let len = REQUEST_HEAD.len()
+                + int_len(id)
+                + REQUEST_METHOD.len()
+                + method.len()
+                + REQUEST_PARAMS.len()
+                + params.get().len()
+                + 1;
+            (Outgoing::Request { id, method, params }, len)
+        } else {
+            let mut body = Vec::with_capacity(48 + method.len() + params.get().len());
+            body.extend_from_slice(REQUEST_HEAD);
+            write_int(&mut body, id);
+            body.extend_from_slice(br#","method":"#);
+            write_json_str(&mut body, &method);
+            body.extend_from_slice(br#","params":"#);
+            body.extend_from_slice(params.get().as_bytes());
+            body.push(b'}');
+            let len = body.len();
+            (Outgoing::Body(body), len)
+        };
         let max = self.max_frame.load(Ordering::Relaxed);
-        if body.len() > max {
-            return Err(CallError::RequestTooLarge { len: body.len(), max });
+        if len > max {
+            return Err(CallError::RequestTooLarge { len, max });
         }
         if let Some(parent) = &peer.parent {
             if parent.is_cancelled() {
@@ -830,7 +922,7 @@ impl Shared {
             pending.insert(id, Pending { tx: Some(tx), handles });
         }
         let mut guard = CancelGuard { shared: self, id, armed: true };
-        if self.queue.send(body).is_err() {
+        if self.queue.send(out).is_err() {
             guard.armed = false;
             return Err(CallError::Closed(self.close_reason()));
         }
@@ -859,8 +951,23 @@ impl Shared {
     }
 
     fn respond(&self, id: Id, reply: Reply) {
-        let body = match reply {
-            Ok(result) => {
+        let body = match (&id, reply) {
+            (&Id::Int(n), Ok(result)) => {
+                // The writer puts the envelope around the result as it frames it: no body is
+                // built here, so the result is copied once (into the write buffer), not twice.
+                let len = RESULT_HEAD.len() + int_len(n) + RESULT_MID.len() + result.get().len() + 1;
+                let max = self.max_frame.load(Ordering::Relaxed);
+                if len <= max {
+                    let _ = self.queue.send(Outgoing::Result { id: n, result });
+                    return;
+                }
+                let error = ErrorObject::internal(format!(
+                    "the result is {len} bytes, above the maximum frame size of {max}"
+                ));
+                let _ = self.send(Message::Response(Response::error(Some(id), error)).to_body());
+                return;
+            }
+            (_, Ok(result)) => {
                 let mut body = Vec::with_capacity(40 + result.get().len());
                 body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
                 write_id(&mut body, &id);
@@ -869,7 +976,7 @@ impl Shared {
                 body.push(b'}');
                 body
             }
-            Err(error) => Message::Response(Response::error(Some(id.clone()), error)).to_body(),
+            (_, Err(error)) => Message::Response(Response::error(Some(id.clone()), error)).to_body(),
         };
         if let Err(CallError::RequestTooLarge { len, max }) = self.send(body) {
             let error = ErrorObject::internal(format!(
@@ -1017,8 +1124,32 @@ impl Shared {
         };
         match handled {
             Handled::Now(reply) => self.respond(id, reply),
-            Handled::Later(future) => {
+            Handled::Later(mut future) => {
+                // Most handlers finish without waiting (an in-memory store, an uncontended
+                // lock): poll the future once here and answer at once, which saves the task,
+                // its wake-up and the `incoming` entry (about 2k instructions per call). The
+                // spawned task below polls it first thing with its own waker, so a future that
+                // is not ready loses nothing by this first poll with a no-op waker. The order
+                // is the task's (the future before the token, `biased`), and a panic is caught
+                // the same way.
+                let mut poll_cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+                self.polling.fetch_add(1, Ordering::SeqCst);
+                let first = std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut poll_cx)));
+                let ready = match first {
+                    Ok(std::task::Poll::Ready(reply)) => Some(reply),
+                    Ok(std::task::Poll::Pending) => None,
+                    Err(panic) => Some(Err(ErrorObject::internal(panic_message(&panic)))),
+                };
+                if let Some(reply) = ready {
+                    // Cancel what the handler started and is still waiting for (SPEC.md §7.2).
+                    token.cancel();
+                    self.respond(id, reply);
+                    self.polling.fetch_sub(1, Ordering::SeqCst);
+                    self.idle.notify_waiters();
+                    return;
+                }
                 lock(&self.incoming).insert(id.clone(), token.clone());
+                self.polling.fetch_sub(1, Ordering::SeqCst);
                 let shared = self.clone();
                 tokio::spawn(async move {
                     let reply = tokio::select! {
@@ -1169,26 +1300,114 @@ impl DecodeExt for FrameCodec {
     }
 }
 
+/// A frame waiting for the writer.
+enum Outgoing {
+    /// A complete body.
+    Body(Vec<u8>),
+    /// A request whose method needs no escaping, put in its envelope by the writer.
+    Request {
+        /// The request's id.
+        id: i64,
+        /// The method, written between quotes as it is.
+        method: Cow<'static, str>,
+        /// The params.
+        params: Box<RawValue>,
+    },
+    /// A successful response to an integer id, put in its envelope by the writer.
+    Result {
+        /// The request's id.
+        id: i64,
+        /// The result.
+        result: Box<RawValue>,
+    },
+}
+
+const RESULT_HEAD: &[u8] = br#"{"jsonrpc":"2.0","id":"#;
+const REQUEST_HEAD: &[u8] = RESULT_HEAD;
+const REQUEST_METHOD: &[u8] = br#","method":""#;
+const REQUEST_PARAMS: &[u8] = br#"","params":"#;
+const RESULT_MID: &[u8] = br#","result":"#;
+
+impl Outgoing {
+    /// The body as three pieces written one after the other: the small head (built in
+    /// `scratch`), the payload, and the tail.
+    fn parts<'a>(&'a self, scratch: &'a mut Vec<u8>) -> (&'a [u8], &'a [u8], &'a [u8]) {
+        match self {
+            Outgoing::Body(body) => (&[], body, &[]),
+            Outgoing::Request { id, method, params } => {
+                scratch.clear();
+                scratch.extend_from_slice(REQUEST_HEAD);
+                write_int(scratch, *id);
+                scratch.extend_from_slice(REQUEST_METHOD);
+                scratch.extend_from_slice(method.as_bytes());
+                scratch.extend_from_slice(REQUEST_PARAMS);
+                (scratch, params.get().as_bytes(), b"}")
+            }
+            Outgoing::Result { id, result } => {
+                scratch.clear();
+                scratch.extend_from_slice(RESULT_HEAD);
+                write_int(scratch, *id);
+                scratch.extend_from_slice(RESULT_MID);
+                (scratch, result.get().as_bytes(), b"}")
+            }
+        }
+    }
+}
+
+/// The number of bytes `write_int` writes for `n`.
+fn int_len(n: i64) -> usize {
+    let digits = n.unsigned_abs().checked_ilog10().map_or(1, |d| d as usize + 1);
+    digits + usize::from(n < 0)
+}
+
+/// Writes the header of a frame of `len` bytes in the writer form (SPEC.md §2.2).
+fn frame_header(len: usize, dst: &mut BytesMut) {
+    let mut digits = [0u8; 20];
+    let mut rest = len;
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    dst.extend_from_slice(b"Content-Length: ");
+    dst.extend_from_slice(&digits[start..]);
+    dst.extend_from_slice(b"\r\n\r\n");
+}
+
 const BATCH_LIMIT: usize = 1 << 20;
 const DIRECT_WRITE: usize = 256 * 1024;
 
 async fn write_batch<W: AsyncWrite + Unpin>(
     writer: &mut W,
     buf: &mut BytesMut,
-    first: Vec<u8>,
-    rx: &mut mpsc::UnboundedReceiver<Vec<u8>>,
+    scratch: &mut Vec<u8>,
+    first: Outgoing,
+    rx: &mut mpsc::UnboundedReceiver<Outgoing>,
 ) -> std::io::Result<()> {
     let mut next = Some(first);
-    while let Some(body) = next.take() {
-        if body.len() >= DIRECT_WRITE {
+    while let Some(out) = next.take() {
+        let (head, payload, tail) = out.parts(scratch);
+        let len = head.len() + payload.len() + tail.len();
+        if len >= DIRECT_WRITE {
             // A large body is written from where it is rather than copied into the batch.
-            let header = format!("Content-Length: {}\r\n\r\n", body.len());
+            let header = format!("Content-Length: {len}\r\n\r\n");
+            buf.extend_from_slice(header.as_bytes());
+            buf.extend_from_slice(head);
             writer.write_all(buf).await?;
             buf.clear();
-            writer.write_all(header.as_bytes()).await?;
-            writer.write_all(&body).await?;
+            writer.write_all(payload).await?;
+            buf.extend_from_slice(tail);
+        } else if head.is_empty() && tail.is_empty() {
+            encode_frame(payload, buf);
         } else {
-            encode_frame(&body, buf);
+            frame_header(len, buf);
+            buf.extend_from_slice(head);
+            buf.extend_from_slice(payload);
+            buf.extend_from_slice(tail);
         }
         if buf.len() < BATCH_LIMIT {
             next = rx.try_recv().ok();
@@ -1205,10 +1424,11 @@ async fn write_batch<W: AsyncWrite + Unpin>(
 
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
     shared: Arc<Shared>,
 ) -> CloseReason {
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut scratch = Vec::with_capacity(64);
     loop {
         let first = tokio::select! {
             biased;
@@ -1216,7 +1436,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             () = shared.token.cancelled() => None,
         };
         let Some(first) = first else { break };
-        if let Err(e) = write_batch(&mut writer, &mut buf, first, &mut rx).await {
+        if let Err(e) = write_batch(&mut writer, &mut buf, &mut scratch, first, &mut rx).await {
             shared.close(CloseReason::new(CloseKind::WriteFailed, format!("writing failed: {e}")));
             return shared.close_reason();
         }
@@ -1227,14 +1447,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         tokio::task::yield_now().await;
         let first = match rx.try_recv() {
             Ok(first) => Some(first),
-            Err(_) if lock(&shared.incoming).is_empty() => None,
+            Err(_) if shared.in_flight() == 0 => None,
             Err(_) => tokio::select! {
                 first = rx.recv() => first,
                 () = tokio::time::sleep_until(deadline) => None,
             },
         };
         let Some(first) = first else { break };
-        if write_batch(&mut writer, &mut buf, first, &mut rx).await.is_err() {
+        if write_batch(&mut writer, &mut buf, &mut scratch, first, &mut rx).await.is_err() {
             break;
         }
     }
@@ -1267,5 +1487,27 @@ mod tests {
         write_id(&mut out, &Id::Int(-3));
         write_id(&mut out, &Id::from("x"));
         assert_eq!(out, br#"-3"x""#);
+        for n in [0, 7, 9, 10, -1, -10, 99, 100, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            write_int(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+            assert_eq!(int_len(n), out.len());
+        }
+        let mut framed = BytesMut::new();
+        frame_header(1234, &mut framed);
+        assert_eq!(&framed[..], b"Content-Length: 1234\r\n\r\n");
+        let result = RawValue::from_string(r#"{"a":1}"#.to_owned()).unwrap_or_default();
+        let out = Outgoing::Result { id: -5, result };
+        let mut scratch = Vec::new();
+        let (head, payload, tail) = out.parts(&mut scratch);
+        assert_eq!([head, payload, tail].concat(), br#"{"jsonrpc":"2.0","id":-5,"result":{"a":1}}"#);
+        let params = RawValue::from_string(r#"{"key":"k"}"#.to_owned()).unwrap_or_default();
+        let out = Outgoing::Request { id: 12, method: Cow::Borrowed("kv.get"), params };
+        let (head, payload, tail) = out.parts(&mut scratch);
+        assert_eq!(
+            [head, payload, tail].concat(),
+            br#"{"jsonrpc":"2.0","id":12,"method":"kv.get","params":{"key":"k"}}"#
+        );
+        assert!(plain_json_str("kv.get") && !plain_json_str("a\"b") && !plain_json_str("a\nb"));
     }
 }

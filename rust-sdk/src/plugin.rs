@@ -194,7 +194,13 @@ impl Plugin {
         let reason = peer.closed().await;
         // The last answers are written within the grace period; a writer stuck on a host that
         // stopped reading must not keep the plugin alive (SPEC.md §1.6: exit within 2 s).
-        match tokio::time::timeout(WRITE_GRACE, driver).await {
+        let written = tokio::time::timeout(WRITE_GRACE, driver).await;
+        // Once the host has closed stdin, a write that fails because it stopped reading too is
+        // the host leaving, not a protocol failure: the end of input stands (exit status 0).
+        if matches!(reason.kind, CloseKind::EndOfInput | CloseKind::Truncated) {
+            return reason;
+        }
+        match written {
             Ok(Ok(reason)) => reason,
             _ => reason,
         }
@@ -230,8 +236,9 @@ impl Plugin {
     }
 }
 
-/// The negotiated interfaces of a session: name -> (version, server).
-type Negotiated = HashMap<String, (u32, Arc<dyn InterfaceServer>)>;
+/// The negotiated interfaces of a session: name -> (version, server). Looked up on every
+/// request, so with the cheap hasher (the few names come from this plugin's own list).
+type Negotiated = crate::connection::IdMap<String, (u32, Arc<dyn InterfaceServer>)>;
 
 /// The plugin side of the lifecycle (SPEC.md §4): answers `tether/initialize` with version
 /// negotiation, -32002 before it, -32600 for a second one, `tether/ping`, `tether/shutdown`
@@ -278,7 +285,7 @@ impl PluginService {
                 .to_error(),
             );
         };
-        let mut session = HashMap::new();
+        let mut session = Negotiated::default();
         let mut negotiated = BTreeMap::new();
         for (name, offered) in &params.interfaces {
             let Some(server) = self.interfaces.get(name) else { continue };

@@ -465,7 +465,26 @@ mod header {
         }
     }
 
+    /// The exact writer form, `Content-Length: N\r\n\r\n`, which every conforming writer
+    /// sends: read without the general parser's per-line scanning and allocation (about a
+    /// thousand instructions per frame). `None` for anything else, including a block that is
+    /// not complete yet, which the general parser then decides on.
+    fn writer_form(buf: &[u8]) -> Option<Parse> {
+        let rest = buf.strip_prefix(super::WRITER_PREFIX)?;
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        // Up to 19 digits always fit in a u64; longer ones take the general path.
+        if digits == 0 || digits > 19 || rest.get(digits..digits + 4)? != b"\r\n\r\n" {
+            return None;
+        }
+        let length = rest[..digits].iter().fold(0u64, |n, &b| n * 10 + u64::from(b - b'0'));
+        let block_len = super::WRITER_PREFIX.len() + digits + 4;
+        Some(Parse::Complete { block_len, length, charset: None })
+    }
+
     pub(super) fn parse(buf: &[u8]) -> Parse {
+        if let Some(parsed) = writer_form(buf) {
+            return parsed;
+        }
         let window = &buf[..buf.len().min(MAX_HEADER_BLOCK)];
         let mut pos = 0;
         let mut length: Option<Result<u64, String>> = None;

@@ -261,8 +261,8 @@ impl EnvelopeError {
 struct Envelope<'a> {
     #[serde(default, borrow)]
     jsonrpc: Option<&'a RawValue>,
-    #[serde(default, deserialize_with = "present")]
-    id: Option<Value>,
+    #[serde(default, deserialize_with = "present_id")]
+    id: Option<IdMember>,
     #[serde(default, borrow)]
     method: Option<&'a RawValue>,
     #[serde(default, borrow)]
@@ -273,9 +273,72 @@ struct Envelope<'a> {
     error: Option<Value>,
 }
 
-/// Deserializes a member so that `"id": null` is `Some(Value::Null)`, unlike an absent member.
+/// Deserializes a member so that `"error": null` is `Some(Value::Null)`, unlike an absent member.
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(deserializer).map(Some)
+}
+
+/// Deserializes the `id` member so that `"id": null` is present, unlike an absent member.
+fn present_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<IdMember>, D::Error> {
+    IdMember::deserialize(deserializer).map(Some)
+}
+
+/// A present `id` member, read straight from the body: building a `Value` first and reading
+/// the id from it cost a few hundred instructions per message on the hot path. Every JSON value
+/// is accepted here, as the `Value` was, and sorted the way `Id::deserialize` of that `Value`
+/// would have: the same visitor calls reach it, since both go through `deserialize_any`.
+enum IdMember {
+    /// `"id": null`, which is present, unlike an absent member.
+    Null,
+    /// An integer or a string id.
+    Id(Id),
+    /// Any other value (a float, an integer beyond `i64`, a boolean, an array, an object).
+    Malformed,
+}
+
+impl<'de> Deserialize<'de> for IdMember {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MemberVisitor;
+        impl<'de> Visitor<'de> for MemberVisitor {
+            type Value = IdMember;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<IdMember, E> {
+                Ok(IdMember::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<IdMember, E> {
+                Ok(IdMember::Null)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<IdMember, E> {
+                Ok(IdMember::Id(Id::Int(n)))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<IdMember, E> {
+                Ok(i64::try_from(n).map_or(IdMember::Malformed, |n| IdMember::Id(Id::Int(n))))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<IdMember, E> {
+                Ok(IdMember::Malformed)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<IdMember, E> {
+                Ok(IdMember::Malformed)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<IdMember, E> {
+                Ok(IdMember::Id(Id::Str(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<IdMember, E> {
+                Ok(IdMember::Id(Id::Str(s)))
+            }
+            // Arrays and objects are read into a `Value` exactly as before (same nesting
+            // limit, same errors), then dropped: they are never ids.
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<IdMember, A::Error> {
+                Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(|_| IdMember::Malformed)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<IdMember, A::Error> {
+                Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(|_| IdMember::Malformed)
+            }
+        }
+        deserializer.deserialize_any(MemberVisitor)
+    }
 }
 
 /// Parses a frame body into a message (SPEC.md §3).
@@ -285,6 +348,14 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, 
 /// (SPEC.md §3.4). Every other body that is not a valid message is an [`EnvelopeError`], whose
 /// [`EnvelopeError::reply`] is the answer to send, if any.
 pub fn parse_message(body: &[u8]) -> Result<Message, EnvelopeError> {
+    if let Some(message) = writer_form::parse(body) {
+        return Ok(message);
+    }
+    parse_general(body)
+}
+
+/// Any body, with serde: what [`parse_message`] does when the fast path does not apply.
+fn parse_general(body: &[u8]) -> Result<Message, EnvelopeError> {
     let first = body.iter().copied().find(|b| !b.is_ascii_whitespace());
     if first == Some(b'[') {
         // Still has to be valid JSON to be a batch rather than a parse error.
@@ -302,6 +373,83 @@ pub fn parse_message(body: &[u8]) -> Result<Message, EnvelopeError> {
         Err(e) => return Err(EnvelopeError::Parse(e.to_string())),
     };
     classify(envelope)
+}
+
+/// The bodies the Tether SDKs write, member for member (`{"jsonrpc":"2.0","id":7,"method":
+/// "kv.get","params":{...}}`, the same without the id, and `{"jsonrpc":"2.0","id":7,"result":
+/// {...}}`), read without serde's field matching: about half the cost of a message. Anything
+/// else, including every body that is not valid, returns `None` and takes the general path, so
+/// the result is always the one the general path would give.
+mod writer_form {
+    use serde_json::value::RawValue;
+
+    use super::{Id, Message, Notification, Request, Response};
+
+    pub(super) fn parse(body: &[u8]) -> Option<Message> {
+        let rest = body.strip_prefix(br#"{"jsonrpc":"2.0","#)?;
+        if let Some(rest) = rest.strip_prefix(br#""id":"#) {
+            let (id, rest) = int_id(rest)?;
+            if let Some(rest) = rest.strip_prefix(br#","method":"#) {
+                let (method, rest) = method(rest)?;
+                let params = object(rest.strip_prefix(br#","params":"#)?)?;
+                return Some(Message::Request(Request::new(Id::Int(id), method, params)));
+            }
+            let result = object(rest.strip_prefix(br#","result":"#)?)?;
+            return Some(Message::Response(Response::ok(Id::Int(id), result)));
+        }
+        let (method, rest) = method(rest.strip_prefix(br#""method":"#)?)?;
+        let params = object(rest.strip_prefix(br#","params":"#)?)?;
+        Some(Message::Notification(Notification::new(method, params)))
+    }
+
+    /// An integer id in JSON's grammar that fits in `i64`, and the bytes after it (a comma).
+    fn int_id(text: &[u8]) -> Option<(i64, &[u8])> {
+        let (negative, digits) = match text.strip_prefix(b"-") {
+            Some(digits) => (true, digits),
+            None => (false, text),
+        };
+        let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+        // No leading zeros (not JSON) and no `-0`: both are left to the general path.
+        if len == 0 || len > 18 || (digits[0] == b'0' && (len > 1 || negative)) {
+            return None;
+        }
+        let value = digits[..len].iter().fold(0i64, |n, &b| n * 10 + i64::from(b - b'0'));
+        let rest = &digits[len..];
+        if rest.first() != Some(&b',') {
+            return None;
+        }
+        Some((if negative { -value } else { value }, rest))
+    }
+
+    /// A string without escapes (its bytes are its content) and the bytes after it.
+    fn method(text: &[u8]) -> Option<(String, &[u8])> {
+        let text = text.strip_prefix(b"\"")?;
+        let end = text.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if text[end] != b'"' {
+            return None;
+        }
+        let name = std::str::from_utf8(&text[..end]).ok()?;
+        Some((name.to_owned(), &text[end + 1..]))
+    }
+
+    /// A JSON object followed only by the envelope's closing brace (and whitespace).
+    fn object(text: &[u8]) -> Option<Box<RawValue>> {
+        let text = trim(text).strip_suffix(b"}")?;
+        let text = trim(text);
+        if text.first() != Some(&b'{') || text.last() != Some(&b'}') {
+            return None;
+        }
+        // The whole slice must be one valid JSON value; serde_json checks it, UTF-8 included.
+        let raw: &RawValue = serde_json::from_slice(text).ok()?;
+        Some(raw.to_owned())
+    }
+
+    fn trim(text: &[u8]) -> &[u8] {
+        let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+        let start = text.iter().position(|b| !ws(b)).unwrap_or(text.len());
+        let end = text.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);
+        &text[start..end.max(start)]
+    }
 }
 
 fn invalid_from_value(body: &[u8], reason: String) -> EnvelopeError {
@@ -322,22 +470,31 @@ fn answerable(has_method: bool, has_id: bool, has_outcome: bool) -> bool {
     }
 }
 
+/// The method name in a `method` member, or `None` when it is not a string.
+fn method_name(raw: &RawValue) -> Option<String> {
+    let text = raw.get();
+    // The parser already checked the string, so one without escapes is its own content: the
+    // common case is sliced out instead of being parsed a second time.
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Some(inner.to_owned()),
+        _ => serde_json::from_str(text).ok(),
+    }
+}
+
 fn classify(envelope: Envelope<'_>) -> Result<Message, EnvelopeError> {
     let had_id = envelope.id.is_some();
     let answer =
         answerable(envelope.method.is_some(), had_id, envelope.result.is_some() || envelope.error.is_some());
-    let id = match &envelope.id {
-        None | Some(Value::Null) => None,
-        Some(v) => match Id::deserialize(v) {
-            Ok(id) => Some(id),
-            Err(_) => {
-                return Err(EnvelopeError::Invalid {
-                    id: None,
-                    answer,
-                    reason: "the id must be an integer or a string".into(),
-                })
-            }
-        },
+    let id = match envelope.id {
+        None | Some(IdMember::Null) => None,
+        Some(IdMember::Id(id)) => Some(id),
+        Some(IdMember::Malformed) => {
+            return Err(EnvelopeError::Invalid {
+                id: None,
+                answer,
+                reason: "the id must be an integer or a string".into(),
+            })
+        }
     };
     let id_for_errors = id.clone();
     let invalid = move |reason: &str| EnvelopeError::Invalid {
@@ -350,8 +507,7 @@ fn classify(envelope: Envelope<'_>) -> Result<Message, EnvelopeError> {
         _ => return Err(invalid("the jsonrpc member must be \"2.0\"")),
     }
     if let Some(method) = envelope.method {
-        let method: String =
-            serde_json::from_str(method.get()).map_err(|_| invalid("the method must be a string"))?;
+        let method = method_name(method).ok_or_else(|| invalid("the method must be a string"))?;
         if envelope.result.is_some() || envelope.error.is_some() {
             return Err(invalid("a request cannot carry a result or an error"));
         }
@@ -456,6 +612,42 @@ mod tests {
         assert!(matches!(no_id, Err(EnvelopeError::Invalid { answer: false, id: None, .. })));
         let both = parse_message(br#"{"jsonrpc":"2.0","id":3,"result":{},"error":{"code":1,"message":"m"}}"#);
         assert!(matches!(both, Err(EnvelopeError::Invalid { answer: false, id: Some(Id::Int(3)), .. })));
+    }
+
+    #[test]
+    fn the_writer_form_fast_path_agrees_with_the_general_parser() {
+        let taken = [
+            r#"{"jsonrpc":"2.0","id":7,"method":"kv.get","params":{"key":"a"}}"#,
+            r#"{"jsonrpc":"2.0","id":-42,"method":"","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":0,"method":"a.b","params": {"x":[1,{"y":null}]} } "#,
+            r#"{"jsonrpc":"2.0","id":999999999999999999,"result":{"value":"aGk="}}"#,
+            r#"{"jsonrpc":"2.0","method":"$/log","params":{"level":"info","message":"é"}}"#,
+        ];
+        for body in taken {
+            let fast = writer_form::parse(body.as_bytes());
+            assert!(fast.is_some(), "{body}");
+            assert_eq!(format!("{fast:?}"), format!("{:?}", parse_general(body.as_bytes()).ok()), "{body}");
+        }
+        let left = [
+            r#"{"jsonrpc":"2.0","id":07,"method":"a.b","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":-0,"method":"a.b","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":9223372036854775807,"method":"a.b","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"a"b","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"a.b","params":{}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"a.b","params":{"a":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"a.b","params":{},"x":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"a.b","params":[]}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"a.b","params":{}}x"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":null}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"m"}}"#,
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\u{1}\",\"params\":{}}",
+        ];
+        for body in left {
+            assert!(writer_form::parse(body.as_bytes()).is_none(), "{body}");
+        }
+        assert!(
+            writer_form::parse(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\",\"params\":{}}").is_none()
+        );
     }
 
     #[test]
