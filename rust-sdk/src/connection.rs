@@ -780,21 +780,10 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
 
 /// Writes an integer in decimal without the `String` that `to_string` would allocate.
 fn write_int(out: &mut Vec<u8>, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut rest = n.unsigned_abs();
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
     if n < 0 {
         out.push(b'-');
     }
-    out.extend_from_slice(&digits[start..]);
+    out.extend_from_slice(tether_spec::decimal_digits(n.unsigned_abs(), &mut [0u8; 20]));
 }
 
 fn write_id(out: &mut Vec<u8>, id: &Id) {
@@ -1362,20 +1351,7 @@ fn int_len(n: i64) -> usize {
 
 /// Writes the header of a frame of `len` bytes in the writer form (SPEC.md §2.2).
 fn frame_header(len: usize, dst: &mut BytesMut) {
-    let mut digits = [0u8; 20];
-    let mut rest = len;
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    dst.extend_from_slice(b"Content-Length: ");
-    dst.extend_from_slice(&digits[start..]);
-    dst.extend_from_slice(b"\r\n\r\n");
+    tether_spec::encode_frame_header(len, dst);
 }
 
 const BATCH_LIMIT: usize = 1 << 20;

@@ -148,23 +148,37 @@ pub fn show_bytes(bytes: &[u8], max: usize) -> String {
     }
 }
 
-/// Writes one frame in the exact writer form: `Content-Length: N\r\n\r\n` and the body.
-pub fn encode_frame(body: &[u8], dst: &mut BytesMut) {
-    let mut digits = [0u8; 20];
-    let mut n = body.len();
-    let mut start = digits.len();
+/// The decimal digits of `n`, written at the end of `buf`, without allocating (the writers'
+/// hot path formats a length or an id for every frame).
+pub fn decimal_digits(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut rest = n;
+    let mut start = buf.len();
     loop {
         start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
+        buf[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
             break;
         }
     }
-    dst.reserve(WRITER_PREFIX.len() + (digits.len() - start) + 4 + body.len());
+    &buf[start..]
+}
+
+/// Writes the header of a frame of `len` body bytes in the exact writer form (SPEC.md §2.2):
+/// `Content-Length: N\r\n\r\n`.
+pub fn encode_frame_header(len: usize, dst: &mut BytesMut) {
+    let mut buf = [0u8; 20];
+    let digits = decimal_digits(len as u64, &mut buf);
+    dst.reserve(WRITER_PREFIX.len() + digits.len() + 4);
     dst.extend_from_slice(WRITER_PREFIX);
-    dst.extend_from_slice(&digits[start..]);
+    dst.extend_from_slice(digits);
     dst.extend_from_slice(b"\r\n\r\n");
+}
+
+/// Writes one frame in the exact writer form: `Content-Length: N\r\n\r\n` and the body.
+pub fn encode_frame(body: &[u8], dst: &mut BytesMut) {
+    dst.reserve(WRITER_PREFIX.len() + 24 + body.len());
+    encode_frame_header(body.len(), dst);
     dst.extend_from_slice(body);
 }
 
@@ -695,6 +709,14 @@ mod tests {
         assert_eq!(&dst[..], b"Content-Length: 2\r\n\r\n{}Content-Length: 0\r\n\r\n");
         let mut codec = FrameCodec::new().with_max_frame_size(1);
         assert!(matches!(codec.encode(&b"{}"[..], &mut dst), Err(FrameError::TooLarge { len: 2, max: 1 })));
+    }
+
+    #[test]
+    fn decimal_digits_cover_the_whole_range() {
+        let mut buf = [0u8; 20];
+        assert_eq!(decimal_digits(0, &mut buf), b"0");
+        assert_eq!(decimal_digits(1234, &mut buf), b"1234");
+        assert_eq!(decimal_digits(u64::MAX, &mut buf), b"18446744073709551615");
     }
 
     #[test]

@@ -50,8 +50,9 @@ pub use crate::broker::{HandleParams, HandleRef, Invoke, InvokeParams, Release, 
 pub use crate::bytes::Bytes;
 pub use crate::cancel::{CancelParams, CancelRequest};
 pub use crate::codec::{
-    encode_frame, show_bytes, AttributedKind, Attribution, Frame, FrameCodec, FrameError, GarbageReason,
-    Oversized, DEFAULT_MAX_FRAME_SIZE, MAX_HEADER_BLOCK, MIN_MAX_FRAME_SIZE, OVERSIZED_PREFIX, SHOWN_BYTES,
+    decimal_digits, encode_frame, encode_frame_header, show_bytes, AttributedKind, Attribution, Frame,
+    FrameCodec, FrameError, GarbageReason, Oversized, DEFAULT_MAX_FRAME_SIZE, MAX_HEADER_BLOCK,
+    MIN_MAX_FRAME_SIZE, OVERSIZED_PREFIX, SHOWN_BYTES,
 };
 pub use crate::cookie::{MagicCookie, REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE};
 pub use crate::error::{codes, ErrorObject};
