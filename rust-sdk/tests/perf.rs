@@ -75,36 +75,44 @@ fn in_memory() {
     });
 }
 
+/// Starts a built example plugin (next to this test binary) and a host connection to it; call
+/// inside the runtime. The child is killed when dropped.
+fn spawn_example(name: &str, options: Options) -> (tokio::process::Child, Peer) {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
+    let mut child = tokio::process::Command::new(path)
+        .env(REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (host, _) =
+        Connection::spawn(child.stdout.take().unwrap(), child.stdin.take().unwrap(), options, Router::new());
+    (child, host)
+}
+
+/// Opens the session, offering one interface.
+async fn initialize(host: &Peer, interface: &str, versions: Vec<u32>) {
+    host.call::<Initialize>(&InitializeParams {
+        protocol_versions: vec![1],
+        interfaces: [(interface.to_owned(), versions)].into(),
+        host: PeerInfo::new("perf", "0"),
+        capabilities: Default::default(),
+        max_frame_size: tether::spec::DEFAULT_MAX_FRAME_SIZE as u64,
+        log_level: None,
+    })
+    .await
+    .unwrap();
+}
+
 #[test]
 #[ignore = "a measurement; run it in release mode"]
 fn kv_example_over_pipes() {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("examples").join("kv");
     runtime().block_on(async {
-        let mut child = tokio::process::Command::new(path)
-            .env(REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let (host, _) = Connection::spawn(
-            child.stdout.take().unwrap(),
-            child.stdin.take().unwrap(),
-            Options::new().default_timeout(Duration::from_secs(10)),
-            Router::new(),
-        );
+        let (_child, host) = spawn_example("kv", Options::new().default_timeout(Duration::from_secs(10)));
         let start = Instant::now();
-        host.call::<Initialize>(&InitializeParams {
-            protocol_versions: vec![1],
-            interfaces: [("kv".to_owned(), vec![1, 2])].into(),
-            host: PeerInfo::new("perf", "0"),
-            capabilities: Default::default(),
-            max_frame_size: tether::spec::DEFAULT_MAX_FRAME_SIZE as u64,
-            log_level: None,
-        })
-        .await
-        .unwrap();
+        initialize(&host, "kv", vec![1, 2]).await;
         println!(
             "kv example: {:.2} ms from spawn to the initialize answer",
             start.elapsed().as_secs_f64() * 1e3
@@ -129,32 +137,9 @@ impl tether::interfaces::Adder for HostAdder {
 fn counter_example_callbacks() {
     use tether::interfaces::{AdderServer, CounterClient};
     use tether::spec::interfaces::counter;
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("examples").join("counter");
     runtime().block_on(async {
-        let mut child = tokio::process::Command::new(path)
-            .env(REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let (host, _) = Connection::spawn(
-            child.stdout.take().unwrap(),
-            child.stdin.take().unwrap(),
-            Options::new(),
-            Router::new(),
-        );
-        host.call::<Initialize>(&InitializeParams {
-            protocol_versions: vec![1],
-            interfaces: [("counter".to_owned(), vec![1])].into(),
-            host: PeerInfo::new("perf", "0"),
-            capabilities: Default::default(),
-            max_frame_size: tether::spec::DEFAULT_MAX_FRAME_SIZE as u64,
-            log_level: None,
-        })
-        .await
-        .unwrap();
+        let (_child, host) = spawn_example("counter", Options::new());
+        initialize(&host, "counter", vec![1]).await;
         let counter = CounterClient::new(host.clone());
         let n = 10_000u32;
         let start = Instant::now();
