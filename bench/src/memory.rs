@@ -9,7 +9,6 @@
 //! processes themselves.
 
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{anyhow, bail, Context as _};
 use tether::interfaces::KvClient;
@@ -17,7 +16,7 @@ use tether::spec::interfaces::kv;
 use tether_host::Plugin;
 
 use crate::config::Flavor;
-use crate::scenario::{rss_kib, PluginCmd};
+use crate::scenario::{helper_field, rss_kib, run_helper, PluginCmd};
 
 /// `VmRSS` of a process in KiB.
 fn rss_of(pid: u32) -> Option<f64> {
@@ -68,25 +67,9 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
 
 /// The parent side: runs the helper's memory mode; `(host KiB per plugin, plugin RSS KiB)`.
 pub fn measure(helper: &Path, flavor: Flavor, n: usize, cmd: &PluginCmd) -> anyhow::Result<(f64, f64)> {
-    let out = Command::new(helper)
-        .arg("memory")
-        .arg(flavor.id())
-        .arg(n.to_string())
-        .arg(&cmd.program)
-        .args(&cmd.args)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running the memory child")?;
-    if !out.status.success() {
-        bail!("the memory child failed ({})", out.status);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = run_helper(helper, &["memory", flavor.id(), &n.to_string()], cmd, "memory child")?;
     let field = |name: &str| -> anyhow::Result<f64> {
-        text.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .ok_or_else(|| anyhow!("no {name} in {text:?}"))?
-            .parse()
-            .with_context(|| format!("{name} in {text:?}"))
+        helper_field(&text, name)?.parse().with_context(|| format!("{name} in {text:?}"))
     };
     Ok((field("host_kib_per_plugin")?, field("plugin_kib")?))
 }

@@ -36,6 +36,30 @@ pub struct PluginCmd {
     pub checksum_file: PathBuf,
 }
 
+/// Runs the bench helper binary in a fresh process (so that memory the bench freed earlier
+/// cannot skew it) with `args` followed by the plugin's command line; its stdout, where it
+/// prints `name=value` words.
+pub fn run_helper(helper: &Path, args: &[&str], cmd: &PluginCmd, what: &str) -> anyhow::Result<String> {
+    let out = std::process::Command::new(helper)
+        .args(args)
+        .arg(&cmd.program)
+        .args(&cmd.args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running the {what}"))?;
+    if !out.status.success() {
+        anyhow::bail!("the {what} failed ({})", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The value of the `name=value` word in the helper's output.
+pub fn helper_field<'a>(text: &'a str, name: &str) -> anyhow::Result<&'a str> {
+    text.split_whitespace()
+        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+        .ok_or_else(|| anyhow::anyhow!("no {name} in {text:?}"))
+}
+
 /// Starts and stops plugins.
 #[allow(async_fn_in_trait)]
 pub trait Backend {

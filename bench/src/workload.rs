@@ -146,20 +146,12 @@ pub fn run_start(
     mib: usize,
     cmd: &crate::scenario::PluginCmd,
 ) -> anyhow::Result<Vec<f64>> {
-    let out = std::process::Command::new(helper)
-        .args(["workload", "ct", what, &mib.to_string()])
-        .arg(&cmd.program)
-        .args(&cmd.args)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running the start workload")?;
-    if !out.status.success() {
-        bail!("the start workload failed ({})", out.status);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let list = text
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("samples_ms="))
-        .ok_or_else(|| anyhow::anyhow!("no samples in {text:?}"))?;
+    let text = crate::scenario::run_helper(
+        helper,
+        &["workload", "ct", what, &mib.to_string()],
+        cmd,
+        "start workload",
+    )?;
+    let list = crate::scenario::helper_field(&text, "samples_ms")?;
     list.split(',').map(|v| v.parse::<f64>().with_context(|| format!("sample {v:?}"))).collect()
 }
