@@ -48,6 +48,8 @@ const E = ErrorCode;
 const LEVELS = Object.freeze({ trace: 0, debug: 1, info: 2, warn: 3, error: 4 });
 const OUR_PROTOCOL_VERSIONS = [PROTOCOL_VERSION];
 const NAME_RE = /^[A-Za-z][A-Za-z0-9_]*$/;
+/** How long a failed write waits for the end of stdin before it is fatal (SPEC.md §1.5). */
+const HOST_LEAVING_WINDOW_MS = 500;
 
 // ---------------------------------------------------------------------------------------------
 // stdout protection (SPEC.md §8.4.2). Done at import, before the plugin's own code runs.
@@ -974,8 +976,17 @@ class Session {
     if (this._exiting) {
       process.exit(0);
     }
-    stderrLine(`cannot write frames to stdout (${err.code ?? err.message}); giving up on the session`);
-    process.exit(2);
+    // A host that closes both pipes at once races their two ends: give the end of stdin a
+    // moment to arrive, and exit 0 when it does (_onEnd), since that is the host leaving
+    // (SPEC.md §1.5). Otherwise the host stopped reading while still writing: exit 2.
+    setTimeout(() => {
+      stderrLine(`cannot write frames to stdout (${err.code ?? err.message}); giving up on the session`);
+      process.exit(2);
+    }, HOST_LEAVING_WINDOW_MS);
+    if (this._stdinPaused) {
+      this._stdinPaused = false;
+      process.stdin.resume();
+    }
   }
 
   /** Writes a body, or fails when it exceeds the session's maximum frame size. */

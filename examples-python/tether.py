@@ -763,6 +763,7 @@ _CHUNK = 65536
 _HAS_VECTORED_IO = hasattr(os, "readv") and hasattr(os, "writev")
 
 
+_HOST_LEAVING_WINDOW = 0.5  # seconds a failed write waits for the end of stdin (§1.5)
 _IOV_MAX = 512  # buffers per writev call (even-sized: header and body stay together)
 
 
@@ -1051,12 +1052,36 @@ class _Session:
                     del queue[: len(batch)]
                     _write_buffers(self.out_fd, batch)
             except OSError as e:
-                if not self.eof:  # after the end of stdin the host is gone: nothing to say
+                # After the end of stdin the host is gone: nothing to say (§1.5).
+                if not self.eof and not self.host_left(_HOST_LEAVING_WINDOW):
                     _report(f"cannot write to the host ({e}); giving up on the session")
                     _exit(2)
                 queue.clear()
             finally:
                 self.write_lock.release()
+
+    def host_left(self, window: float) -> bool:
+        """Whether stdin ends within ``window`` seconds of a failed write.
+
+        A host that closes both pipes at once races their two ends, so the write may fail
+        before the reader thread sees the end of stdin. This thread may be the reader, so it
+        also asks the pipe itself (POLLHUP: every writer has closed it).
+        """
+        import select  # noqa: PLC0415 (only on this rare path: keeps start-up lean)
+
+        deadline = time.monotonic() + window
+        while True:
+            if self.eof:
+                return True
+            try:
+                poller = select.poll()
+                poller.register(self.reader.fd, select.POLLHUP)
+                if any(ev & select.POLLHUP for _, ev in poller.poll(5)):
+                    return True
+            except (OSError, ValueError, AttributeError):
+                time.sleep(0.005)
+            if time.monotonic() >= deadline:
+                return False
 
     def reply(self, request_id: Any, result: dict[str, Any]) -> None:
         """Send a result."""

@@ -3,7 +3,8 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Plugin, frame, sleep } from './harness.mjs';
+import { spawn } from 'node:child_process';
+import { COOKIE, NODE, PLUGINS, Plugin, frame, sleep } from './harness.mjs';
 
 const live = new Set();
 function start(script = 'kv', opts) {
@@ -412,3 +413,38 @@ describe('shutdown and end of file (SPEC §1.6, §4.6)', () => {
     assert.equal(p.stdoutBytes, 0);
   });
 });
+
+describe('a host that stops reading (SPEC §1.5)', () => {
+  // A raw child process: the host side closes its end of the plugin's stdout first.
+  const ping = frame({ jsonrpc: '2.0', id: 1, method: 'tether/ping' });
+  function startDeaf() {
+    const child = spawn(NODE, [PLUGINS.kv], { env: { ...process.env, ...COOKIE }, stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d) => { stderr += d; });
+    const exited = new Promise((resolve) => child.on('exit', (code) => resolve({ code, stderr: () => stderr })));
+    return { child, exited };
+  }
+
+  test('stdout closed while stdin stays open: exit 2 with a reason on stderr', async () => {
+    const { child, exited } = startDeaf();
+    child.stdin.write(ping); // its answer (-32002) is a write that fails
+    const { code, stderr } = await withTimeout(exited, 10000);
+    child.stdin.destroy();
+    assert.equal(code, 2);
+    assert.match(stderr(), /giving up on the session/);
+  });
+
+  test('both pipes closed at once: the failed write is the host leaving, exit 0', async () => {
+    const { child, exited } = startDeaf();
+    child.stdin.end(ping);
+    const { code, stderr } = await withTimeout(exited, 10000);
+    assert.equal(code, 0, stderr());
+  });
+});
+
+function withTimeout(promise, ms) {
+  let timer;
+  const timeout = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`no exit within ${ms} ms`)), ms); });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

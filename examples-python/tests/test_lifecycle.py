@@ -1,10 +1,11 @@
 """Launch, handshake, version negotiation, shutdown and end of input (SPEC.md §1, §4)."""
 
+import os
 import subprocess
 import time
 import unittest
 
-from harness import Plugin, precompile
+from harness import COOKIE, EXAMPLES, PYTHON, Plugin, encode, precompile
 
 
 def setUpModule() -> None:
@@ -151,3 +152,36 @@ class EndTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class HostStopsReadingTest(unittest.TestCase):
+    """§1.5: a failed write is fatal (exit 2) only while stdin stays open."""
+
+    PING = encode({"jsonrpc": "2.0", "id": 1, "method": "tether/ping"})
+
+    def start_deaf(self) -> subprocess.Popen:
+        """kv.py with the host's end of its stdout already closed."""
+        env = dict(os.environ)
+        env[COOKIE[0]] = COOKIE[1]
+        proc = subprocess.Popen([PYTHON, os.path.join(EXAMPLES, "kv.py")], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                cwd=EXAMPLES)
+        self.addCleanup(proc.kill)
+        self.addCleanup(proc.stderr.close)
+        proc.stdout.close()
+        return proc
+
+    def test_stdout_closed_while_stdin_open_exits_2(self) -> None:
+        proc = self.start_deaf()
+        self.addCleanup(proc.stdin.close)
+        proc.stdin.write(self.PING)  # its answer (-32002) is a write that fails
+        proc.stdin.flush()
+        self.assertEqual(proc.wait(timeout=10), 2)
+        self.assertIn("giving up on the session", proc.stderr.read().decode())
+
+    def test_both_pipes_closed_at_once_exits_0(self) -> None:
+        proc = self.start_deaf()
+        proc.stdin.write(self.PING)
+        proc.stdin.close()
+        status = proc.wait(timeout=10)
+        self.assertEqual(status, 0, proc.stderr.read().decode())

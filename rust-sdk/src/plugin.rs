@@ -22,6 +22,11 @@ use crate::server::InterfaceServer;
 /// How long a plugin whose session ended waits for its last answers to be written.
 const WRITE_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
 
+/// How long a plugin whose write failed waits for the end of stdin before it calls the failure
+/// fatal (SPEC.md §1.5). A host that closes both pipes at once (a host that exits, or a
+/// `close` that drops both halves) races the two ends: the write may fail first.
+const HOST_LEAVING_WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A plugin: its name and version, the interfaces it serves, and how it starts.
 ///
 /// ```no_run
@@ -120,7 +125,8 @@ impl Plugin {
     /// exit status 1 when it is wrong); keeps a private copy of stdout for frames and points
     /// descriptor 1 at stderr; reads and writes both pipes non-blocking on a current-thread
     /// runtime; serves until stdin ends, then cancels what is running and exits 0 (2 when
-    /// writing failed).
+    /// writing failed while stdin stayed open: a write that fails as the host closes both
+    /// pipes waits up to 500 ms for the end of stdin and counts as its end).
     pub fn serve(self) -> ! {
         std::process::exit(self.run())
     }
@@ -161,7 +167,15 @@ impl Plugin {
                 .and_then(crate::stdio::reader)
                 .and_then(|r| crate::stdio::writer(frames).map(|w| (r, w)));
             match streams {
-                Ok((reader, writer)) => Ok(self.serve_on(reader, writer).await),
+                Ok((reader, writer)) => {
+                    let reason = self.serve_on(reader, writer).await;
+                    if reason.kind == CloseKind::WriteFailed
+                        && crate::stdio::stdin_ends_within(HOST_LEAVING_WINDOW).await
+                    {
+                        return Ok(CloseReason::new(CloseKind::EndOfInput, "the host closed both pipes"));
+                    }
+                    Ok(reason)
+                }
                 Err(e) => Err(e),
             }
         });

@@ -25,6 +25,24 @@ pub(crate) fn stdin_fd() -> io::Result<OwnedFd> {
     Ok(rustix::io::dup(io::stdin())?)
 }
 
+/// Whether stdin reaches end of file within `window`; what is still unread is discarded (the
+/// session it belonged to has ended).
+pub(crate) async fn stdin_ends_within(window: std::time::Duration) -> bool {
+    let Ok(mut stdin) = stdin_fd().and_then(reader) else { return false };
+    let drain = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stdin.read(&mut buf).await {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(window, drain).await.unwrap_or(false)
+}
+
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     let flags = rustix::fs::fcntl_getfl(fd)?;
     Ok(rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?)

@@ -322,3 +322,54 @@ async fn end_of_stdin_exits_0_and_cancels_in_flight_work() {
     assert!(put.await.unwrap().is_err());
     let _ = cancelled.try_recv();
 }
+
+/// The kv example with the host's end of its stdout already closed, and a request whose answer
+/// (-32002, before initialize) is a write that fails.
+fn start_deaf_with_a_request() -> std::process::Child {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(example("kv"))
+        .env(REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let ping = br#"{"jsonrpc":"2.0","id":1,"method":"tether/ping"}"#;
+    let stdin = child.stdin.as_mut().unwrap();
+    write!(stdin, "Content-Length: {}\r\n\r\n", ping.len()).unwrap();
+    stdin.write_all(ping).unwrap();
+    child
+}
+
+/// Waits for the exit, generously; kills the child when it does not come.
+fn exit_status_within(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    panic!("the plugin did not exit within {limit:?}");
+}
+
+#[test]
+fn stdout_closed_while_stdin_stays_open_exits_2() {
+    let mut child = start_deaf_with_a_request();
+    assert_eq!(exit_status_within(&mut child, Duration::from_secs(10)), Some(2));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("giving up on the session"), "{stderr}");
+}
+
+#[test]
+fn both_pipes_closed_at_once_is_the_host_leaving_exit_0() {
+    let mut child = start_deaf_with_a_request();
+    // Closing stdin a moment later lets the failed write come first, as it may when a host
+    // closes both pipes at once; the plugin waits 500 ms for the end of stdin (SPEC.md §1.5).
+    std::thread::sleep(Duration::from_millis(20));
+    drop(child.stdin.take());
+    assert_eq!(exit_status_within(&mut child, Duration::from_secs(10)), Some(0));
+}
