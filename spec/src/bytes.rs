@@ -54,7 +54,9 @@ impl From<&str> for Bytes {
 
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&STANDARD.encode(&self.0))
+        // Encoded in small chunks straight into the serializer's output: no string of 4/3 the
+        // value's size is allocated (and page-faulted in) for a large value.
+        serializer.collect_str(&base64::display::Base64Display::new(&self.0, &STANDARD))
     }
 }
 
@@ -102,6 +104,16 @@ mod tests {
         assert_eq!(serde_json::from_str::<Bytes>(&json).ok(), Some(Bytes(all)));
         assert_eq!(serde_json::to_string(&Bytes::from("hello")).unwrap_or_default(), "\"aGVsbG8=\"");
         assert_eq!(serde_json::to_string(&Bytes::default()).unwrap_or_default(), "\"\"");
+    }
+
+    #[test]
+    fn chunked_encoding_is_one_padded_string_at_every_length() {
+        // The serializer is fed in chunks; padding may only appear at the very end.
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 3) as u8).collect();
+        for len in (0..70).chain([1023, 1024, 1025, 3071, 3072, 3073, 5000]) {
+            let json = serde_json::to_string(&Bytes(data[..len].to_vec())).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", STANDARD.encode(&data[..len])), "length {len}");
+        }
     }
 
     #[test]
