@@ -68,6 +68,8 @@ pub(crate) struct Observations {
 #[derive(Debug, Default)]
 struct Shared {
     stderr: Vec<u8>,
+    /// When the first byte arrived on stderr.
+    first_stderr_at: Option<Instant>,
     stderr_eof: bool,
     stdout_bytes: u64,
 }
@@ -151,6 +153,7 @@ impl Session {
                     break;
                 }
                 if let Ok(mut s) = stderr_shared.lock() {
+                    s.first_stderr_at.get_or_insert_with(Instant::now);
                     s.stderr.extend_from_slice(&buf[..n]);
                     let len = s.stderr.len();
                     if len > STDERR_KEPT {
@@ -196,6 +199,19 @@ impl Session {
     /// The whole of the plugin's stderr kept so far (the last 64 KiB).
     pub(crate) fn stderr_all(&self) -> String {
         self.shared.lock().map(|s| String::from_utf8_lossy(&s.stderr).into_owned()).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for the first byte on the plugin's stderr; when it came.
+    pub(crate) async fn wait_first_stderr(&self, timeout: Duration) -> Option<Instant> {
+        let until = Instant::now() + timeout;
+        loop {
+            let (first, eof) =
+                self.shared.lock().map(|s| (s.first_stderr_at, s.stderr_eof)).unwrap_or((None, true));
+            if first.is_some() || eof || Instant::now() >= until {
+                return first;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Waits up to `timeout` for the plugin's stderr to reach end of file (after it exited).
