@@ -21,12 +21,22 @@ fn broken() -> String {
     root().join("conformance/tests/broken/plugin.py").display().to_string()
 }
 
+/// Set in the environment of every judge this test binary runs, and so inherited by its plugins
+/// and their children: tells our processes from those of another judge run on the same machine
+/// (a second CI job, a developer's run).
+const RUN_TAG_VAR: &str = "TETHER_JUDGE_TEST_RUN";
+
+fn run_tag() -> String {
+    format!("{}-{}", std::process::id(), env!("CARGO_PKG_VERSION"))
+}
+
 /// Runs the judge with a generous grace period: these tests share 2 busy cores with the rest of
 /// the suite, and a plugin that never exits still fails, only later.
 fn judge(args: &[&str]) -> Output {
     Command::new(JUDGE)
         .args(["--grace-ms", "5000"])
         .args(args)
+        .env(RUN_TAG_VAR, run_tag())
         .current_dir(root())
         .stdin(Stdio::null())
         .output()
@@ -67,11 +77,17 @@ fn details(plugin: &serde_json::Value) -> String {
         .join("\n")
 }
 
-/// Processes still alive whose command line contains `marker`.
+/// Processes started by this test binary's judges, still alive, whose command line contains
+/// `marker`.
 fn alive_with(marker: &str) -> Vec<String> {
+    let tag = format!("{RUN_TAG_VAR}={}", run_tag()).into_bytes();
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let path = entry.path();
+        let Ok(environ) = std::fs::read(path.join("environ")) else { continue };
+        if !environ.split(|&b| b == 0).any(|var| var == tag.as_slice()) {
+            continue;
+        }
         let Ok(cmdline) = std::fs::read(path.join("cmdline")) else { continue };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         let zombie = std::fs::read_to_string(path.join("stat"))
@@ -125,7 +141,8 @@ fn every_example_plugin_passes_every_check() {
         .iter()
         .map(|(_, argv)| argv.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "))
         .collect();
-    let mut args = vec!["--format", "json"];
+    // A generous time for each answer too: a busy machine, not a plugin, is slow here.
+    let mut args = vec!["--format", "json", "--timeout-ms", "15000"];
     for line in &lines {
         args.extend(["--plugin", line.as_str()]);
     }

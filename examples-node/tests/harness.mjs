@@ -103,7 +103,13 @@ export class Plugin {
     });
     this.child.stderr.on('data', (c) => (this.stderr += c.toString()));
     this.child.stdin.on('error', () => {});
-    this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve({ code, signal, at: performance.now() })));
+    // Resolved on 'close', not 'exit': 'exit' can come before the last stdout/stderr data was
+    // read, and callers inspect the queue and stderr right after it. `at` is still the exit time.
+    this.exited = new Promise((resolve) => {
+      let exit;
+      this.child.on('exit', (code, signal) => (exit = { code, signal, at: performance.now() }));
+      this.child.on('close', (code, signal) => resolve(exit ?? { code, signal, at: performance.now() }));
+    });
   }
 
   onBody(body) {

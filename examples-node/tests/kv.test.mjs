@@ -32,10 +32,11 @@ describe('magic cookie (SPEC §1.3)', () => {
   ]) {
     test(`${label} cookie: exit 1 at once, a sentence on stderr, nothing on stdout, stdin left open`, async () => {
       const p = start('kv', opts);
-      // stdin stays open and silent: the plugin must not wait for it.
-      const { code, at } = await p.exit(1000);
+      // stdin stays open and silent: the plugin must not wait for it. The bound only has to tell
+      // "exits" from "waits for input"; node's own start-up takes over a second on a loaded CI box.
+      const { code, at } = await p.exit(5000);
       assert.equal(code, 1);
-      assert.ok(at - p.spawnedAt < 1000);
+      assert.ok(at - p.spawnedAt < 5000);
       assert.equal(p.stdoutBytes, 0);
       assert.match(p.stderr, /Tether plugin/);
       assert.match(p.stderr, /not meant to be run directly/);

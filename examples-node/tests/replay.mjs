@@ -157,9 +157,14 @@ function outgoing(block, bindings) {
   return out ? frame(JSON.stringify(out)) : frame(block.body); // unchanged frames go byte for byte
 }
 
+/** The wait for the first frame of an expectation group (it may include the plugin's start-up). */
+const GROUP_TIMEOUT = 10000;
+
 /**
  * Replays a transcript against a plugin script (default: the example its first line names).
- * Resolves with a summary; rejects with an explanation on the first mismatch.
+ * Resolves with a summary; rejects with an explanation on the first mismatch. `frameTimeout`
+ * bounds the wait for each further frame of a group once its first frame came (a test proving a
+ * missing frame sets it short); the first frame of a group always gets at least GROUP_TIMEOUT.
  * @param {Buffer} buf
  * @param {{script?: string, frameTimeout?: number, name?: string}} [opts]
  */
@@ -168,7 +173,7 @@ export async function replay(buf, opts = {}) {
   const script = opts.script ?? PLUGINS[plugin];
   if (!script) throw new Error(`no example plugin for "# plugin: ${plugin}"`);
   const name = opts.name ?? 'transcript';
-  const timeout = opts.frameTimeout ?? 10000;
+  const timeout = opts.frameTimeout ?? GROUP_TIMEOUT;
   const p = new Plugin(script);
   const bindings = new Map();
   const initIds = new Set();
@@ -188,7 +193,7 @@ export async function replay(buf, opts = {}) {
       const actual = [];
       for (let k = 0; k < group.length; k++) {
         try {
-          actual.push(await p.next(timeout));
+          actual.push(await p.next(k === 0 ? Math.max(timeout, GROUP_TIMEOUT) : timeout));
         } catch {
           throw new Error(
             `${name}: expectation group at line ${group[0].line} wants ${group.length} frames, the plugin sent ${actual.length}:\n` +

@@ -72,8 +72,11 @@ impl Plugin {
     pub(crate) async fn start(config: PluginBuilder) -> Result<Plugin, Error> {
         let name: Arc<str> = Arc::from(config.plugin_name());
         config.validate(&name)?;
+        let pinned = process::check_pinned(&config, &name).await?;
+        let spawned = process::spawn(&config, &name, pinned)?;
+        // The start time-out counts from the plugin's start (as documented), not from before
+        // the hash of a pinned program.
         let deadline = Instant::now() + config.start_timeout;
-        let spawned = process::spawn(&config, &name)?;
         let stdin = ClosableStdin::new(spawned.stdin);
         let eof = Arc::new(Notify::new());
         let mut options =

@@ -41,30 +41,55 @@ pub(crate) struct Spawned {
     pub(crate) tail: SharedTail,
 }
 
-/// Checks the checksum, spawns the plugin and starts its supervisor and stderr reader.
-pub(crate) fn spawn(config: &PluginBuilder, plugin: &Arc<str>) -> Result<Spawned, Error> {
+/// The program file, hashed and found to match the pinned digest; kept open so that on Linux the
+/// child runs the very file that was hashed (through `/proc/self/fd`).
+pub(crate) struct Pinned {
+    file: File,
+    path: PathBuf,
+    is_script: bool,
+}
+
+/// Hashes the program when a digest is pinned ([`PluginBuilder::sha256`]) and refuses a mismatch.
+/// The hash runs on the blocking pool: a large binary takes milliseconds (seconds in a debug
+/// build), which must not stall the runtime thread that serves other plugins.
+pub(crate) async fn check_pinned(config: &PluginBuilder, plugin: &Arc<str>) -> Result<Option<Pinned>, Error> {
+    let Some(expected) = config.sha256.as_deref().and_then(parse_digest) else { return Ok(None) };
     let resolved = config.resolved_program();
+    let path = resolved.clone();
+    let hashed = tokio::task::spawn_blocking(move || hash_file(&path))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let (file, actual, is_script) = hashed.map_err(|source| Error::ChecksumRead {
+        plugin: plugin.to_string(),
+        program: resolved.clone(),
+        source,
+    })?;
+    if actual != expected {
+        return Err(Error::ChecksumMismatch {
+            plugin: plugin.to_string(),
+            program: resolved,
+            expected: hex(&expected),
+            actual: hex(&actual),
+        });
+    }
+    Ok(Some(Pinned { file, path: resolved, is_script }))
+}
+
+/// Spawns the plugin (the pinned file when there is one) and starts its supervisor and stderr
+/// reader.
+pub(crate) fn spawn(
+    config: &PluginBuilder,
+    plugin: &Arc<str>,
+    pinned: Option<Pinned>,
+) -> Result<Spawned, Error> {
     let mut exec_path: PathBuf = config.program.clone();
     // Kept open until the spawn returned: the child execs it through /proc/self/fd.
     let mut _hashed_file: Option<File> = None;
-    if let Some(expected) = config.sha256.as_deref().and_then(parse_digest) {
-        let (file, actual, is_script) = hash_file(&resolved).map_err(|source| Error::ChecksumRead {
-            plugin: plugin.to_string(),
-            program: resolved.clone(),
-            source,
-        })?;
-        if actual != expected {
-            return Err(Error::ChecksumMismatch {
-                plugin: plugin.to_string(),
-                program: resolved,
-                expected: hex(&expected),
-                actual: hex(&actual),
-            });
-        }
-        exec_path = resolved.clone();
-        if cfg!(target_os = "linux") && !is_script {
-            exec_path = fd_path(&file);
-            _hashed_file = Some(file);
+    if let Some(pinned) = pinned {
+        exec_path = pinned.path;
+        if cfg!(target_os = "linux") && !pinned.is_script {
+            exec_path = fd_path(&pinned.file);
+            _hashed_file = Some(pinned.file);
         }
     }
 
