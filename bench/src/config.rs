@@ -78,7 +78,8 @@ impl Mode {
                 start_reps: 1,
                 mem_plugins: 2,
                 slow_divisor: 1,
-                part_limit_secs: 30,
+                // Generous: the smoke test runs debug builds beside the rest of the suite on 2 cores.
+                part_limit_secs: 120,
             },
         }
     }
