@@ -708,6 +708,9 @@ class Call:
 
     def wait_cancelled(self, timeout: float | None = None) -> bool:
         """Sleep until the request is cancelled or ``timeout`` seconds pass; the flag's value."""
+        session = _session
+        if session is not None:
+            session.yield_lead()  # the cancel is read by another thread
         if self._latch.acquire(True, -1 if timeout is None else max(timeout, 0)):
             self._latch.release()
         return self._cancelled
@@ -763,6 +766,7 @@ _CHUNK = 65536
 _HAS_VECTORED_IO = hasattr(os, "readv") and hasattr(os, "writev")
 
 
+_INLINE_LIMIT = 0.002  # seconds a handler may run on the reading thread before it hands over
 _HOST_LEAVING_WINDOW = 0.5  # seconds a failed write waits for the end of stdin (§1.5)
 _IOV_MAX = 512  # buffers per writev call (even-sized: header and body stay together)
 
@@ -1032,6 +1036,14 @@ class _Session:
         self.next_handle = 1
         self.exporting: dict[int, list[Export]] = {}  # per thread, while encoding a request
         self.idle: list[Any] = []  # the latches of idle threads, waiting to lead
+        # The leader runs a handler itself and goes on reading when it returns; the watchdog
+        # (or the handler's first wait in this SDK) hands the reading to another thread when
+        # the handler takes longer than _INLINE_LIMIT. Guarded by self.lock.
+        self.inline_thread: int | None = None  # the leader while it runs a handler
+        self.inline_seq = 0  # counts the handlers run by the leader, for the watchdog
+        self.watchdog_parked = False
+        self.watchdog_latch = allocate_lock()
+        self.watchdog_latch.acquire()
 
     # ---- writing -----------------------------------------------------------------------
 
@@ -1124,20 +1136,19 @@ class _Session:
         """Serve until stdin reaches end of file, then end the process (§1.6).
 
         Threads take turns (the leader/followers pattern): one thread, the leader, reads and
-        routes frames. When a frame starts a handler, the leader first wakes an idle thread
-        (or starts one) to lead in its place, then runs the handler itself, answers, and
-        joins the idle threads. Reading never waits for a handler (§3.7), threads are reused
-        rather than created per call, and a request is never passed from thread to thread.
+        routes frames. When a frame starts a handler, the leader runs it itself, answers, and
+        goes on reading: most handlers return at once, and no thread hand-off is paid for them.
+        Reading never waits long for a handler (§3.7): when the handler waits in this SDK
+        (:func:`request`, :meth:`Call.wait_cancelled`), or runs longer than 2 ms (a watchdog
+        thread checks), an idle thread is woken (or started) to lead in its place, and the
+        handler's thread joins the idle ones when it is done. Threads are reused rather than
+        created per call, and a request is never passed from thread to thread.
         """
-        latch = allocate_lock()
-        latch.acquire()
-        while True:
-            self.lead()
-            self.idle.append(latch)
-            latch.acquire()  # released by promote(): lead again
+        start_new_thread(self.watchdog, ())
+        self.follow()
 
     def lead(self) -> None:
-        """Read and route frames until one starts a handler; run that handler, then return."""
+        """Read and route frames, running handlers inline, until the lead is handed over."""
         reader = self.reader
         while True:
             try:
@@ -1153,19 +1164,77 @@ class _Session:
             except Exception as e:  # noqa: BLE001 - the reader must go on (§2.6)
                 _report(f"internal error while handling a frame: {e!r}")
                 continue
-            if job is not None:
-                self.promote()
-                self.run_call(*job)
+            if job is not None and not self.run_inline(job):
                 return
+
+    def run_inline(self, job: tuple[Call, _Method, dict[str, Any]]) -> bool:
+        """Run a handler on the leader; whether this thread is still the leader afterwards."""
+        me = get_ident()
+        with self.lock:
+            self.inline_thread = me
+            self.inline_seq += 1
+            wake = self.watchdog_parked
+            self.watchdog_parked = False
+        if wake:
+            self.watchdog_latch.release()
+        try:
+            self.run_call(*job)
+        finally:
+            with self.lock:
+                still = self.inline_thread == me
+                if still:
+                    self.inline_thread = None
+        return still
+
+    def yield_lead(self) -> None:
+        """Before this thread blocks in a handler: hand the reading over if it still leads."""
+        me = get_ident()
+        with self.lock:
+            mine = self.inline_thread == me
+            if mine:
+                self.inline_thread = None
+        if mine:
+            self.promote()
+
+    def watchdog(self) -> None:
+        """Hand the reading over when the leader's handler runs past _INLINE_LIMIT; park when
+        no handler has run for a while (woken by run_inline)."""
+        quiet = 0
+        while True:
+            seq = self.inline_seq
+            time.sleep(_INLINE_LIMIT)
+            with self.lock:
+                stuck = self.inline_thread is not None and self.inline_seq == seq
+                if stuck:
+                    self.inline_thread = None
+                busy = stuck or self.inline_thread is not None or self.inline_seq != seq
+                quiet = 0 if busy else quiet + 1
+                park = quiet >= 50 and self.inline_thread is None
+                if park:
+                    self.watchdog_parked = True
+            if stuck:
+                self.promote()
+            if park:
+                quiet = 0
+                self.watchdog_latch.acquire()  # released by run_inline
 
     def promote(self) -> None:
         """Hand the reading to an idle thread, or to a new one."""
         try:
             latch = self.idle.pop()
         except IndexError:
-            start_new_thread(self.serve, ())
+            start_new_thread(self.follow, ())
             return
         latch.release()
+
+    def follow(self) -> None:
+        """Lead, then wait among the idle threads until promoted, and lead again."""
+        latch = allocate_lock()
+        latch.acquire()
+        while True:
+            self.lead()
+            self.idle.append(latch)
+            latch.acquire()  # released by promote()
 
     def dispatch(self, body: bytes | bytearray) -> Any:
         """Route one frame body (§3); a job when it starts a handler."""
@@ -1576,6 +1645,7 @@ class _Session:
                 for export in exported:
                     export.scopes.add(rid)
         self.send(body)
+        self.yield_lead()  # the answer is read by another thread
         if not pending.latch.acquire(True, -1 if timeout is None else max(timeout, 0)):
             with self.lock:
                 mine = self.pending.get(rid) is pending

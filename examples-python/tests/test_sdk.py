@@ -61,6 +61,21 @@ class LabTest(unittest.TestCase):
         self.assertEqual(self.p.response(rid, timeout=5)["error"]["code"], -32800)
         self.assertEqual(self.p.result("lab.wait", {"seconds": 0.01}), {"cancelled": False})
 
+    def test_reading_goes_on_while_a_handler_blocks_outside_the_sdk(self) -> None:
+        # The leader runs handlers itself; a watchdog hands the reading over after 2 ms.
+        for method in ("lab.nap", "lab.spin"):
+            slow = self.p.request(method, {"seconds": 2.0})
+            started = time.monotonic()
+            self.assertEqual(self.p.result("tether/ping"), {})  # answered before the slow one
+            self.assertLess(time.monotonic() - started, 1.5, method)
+            self.assertIn("result", self.p.response(slow))
+
+    def test_a_handler_polling_its_flag_sees_the_cancel(self) -> None:
+        rid = self.p.request("lab.poll_cancel", {"seconds": 30.0})
+        time.sleep(0.05)
+        self.p.notify("$/cancelRequest", {"id": rid})
+        self.assertEqual(self.p.response(rid, timeout=5)["result"], {"cancelled": True})
+
     def test_bytes_both_ways(self) -> None:
         data = bytes(range(256))
         got = self.p.result("lab.echo_bytes", {"data": base64.b64encode(data).decode()})

@@ -35,6 +35,33 @@ def wait(seconds: float) -> dict:
     return {"cancelled": call.cancelled}
 
 
+def nap(seconds: float) -> dict:
+    """Blocks outside the SDK: the reading must go on without it."""
+    import time
+    time.sleep(seconds)
+    return {}
+
+
+def spin(seconds: float) -> dict:
+    """Burns CPU, holding the GIL as much as Python lets it."""
+    import time
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return {"loops": n}
+
+
+def poll_cancel(seconds: float) -> dict:
+    """Polls its cancellation flag between short sleeps (no SDK wait)."""
+    import time
+    call = tether.current()
+    end = time.monotonic() + seconds
+    while not call.cancelled and time.monotonic() < end:
+        time.sleep(0.005)
+    return {"cancelled": call.cancelled}
+
+
 def log_py(message: str, level: str) -> dict:
     import logging  # lazily: the SDK bridges the module when it is first imported
 
@@ -88,6 +115,9 @@ V1 = {
     "fail": ({}, {}),
     "refuse": ({}, {}),
     "wait": ({"seconds": float}, {"cancelled": bool}),
+    "nap": ({"seconds": float}, {}),
+    "spin": ({"seconds": float}, {"loops": int}),
+    "poll_cancel": ({"seconds": float}, {"cancelled": bool}),
     "log_py": ({"message": str, "level": {"type": "string", "enum": ["DEBUG", "INFO"]}}, {}),
     "visit": ({"retain": bool}, {"host": dict}),
     "echo_bytes": ({"data": bytes}, {"data": bytes, "len": int}),
