@@ -173,6 +173,7 @@ pub struct Options {
     default_timeout: Option<Duration>,
     on_event: Option<EventHook>,
     close_on_eof: bool,
+    max_write_backlog: Option<usize>,
 }
 
 impl Default for Options {
@@ -182,6 +183,7 @@ impl Default for Options {
             default_timeout: None,
             on_event: None,
             close_on_eof: true,
+            max_write_backlog: None,
         }
     }
 }
@@ -193,6 +195,7 @@ impl fmt::Debug for Options {
             .field("default_timeout", &self.default_timeout)
             .field("on_event", &self.on_event.is_some())
             .field("close_on_eof", &self.close_on_eof)
+            .field("max_write_backlog", &self.max_write_backlog)
             .finish()
     }
 }
@@ -234,6 +237,26 @@ impl Options {
     pub fn close_on_eof(mut self, close: bool) -> Self {
         self.close_on_eof = close;
         self
+    }
+
+    /// Stops reading while more than `bytes` of answers and requests wait to be written (the
+    /// other side is not reading them), and reads again once they are written: the memory
+    /// held for a peer that stops reading stays bounded. Off by default. A plugin turns it on
+    /// ([`crate::Plugin`] does); a host leaves it off, since two sides that both stop reading
+    /// when their output backs up can wait on each other for ever.
+    pub fn max_write_backlog(mut self, bytes: usize) -> Self {
+        self.max_write_backlog = Some(bytes);
+        self
+    }
+
+    /// The bound set with [`Options::max_write_backlog`], if any.
+    pub fn write_backlog_limit(&self) -> Option<usize> {
+        self.max_write_backlog
+    }
+
+    /// The maximum frame size set with [`Options::max_frame_size`].
+    pub fn frame_size_limit(&self) -> usize {
+        self.max_frame_size
     }
 }
 
@@ -446,6 +469,10 @@ struct Shared {
     reason: OnceLock<CloseReason>,
     options: Options,
     service: Arc<dyn Service>,
+    /// Bytes queued for the writer and not written yet (counted with `max_write_backlog` only).
+    backlog: AtomicUsize,
+    /// Signalled by the writer when the backlog falls to the limit.
+    drained: Notify,
 }
 
 /// Locks a mutex, going on with the data when a panicking thread poisoned it (the maps stay
@@ -491,6 +518,8 @@ impl Connection {
             reason: OnceLock::new(),
             options,
             service: Arc::new(service),
+            backlog: AtomicUsize::new(0),
+            drained: Notify::new(),
         });
         tokio::spawn(read_loop(reader, shared.clone()));
         let driver = tokio::spawn(write_loop(writer, rx, shared.clone()));
@@ -799,7 +828,44 @@ impl Shared {
         if body.len() > max {
             return Err(CallError::RequestTooLarge { len: body.len(), max });
         }
-        self.queue.send(Outgoing::Body(body)).map_err(|_| CallError::Closed(self.close_reason()))
+        self.enqueue(Outgoing::Body(body)).map_err(|()| CallError::Closed(self.close_reason()))
+    }
+
+    /// Queues a message for the writer, counting it in the backlog when that is bounded.
+    fn enqueue(&self, out: Outgoing) -> Result<(), ()> {
+        let weight = if self.options.max_write_backlog.is_some() { out.weight() } else { 0 };
+        self.backlog.fetch_add(weight, Ordering::Relaxed);
+        self.queue.send(out).map_err(|_| {
+            self.backlog.fetch_sub(weight, Ordering::Relaxed);
+        })
+    }
+
+    /// The writer wrote messages of `weight` bytes in all.
+    fn written(&self, weight: usize) {
+        if let Some(limit) = self.options.max_write_backlog {
+            let before = self.backlog.fetch_sub(weight, Ordering::Relaxed);
+            if before > limit && before - weight <= limit {
+                self.drained.notify_waiters();
+            }
+        }
+    }
+
+    /// Waits while the backlog is above its bound; false when the session closed meanwhile.
+    async fn backlog_below_limit(&self) -> bool {
+        let Some(limit) = self.options.max_write_backlog else { return true };
+        if self.backlog.load(Ordering::Relaxed) <= limit {
+            return true;
+        }
+        loop {
+            let drained = self.drained.notified();
+            if self.backlog.load(Ordering::Relaxed) <= limit {
+                return true;
+            }
+            tokio::select! {
+                () = drained => {}
+                () = self.token.cancelled() => return false,
+            }
+        }
     }
 
     fn in_flight(&self) -> usize {
@@ -911,7 +977,7 @@ impl Shared {
             pending.insert(id, Pending { tx: Some(tx), handles });
         }
         let mut guard = CancelGuard { shared: self, id, armed: true };
-        if self.queue.send(out).is_err() {
+        if self.enqueue(out).is_err() {
             guard.armed = false;
             return Err(CallError::Closed(self.close_reason()));
         }
@@ -947,7 +1013,7 @@ impl Shared {
                 let len = RESULT_HEAD.len() + int_len(n) + RESULT_MID.len() + result.get().len() + 1;
                 let max = self.max_frame.load(Ordering::Relaxed);
                 if len <= max {
-                    let _ = self.queue.send(Outgoing::Result { id: n, result });
+                    let _ = self.enqueue(Outgoing::Result { id: n, result });
                     return;
                 }
                 let error = ErrorObject::internal(format!(
@@ -1231,6 +1297,10 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, shared: Arc<Shared>) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         loop {
+            // Every frame may add to the backlog: look before each one, not only before reading.
+            if !shared.backlog_below_limit().await {
+                return;
+            }
             // `tether/initialize` changes the maximum synchronously: read the next frame with it.
             codec.set_max_frame_size(shared.max_frame.load(Ordering::Relaxed));
             match codec.decode_frame(&mut buf) {
@@ -1318,6 +1388,15 @@ const REQUEST_PARAMS: &[u8] = br#"","params":"#;
 const RESULT_MID: &[u8] = br#","result":"#;
 
 impl Outgoing {
+    /// What the message counts for in the write backlog: its payload's size.
+    fn weight(&self) -> usize {
+        match self {
+            Outgoing::Body(body) => body.len(),
+            Outgoing::Request { params, .. } => params.get().len(),
+            Outgoing::Result { result, .. } => result.get().len(),
+        }
+    }
+
     /// The body as three pieces written one after the other: the small head (built in
     /// `scratch`), the payload, and the tail.
     fn parts<'a>(&'a self, scratch: &'a mut Vec<u8>) -> (&'a [u8], &'a [u8], &'a [u8]) {
@@ -1363,9 +1442,12 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     scratch: &mut Vec<u8>,
     first: Outgoing,
     rx: &mut mpsc::UnboundedReceiver<Outgoing>,
+    shared: &Shared,
 ) -> std::io::Result<()> {
     let mut next = Some(first);
+    let mut weight = 0;
     while let Some(out) = next.take() {
+        weight += out.weight();
         let (head, payload, tail) = out.parts(scratch);
         let len = head.len() + payload.len() + tail.len();
         if len >= DIRECT_WRITE {
@@ -1391,6 +1473,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     }
     writer.write_all(buf).await?;
     writer.flush().await?;
+    shared.written(weight);
     buf.clear();
     if buf.capacity() > 4 * BATCH_LIMIT {
         *buf = BytesMut::with_capacity(64 * 1024);
@@ -1412,7 +1495,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             () = shared.token.cancelled() => None,
         };
         let Some(first) = first else { break };
-        if let Err(e) = write_batch(&mut writer, &mut buf, &mut scratch, first, &mut rx).await {
+        if let Err(e) = write_batch(&mut writer, &mut buf, &mut scratch, first, &mut rx, &shared).await {
             shared.close(CloseReason::new(CloseKind::WriteFailed, format!("writing failed: {e}")));
             return shared.close_reason();
         }
@@ -1430,7 +1513,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             },
         };
         let Some(first) = first else { break };
-        if write_batch(&mut writer, &mut buf, &mut scratch, first, &mut rx).await.is_err() {
+        if write_batch(&mut writer, &mut buf, &mut scratch, first, &mut rx, &shared).await.is_err() {
             break;
         }
     }

@@ -22,6 +22,10 @@ use crate::server::InterfaceServer;
 /// How long a plugin whose session ended waits for its last answers to be written.
 const WRITE_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
 
+/// The default bound of a plugin's write backlog ([`Options::max_write_backlog`]), at least
+/// twice the maximum frame size.
+const PLUGIN_WRITE_BACKLOG: usize = 64 << 20;
+
 /// How long a plugin whose write failed waits for the end of stdin before it calls the failure
 /// fatal (SPEC.md §1.5). A host that closes both pipes at once (a host that exits, or a
 /// `close` that drops both halves) races the two ends: the write may fail first.
@@ -230,6 +234,12 @@ impl Plugin {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let mut options = self.options.clone();
+        if options.write_backlog_limit().is_none() {
+            // A host that stops reading our answers stops us reading its requests, rather
+            // than making us hold their answers without bound (the host always reads).
+            let limit = PLUGIN_WRITE_BACKLOG.max(2 * options.frame_size_limit());
+            options = options.max_write_backlog(limit);
+        }
         if !options.has_event_hook() {
             // Bad input from the host is reported on stderr, where the host shows it.
             let name = self.info.name.clone();

@@ -533,3 +533,43 @@ async fn a_failed_callback_is_not_mistaken_for_the_callers_own_error() {
     let err = host.call::<Relay>(&Empty {}).await.unwrap_err();
     assert_eq!(err.remote().unwrap().code, 1001);
 }
+
+method!(Big, "test.big", Empty, BigAnswer);
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+struct BigAnswer {
+    text: String,
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_our_answers_stops_us_reading_its_requests() {
+    const ANSWER: usize = 256 * 1024;
+    const LIMIT: usize = 1 << 20;
+    let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let router = Router::new().route::<Big, _, _>({
+        let handled = handled.clone();
+        move |_, _| {
+            handled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move { Ok(BigAnswer { text: "x".repeat(ANSWER) }) }
+        }
+    });
+    let (_peer, mut wire) = Wire::connect(Options::new().max_write_backlog(LIMIT), router);
+    // 200 requests of ~50 bytes fit in the pipe's 64 KiB whether or not they are read; their
+    // answers (50 MiB) are never read until all were sent.
+    for id in 0..200 {
+        wire.send(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"test.big"}}"#)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The pipe holds 64 KiB of answers and the backlog at most LIMIT plus one answer: the
+    // connection stopped reading after a handful of requests.
+    let stopped_at = handled.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(stopped_at <= (LIMIT + (64 << 10)) / ANSWER + 2, "{stopped_at} requests were read");
+    // Reading the answers lets it read the rest: every request is answered.
+    let mut answered = 0;
+    while answered < 200 {
+        let body = wire.recv().await;
+        assert!(body.contains(r#""result":{"text":"xxxx"#), "{}", &body[..body.len().min(200)]);
+        answered += 1;
+    }
+    assert_eq!(handled.load(std::sync::atomic::Ordering::SeqCst), 200);
+}
