@@ -323,10 +323,8 @@ async fn end_of_stdin_exits_0_and_cancels_in_flight_work() {
     let _ = cancelled.try_recv();
 }
 
-/// The kv example with the host's end of its stdout already closed, and a request whose answer
-/// (-32002, before initialize) is a write that fails.
-fn start_deaf_with_a_request() -> std::process::Child {
-    use std::io::Write as _;
+/// The kv example with the host's end of its stdout already closed.
+fn start_deaf() -> std::process::Child {
     let mut child = std::process::Command::new(example("kv"))
         .env(REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE)
         .stdin(Stdio::piped())
@@ -335,21 +333,32 @@ fn start_deaf_with_a_request() -> std::process::Child {
         .spawn()
         .unwrap();
     drop(child.stdout.take());
-    let ping = br#"{"jsonrpc":"2.0","id":1,"method":"tether/ping"}"#;
-    let stdin = child.stdin.as_mut().unwrap();
-    write!(stdin, "Content-Length: {}\r\n\r\n", ping.len()).unwrap();
-    stdin.write_all(ping).unwrap();
     child
 }
 
-/// Waits for the exit, generously; kills the child when it does not come.
-fn exit_status_within(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
+/// Sends a request whose answer (-32002, before initialize) is a write; false once stdin is
+/// closed.
+fn send_ping(child: &mut std::process::Child) -> bool {
+    use std::io::Write as _;
+    let ping = br#"{"jsonrpc":"2.0","id":1,"method":"tether/ping"}"#;
+    let Some(stdin) = child.stdin.as_mut() else { return false };
+    write!(stdin, "Content-Length: {}\r\n\r\n", ping.len()).and_then(|()| stdin.write_all(ping)).is_ok()
+}
+
+/// Waits for the exit, generously; kills the child when it does not come. `between` runs
+/// every 50 ms while waiting.
+fn exit_status_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+    mut between: impl FnMut(&mut std::process::Child),
+) -> Option<i32> {
     let started = std::time::Instant::now();
     while started.elapsed() < limit {
         if let Some(status) = child.try_wait().unwrap() {
             return status.code();
         }
-        std::thread::sleep(Duration::from_millis(10));
+        between(child);
+        std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
     panic!("the plugin did not exit within {limit:?}");
@@ -357,8 +366,13 @@ fn exit_status_within(child: &mut std::process::Child, limit: Duration) -> Optio
 
 #[test]
 fn stdout_closed_while_stdin_stays_open_exits_2() {
-    let mut child = start_deaf_with_a_request();
-    assert_eq!(exit_status_within(&mut child, Duration::from_secs(10)), Some(2));
+    let mut child = start_deaf();
+    // A ping every 50 ms: a child that another test spawns at the same moment holds a copy of
+    // the pipe's read end until it execs, and a write in that window still succeeds.
+    let status = exit_status_within(&mut child, Duration::from_secs(10), |child| {
+        send_ping(child);
+    });
+    assert_eq!(status, Some(2));
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("giving up on the session"), "{stderr}");
@@ -366,10 +380,11 @@ fn stdout_closed_while_stdin_stays_open_exits_2() {
 
 #[test]
 fn both_pipes_closed_at_once_is_the_host_leaving_exit_0() {
-    let mut child = start_deaf_with_a_request();
+    let mut child = start_deaf();
+    assert!(send_ping(&mut child));
     // Closing stdin a moment later lets the failed write come first, as it may when a host
     // closes both pipes at once; the plugin waits 500 ms for the end of stdin (SPEC.md §1.5).
     std::thread::sleep(Duration::from_millis(20));
     drop(child.stdin.take());
-    assert_eq!(exit_status_within(&mut child, Duration::from_secs(10)), Some(0));
+    assert_eq!(exit_status_within(&mut child, Duration::from_secs(10), |_| ()), Some(0));
 }
