@@ -886,7 +886,10 @@ pub(crate) async fn probe(ctx: Arc<Ctx>) -> ScenarioOut {
         let params = init_params(&offer, LogLevel::Info);
         let id = s.request("tether/initialize", serde_json::to_value(&params).map_err(anyhow::Error::from)?).await?;
         // §4.1: nothing but $/log before the answer (recv keeps $/log aside).
-        let first = s.recv(ctx.t()).await.map_err(|e| recv_failure(&s, "tether/initialize", e))?;
+        let first = s
+            .recv(ctx.t() + crate::driver::START_ALLOWANCE)
+            .await
+            .map_err(|e| recv_failure(&s, "tether/initialize", e))?;
         let resp = match first {
             Message::Response(r) if r.id.as_ref() == Some(&id) => r,
             other => {

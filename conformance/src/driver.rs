@@ -75,6 +75,9 @@ struct Shared {
 }
 
 const STDERR_KEPT: usize = 64 * 1024;
+/// Added to the time-out of a session's first answer (`tether/initialize`): it includes the
+/// start of the plugin's process and interpreter, which a busy machine stretches to seconds.
+pub(crate) const START_ALLOWANCE: Duration = Duration::from_secs(10);
 /// How long writing one frame to the plugin's stdin may take (a plugin that stops reading).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bodies up to this size are also validated against the spec schema (larger ones, such as a
@@ -470,7 +473,8 @@ impl Session {
         }
     }
 
-    /// Sends `tether/initialize` and waits for its response.
+    /// Sends `tether/initialize` and waits for its response, for `timeout` plus
+    /// [`START_ALLOWANCE`].
     pub(crate) async fn initialize(
         &mut self,
         params: &InitializeParams,
@@ -478,7 +482,7 @@ impl Session {
     ) -> anyhow::Result<Response> {
         self.level = params.log_level.unwrap_or_default();
         let value = serde_json::to_value(params)?;
-        self.call(tether_spec::Initialize::METHOD, value, timeout).await
+        self.call(tether_spec::Initialize::METHOD, value, timeout + START_ALLOWANCE).await
     }
 
     /// Sets the level below which `$/log` is a violation (after `$/setLogLevel`).

@@ -63,7 +63,8 @@ struct Cli {
     /// The grace period for a plugin's exit, in milliseconds (SPEC.md §4.6).
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     grace_ms: u64,
-    /// The time allowed for each answer, in milliseconds (large values get at least 60 s).
+    /// The time allowed for each answer, in milliseconds (large values get at least 60 s,
+    /// `tether/initialize` 10 s more).
     #[arg(long, default_value_t = 5000, value_name = "MS")]
     timeout_ms: u64,
     /// How many scenarios (plugin processes) run at once.
