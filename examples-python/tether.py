@@ -18,9 +18,10 @@ Section numbers (``§2.5``) refer to ``spec/SPEC.md``, the Tether protocol, vers
   pipes, so ``print``, ``input`` and child processes cannot break the stream (§8.4);
 * reads and writes ``Content-Length`` frames, bounded and self-resynchronising (§2);
 * negotiates the core and interface versions and answers with the method schemas (§4);
-* runs every handler on its own thread (reused, not created per call), so a handler that waits
-  for the host (a callback through a handle, §6) never stops other requests from being
-  served, and reading never waits for a handler (§3.7);
+* runs a handler on the reading thread and hands the reading to another thread (reused, not
+  created per call) as soon as the handler waits for the host (a callback through a handle,
+  §6) or runs past 2 ms, so a handler never stops other requests from being served for long,
+  and quick handlers cost no thread hand-off (§3.7);
 * converts params: ``{"type": "string", "contentEncoding": "base64"}`` becomes ``bytes``, a
   handle becomes a :class:`RemoteHandle` you can call, and bad params are answered -32602;
   ``bytes`` in results are sent as base64;
