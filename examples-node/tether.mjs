@@ -49,7 +49,7 @@ const LEVELS = Object.freeze({ trace: 0, debug: 1, info: 2, warn: 3, error: 4 })
 const OUR_PROTOCOL_VERSIONS = [PROTOCOL_VERSION];
 const NAME_RE = /^[A-Za-z][A-Za-z0-9_]*$/;
 /** How long a failed write waits for the end of stdin before it is fatal (SPEC.md §1.5). */
-const HOST_LEAVING_WINDOW_MS = 500;
+const HOST_LEAVING_WINDOW_MS = 1000;
 
 // ---------------------------------------------------------------------------------------------
 // stdout protection (SPEC.md §8.4.2). Done at import, before the plugin's own code runs.

@@ -768,7 +768,7 @@ _HAS_VECTORED_IO = hasattr(os, "readv") and hasattr(os, "writev")
 
 
 _INLINE_LIMIT = 0.002  # seconds a handler may run on the reading thread before it hands over
-_HOST_LEAVING_WINDOW = 0.5  # seconds a failed write waits for the end of stdin (§1.5)
+_HOST_LEAVING_WINDOW = 1.0  # seconds a failed write waits for the end of stdin (§1.5)
 _IOV_MAX = 512  # buffers per writev call (even-sized: header and body stay together)
 
 

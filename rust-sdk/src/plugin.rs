@@ -29,7 +29,7 @@ const PLUGIN_WRITE_BACKLOG: usize = 64 << 20;
 /// How long a plugin whose write failed waits for the end of stdin before it calls the failure
 /// fatal (SPEC.md §1.5). A host that closes both pipes at once (a host that exits, or a
 /// `close` that drops both halves) races the two ends: the write may fail first.
-const HOST_LEAVING_WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
+const HOST_LEAVING_WINDOW: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// A plugin: its name and version, the interfaces it serves, and how it starts.
 ///
@@ -130,7 +130,7 @@ impl Plugin {
     /// descriptor 1 at stderr; reads and writes both pipes non-blocking on a current-thread
     /// runtime; serves until stdin ends, then cancels what is running and exits 0 (2 when
     /// writing failed while stdin stayed open: a write that fails as the host closes both
-    /// pipes waits up to 500 ms for the end of stdin and counts as its end).
+    /// pipes waits up to a second for the end of stdin and counts as its end).
     pub fn serve(self) -> ! {
         std::process::exit(self.run())
     }

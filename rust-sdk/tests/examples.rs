@@ -383,7 +383,7 @@ fn both_pipes_closed_at_once_is_the_host_leaving_exit_0() {
     let mut child = start_deaf();
     assert!(send_ping(&mut child));
     // Closing stdin a moment later lets the failed write come first, as it may when a host
-    // closes both pipes at once; the plugin waits 500 ms for the end of stdin (SPEC.md §1.5).
+    // closes both pipes at once; the plugin waits a second for the end of stdin (SPEC.md §1.5).
     std::thread::sleep(Duration::from_millis(20));
     drop(child.stdin.take());
     assert_eq!(exit_status_within(&mut child, Duration::from_secs(10), |_| ()), Some(0));
