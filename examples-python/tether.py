@@ -1083,16 +1083,22 @@ class _Session:
         import select  # noqa: PLC0415 (only on this rare path: keeps start-up lean)
 
         deadline = time.monotonic() + window
+        try:
+            poller: Any = select.poll()
+            poller.register(self.reader.fd, select.POLLHUP)
+        except (OSError, ValueError, AttributeError):
+            poller = None  # no poll() here: wait for the reader thread alone
         while True:
             if self.eof:
                 return True
-            try:
-                poller = select.poll()
-                poller.register(self.reader.fd, select.POLLHUP)
-                if any(ev & select.POLLHUP for _, ev in poller.poll(5)):
-                    return True
-            except (OSError, ValueError, AttributeError):
+            if poller is None:
                 time.sleep(0.005)
+            else:
+                try:
+                    if any(ev & select.POLLHUP for _, ev in poller.poll(5)):
+                        return True
+                except OSError:
+                    time.sleep(0.005)
             if time.monotonic() >= deadline:
                 return False
 

@@ -250,12 +250,12 @@ impl Options {
     }
 
     /// The bound set with [`Options::max_write_backlog`], if any.
-    pub fn write_backlog_limit(&self) -> Option<usize> {
+    pub(crate) fn write_backlog_limit(&self) -> Option<usize> {
         self.max_write_backlog
     }
 
     /// The maximum frame size set with [`Options::max_frame_size`].
-    pub fn frame_size_limit(&self) -> usize {
+    pub(crate) fn frame_size_limit(&self) -> usize {
         self.max_frame_size
     }
 }
@@ -833,7 +833,11 @@ impl Shared {
 
     /// Queues a message for the writer, counting it in the backlog when that is bounded.
     fn enqueue(&self, out: Outgoing) -> Result<(), ()> {
-        let weight = if self.options.max_write_backlog.is_some() { out.weight() } else { 0 };
+        if self.options.max_write_backlog.is_none() {
+            // Unbounded (a host): no counting on the hot path.
+            return self.queue.send(out).map_err(|_| ());
+        }
+        let weight = out.weight();
         self.backlog.fetch_add(weight, Ordering::Relaxed);
         self.queue.send(out).map_err(|_| {
             self.backlog.fetch_sub(weight, Ordering::Relaxed);
