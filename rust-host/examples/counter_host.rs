@@ -6,15 +6,15 @@
 //! cargo run --example counter_host -p tether-host -- target/debug/examples/counter
 //! ```
 
-use tether::interfaces::{Adder, AdderServer, CounterClient};
-use tether::spec::interfaces::counter;
+use tether_host::interfaces::{Adder, AdderServer, CounterClient};
+use tether_host::spec::interfaces::counter;
 use tether_host::Plugin;
 
 /// The host's `adder`: the plugin asks it for every new value.
 struct HostAdder;
 
 impl Adder for HostAdder {
-    async fn sum(&self, p: counter::SumParams) -> Result<counter::SumResult, tether::Error> {
+    async fn sum(&self, p: counter::SumParams) -> Result<counter::SumResult, tether_host::HandlerError> {
         Ok(counter::SumResult { result: p.a + p.b })
     }
 }

@@ -5,9 +5,9 @@
 //! cargo run --example kv_host -p tether-host -- target/debug/examples/kv
 //! ```
 
-use tether::interfaces::KvClient;
-use tether::spec::interfaces::kv;
-use tether::spec::LogLevel;
+use tether_host::interfaces::KvClient;
+use tether_host::spec::interfaces::kv;
+use tether_host::spec::LogLevel;
 use tether_host::Plugin;
 
 #[tokio::main(flavor = "current_thread")]

@@ -117,7 +117,7 @@ impl PluginBuilder {
 
     /// Offers the interface of a typed client with every version it speaks:
     /// `.offer::<KvClient>()` is `.interface("kv", [1, 2])`.
-    pub fn offer<C: tether::Client>(self) -> Self {
+    pub fn offer<C: tether_core::Client>(self) -> Self {
         self.interface(C::INTERFACE, C::VERSIONS.iter().copied())
     }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tether::CallError;
+use tether_core::CallError;
 use tether_spec::ErrorObject;
 
 use crate::exit::ExitInfo;

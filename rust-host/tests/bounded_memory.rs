@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{assert_reaped, lines_logged, open_fds, rss_bytes, test_plugin};
 use serde_json::json;
-use tether::CallError;
+use tether_host::CallError;
 use tether_host::{Stopped, STDERR_TAIL_BYTES};
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -13,7 +13,7 @@ use common::{
     alive, assert_gone, assert_reaped, eventually, logged, number_after, test_plugin, test_plugin_at,
 };
 use serde_json::json;
-use tether::CallError;
+use tether_host::CallError;
 use tether_host::{Error, Plugin, Stopped};
 use tether_spec::MagicCookie;
 
@@ -107,7 +107,8 @@ async fn exit_in_the_middle_of_a_call_fails_it_at_once_with_status_and_stderr() 
 #[tokio::test]
 async fn typed_clients_see_the_exit_status_too() {
     let plugin = test_plugin("crash-2", "exit-mid-call").start().await.expect("start");
-    let raw = plugin.peer().call_raw("test.go", tether::RawValue::from_string("{}".into()).expect("json"));
+    let raw =
+        plugin.peer().call_raw("test.go", tether_host::RawValue::from_string("{}".into()).expect("json"));
     let err = raw.await.expect_err("crash");
     let CallError::Closed(reason) = &err else { panic!("not closed: {err}") };
     assert!(
@@ -284,8 +285,8 @@ async fn the_plugin_runs_in_the_given_directory() {
 
 #[tokio::test]
 async fn a_pinned_checksum_runs_the_hashed_file() {
-    let exe = env!("CARGO_BIN_EXE_tether-test-plugin");
-    let digest = tether_host::sha256_file(exe).expect("hash");
+    let exe = tether_testkit::test_plugin();
+    let digest = tether_host::sha256_file(&exe).expect("hash");
     let plugin = test_plugin("pinned-1", "normal").sha256(&digest).start().await.expect("start");
     session_works(&plugin).await;
     #[cfg(target_os = "linux")]
@@ -297,19 +298,19 @@ async fn a_pinned_checksum_runs_the_hashed_file() {
         let comm = std::fs::read_to_string(format!("/proc/{}/comm", plugin.pid())).unwrap_or_default();
         assert!(comm.trim().chars().all(|c| c.is_ascii_digit()), "{comm:?}");
         let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", plugin.pid())).unwrap_or_default();
-        assert!(cmdline.starts_with(exe), "{cmdline:?}");
+        assert!(cmdline.starts_with(&*exe.to_string_lossy()), "{cmdline:?}");
     }
     assert_eq!(plugin.shutdown().await.exit.code, Some(0));
 }
 
 #[tokio::test]
 async fn a_checksum_mismatch_refuses_to_start() {
-    let exe = env!("CARGO_BIN_EXE_tether-test-plugin");
+    let exe = tether_testkit::test_plugin();
     let wrong = "ab".repeat(32);
     let err = test_plugin("pinned-2", "normal").sha256(&wrong).start().await.expect_err("mismatch");
     let Error::ChecksumMismatch { expected, actual, .. } = &err else { panic!("{err}") };
     assert_eq!(expected, &wrong);
-    assert_eq!(actual, &tether_host::sha256_file(exe).expect("hash"));
+    assert_eq!(actual, &tether_host::sha256_file(&exe).expect("hash"));
     let text = err.to_string();
     assert!(text.contains("pinned-2") && text.contains(&wrong) && text.contains(actual.as_str()), "{text}");
     let bad = test_plugin("pinned-3", "normal").sha256("not hex").start().await.expect_err("bad digest");
@@ -354,11 +355,11 @@ async fn start_retrying(builder: tether_host::PluginBuilder) -> Result<Plugin, E
 #[tokio::test]
 async fn a_pinned_script_is_hashed_and_run_by_its_path() {
     use std::os::unix::fs::PermissionsExt;
-    let exe = env!("CARGO_BIN_EXE_tether-test-plugin");
+    let exe = tether_testkit::test_plugin();
     let dir = std::env::temp_dir().join(format!("tether-host-script-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let script = dir.join("plugin.sh");
-    std::fs::write(&script, format!("#!/bin/sh\nexec '{exe}' \"$@\"\n")).expect("write");
+    std::fs::write(&script, format!("#!/bin/sh\nexec '{}' \"$@\"\n", exe.display())).expect("write");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let digest = tether_host::sha256_file(&script).expect("hash");
 

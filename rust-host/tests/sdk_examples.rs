@@ -8,45 +8,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{assert_reaped, capture_logs, logged};
-use tether::interfaces::{Adder, AdderServer, CounterClient, KvClient};
-use tether::spec::interfaces::{counter, kv};
-use tether::spec::LogLevel;
+use tether_host::interfaces::{Adder, AdderServer, CounterClient, KvClient};
+use tether_host::spec::interfaces::{counter, kv};
+use tether_host::spec::LogLevel;
 use tether_host::{Plugin, Stopped};
-
-/// Builds an example of the `tether` crate and returns its executable.
-fn sdk_example(name: &str) -> PathBuf {
-    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(path) = built.get(name) {
-        return path.clone();
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = Command::new(cargo);
-    command
-        .args(["build", "-p", "tether", "--example", name, "--message-format=json-render-diagnostics"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit());
-    if !cfg!(debug_assertions) {
-        command.arg("--release");
-    }
-    let output = command.output().expect("run cargo build");
-    assert!(output.status.success(), "cargo build --example {name} -p tether failed");
-    let path = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no executable for the example");
-    built.insert(name.to_owned(), path.clone());
-    path
-}
+use tether_testkit::sdk_example;
 
 #[tokio::test]
 async fn kv_round_trip_through_the_typed_client() {
@@ -83,7 +52,7 @@ async fn kv_round_trip_through_the_typed_client() {
 struct HostAdder;
 
 impl Adder for HostAdder {
-    async fn sum(&self, p: counter::SumParams) -> Result<counter::SumResult, tether::Error> {
+    async fn sum(&self, p: counter::SumParams) -> Result<counter::SumResult, tether_host::HandlerError> {
         Ok(counter::SumResult { result: p.a + p.b })
     }
 }
@@ -125,7 +94,7 @@ async fn kv_version_1_has_no_delete_and_log_levels_can_change() {
     assert!(!plugin.interface(kv::NAME).expect("kv").methods.contains_key("delete"));
     let store = plugin.client::<KvClient>().expect("client");
     let err = store.delete(&kv::KeyParams { key: "a".into() }).await.expect_err("not in v1");
-    assert_eq!(err.remote().map(|e| e.code), Some(tether::spec::codes::METHOD_NOT_FOUND));
+    assert_eq!(err.remote().map(|e| e.code), Some(tether_host::spec::codes::METHOD_NOT_FOUND));
 
     // At the default level `info`, the plugin's debug log for a put is not even sent...
     store.put(&kv::PutParams { key: "quiet".into(), value: "v".into() }).await.expect("put");

@@ -10,7 +10,7 @@ use tracing::{Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
-use crate::connection::Peer;
+use tether_core::Peer;
 
 /// The session's log level and the peer to send `$/log` to, shared by the layer and the plugin
 /// service that answers `tether/initialize` and `$/setLogLevel`.

@@ -13,11 +13,9 @@ use tether_spec::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
 
-use crate::connection::{
-    CloseKind, CloseReason, Connection, Handled, Options, Peer, RequestContext, Service,
-};
 use crate::log::{LogLayer, LogState};
-use crate::server::InterfaceServer;
+use tether_core::InterfaceServer;
+use tether_core::{CloseKind, CloseReason, Connection, Handled, Options, Peer, RequestContext, Service};
 
 /// How long a plugin whose session ended waits for its last answers to be written.
 const WRITE_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
@@ -262,7 +260,7 @@ impl Plugin {
 
 /// The negotiated interfaces of a session: name -> (version, server). Looked up on every
 /// request, so with the cheap hasher (the few names come from this plugin's own list).
-type Negotiated = crate::connection::IdMap<String, (u32, Arc<dyn InterfaceServer>)>;
+type Negotiated = rustc_hash::FxHashMap<String, (u32, Arc<dyn InterfaceServer>)>;
 
 /// The plugin side of the lifecycle (SPEC.md §4): answers `tether/initialize` with version
 /// negotiation, -32002 before it, -32600 for a second one, `tether/ping`, `tether/shutdown`
@@ -368,7 +366,7 @@ impl Service for PluginService {
                 Handled::later(async move {
                     // This request is one of those in flight: wait for the others.
                     peer.wait_in_flight(1).await;
-                    crate::connection::to_raw(&Empty {}).map_err(ErrorObject::internal)
+                    serde_json::value::to_raw_value(&Empty {}).map_err(ErrorObject::internal)
                 })
             }
             _ => Handled::err(ErrorObject::method_not_found(method, "no such method")),

@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Events;
@@ -21,26 +20,6 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-/// The path of an example binary, built once if `cargo test` did not build it already.
-fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
-    let path = profile_dir.join("examples").join(name);
-    if !path.exists() {
-        BUILT.get_or_init(|| {
-            let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "-p", "tether", "--examples"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .unwrap();
-            assert!(status.success(), "building the examples failed");
-        });
-    }
-    assert!(path.exists(), "{} is missing", path.display());
-    path
-}
-
 struct Plugin {
     child: Child,
     peer: Peer,
@@ -49,7 +28,7 @@ struct Plugin {
 }
 
 fn start(name: &str, args: &[&str], host: Router) -> Plugin {
-    let mut child = Command::new(example(name))
+    let mut child = Command::new(tether_testkit::sdk_example(name))
         .args(args)
         .env(REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE)
         .stdin(Stdio::piped())
@@ -281,7 +260,7 @@ async fn stray_output_and_panics_do_not_break_the_session() {
 
 #[tokio::test]
 async fn without_the_cookie_it_exits_1_at_once() {
-    let mut child = Command::new(example("kv"))
+    let mut child = Command::new(tether_testkit::sdk_example("kv"))
         .env_remove(REFERENCE_COOKIE_KEY)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -325,7 +304,7 @@ async fn end_of_stdin_exits_0_and_cancels_in_flight_work() {
 
 /// The kv example with the host's end of its stdout already closed.
 fn start_deaf() -> std::process::Child {
-    let mut child = std::process::Command::new(example("kv"))
+    let mut child = std::process::Command::new(tether_testkit::sdk_example("kv"))
         .env(REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

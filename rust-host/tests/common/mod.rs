@@ -11,7 +11,7 @@ use tether_host::{Plugin, PluginBuilder};
 
 /// The test plugin of this crate, in `mode`, with short grace periods, offering `kv` and `test`.
 pub fn test_plugin(name: &str, mode: &str) -> PluginBuilder {
-    test_plugin_at(env!("CARGO_BIN_EXE_tether-test-plugin"), name, mode)
+    test_plugin_at(tether_testkit::test_plugin(), name, mode)
 }
 
 /// The same, run as `program` (a wrapper script, for example).

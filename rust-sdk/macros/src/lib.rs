@@ -18,6 +18,11 @@
 //! generates the trait `Kv` (each method returns a `Send` future; implement it with `async fn`),
 //! `KvServer<T: Kv>` (an `InterfaceServer`) and `KvClient` (a `Client` whose methods return a
 //! `tether::Call`). A method takes `&self`, a params type, and optionally the request context.
+//!
+//! The generated code names the crate the attribute was reached through, by its hidden
+//! `__private` module: `#[tether::interface]` (plugins), `#[tether_host::interface]` (hosts) and
+//! `#[tether_core::interface]` are the same attribute with a different root. A crate that
+//! renamed its dependency says where to look with `crate = path` (`crate = ::my_tether`).
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -29,10 +34,28 @@ use syn::{
     TraitItem, Type,
 };
 
-/// Declares a Tether interface; see the crate documentation.
+/// Declares a Tether interface for users of the plugin SDK (`tether`); see the crate
+/// documentation.
 #[proc_macro_attribute]
 pub fn interface(attr: TokenStream, item: TokenStream) -> TokenStream {
-    match expand(attr.into(), item.into()) {
+    run(quote!(::tether), attr, item)
+}
+
+/// The same attribute for users of the host crate: re-exported as `tether_host::interface`.
+#[proc_macro_attribute]
+pub fn host_interface(attr: TokenStream, item: TokenStream) -> TokenStream {
+    run(quote!(::tether_host), attr, item)
+}
+
+/// The same attribute for users of the connection crate: re-exported as
+/// `tether_core::interface`.
+#[proc_macro_attribute]
+pub fn core_interface(attr: TokenStream, item: TokenStream) -> TokenStream {
+    run(quote!(::tether_core), attr, item)
+}
+
+fn run(root: TokenStream2, attr: TokenStream, item: TokenStream) -> TokenStream {
+    match expand(root, attr.into(), item.into()) {
         Ok(tokens) => tokens.into(),
         Err(e) => e.to_compile_error().into(),
     }
@@ -49,7 +72,8 @@ struct Method {
     since: u32,
 }
 
-fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+fn expand(root: TokenStream2, attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    let mut root = root;
     let mut name: Option<LitStr> = None;
     let mut versions: Vec<u32> = Vec::new();
     let parser = syn::meta::parser(|meta| {
@@ -62,8 +86,12 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 versions.push(int_of(&elem)?);
             }
             Ok(())
+        } else if meta.path.is_ident("crate") {
+            let path: syn::Path = meta.value()?.parse()?;
+            root = quote!(#path);
+            Ok(())
         } else {
-            Err(meta.error("expected `name = \"...\"` or `versions = [..]`"))
+            Err(meta.error("expected `name = \"...\"`, `versions = [..]` or `crate = path`"))
         }
     });
     parser.parse2(attr)?;
@@ -162,9 +190,9 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             if version >= #since {
                 methods.insert(
                     ::std::string::String::from(#short),
-                    ::tether::spec::MethodSchema {
-                        params: ::tether::spec::schema_value::<#params_ty>(),
-                        result: ::tether::spec::schema_value::<#result_ty>(),
+                    #root::__private::MethodSchema {
+                        params: #root::__private::schema_value::<#params_ty>(),
+                        result: #root::__private::schema_value::<#result_ty>(),
                     },
                 );
             }
@@ -179,11 +207,11 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         quote! {
             #short => {
                 if version < #since {
-                    return ::tether::Handled::err(::tether::server::not_in_version(#name_str, #short, #since, version));
+                    return #root::__private::Handled::err(#root::__private::not_in_version(#name_str, #short, #since, version));
                 }
                 let this = ::std::sync::Arc::clone(&self.0);
                 #drop_cx
-                ::tether::server::dispatch_typed(&params, move |params: #params_ty| async move { #call })
+                #root::__private::dispatch_typed(&params, move |params: #params_ty| async move { #call })
             }
         }
     });
@@ -195,7 +223,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         let docs = attrs.iter().filter(|a| a.path().is_ident("doc"));
         quote! {
             #(#docs)*
-            pub fn #ident(&self, params: &#params_ty) -> ::tether::Call<#result_ty> {
+            pub fn #ident(&self, params: &#params_ty) -> #root::__private::Call<#result_ty> {
                 self.remote.call(#full, #short, params)
             }
         }
@@ -238,7 +266,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             }
         }
 
-        impl<T: #trait_ident> ::tether::InterfaceServer for #server_ident<T> {
+        impl<T: #trait_ident> #root::__private::InterfaceServer for #server_ident<T> {
             fn name(&self) -> &str {
                 #name_str
             }
@@ -247,7 +275,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 &[#(#versions_lit),*]
             }
 
-            fn methods(&self, version: u32) -> ::std::collections::BTreeMap<::std::string::String, ::tether::spec::MethodSchema> {
+            fn methods(&self, version: u32) -> ::std::collections::BTreeMap<::std::string::String, #root::__private::MethodSchema> {
                 let mut methods = ::std::collections::BTreeMap::new();
                 #(#schema_entries)*
                 methods
@@ -257,12 +285,12 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 &self,
                 version: u32,
                 method: &str,
-                params: ::std::boxed::Box<::tether::RawValue>,
-                cx: ::tether::RequestContext,
-            ) -> ::tether::Handled {
+                params: ::std::boxed::Box<#root::__private::RawValue>,
+                cx: #root::__private::RequestContext,
+            ) -> #root::__private::Handled {
                 match method {
                     #(#dispatch_arms)*
-                    _ => ::tether::Handled::err(::tether::server::unknown_method(#name_str, method)),
+                    _ => #root::__private::Handled::err(#root::__private::unknown_method(#name_str, method)),
                 }
             }
         }
@@ -270,32 +298,32 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         #[doc = #client_doc]
         #[derive(Debug, Clone)]
         #vis struct #client_ident {
-            remote: ::tether::Remote,
+            remote: #root::__private::Remote,
         }
 
         impl #client_ident {
             /// Calls the interface the other side serves.
-            pub fn new(peer: ::tether::Peer) -> Self {
-                #client_ident { remote: ::tether::Remote::interface(peer) }
+            pub fn new(peer: #root::__private::Peer) -> Self {
+                #client_ident { remote: #root::__private::Remote::interface(peer) }
             }
 
             /// Calls a handle the other side owns.
-            pub fn from_handle(peer: ::tether::Peer, handle: ::tether::spec::HandleRef) -> Self {
-                #client_ident { remote: ::tether::Remote::handle(peer, handle) }
+            pub fn from_handle(peer: #root::__private::Peer, handle: #root::__private::HandleRef) -> Self {
+                #client_ident { remote: #root::__private::Remote::handle(peer, handle) }
             }
 
             #(#client_methods)*
         }
 
-        impl ::tether::Client for #client_ident {
+        impl #root::__private::Client for #client_ident {
             const INTERFACE: &'static str = #name_str;
             const VERSIONS: &'static [u32] = &[#(#versions_client),*];
 
-            fn from_remote(remote: ::tether::Remote) -> Self {
+            fn from_remote(remote: #root::__private::Remote) -> Self {
                 #client_ident { remote }
             }
 
-            fn remote(&self) -> &::tether::Remote {
+            fn remote(&self) -> &#root::__private::Remote {
                 &self.remote
             }
         }

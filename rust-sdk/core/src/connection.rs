@@ -15,7 +15,7 @@
 //! serve requests on the same connection, which a Tether peer must.
 //!
 //! Handler futures must be `Send` (they are started with `tokio::spawn`), so a connection works
-//! on a current-thread runtime (the fast path on small machines, and what [`crate::Plugin`] uses)
+//! on a current-thread runtime (the fast path on small machines, and what the plugin SDK uses)
 //! as well as on a multi-thread one.
 
 use std::borrow::Cow;
@@ -91,7 +91,7 @@ impl fmt::Debug for Handled {
 ///
 /// The connection itself handles `$/cancelRequest` and the broker (`tether/invoke`,
 /// `tether/retain`, `$/release`, SPEC.md §6); everything else comes here. [`crate::Router`] is a
-/// ready-made implementation; the plugin side of [`crate::Plugin`] is another.
+/// ready-made implementation; the plugin SDK's `tether::Plugin` is another.
 pub trait Service: Send + Sync + 'static {
     /// Handles one request. Called on the reader task: it must not block, and should return
     /// [`Handled::Later`] for anything that waits.
@@ -242,7 +242,7 @@ impl Options {
     /// Stops reading while more than `bytes` of answers and requests wait to be written (the
     /// other side is not reading them), and reads again once they are written: the memory
     /// held for a peer that stops reading stays bounded. Off by default. A plugin turns it on
-    /// ([`crate::Plugin`] does); a host leaves it off, since two sides that both stop reading
+    /// (the plugin SDK `tether` does); a host leaves it off, since two sides that both stop reading
     /// when their output backs up can wait on each other for ever.
     pub fn max_write_backlog(mut self, bytes: usize) -> Self {
         self.max_write_backlog = Some(bytes);
@@ -250,12 +250,12 @@ impl Options {
     }
 
     /// The bound set with [`Options::max_write_backlog`], if any.
-    pub(crate) fn write_backlog_limit(&self) -> Option<usize> {
+    pub fn write_backlog_limit(&self) -> Option<usize> {
         self.max_write_backlog
     }
 
     /// The maximum frame size set with [`Options::max_frame_size`].
-    pub(crate) fn frame_size_limit(&self) -> usize {
+    pub fn frame_size_limit(&self) -> usize {
         self.max_frame_size
     }
 }

@@ -1,0 +1,64 @@
+//! Binaries built on demand with the cargo that runs the tests, in the same profile and target
+//! directory (so a suite works on a clean clone and respects `CARGO_TARGET_DIR`), each built
+//! once per test process.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// What kind of cargo target to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `--example NAME`.
+    Example,
+    /// `--bin NAME`.
+    Bin,
+}
+
+/// Builds `name` of `package` and returns the executable cargo reports for it.
+///
+/// Uses `$CARGO` (set by `cargo test`), a release build when the tests themselves are
+/// optimised, and the workspace of this crate.
+pub fn cargo_binary(package: &str, target: Target, name: &str) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<(String, String), PathBuf>> = Mutex::new(BTreeMap::new());
+    let key = (package.to_owned(), name.to_owned());
+    // Held while building, so that parallel tests wait for one build rather than start two.
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(&key) {
+        return path.clone();
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let flag = match target {
+        Target::Example => "--example",
+        Target::Bin => "--bin",
+    };
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "-p", package, flag, name, "--message-format=json-render-diagnostics"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit());
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    let output = command.output().expect("cannot run cargo build");
+    assert!(output.status.success(), "cargo build -p {package} {flag} {name} failed");
+    let path = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no executable for {package} {flag} {name}"));
+    built.insert(key, path.clone());
+    path
+}
+
+/// An example plugin of the Rust SDK (`rust-sdk/examples/NAME.rs`).
+pub fn sdk_example(name: &str) -> PathBuf {
+    cargo_binary("tether", Target::Example, name)
+}
+
+/// The host's misbehaving test plugin (`rust-host/test-plugin/`).
+pub fn test_plugin() -> PathBuf {
+    cargo_binary("tether-test-plugin", Target::Bin, "tether-test-plugin")
+}

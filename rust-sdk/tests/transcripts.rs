@@ -1,0 +1,39 @@
+//! The transcripts of `spec/transcripts/` replayed against this SDK's example plugins
+//! (`examples/kv.rs`, `examples/counter.rs`) as processes, with the replay algorithm of
+//! `spec/transcripts/README.md` (shared through the test kit).
+//!
+//! A transcript whose `# plugin:` line names a plugin this SDK has no example for (for example
+//! `blob`, which needs attachments and streams) is skipped, and the skip is printed.
+
+use tether_testkit::transcripts::{load_all, replay};
+use tether_testkit::{plugin_command, sdk_example, ProcessPlugin};
+
+/// The example that plays the plugin a transcript names, if this SDK has one.
+fn example_for(plugin: &str) -> Option<&'static str> {
+    match plugin {
+        "kv" => Some("kv"),
+        "counter" => Some("counter"),
+        _ => None,
+    }
+}
+
+#[test]
+fn transcripts_replay_against_the_rust_examples() {
+    let transcripts = load_all().unwrap_or_else(|e| panic!("{e}"));
+    let mut replayed = 0;
+    let mut failures = Vec::new();
+    for t in &transcripts {
+        let Some(example) = example_for(&t.plugin) else {
+            println!("skipped {}: no Rust example plugin named {:?}", t.name, t.plugin);
+            continue;
+        };
+        let plugin = ProcessPlugin::spawn(plugin_command(&sdk_example(example)))
+            .unwrap_or_else(|e| panic!("{}: {e}", t.name));
+        match replay(t, plugin) {
+            Ok(()) => replayed += 1,
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "{} transcript(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(replayed >= 2, "expected the kv and counter transcripts at least, replayed {replayed}");
+}
