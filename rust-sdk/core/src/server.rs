@@ -11,7 +11,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tether_spec::{split_method, ErrorObject, MethodSchema, Ping, RequestMethod};
 
-use crate::connection::{to_raw, CallError, Handled, Peer, RequestContext, Service};
+use serde_json::value::to_raw_value as to_raw;
+
+use crate::connection::{CallError, Handled, Peer, RequestContext, Service};
 
 /// The error a handler returns: an error object sent as the answer (SPEC.md §3.4.4, §5.5).
 ///

@@ -1,0 +1,116 @@
+//! [`Call`]: an outgoing call, built by a [`Peer`] and sent when awaited; and the guard that
+//! sends `$/cancelRequest` when the caller stops waiting (SPEC.md §7.1).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tether_spec::{CancelParams, CancelRequest, HandleRef, Id, NotificationMethod};
+
+use super::error::CallError;
+use super::peer::Peer;
+use super::shared::{lock, Shared};
+
+pub(super) fn encode_params<P: Serialize + ?Sized>(params: &P) -> Result<Box<RawValue>, CallError> {
+    serde_json::value::to_raw_value(params).map_err(|e| CallError::Serialize(e.to_string()))
+}
+
+/// An outgoing call, not sent until awaited. Set a time-out or the handles it carries first.
+#[must_use = "a call does nothing until it is awaited"]
+pub struct Call<R> {
+    peer: Peer,
+    method: Cow<'static, str>,
+    params: Result<Box<RawValue>, CallError>,
+    timeout: Option<Duration>,
+    handles: Vec<String>,
+    result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for Call<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call").field("method", &self.method).field("timeout", &self.timeout).finish()
+    }
+}
+
+impl<R> Call<R> {
+    pub(super) fn new(
+        peer: Peer,
+        method: Cow<'static, str>,
+        params: Result<Box<RawValue>, CallError>,
+    ) -> Self {
+        let timeout = peer.shared.options.default_timeout;
+        Call { peer, method, params, timeout, handles: Vec::new(), result: PhantomData }
+    }
+
+    /// Fails the call with [`CallError::Timeout`] (and sends `$/cancelRequest`) when no answer
+    /// comes within `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Scopes a handle served with [`Peer::serve_handle`] to this call: it expires when the
+    /// answer arrives, unless the holder retained it (SPEC.md §6.3). Handles written in the
+    /// params are found and scoped without it; this is for a handle the params do not show.
+    pub fn handle(mut self, handle: &HandleRef) -> Self {
+        self.handles.push(handle.handle.clone());
+        self
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> IntoFuture for Call<R> {
+    type Output = Result<R, CallError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let raw = self
+                .peer
+                .shared
+                .request(self.method, self.params?, self.handles, &self.peer, self.timeout)
+                .await?;
+            serde_json::from_str(raw.get()).map_err(|e| CallError::Deserialize(e.to_string()))
+        })
+    }
+}
+
+/// Sends `$/cancelRequest` when a call stops waiting before its answer came.
+pub(super) struct CancelGuard<'a> {
+    shared: &'a Arc<Shared>,
+    id: i64,
+    armed: bool,
+}
+
+impl<'a> CancelGuard<'a> {
+    /// Armed: dropping it before [`CancelGuard::disarm`] cancels call `id`.
+    pub(super) fn new(shared: &'a Arc<Shared>, id: i64) -> Self {
+        CancelGuard { shared, id, armed: true }
+    }
+
+    /// The answer came (or the request was never sent): nothing to cancel.
+    pub(super) fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let waiting = lock(&self.shared.pending).abandon(self.id);
+        if waiting && !self.shared.token.is_cancelled() {
+            let params = CancelParams { id: Id::Int(self.id) };
+            if let Ok(params) = serde_json::value::to_raw_value(&params) {
+                let _ = Peer::new(self.shared.clone(), None).notify_raw(CancelRequest::METHOD, &params);
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The reader task: decodes frames with the lenient codec, hands each to the dispatcher, and
+//! ends the session at end of input (or reports it, when [`crate::Options::close_on_eof`] is
+//! off). It stops reading while the write backlog is above its bound.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tether_spec::{Frame, FrameCodec};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+
+use super::error::{CloseKind, CloseReason};
+use super::options::Event;
+use super::shared::Shared;
+
+pub(super) async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, shared: Arc<Shared>) {
+    let mut codec = FrameCodec::new().with_max_frame_size(shared.max_frame.load(Ordering::Relaxed));
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        loop {
+            // Every frame may add to the backlog: look before each one, not only before reading.
+            if !shared.backlog_below_limit().await {
+                return;
+            }
+            // `tether/initialize` changes the maximum synchronously: read the next frame with it.
+            codec.set_max_frame_size(shared.max_frame.load(Ordering::Relaxed));
+            match codec.decode_frame(&mut buf) {
+                Some(frame) => shared.on_frame(frame),
+                None => break,
+            }
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+        let read = tokio::select! {
+            read = reader.read_buf(&mut buf) => read,
+            () = shared.token.cancelled() => return,
+        };
+        match read {
+            Ok(0) => {
+                let mut kind = CloseKind::EndOfInput;
+                while let Some(frame) = codec.decode_last(&mut buf) {
+                    if matches!(frame, Frame::Truncated(_)) {
+                        kind = CloseKind::Truncated;
+                    }
+                    shared.on_frame(frame);
+                }
+                if shared.options.close_on_eof {
+                    let message = match kind {
+                        CloseKind::Truncated => "the input ended in the middle of a frame",
+                        _ => "the input reached end of file",
+                    };
+                    shared.close(CloseReason::new(kind, message));
+                } else {
+                    shared.event(Event::EndOfInput);
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                shared.close(CloseReason::new(CloseKind::ReadFailed, format!("reading failed: {e}")));
+                return;
+            }
+        }
+    }
+}
+
+/// The lenient codec never fails; these wrappers make that explicit.
+trait DecodeExt {
+    fn decode_frame(&mut self, buf: &mut BytesMut) -> Option<Frame>;
+    fn decode_last(&mut self, buf: &mut BytesMut) -> Option<Frame>;
+}
+
+impl DecodeExt for FrameCodec {
+    fn decode_frame(&mut self, buf: &mut BytesMut) -> Option<Frame> {
+        tokio_util::codec::Decoder::decode(self, buf).ok().flatten()
+    }
+    fn decode_last(&mut self, buf: &mut BytesMut) -> Option<Frame> {
+        tokio_util::codec::Decoder::decode_eof(self, buf).ok().flatten()
+    }
+}

@@ -1,0 +1,269 @@
+//! The state both tasks and every [`Peer`] share: the outgoing queue, the pending map, the
+//! requests being served, the handle table, the write backlog and the end of the session; and
+//! the two ways out, [`Shared::request`] (a call) and [`Shared::respond`] (an answer).
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+use serde_json::value::RawValue;
+use tether_spec::{ErrorObject, Id, Message, Response};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::call::CancelGuard;
+use super::envelope::{
+    int_len, plain_json_str, write_id, write_int, write_json_str, Outgoing, REQUEST_HEAD, REQUEST_METHOD,
+    REQUEST_PARAMS, RESULT_HEAD, RESULT_MID,
+};
+use super::error::{CallError, CloseKind, CloseReason};
+use super::handles::{handles_in, HandleTable};
+use super::options::{Event, Options};
+use super::peer::Peer;
+use super::pending::PendingCalls;
+use super::service::{Reply, Service};
+
+/// The maps keyed by request ids use the Fx hash: SipHash cost several hundred instructions per
+/// call on them. The ids of `pending` are minted by this side; those of `incoming` come from the
+/// peer, which could at worst slow down its own requests by choosing colliding ids.
+pub(super) struct Shared {
+    pub(super) queue: mpsc::UnboundedSender<Outgoing>,
+    pub(super) next_id: AtomicI64,
+    pub(super) pending: Mutex<PendingCalls>,
+    pub(super) incoming: Mutex<FxHashMap<Id, CancellationToken>>,
+    /// Handlers being polled for the first time on the reader, not in `incoming` (yet): they
+    /// count as running for [`Peer::in_flight`], as a spawned handler does.
+    pub(super) polling: AtomicUsize,
+    pub(super) idle: Notify,
+    pub(super) handles: Mutex<HandleTable>,
+    pub(super) max_frame: AtomicUsize,
+    /// How many handles this side serves: when none, params are not searched for handles.
+    pub(super) live_handles: AtomicUsize,
+    pub(super) accepting: AtomicBool,
+    pub(super) token: CancellationToken,
+    pub(super) reason: OnceLock<CloseReason>,
+    pub(super) options: Options,
+    pub(super) service: Arc<dyn Service>,
+    /// Bytes queued for the writer and not written yet (counted with `max_write_backlog` only).
+    pub(super) backlog: AtomicUsize,
+    /// Signalled by the writer when the backlog falls to the limit.
+    pub(super) drained: Notify,
+}
+
+/// Locks a mutex, going on with the data when a panicking thread poisoned it (the maps stay
+/// consistent: every critical section is a single insert or remove).
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(super) fn send(&self, body: Vec<u8>) -> Result<(), CallError> {
+        let max = self.max_frame.load(Ordering::Relaxed);
+        if body.len() > max {
+            return Err(CallError::RequestTooLarge { len: body.len(), max });
+        }
+        self.enqueue(Outgoing::Body(body)).map_err(|()| CallError::Closed(self.close_reason()))
+    }
+
+    /// Queues a message for the writer, counting it in the backlog when that is bounded.
+    pub(super) fn enqueue(&self, out: Outgoing) -> Result<(), ()> {
+        if self.options.max_write_backlog.is_none() {
+            // Unbounded (a host): no counting on the hot path.
+            return self.queue.send(out).map_err(|_| ());
+        }
+        let weight = out.weight();
+        self.backlog.fetch_add(weight, Ordering::Relaxed);
+        self.queue.send(out).map_err(|_| {
+            self.backlog.fetch_sub(weight, Ordering::Relaxed);
+        })
+    }
+
+    /// The writer wrote messages of `weight` bytes in all.
+    pub(super) fn written(&self, weight: usize) {
+        if let Some(limit) = self.options.max_write_backlog {
+            let before = self.backlog.fetch_sub(weight, Ordering::Relaxed);
+            if before > limit && before - weight <= limit {
+                self.drained.notify_waiters();
+            }
+        }
+    }
+
+    /// Waits while the backlog is above its bound; false when the session closed meanwhile.
+    pub(super) async fn backlog_below_limit(&self) -> bool {
+        let Some(limit) = self.options.max_write_backlog else { return true };
+        if self.backlog.load(Ordering::Relaxed) <= limit {
+            return true;
+        }
+        loop {
+            let drained = self.drained.notified();
+            if self.backlog.load(Ordering::Relaxed) <= limit {
+                return true;
+            }
+            tokio::select! {
+                () = drained => {}
+                () = self.token.cancelled() => return false,
+            }
+        }
+    }
+
+    pub(super) fn in_flight(&self) -> usize {
+        // Read `incoming` first: a handler moves from `polling` into `incoming` before it
+        // leaves `polling`, so it is never missed.
+        let spawned = lock(&self.incoming).len();
+        spawned + self.polling.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn close_reason(&self) -> CloseReason {
+        self.reason
+            .get()
+            .cloned()
+            .unwrap_or_else(|| CloseReason::new(CloseKind::Closed, "the connection is closed"))
+    }
+
+    pub(super) fn event(&self, event: Event) {
+        if let Some(hook) = &self.options.on_event {
+            hook(&event);
+        }
+    }
+
+    pub(super) fn end_scopes(&self, ids: &[String]) {
+        let mut table = lock(&self.handles);
+        table.end_scopes(ids);
+        self.live_handles.store(table.len(), Ordering::Relaxed);
+    }
+
+    pub(super) fn close(&self, reason: CloseReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+        let reason = self.close_reason();
+        let drained = lock(&self.pending).drain();
+        for pending in drained {
+            pending.answer(Err(CallError::Closed(reason.clone())));
+        }
+        lock(&self.handles).clear();
+        self.live_handles.store(0, Ordering::Relaxed);
+        self.idle.notify_waiters();
+    }
+
+    pub(super) async fn request(
+        self: &Arc<Self>,
+        method: Cow<'static, str>,
+        params: Box<RawValue>,
+        mut handles: Vec<String>,
+        peer: &Peer,
+        timeout: Option<Duration>,
+    ) -> Result<Box<RawValue>, CallError> {
+        if self.live_handles.load(Ordering::Relaxed) > 0 {
+            handles_in(&params, &mut handles);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (out, len) = if plain_json_str(&method) {
+            // The writer puts the envelope around the params as it frames them: the params are
+            // copied once (into the write buffer), not into a body first.
+            let len = REQUEST_HEAD.len()
+                + int_len(id)
+                + REQUEST_METHOD.len()
+                + method.len()
+                + REQUEST_PARAMS.len()
+                + params.get().len()
+                + 1;
+            (Outgoing::Request { id, method, params }, len)
+        } else {
+            let mut body = Vec::with_capacity(48 + method.len() + params.get().len());
+            body.extend_from_slice(REQUEST_HEAD);
+            write_int(&mut body, id);
+            body.extend_from_slice(br#","method":"#);
+            write_json_str(&mut body, &method);
+            body.extend_from_slice(br#","params":"#);
+            body.extend_from_slice(params.get().as_bytes());
+            body.push(b'}');
+            let len = body.len();
+            (Outgoing::Body(body), len)
+        };
+        let max = self.max_frame.load(Ordering::Relaxed);
+        if len > max {
+            return Err(CallError::RequestTooLarge { len, max });
+        }
+        if let Some(parent) = peer.parent_token() {
+            if parent.is_cancelled() {
+                return Err(CallError::Cancelled);
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = lock(&self.pending);
+            if self.token.is_cancelled() {
+                return Err(CallError::Closed(self.close_reason()));
+            }
+            if !handles.is_empty() {
+                lock(&self.handles).open_scopes(&handles);
+            }
+            pending.insert(id, tx, handles);
+        }
+        let mut guard = CancelGuard::new(self, id);
+        if self.enqueue(out).is_err() {
+            guard.disarm();
+            return Err(CallError::Closed(self.close_reason()));
+        }
+        let parent_cancelled = async {
+            match peer.parent_token() {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        let timed_out = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            biased;
+            answer = rx => {
+                guard.disarm();
+                answer.unwrap_or_else(|_| Err(CallError::Closed(self.close_reason())))
+            }
+            () = parent_cancelled => Err(CallError::Cancelled),
+            () = timed_out => Err(CallError::Timeout(timeout.unwrap_or_default())),
+        };
+        outcome
+    }
+
+    pub(super) fn respond(&self, id: Id, reply: Reply) {
+        let body = match (&id, reply) {
+            (&Id::Int(n), Ok(result)) => {
+                // The writer puts the envelope around the result as it frames it: no body is
+                // built here, so the result is copied once (into the write buffer), not twice.
+                let len = RESULT_HEAD.len() + int_len(n) + RESULT_MID.len() + result.get().len() + 1;
+                let max = self.max_frame.load(Ordering::Relaxed);
+                if len <= max {
+                    let _ = self.enqueue(Outgoing::Result { id: n, result });
+                    return;
+                }
+                let error = ErrorObject::internal(format!(
+                    "the result is {len} bytes, above the maximum frame size of {max}"
+                ));
+                let _ = self.send(Message::Response(Response::error(Some(id), error)).to_body());
+                return;
+            }
+            (_, Ok(result)) => {
+                let mut body = Vec::with_capacity(40 + result.get().len());
+                body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+                write_id(&mut body, &id);
+                body.extend_from_slice(br#","result":"#);
+                body.extend_from_slice(result.get().as_bytes());
+                body.push(b'}');
+                body
+            }
+            (_, Err(error)) => Message::Response(Response::error(Some(id.clone()), error)).to_body(),
+        };
+        if let Err(CallError::RequestTooLarge { len, max }) = self.send(body) {
+            let error = ErrorObject::internal(format!(
+                "the result is {len} bytes, above the maximum frame size of {max}"
+            ));
+            let _ = self.send(Message::Response(Response::error(Some(id), error)).to_body());
+        }
+    }
+}

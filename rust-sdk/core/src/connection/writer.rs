@@ -1,0 +1,125 @@
+//! The writer task: drains the queue of [`Outgoing`] messages into one buffer per batch and
+//! writes it with one `write` and one `flush`; a large payload is written from where it is.
+//! After the session closes it writes the answers of the handlers being cancelled, for a short
+//! while, then shuts its stream down.
+//!
+//! The write backlog (what is queued and not written) is counted here and in
+//! [`Shared::enqueue`] when [`crate::Options::max_write_backlog`] bounds it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tether_spec::encode_frame;
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::mpsc;
+
+use super::envelope::Outgoing;
+use super::error::{CloseKind, CloseReason};
+use super::shared::Shared;
+
+/// Writes the header of a frame of `len` bytes in the writer form (SPEC.md §2.2).
+fn frame_header(len: usize, dst: &mut BytesMut) {
+    dst.extend_from_slice(b"Content-Length: ");
+    dst.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+    dst.extend_from_slice(b"\r\n\r\n");
+}
+
+const BATCH_LIMIT: usize = 1 << 20;
+const DIRECT_WRITE: usize = 256 * 1024;
+
+async fn write_batch<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    buf: &mut BytesMut,
+    scratch: &mut Vec<u8>,
+    first: Outgoing,
+    rx: &mut mpsc::UnboundedReceiver<Outgoing>,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let mut next = Some(first);
+    let mut weight = 0;
+    while let Some(out) = next.take() {
+        weight += out.weight();
+        let (head, payload, tail) = out.parts(scratch);
+        let len = head.len() + payload.len() + tail.len();
+        if len >= DIRECT_WRITE {
+            // A large body is written from where it is rather than copied into the batch.
+            frame_header(len, buf);
+            buf.extend_from_slice(head);
+            writer.write_all(buf).await?;
+            buf.clear();
+            writer.write_all(payload).await?;
+            buf.extend_from_slice(tail);
+        } else if head.is_empty() && tail.is_empty() {
+            encode_frame(payload, buf);
+        } else {
+            frame_header(len, buf);
+            buf.extend_from_slice(head);
+            buf.extend_from_slice(payload);
+            buf.extend_from_slice(tail);
+        }
+        if buf.len() < BATCH_LIMIT {
+            next = rx.try_recv().ok();
+        }
+    }
+    writer.write_all(buf).await?;
+    writer.flush().await?;
+    shared.written(weight);
+    buf.clear();
+    if buf.capacity() > 4 * BATCH_LIMIT {
+        *buf = BytesMut::with_capacity(64 * 1024);
+    }
+    Ok(())
+}
+
+pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    shared: Arc<Shared>,
+) -> CloseReason {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut scratch = Vec::with_capacity(64);
+    loop {
+        let first = tokio::select! {
+            biased;
+            first = rx.recv() => first,
+            () = shared.token.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        if let Err(e) = write_batch(&mut writer, &mut buf, &mut scratch, first, &mut rx, &shared).await {
+            shared.close(CloseReason::new(CloseKind::WriteFailed, format!("writing failed: {e}")));
+            return shared.close_reason();
+        }
+    }
+    // Closed: write the answers of the handlers that are being cancelled, for a short while.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(250);
+    loop {
+        tokio::task::yield_now().await;
+        let first = match rx.try_recv() {
+            Ok(first) => Some(first),
+            Err(_) if shared.in_flight() == 0 => None,
+            Err(_) => tokio::select! {
+                first = rx.recv() => first,
+                () = tokio::time::sleep_until(deadline) => None,
+            },
+        };
+        let Some(first) = first else { break };
+        if write_batch(&mut writer, &mut buf, &mut scratch, first, &mut rx, &shared).await.is_err() {
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
+    shared.close_reason()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_headers_have_the_writer_form() {
+        let mut framed = BytesMut::new();
+        frame_header(1234, &mut framed);
+        assert_eq!(&framed[..], b"Content-Length: 1234\r\n\r\n");
+    }
+}
