@@ -1,4 +1,4 @@
-//! Plugins called through the `tether` connection directly (`Connection::spawn` over a spawned
+//! Plugins called through the `tether` connection directly (`Session::start` over a spawned
 //! child's pipes, the typed `KvClient`/`CounterClient`), without `tether-host`'s supervision.
 
 use std::process::Stdio;
@@ -10,7 +10,7 @@ use tether::spec::{
     Empty, Initialize, InitializeParams, PeerInfo, Shutdown, PROTOCOL_VERSION, REFERENCE_COOKIE_KEY,
     REFERENCE_COOKIE_VALUE,
 };
-use tether::{Connection, Options, Peer, Router};
+use tether::{Options, Peer, Router, Session};
 use tokio::process::{Child, Command};
 
 use crate::scenario::{Backend, CounterConn, KvConn, PluginCmd};
@@ -36,7 +36,7 @@ async fn start(cmd: &PluginCmd, interface: &str, versions: &[u32]) -> anyhow::Re
         .with_context(|| format!("spawning {}", cmd.program.display()))?;
     let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin pipe"))?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout pipe"))?;
-    let (peer, _driver) = Connection::spawn(stdout, stdin, Options::new(), Router::new());
+    let peer = Session::start(stdout, stdin, Options::new(), Router::new()).into_peer();
     let params = InitializeParams {
         protocol_versions: vec![PROTOCOL_VERSION],
         interfaces: [(interface.to_owned(), versions.to_vec())].into_iter().collect(),
@@ -105,7 +105,7 @@ impl CounterConn for DirectCounter {
 impl Backend for DirectBackend {
     type Kv = DirectKv;
     type Counter = DirectCounter;
-    type Plugin = DirectPlugin;
+    type PluginProcess = DirectPlugin;
 
     async fn start_kv(&self, cmd: &PluginCmd, _checksum: bool) -> anyhow::Result<(DirectKv, DirectPlugin)> {
         let p = start(cmd, kv::NAME, kv::VERSIONS).await?;

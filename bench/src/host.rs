@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use anyhow::Context as _;
 use tether::interfaces::{CounterClient, KvClient};
 use tether::spec::interfaces::{counter, kv};
-use tether_host::{Plugin, Stopped};
+use tether_host::{PluginProcess, Stopped};
 
 use crate::direct::{DirectCounter, DirectKv};
 use crate::scenario::{Backend, PluginCmd};
@@ -33,15 +33,15 @@ impl HostBackend {
 }
 
 fn builder(cmd: &PluginCmd, interface: &str, versions: &[u32]) -> tether_host::PluginBuilder {
-    Plugin::builder(&cmd.program).args(&cmd.args).interface(interface, versions.iter().copied())
+    PluginProcess::builder(&cmd.program).args(&cmd.args).interface(interface, versions.iter().copied())
 }
 
 impl Backend for HostBackend {
     type Kv = DirectKv;
     type Counter = DirectCounter;
-    type Plugin = Plugin;
+    type PluginProcess = PluginProcess;
 
-    async fn start_kv(&self, cmd: &PluginCmd, checksum: bool) -> anyhow::Result<(DirectKv, Plugin)> {
+    async fn start_kv(&self, cmd: &PluginCmd, checksum: bool) -> anyhow::Result<(DirectKv, PluginProcess)> {
         let mut b = builder(cmd, kv::NAME, kv::VERSIONS);
         if checksum {
             // The digest is known beforehand, as an application pins it; the host hashes the
@@ -53,18 +53,18 @@ impl Backend for HostBackend {
         Ok((DirectKv::new(client), plugin))
     }
 
-    async fn start_counter(&self, cmd: &PluginCmd) -> anyhow::Result<(DirectCounter, Plugin)> {
+    async fn start_counter(&self, cmd: &PluginCmd) -> anyhow::Result<(DirectCounter, PluginProcess)> {
         let plugin = builder(cmd, counter::NAME, counter::VERSIONS).start().await?;
         // Typed client first, so that a missing interface fails here.
         plugin.client::<CounterClient>()?;
         Ok((DirectCounter::new(plugin.peer().clone()), plugin))
     }
 
-    fn pid(&self, plugin: &Plugin) -> Option<u32> {
+    fn pid(&self, plugin: &PluginProcess) -> Option<u32> {
         Some(plugin.pid())
     }
 
-    async fn stop(&self, plugin: Plugin) -> anyhow::Result<()> {
+    async fn stop(&self, plugin: PluginProcess) -> anyhow::Result<()> {
         let report = plugin.shutdown().await;
         anyhow::ensure!(
             report.stopped == Stopped::Gracefully && report.exit.success(),

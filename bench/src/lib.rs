@@ -10,6 +10,7 @@ pub mod child;
 pub mod config;
 pub mod direct;
 pub mod host;
+pub mod in_memory;
 pub mod memory;
 pub mod mini;
 pub mod pipe;
@@ -93,6 +94,18 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
             .with_context(|| format!("{} start", program.display()))?;
         let label = format!("bare {} {}", program.display(), args.join(" "));
         r.add(id, PIPE, label, Unit::Millis, stats::of_costs(&s));
+    }
+
+    // The connection alone, in memory (no process): what it costs per call by itself.
+    for &flavor in &opts.flavors {
+        let rt = flavor.runtime().context("building the tokio runtime")?;
+        let prefix = format!("mem.{}", flavor.id());
+        let section =
+            format!("The connection alone, in memory (tokio duplex, no process), {}", flavor.title());
+        eprintln!("measuring: {section}...");
+        if let Err(e) = rt.block_on(in_memory::measure(&c, &prefix, &section, &mut r)) {
+            r.note(format!("{section}: {e:#}"));
+        }
     }
 
     let host_backend = host::HostBackend::default();
@@ -200,6 +213,33 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
                     Ok(ms) => r.add(id, SECTION, label, Unit::Millis, stats::of_costs(&ms)),
                     Err(e) => r.note(format!("{label}: {e:#}")),
                 }
+            }
+        }
+        // The Rust plugins through the connection alone (`Session` over the child's pipes, no
+        // tether-host supervision), on the first runtime flavor: what the host adds.
+        if lang == Lang::Rust {
+            if let Some(&flavor) = opts.flavors.first() {
+                let rt = flavor.runtime().context("building the tokio runtime")?;
+                let sel =
+                    scenario::Selection { start: false, checksum: false, callback: true, one_cpu: false };
+                let prefix = format!("direct.{}.{}", lang.id(), flavor.id());
+                let section = format!(
+                    "Rust plugins through the tether connection alone (no tether-host), {}",
+                    flavor.title()
+                );
+                eprintln!("measuring: {section}...");
+                rt.block_on(scenario::measure(
+                    &direct::DirectBackend,
+                    helper,
+                    &plugins.kv,
+                    plugins.counter.as_ref(),
+                    &c,
+                    slow,
+                    sel,
+                    &prefix,
+                    &section,
+                    &mut r,
+                ));
             }
         }
         // The floor beside the Rust figures: the same scenarios through a minimal client.

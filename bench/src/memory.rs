@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context as _};
 use tether::interfaces::KvClient;
 use tether::spec::interfaces::kv;
-use tether_host::Plugin;
+use tether_host::PluginProcess;
 
 use crate::config::Flavor;
 use crate::scenario::{helper_field, rss_kib, run_helper, PluginCmd};
@@ -25,9 +25,12 @@ fn rss_of(pid: u32) -> Option<f64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn start_and_call(program: &str, args: &[String]) -> anyhow::Result<Plugin> {
-    let plugin =
-        Plugin::builder(program).args(args).interface(kv::NAME, kv::VERSIONS.iter().copied()).start().await?;
+async fn start_and_call(program: &str, args: &[String]) -> anyhow::Result<PluginProcess> {
+    let plugin = PluginProcess::builder(program)
+        .args(args)
+        .interface(kv::NAME, kv::VERSIONS.iter().copied())
+        .start()
+        .await?;
     let client = plugin.client::<KvClient>()?;
     client.put(&kv::PutParams { key: "k".into(), value: b"0123456789abcdef".to_vec().into() }).await?;
     client.get(&kv::KeyParams { key: "k".into() }).await?;

@@ -248,7 +248,7 @@ impl crate::scenario::CounterConn for MiniCounter {
 impl crate::scenario::Backend for MiniBackend {
     type Kv = MiniClient;
     type Counter = MiniCounter;
-    type Plugin = MiniPlugin;
+    type PluginProcess = MiniPlugin;
 
     async fn start_kv(
         &self,

@@ -68,15 +68,19 @@ pub trait Backend {
     /// A `counter` connection.
     type Counter: CounterConn;
     /// Whatever keeps a plugin running.
-    type Plugin;
+    type PluginProcess;
     /// Starts a `kv` plugin, optionally pinned to the SHA-256 of its file.
-    async fn start_kv(&self, cmd: &PluginCmd, checksum: bool) -> anyhow::Result<(Self::Kv, Self::Plugin)>;
+    async fn start_kv(
+        &self,
+        cmd: &PluginCmd,
+        checksum: bool,
+    ) -> anyhow::Result<(Self::Kv, Self::PluginProcess)>;
     /// Starts a `counter` plugin.
-    async fn start_counter(&self, cmd: &PluginCmd) -> anyhow::Result<(Self::Counter, Self::Plugin)>;
+    async fn start_counter(&self, cmd: &PluginCmd) -> anyhow::Result<(Self::Counter, Self::PluginProcess)>;
     /// The plugin's process id.
-    fn pid(&self, plugin: &Self::Plugin) -> Option<u32>;
+    fn pid(&self, plugin: &Self::PluginProcess) -> Option<u32>;
     /// Shuts a plugin down and waits for its exit.
-    async fn stop(&self, plugin: Self::Plugin) -> anyhow::Result<()>;
+    async fn stop(&self, plugin: Self::PluginProcess) -> anyhow::Result<()>;
 }
 
 /// Which figures to measure.

@@ -9,7 +9,7 @@
 use anyhow::{bail, Context as _};
 use tether::interfaces::{CounterClient, KvClient};
 use tether::spec::interfaces::{counter, kv};
-use tether_host::Plugin;
+use tether_host::PluginProcess;
 
 use crate::config::Flavor;
 use crate::direct::HostAdder;
@@ -58,7 +58,7 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
         rt.block_on(async {
             for _ in 0..21 {
                 let t = std::time::Instant::now();
-                let plugin = Plugin::builder(program)
+                let plugin = PluginProcess::builder(program)
                     .args(rest)
                     .interface(kv::NAME, kv::VERSIONS.iter().copied())
                     .start()
@@ -82,7 +82,7 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     rt.block_on(async {
         let interface = if what == "callback" { counter::NAME } else { kv::NAME };
         let versions = if what == "callback" { counter::VERSIONS } else { kv::VERSIONS };
-        let plugin = Plugin::builder(program)
+        let plugin = PluginProcess::builder(program)
             .args(rest)
             .interface(interface, versions.iter().copied())
             .start()

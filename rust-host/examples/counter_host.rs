@@ -8,7 +8,7 @@
 
 use tether_host::interfaces::{Adder, AdderServer, CounterClient};
 use tether_host::spec::interfaces::counter;
-use tether_host::Plugin;
+use tether_host::PluginProcess;
 
 /// The host's `adder`: the plugin asks it for every new value.
 struct HostAdder;
@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("tether_host=info").init();
     let program = std::env::args().nth(1).unwrap_or_else(|| "target/debug/examples/counter".into());
 
-    let plugin = Plugin::builder(program).offer::<CounterClient>().start().await?;
+    let plugin = PluginProcess::builder(program).offer::<CounterClient>().start().await?;
     let counters = plugin.client::<CounterClient>()?;
 
     for value in [1, 2, 3] {

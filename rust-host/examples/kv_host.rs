@@ -8,14 +8,15 @@
 use tether_host::interfaces::KvClient;
 use tether_host::spec::interfaces::kv;
 use tether_host::spec::LogLevel;
-use tether_host::Plugin;
+use tether_host::PluginProcess;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("tether_host=debug").init(); // the plugin's logs too
     let program = std::env::args().nth(1).unwrap_or_else(|| "target/debug/examples/kv".into());
 
-    let plugin = Plugin::builder(program).offer::<KvClient>().log_level(LogLevel::Debug).start().await?;
+    let plugin =
+        PluginProcess::builder(program).offer::<KvClient>().log_level(LogLevel::Debug).start().await?;
     let store = plugin.client::<KvClient>()?;
 
     store.put(&kv::PutParams { key: "hello".into(), value: "world".into() }).await?;

@@ -8,14 +8,14 @@ use std::time::Duration;
 use tether_spec::{LogLevel, MagicCookie, PeerInfo, DEFAULT_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE};
 
 use crate::error::Error;
-use crate::plugin::Plugin;
+use crate::plugin_process::PluginProcess;
 
 /// The default time from spawning a plugin to the end of its handshake.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default grace period of a shutdown (SPEC.md §4.6).
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(2);
 
-/// Configures and starts a plugin: `Plugin::builder("path/to/plugin").interface("kv", [1, 2])
+/// Configures and starts a plugin: `PluginProcess::builder("path/to/plugin").interface("kv", [1, 2])
 /// .start().await`.
 ///
 /// The plugin runs with the host's environment unless [`env_clear`](Self::env_clear) is called
@@ -109,7 +109,7 @@ impl PluginBuilder {
     }
 
     /// Offers an interface with the versions the host speaks (SPEC.md §4.2). The plugin chooses
-    /// the highest common one; see [`Plugin::interface`] for what it declared.
+    /// the highest common one; see [`PluginProcess::interface`] for what it declared.
     pub fn interface(mut self, name: impl Into<String>, versions: impl IntoIterator<Item = u32>) -> Self {
         self.interfaces.insert(name.into(), versions.into_iter().collect());
         self
@@ -140,7 +140,7 @@ impl PluginBuilder {
         self
     }
 
-    /// The grace period of [`Plugin::shutdown`] (2 s by default, SPEC.md §4.6).
+    /// The grace period of [`PluginProcess::shutdown`] (2 s by default, SPEC.md §4.6).
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
@@ -232,9 +232,9 @@ impl PluginBuilder {
         }
     }
 
-    /// Spawns, handshakes and returns the running plugin; see [`Plugin`].
-    pub async fn start(self) -> Result<Plugin, Error> {
-        Plugin::start(self).await
+    /// Spawns, handshakes and returns the running plugin; see [`PluginProcess`].
+    pub async fn start(self) -> Result<PluginProcess, Error> {
+        PluginProcess::start(self).await
     }
 }
 

@@ -1,5 +1,5 @@
 //! How a plugin process ended: [`ExitInfo`] (status and stderr tail) and the [`ShutdownReport`]
-//! of [`Plugin::shutdown`](crate::Plugin::shutdown).
+//! of [`PluginProcess::shutdown`](crate::PluginProcess::shutdown).
 
 use std::fmt;
 use std::time::Duration;
@@ -78,7 +78,7 @@ impl fmt::Display for ExitInfo {
     }
 }
 
-/// How [`Plugin::shutdown`](crate::Plugin::shutdown) ended the plugin.
+/// How [`PluginProcess::shutdown`](crate::PluginProcess::shutdown) ended the plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
     /// It exited by itself after `tether/shutdown` and the end of its stdin, within the grace
@@ -92,7 +92,7 @@ pub enum Stopped {
     AlreadyExited,
 }
 
-/// What [`Plugin::shutdown`](crate::Plugin::shutdown) returns.
+/// What [`PluginProcess::shutdown`](crate::PluginProcess::shutdown) returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShutdownReport {
     /// How the plugin was ended.

@@ -5,17 +5,19 @@
 //! which interfaces and versions to offer, and the limits (start timeout, call timeout,
 //! shutdown grace period, frame size). [`PluginBuilder::start`] spawns the plugin in its own
 //! process group, checks its SHA-256 when pinned, performs the handshake and returns a
-//! [`Plugin`]: what was negotiated, typed clients ([`Plugin::client`]), raw calls
-//! ([`Plugin::call`]), host objects served as handles ([`Plugin::serve_handle`]), its exit
-//! ([`Plugin::exited`]) and its end ([`Plugin::shutdown`]).
+//! [`PluginProcess`]: what was negotiated, three ways to call (a typed client,
+//! [`PluginProcess::client`]; one typed call with an optional time-out,
+//! [`PluginProcess::call`]; a raw call by name, [`PluginProcess::call_raw`]), host objects served
+//! as handles ([`PluginProcess::serve_handle`]), its exit ([`PluginProcess::exited`]) and its end
+//! ([`PluginProcess::shutdown`]).
 //!
 //! ```no_run
 //! use tether_host::interfaces::KvClient;
 //! use tether_host::spec::interfaces::kv;
-//! use tether_host::Plugin;
+//! use tether_host::PluginProcess;
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let plugin = Plugin::builder("target/debug/examples/kv").interface(kv::NAME, [1, 2]).start().await?;
+//! let plugin = PluginProcess::builder("target/debug/examples/kv").interface(kv::NAME, [1, 2]).start().await?;
 //! let store = plugin.client::<KvClient>()?;
 //! store.put(&kv::PutParams { key: "hello".into(), value: b"world".to_vec().into() }).await?;
 //! let got = store.get(&kv::KeyParams { key: "hello".into() }).await?;
@@ -36,10 +38,10 @@
 //!   [`Error::Exited`] (or, through a typed client, a closed-session error whose reason says the
 //!   same), carrying the exit status and the last lines of stderr.
 //! - **No orphans**: the plugin runs in its own process group, killed when the plugin exits,
-//!   when the [`Plugin`] is dropped, and at the end of a shutdown; on Linux the plugin is also
+//!   when the [`PluginProcess`] is dropped, and at the end of a shutdown; on Linux the plugin is also
 //!   killed when the host dies (`PR_SET_PDEATHSIG`, tied to the thread that started it).
 //! - **Shutdown**: `tether/shutdown`, close stdin, wait the grace period, SIGTERM, wait again,
-//!   SIGKILL to the group ([`Plugin::shutdown`] says which step ended it).
+//!   SIGKILL to the group ([`PluginProcess::shutdown`] says which step ended it).
 //!
 //! Unix first. On Windows the process group's equivalent is a job object (process-wrap's
 //! `JobObject`), and there is no SIGTERM step; this crate does not implement them yet.
@@ -51,7 +53,7 @@ mod builder;
 mod error;
 mod exit;
 mod logs;
-mod plugin;
+mod plugin_process;
 mod process;
 mod stderr;
 
@@ -59,7 +61,7 @@ pub use crate::builder::{PluginBuilder, DEFAULT_GRACE_PERIOD, DEFAULT_START_TIME
 pub use crate::error::Error;
 pub use crate::exit::{ExitInfo, ShutdownReport, Stopped};
 pub use crate::logs::LOG_TARGET;
-pub use crate::plugin::Plugin;
+pub use crate::plugin_process::{PluginCall, PluginProcess};
 pub use crate::process::sha256_file;
 pub use crate::stderr::{STDERR_TAIL_BYTES, STDERR_TAIL_LINES};
 
@@ -68,9 +70,9 @@ pub use crate::stderr::{STDERR_TAIL_BYTES, STDERR_TAIL_LINES};
 /// The role-neutral error a handler returns (`tether_core::Error`); [`Error`] is the host's.
 pub use tether_core::Error as HandlerError;
 pub use tether_core::{
-    interfaces, spec, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Connection, Event,
-    Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router,
-    Service,
+    interfaces, spec, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Event, Handled,
+    InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router, Service,
+    Session,
 };
 /// Declares an interface for a host: the trait, a server (`KvServer`) for host objects served
 /// as handles, and a typed client (`KvClient`). Same attribute as `tether::interface`.

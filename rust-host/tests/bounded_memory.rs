@@ -31,7 +31,7 @@ async fn a_huge_frame_is_skipped_without_allocating_it_and_fails_its_call() {
         .expect("start");
     let before = rss_bytes();
     let err =
-        plugin.call_timeout("test.go", json!({}), Duration::from_secs(60)).await.expect_err("too large");
+        plugin.call_raw("test.go", json!({})).timeout(Duration::from_secs(60)).await.expect_err("too large");
     let grown = rss_bytes().saturating_sub(before);
     let Some(CallError::ResponseTooLarge { size, max }) = err.call_error() else { panic!("{err}") };
     assert_eq!((*size, *max), (huge, 1024 * 1024));
@@ -39,7 +39,7 @@ async fn a_huge_frame_is_skipped_without_allocating_it_and_fails_its_call() {
     eprintln!("huge frame of {huge} bytes skipped; resident set grew by {grown} bytes");
     assert!(grown < huge / 3, "the host grew by {grown} bytes reading a {huge}-byte frame");
     // The stream resynchronised: the session goes on.
-    plugin.call("kv.put", json!({"key": "k", "value": ""})).await.expect("put after the huge frame");
+    plugin.call_raw("kv.put", json!({"key": "k", "value": ""})).await.expect("put after the huge frame");
     let pid = plugin.pid();
     assert_eq!(plugin.shutdown().await.stopped, Stopped::Gracefully);
     assert_reaped(pid).await;
@@ -56,7 +56,7 @@ async fn a_log_flood_is_forwarded_with_bounded_memory() {
         .expect("start");
     let lines_before = lines_logged();
     let before = rss_bytes();
-    plugin.call_timeout("test.go", json!({}), Duration::from_secs(120)).await.expect("flood");
+    plugin.call_raw("test.go", json!({})).timeout(Duration::from_secs(120)).await.expect("flood");
     let grown = rss_bytes().saturating_sub(before);
     let forwarded = lines_logged() - lines_before;
     eprintln!("{flood} bytes of logs, {forwarded} lines forwarded; resident set grew by {grown} bytes");
@@ -79,7 +79,7 @@ async fn starting_and_ending_plugins_leaks_no_file_descriptor() {
         assert_reaped(pid).await;
         let crash = test_plugin(&format!("fds-crash-{round}"), "exit-mid-call").start().await.expect("start");
         let pid = crash.pid();
-        crash.call("test.go", json!({})).await.expect_err("crash");
+        crash.call_raw("test.go", json!({})).await.expect_err("crash");
         drop(crash);
         assert_reaped(pid).await;
         let dropped = test_plugin(&format!("fds-drop-{round}"), "never-answer").start().await.expect("start");

@@ -14,13 +14,13 @@ use common::{
 };
 use serde_json::json;
 use tether_host::CallError;
-use tether_host::{Error, Plugin, Stopped};
+use tether_host::{Error, PluginProcess, Stopped};
 use tether_spec::MagicCookie;
 
 /// Puts and gets a value: the session still works.
-async fn session_works(plugin: &Plugin) {
-    plugin.call("kv.put", json!({"key": "k", "value": "dg=="})).await.expect("put");
-    let got = plugin.call("kv.get", json!({"key": "k"})).await.expect("get");
+async fn session_works(plugin: &PluginProcess) {
+    plugin.call_raw("kv.put", json!({"key": "k", "value": "dg=="})).await.expect("put");
+    let got = plugin.call_raw("kv.get", json!({"key": "k"})).await.expect("get");
     assert_eq!(got, json!({"value": "dg=="}));
 }
 
@@ -50,7 +50,7 @@ async fn garbage_on_stdout_is_shown_and_the_session_goes_on() {
         .start()
         .await
         .expect("start");
-    assert_eq!(plugin.call("test.go", json!({})).await.expect("go"), json!({"ok": true}));
+    assert_eq!(plugin.call_raw("test.go", json!({})).await.expect("go"), json!({"ok": true}));
     let warnings = logged("hello from a stray print");
     assert!(warnings.iter().any(|l| l.contains("WARN") && l.contains("garbage-1")), "{warnings:?}");
     session_works(&plugin).await;
@@ -63,7 +63,7 @@ async fn garbage_on_stdout_is_shown_and_the_session_goes_on() {
 async fn half_a_frame_then_silence_times_out_and_cancels() {
     let plugin = test_plugin("half-1", "half-frame").start().await.expect("start");
     let err =
-        plugin.call_timeout("test.go", json!({}), Duration::from_millis(500)).await.expect_err("timeout");
+        plugin.call_raw("test.go", json!({})).timeout(Duration::from_millis(500)).await.expect_err("timeout");
     assert!(err.is_timeout(), "{err}");
     assert!(err.to_string().contains("half-1"), "{err}");
     let cancelled = eventually(Duration::from_secs(10), || {
@@ -85,7 +85,7 @@ async fn exit_in_the_middle_of_a_call_fails_it_at_once_with_status_and_stderr() 
         .await
         .expect("start");
     let started = Instant::now();
-    let err = plugin.call("test.go", json!({})).await.expect_err("crash");
+    let err = plugin.call_raw("test.go", json!({})).await.expect_err("crash");
     assert!(started.elapsed() < Duration::from_secs(5), "the call waited {:?}", started.elapsed());
     let Error::Exited { exit, .. } = &err else { panic!("not an exit: {err}") };
     assert_eq!(exit.code, Some(3));
@@ -97,7 +97,7 @@ async fn exit_in_the_middle_of_a_call_fails_it_at_once_with_status_and_stderr() 
     );
     assert_eq!(plugin.exited().await.code, Some(3));
     // Calls after the exit fail the same way.
-    let again = plugin.call("kv.get", json!({"key": "k"})).await.expect_err("gone");
+    let again = plugin.call_raw("kv.get", json!({"key": "k"})).await.expect_err("gone");
     assert!(matches!(again, Error::Exited { .. }), "{again}");
     let pid = plugin.pid();
     assert_eq!(plugin.shutdown().await.stopped, Stopped::AlreadyExited);
@@ -121,7 +121,7 @@ async fn typed_clients_see_the_exit_status_too() {
 async fn a_call_never_answered_times_out_and_the_plugin_sees_the_cancel() {
     let plugin = test_plugin("never-1", "never-answer").start().await.expect("start");
     let err =
-        plugin.call_timeout("test.go", json!({}), Duration::from_millis(300)).await.expect_err("timeout");
+        plugin.call_raw("test.go", json!({})).timeout(Duration::from_millis(300)).await.expect_err("timeout");
     assert!(matches!(err.call_error(), Some(CallError::Timeout(_))), "{err}");
     let cancelled = eventually(Duration::from_secs(10), || {
         plugin.stderr_tail().iter().any(|l| l.starts_with("cancel received for id"))
@@ -140,14 +140,14 @@ async fn the_default_call_timeout_applies() {
         .start()
         .await
         .expect("start");
-    let err = plugin.call("test.go", json!({})).await.expect_err("timeout");
+    let err = plugin.call_raw("test.go", json!({})).await.expect_err("timeout");
     assert!(err.is_timeout(), "{err}");
 }
 
 #[tokio::test]
 async fn answers_for_unknown_ids_are_ignored_with_a_warning() {
     let plugin = test_plugin("unknown-1", "unknown-ids").start().await.expect("start");
-    assert_eq!(plugin.call("test.go", json!({})).await.expect("go"), json!({}));
+    assert_eq!(plugin.call_raw("test.go", json!({})).await.expect("go"), json!({}));
     let warned = eventually(Duration::from_secs(5), || {
         let w = logged("unknown request id");
         w.iter().any(|l| l.contains("unknown-1") && l.contains("424242"))
@@ -267,7 +267,7 @@ async fn env_clear_passes_only_what_was_set_and_the_cookie() {
         .start()
         .await
         .expect("start");
-    let env = plugin.call("test.env", json!({})).await.expect("env");
+    let env = plugin.call_raw("test.env", json!({})).await.expect("env");
     let mut keys: Vec<&String> = env["env"].as_object().expect("object").keys().collect();
     keys.sort();
     assert_eq!(keys, ["ONLY_THIS", "TETHER_MAGIC_COOKIE", "TETHER_TEST_MODE"]);
@@ -278,7 +278,7 @@ async fn env_clear_passes_only_what_was_set_and_the_cookie() {
 async fn the_plugin_runs_in_the_given_directory() {
     let dir = std::env::temp_dir().canonicalize().expect("temp dir");
     let plugin = test_plugin("cwd-1", "normal").current_dir(&dir).start().await.expect("start");
-    let env = plugin.call("test.env", json!({})).await.expect("env");
+    let env = plugin.call_raw("test.env", json!({})).await.expect("env");
     assert_eq!(env["cwd"], json!(dir.display().to_string()));
     plugin.shutdown().await;
 }
@@ -319,7 +319,7 @@ async fn a_checksum_mismatch_refuses_to_start() {
 
 #[tokio::test]
 async fn a_missing_program_is_a_spawn_error() {
-    let err = Plugin::builder("/nonexistent/plugin").start().await.expect_err("spawn");
+    let err = PluginProcess::builder("/nonexistent/plugin").start().await.expect_err("spawn");
     assert!(matches!(err, Error::Spawn { .. }), "{err}");
     assert!(err.to_string().starts_with("plugin plugin: cannot start /nonexistent/plugin"), "{err}");
 }
@@ -340,7 +340,7 @@ async fn a_plugin_started_from_a_thread_that_ends_outlives_that_thread() {
 
 /// Starts a plugin, retrying while the kernel still sees a file that was just written as busy
 /// (ETXTBSY: another test's fork inherited its descriptor for a moment).
-async fn start_retrying(builder: tether_host::PluginBuilder) -> Result<Plugin, Error> {
+async fn start_retrying(builder: tether_host::PluginBuilder) -> Result<PluginProcess, Error> {
     for _ in 0..50 {
         match builder.clone().start().await {
             Err(Error::Spawn { source, .. }) if source.raw_os_error() == Some(26) => {
@@ -381,7 +381,7 @@ async fn ping_typed_requests_and_kill() {
     let plugin = test_plugin("kill-1", "normal").start().await.expect("start");
     plugin.ping(Duration::from_secs(5)).await.expect("ping");
     let missing = plugin
-        .request::<tether_spec::interfaces::kv::Get>(&tether_spec::interfaces::kv::KeyParams {
+        .call::<tether_spec::interfaces::kv::Get>(&tether_spec::interfaces::kv::KeyParams {
             key: "no".into(),
         })
         .await

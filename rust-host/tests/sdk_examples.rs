@@ -14,13 +14,13 @@ use common::{assert_reaped, capture_logs, logged};
 use tether_host::interfaces::{Adder, AdderServer, CounterClient, KvClient};
 use tether_host::spec::interfaces::{counter, kv};
 use tether_host::spec::LogLevel;
-use tether_host::{Plugin, Stopped};
+use tether_host::{PluginProcess, Stopped};
 use tether_testkit::sdk_example;
 
 #[tokio::test]
 async fn kv_round_trip_through_the_typed_client() {
     capture_logs();
-    let plugin = Plugin::builder(sdk_example("kv"))
+    let plugin = PluginProcess::builder(sdk_example("kv"))
         .name("kv-example")
         .offer::<KvClient>() // kv versions 1 and 2, from the one declaration
         .log_level(LogLevel::Debug)
@@ -60,7 +60,7 @@ impl Adder for HostAdder {
 #[tokio::test]
 async fn counter_calls_back_the_host_adder() {
     capture_logs();
-    let plugin = Plugin::builder(sdk_example("counter"))
+    let plugin = PluginProcess::builder(sdk_example("counter"))
         .interface(counter::NAME, [1])
         .call_timeout(Duration::from_secs(30))
         .start()
@@ -84,7 +84,7 @@ async fn counter_calls_back_the_host_adder() {
 #[tokio::test]
 async fn kv_version_1_has_no_delete_and_log_levels_can_change() {
     capture_logs();
-    let plugin = Plugin::builder(sdk_example("kv"))
+    let plugin = PluginProcess::builder(sdk_example("kv"))
         .name("kv-example-v1")
         .interface(kv::NAME, [1])
         .start()

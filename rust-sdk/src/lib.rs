@@ -1,7 +1,7 @@
 //! Tether for Rust: the SDK for writing plugins, on top of the role-neutral connection of
 //! `tether-core` (re-exported here, so a plugin names only this crate).
 //!
-//! - [`Connection`] runs one session over any `AsyncRead`/`AsyncWrite` pair; [`Peer`] makes
+//! - [`Session`] runs one session over any `AsyncRead`/`AsyncWrite` pair; its [`Peer`] makes
 //!   calls ([`Peer::call`]), sends notifications, serves handles; a [`Service`] (for example a
 //!   [`Router`]) answers the other side's requests. These come from `tether-core`, which the
 //!   host crate (`tether-host`) builds on too, without this plugin-serving half.
@@ -46,7 +46,7 @@
 //! And the calling side, over any stream (here an in-memory pipe to that plugin's server):
 //!
 //! ```
-//! # use tether::{Connection, Options, Router};
+//! # use tether::{Options, Router, Session};
 //! # use tether::interfaces::KvClient;
 //! # async fn demo(peer: tether::Peer) -> Result<(), tether::CallError> {
 //! let kv = KvClient::new(peer);
@@ -65,9 +65,9 @@ mod stdio;
 pub use crate::log::LogLayer;
 pub use crate::plugin::{Plugin, PluginService};
 pub use tether_core::{
-    interfaces, server, spec, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Connection,
-    Error, Event, Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture,
-    RequestContext, Router, Service,
+    interfaces, spec, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Error, Event,
+    Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router,
+    Service, Session,
 };
 /// Declares an interface: one trait declaration gives the trait a plugin implements, a server
 /// (`KvServer`) and a typed client (`KvClient`). See the `tether-macros` crate.

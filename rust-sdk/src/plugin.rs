@@ -11,11 +11,10 @@ use tether_spec::{
     PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::task::JoinHandle;
 
 use crate::log::{LogLayer, LogState};
 use tether_core::InterfaceServer;
-use tether_core::{CloseKind, CloseReason, Connection, Handled, Options, Peer, RequestContext, Service};
+use tether_core::{CloseKind, CloseReason, Handled, Options, Peer, RequestContext, Service, Session};
 
 /// How long a plugin whose session ended waits for its last answers to be written.
 const WRITE_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
@@ -55,6 +54,9 @@ pub struct Plugin {
     forward_logs: bool,
     worker_threads: usize,
     options: Options,
+    /// The `$/log` state of the session this plugin serves, created up front so that
+    /// [`Plugin::log_layer`] can be taken before [`Plugin::start`].
+    logs: Arc<LogState>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -78,6 +80,7 @@ impl Plugin {
             forward_logs: true,
             worker_threads: 1,
             options: Options::new(),
+            logs: LogState::new(),
         }
     }
 
@@ -100,8 +103,8 @@ impl Plugin {
     }
 
     /// Whether [`Plugin::serve`] installs the [`LogLayer`] as the global `tracing` subscriber
-    /// (default: yes). Turn it off to install your own subscriber around the layer that
-    /// [`Plugin::start`] returns.
+    /// (default: yes). Turn it off to install your own subscriber around
+    /// [`Plugin::log_layer`].
     pub fn forward_logs(mut self, forward: bool) -> Self {
         self.forward_logs = forward;
         self
@@ -201,32 +204,34 @@ impl Plugin {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let forward = self.forward_logs;
-        let (peer, driver, layer) = self.start(reader, writer);
-        if forward {
+        if self.forward_logs {
             use tracing_subscriber::layer::SubscriberExt as _;
+            let layer = self.log_layer();
             let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
         }
-        let reason = peer.closed().await;
+        let session = self.start(reader, writer);
+        let reason = session.closed().await;
         // The last answers are written within the grace period; a writer stuck on a host that
         // stopped reading must not keep the plugin alive (SPEC.md §1.6: exit within 2 s).
-        let written = tokio::time::timeout(WRITE_GRACE, driver).await;
+        let written = tokio::time::timeout(WRITE_GRACE, session.join()).await;
         // Once the host has closed stdin, a write that fails because it stopped reading too is
         // the host leaving, not a protocol failure: the end of input stands (exit status 0).
         if matches!(reason.kind, CloseKind::EndOfInput | CloseKind::Truncated) {
             return reason;
         }
-        match written {
-            Ok(Ok(reason)) => reason,
-            _ => reason,
-        }
+        written.unwrap_or(reason)
+    }
+
+    /// The [`LogLayer`] bound to the session this plugin will serve, for a `tracing`
+    /// subscriber of your choice (for example `tracing::subscriber::set_default` on a
+    /// current-thread runtime's thread). Events reach the host once the session is initialized.
+    pub fn log_layer(&self) -> LogLayer {
+        LogLayer::new(self.logs.clone())
     }
 
     /// Starts serving over any stream (tests run plugins in memory this way) and returns the
-    /// session's [`Peer`], the writer task (which ends when the session has ended) and the
-    /// [`LogLayer`] bound to this session, for a subscriber of your choice (for example
-    /// `tracing::subscriber::set_default` on a current-thread runtime's thread).
-    pub fn start<R, W>(self, reader: R, writer: W) -> (Peer, JoinHandle<CloseReason>, LogLayer)
+    /// [`Session`]; take [`Plugin::log_layer`] first to forward `tracing` events.
+    pub fn start<R, W>(self, reader: R, writer: W) -> Session
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
@@ -245,16 +250,16 @@ impl Plugin {
         }
         let service = self.into_service();
         let logs = service.logs.clone();
-        let (peer, driver) = Connection::spawn(reader, writer, options, service);
-        logs.set_peer(peer.clone());
-        (peer, driver, LogLayer::new(logs))
+        let session = Session::start(reader, writer, options, service);
+        logs.set_peer(session.peer().clone());
+        session
     }
 
     /// The [`Service`] that answers the lifecycle requests and dispatches to the interfaces,
-    /// to run on a [`Connection`] of your own.
+    /// to run on a [`Session`] of your own.
     pub fn into_service(self) -> PluginService {
         let interfaces = self.interfaces.into_iter().map(|i| (i.name().to_owned(), i)).collect();
-        PluginService { info: self.info, interfaces, session: OnceLock::new(), logs: LogState::new() }
+        PluginService { info: self.info, interfaces, session: OnceLock::new(), logs: self.logs }
     }
 }
 

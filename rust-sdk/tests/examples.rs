@@ -15,7 +15,7 @@ use tether::spec::{
     Empty, Initialize, InitializeParams, InitializeResult, LogParams, PeerInfo, Shutdown,
     DEFAULT_MAX_FRAME_SIZE, REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE,
 };
-use tether::{CallError, Connection, Error, Peer, Router};
+use tether::{CallError, Error, Peer, Router, Session};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -46,7 +46,7 @@ fn start(name: &str, args: &[&str], host: Router) -> Plugin {
     let events = Events::default();
     let stdout = child.stdout.take().unwrap();
     let stdin = child.stdin.take().unwrap();
-    let (peer, _) = Connection::spawn(stdout, stdin, events.options(), host);
+    let peer = Session::start(stdout, stdin, events.options(), host).into_peer();
     Plugin { child, peer, logs, events }
 }
 

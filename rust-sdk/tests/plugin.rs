@@ -38,7 +38,8 @@ fn plugin() -> (Wire, tracing::subscriber::DefaultGuard) {
     let plugin = Plugin::new("test-plugin", "1.2.3")
         .interface(KvServer::new(MemKv::default()))
         .interface(CounterServer::new(OneShotCounter));
-    let (_peer, _driver, layer) = plugin.start(xr, xw);
+    let layer = plugin.log_layer();
+    let _session = plugin.start(xr, xw);
     let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
     (Wire::new(yr, yw), guard)
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tether_host::{Plugin, PluginBuilder};
+use tether_host::{PluginBuilder, PluginProcess};
 
 /// The test plugin of this crate, in `mode`, with short grace periods, offering `kv` and `test`.
 pub fn test_plugin(name: &str, mode: &str) -> PluginBuilder {
@@ -17,7 +17,7 @@ pub fn test_plugin(name: &str, mode: &str) -> PluginBuilder {
 /// The same, run as `program` (a wrapper script, for example).
 pub fn test_plugin_at(program: impl Into<std::path::PathBuf>, name: &str, mode: &str) -> PluginBuilder {
     capture_logs();
-    Plugin::builder(program)
+    PluginProcess::builder(program)
         .name(name)
         .env("TETHER_TEST_MODE", mode)
         .interface("kv", [1, 2])

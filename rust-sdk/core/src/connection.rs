@@ -1,6 +1,6 @@
 //! The connection: one Tether session over any byte stream, for either role.
 //!
-//! [`Connection::spawn`] starts two tasks on the current tokio runtime: a **reader** that decodes
+//! [`Session::start`] starts two tasks on the current tokio runtime: a **reader** that decodes
 //! frames with the lenient [`FrameCodec`] and routes each message, and a **writer** that drains
 //! the queue of outgoing frames into one buffer and writes it with one `write` and one `flush`.
 //! The reader never waits for a handler: an asynchronous handler is polled once on the reader
@@ -71,23 +71,23 @@ use self::reader::read_loop;
 use self::shared::Shared;
 use self::writer::write_loop;
 
-/// Starts connections.
+/// One running session over a byte stream: the [`Peer`] to call the other side with, the end
+/// of the session, and the writer task that flushes the last answers.
+///
+/// Dropping a `Session` does not end it: the tasks run on until the session closes (end of
+/// input, [`Peer::close`]); keep a [`Peer`] (it is cheap to clone) to go on calling.
 #[derive(Debug)]
-pub struct Connection(());
+pub struct Session {
+    peer: Peer,
+    writer: JoinHandle<CloseReason>,
+}
 
-impl Connection {
+impl Session {
     /// Starts a session over `reader` and `writer` (for example a child's stdout and stdin, or
     /// the two halves of a `tokio::io::duplex`), serving incoming requests with `service`.
     ///
-    /// Must be called within a tokio runtime. Returns the [`Peer`] to make calls with, and the
-    /// writer task's handle, which ends (with the reason) once the session is closed and the
-    /// last answers are written.
-    pub fn spawn<R, W>(
-        reader: R,
-        writer: W,
-        options: Options,
-        service: impl Service,
-    ) -> (Peer, JoinHandle<CloseReason>)
+    /// Must be called within a tokio runtime: it starts the reader and the writer tasks.
+    pub fn start<R, W>(reader: R, writer: W, options: Options, service: impl Service) -> Session
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
@@ -112,7 +112,33 @@ impl Connection {
             drained: Notify::new(),
         });
         tokio::spawn(read_loop(reader, shared.clone()));
-        let driver = tokio::spawn(write_loop(writer, rx, shared.clone()));
-        (Peer::new(shared, None), driver)
+        let writer = tokio::spawn(write_loop(writer, rx, shared.clone()));
+        Session { peer: Peer::new(shared, None), writer }
+    }
+
+    /// The session's peer: make calls, send notifications, serve handles, close.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// Takes the peer, leaving the tasks to run until the session closes.
+    pub fn into_peer(self) -> Peer {
+        self.peer
+    }
+
+    /// Waits for the end of the session (the last answers may still be being written) and
+    /// says why it ended.
+    pub async fn closed(&self) -> CloseReason {
+        self.peer.closed().await
+    }
+
+    /// Waits until the session has ended and the writer has written what was queued (for at
+    /// most a short while after the end) and closed its stream; says why the session ended.
+    pub async fn join(self) -> CloseReason {
+        match self.writer.await {
+            Ok(reason) => reason,
+            // The writer task panicked or was aborted: the session is over all the same.
+            Err(_) => self.peer.closed().await,
+        }
     }
 }

@@ -2,9 +2,9 @@
 //! plugin alike. The plugin SDK (`tether`) and the host (`tether-host`) both build on it and
 //! re-export it, so applications rarely name this crate.
 //!
-//! - [`Connection`] runs one session over any `AsyncRead`/`AsyncWrite` pair and returns a
-//!   [`Session`]; its [`Peer`] makes calls ([`Peer::call`]), sends notifications, serves handles;
-//!   a [`Service`] (for example a [`Router`]) answers the other side's requests.
+//! - [`Session::start`] runs one session over any `AsyncRead`/`AsyncWrite` pair; its [`Peer`]
+//!   makes calls ([`Peer::call`]), sends notifications, serves handles; a [`Service`] (for
+//!   example a [`Router`]) answers the other side's requests.
 //! - `#[interface]` turns one trait declaration into the trait a plugin implements, a server
 //!   (`KvServer`) and a typed client (`KvClient`); [`interfaces`] declares the reference
 //!   interfaces that way.
@@ -29,12 +29,12 @@ extern crate self as tether_core;
 mod client;
 mod connection;
 pub mod interfaces;
-pub mod server;
+mod server;
 
 pub use crate::client::{Client, Remote};
 pub use crate::connection::{
-    Call, CallError, CloseKind, CloseReason, Connection, Event, Handled, Options, Peer, Reply, ReplyFuture,
-    RequestContext, Service,
+    Call, CallError, CloseKind, CloseReason, Event, Handled, Options, Peer, Reply, ReplyFuture,
+    RequestContext, Service, Session,
 };
 pub use crate::server::{Error, InterfaceServer, Router};
 pub use serde_json::value::RawValue;

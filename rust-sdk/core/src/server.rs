@@ -21,7 +21,7 @@ use crate::connection::{CallError, Handled, Peer, RequestContext, Service};
 /// `?` works on [`CallError`] (a failed callback), I/O and JSON errors (as -32603 internal
 /// errors).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Error(pub ErrorObject);
+pub struct Error(ErrorObject);
 
 impl Error {
     /// An error with a code and one human sentence.

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use tether::interfaces::Kv;
 use tether::spec::interfaces::kv;
 use tether::spec::{encode_frame, Empty, Frame, FrameCodec};
-use tether::{Connection, Error, Options, Peer, Service};
+use tether::{Error, Options, Peer, Service, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio_util::codec::Decoder;
 
@@ -43,8 +43,8 @@ pub fn pair_with(oa: Options, a: impl Service, ob: Options, b: impl Service) -> 
     let (x, y) = tokio::io::duplex(1 << 16);
     let (xr, xw) = tokio::io::split(x);
     let (yr, yw) = tokio::io::split(y);
-    let (pa, _) = Connection::spawn(xr, xw, oa, a);
-    let (pb, _) = Connection::spawn(yr, yw, ob, b);
+    let pa = Session::start(xr, xw, oa, a).into_peer();
+    let pb = Session::start(yr, yw, ob, b).into_peer();
     (pa, pb)
 }
 
@@ -62,7 +62,7 @@ impl Wire {
         let (x, y) = tokio::io::duplex(1 << 16);
         let (xr, xw) = tokio::io::split(x);
         let (yr, yw) = tokio::io::split(y);
-        let (peer, _) = Connection::spawn(xr, xw, options, service);
+        let peer = Session::start(xr, xw, options, service).into_peer();
         (peer, Wire { r: yr, w: yw, codec: FrameCodec::new(), buf: BytesMut::new() })
     }
 

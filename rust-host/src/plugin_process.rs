@@ -1,17 +1,18 @@
-//! [`Plugin`]: a running plugin, its negotiated interfaces, calls, and its end.
+//! [`PluginProcess`]: a running plugin, its negotiated interfaces, calls ([`PluginCall`]), and
+//! its end.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::value::RawValue;
 use tether_core::{
-    CallError, CloseKind, CloseReason, Connection, Event, Handled, Options, Peer, RequestContext, Service,
+    Call, CallError, CloseKind, CloseReason, Event, Handled, Options, Peer, RequestContext, Service, Session,
 };
 use tether_spec::{
     codes, Empty, ErrorObject, HandleRef, Initialize, InitializeParams, InitializeResult, LogParams,
@@ -40,7 +41,7 @@ const EXIT_REPORT_WAIT: Duration = Duration::from_secs(2);
 /// Dropping it kills the plugin's process group; [`shutdown`](Self::shutdown) ends it
 /// gracefully. Typed clients ([`client`](Self::client)) share the session and may outlive the
 /// handle, but not the process: once the plugin is gone their calls fail.
-pub struct Plugin {
+pub struct PluginProcess {
     name: Arc<str>,
     peer: Peer,
     init: InitializeResult,
@@ -52,9 +53,9 @@ pub struct Plugin {
     tail: SharedTail,
 }
 
-impl std::fmt::Debug for Plugin {
+impl std::fmt::Debug for PluginProcess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin")
+        f.debug_struct("PluginProcess")
             .field("name", &self.name)
             .field("pid", &self.pid)
             .field("plugin", &self.init.plugin)
@@ -63,13 +64,13 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-impl Plugin {
+impl PluginProcess {
     /// A builder for a plugin run as `program`; see [`PluginBuilder`].
     pub fn builder(program: impl Into<std::path::PathBuf>) -> PluginBuilder {
         PluginBuilder::new(program)
     }
 
-    pub(crate) async fn start(config: PluginBuilder) -> Result<Plugin, Error> {
+    pub(crate) async fn start(config: PluginBuilder) -> Result<PluginProcess, Error> {
         let name: Arc<str> = Arc::from(config.plugin_name());
         config.validate(&name)?;
         let pinned = process::check_pinned(&config, &name).await?;
@@ -89,10 +90,10 @@ impl Plugin {
             options = options.default_timeout(timeout);
         }
         let service = HostService { name: name.clone() };
-        let (peer, _writer) = Connection::spawn(spawned.stdout, stdin.clone(), options, service);
+        let peer = Session::start(spawned.stdout, stdin.clone(), options, service).into_peer();
         tokio::spawn(watch_exit(name.clone(), peer.clone(), spawned.exit.clone(), eof, config.grace));
 
-        let plugin = Plugin {
+        let plugin = PluginProcess {
             name,
             peer,
             init: InitializeResult {
@@ -111,7 +112,7 @@ impl Plugin {
         plugin.handshake(&config, deadline).await
     }
 
-    async fn handshake(mut self, config: &PluginBuilder, deadline: Instant) -> Result<Plugin, Error> {
+    async fn handshake(mut self, config: &PluginBuilder, deadline: Instant) -> Result<PluginProcess, Error> {
         let params = InitializeParams {
             protocol_versions: vec![PROTOCOL_VERSION],
             interfaces: config.interfaces.clone(),
@@ -259,40 +260,21 @@ impl Plugin {
         self.peer.serve_handle(server)
     }
 
-    /// Calls a method by name with JSON params (an object) and the builder's default time-out.
-    pub async fn call(&self, method: &str, params: serde_json::Value) -> Result<serde_json::Value, Error> {
-        self.call_with(method, &params, None).await
+    /// Calls a typed method (`process.call::<kv::Get>(&params).await`), with the builder's
+    /// default time-out unless the call sets its own (`.timeout(d)`): when no answer comes in
+    /// time, the call fails and `$/cancelRequest` is sent. For the methods of an interface, a
+    /// typed client ([`client`](Self::client)) is handier.
+    pub fn call<M: RequestMethod>(&self, params: &M::Params) -> PluginCall<'_, M::Result> {
+        PluginCall { process: self, method: Cow::Borrowed(M::METHOD), call: self.peer.call::<M>(params) }
     }
 
-    /// Calls a method by name with its own time-out: when no answer comes in time, the call
-    /// fails and `$/cancelRequest` is sent.
-    pub async fn call_timeout(
-        &self,
-        method: &str,
-        params: serde_json::Value,
-        timeout: Duration,
-    ) -> Result<serde_json::Value, Error> {
-        self.call_with(method, &params, Some(timeout)).await
-    }
-
-    /// Calls a typed method: `plugin.request::<kv::Get>(&params)`.
-    pub async fn request<M: RequestMethod>(&self, params: &M::Params) -> Result<M::Result, Error> {
-        self.call_with(M::METHOD, params, None).await
-    }
-
-    async fn call_with<P: Serialize + ?Sized, R: DeserializeOwned + Send + 'static>(
-        &self,
-        method: &str,
-        params: &P,
-        timeout: Option<Duration>,
-    ) -> Result<R, Error> {
-        let mut call = self.peer.call_as::<P, R>(method.to_owned(), params);
-        if let Some(timeout) = timeout {
-            call = call.timeout(timeout);
-        }
-        match call.await {
-            Ok(result) => Ok(result),
-            Err(source) => Err(self.call_error(method, source).await),
+    /// Calls a method by name with JSON params (an object); the result is plain JSON. Same
+    /// time-out rules as [`call`](Self::call).
+    pub fn call_raw(&self, method: &str, params: serde_json::Value) -> PluginCall<'_, serde_json::Value> {
+        PluginCall {
+            process: self,
+            method: Cow::Owned(method.to_owned()),
+            call: self.peer.call_as(method.to_owned(), &params),
         }
     }
 
@@ -308,7 +290,7 @@ impl Plugin {
 
     /// Checks that the plugin answers (`tether/ping`).
     pub async fn ping(&self, timeout: Duration) -> Result<(), Error> {
-        self.call_timeout(tether_spec::Ping::METHOD, serde_json::json!({}), timeout).await.map(|_| ())
+        self.call::<tether_spec::Ping>(&Empty {}).timeout(timeout).await.map(|_| ())
     }
 
     /// Changes the least severe `$/log` level the plugin sends (`$/setLogLevel`).
@@ -397,7 +379,7 @@ impl Plugin {
     }
 }
 
-impl Plugin {
+impl PluginProcess {
     /// Kills the plugin's process group at once (SIGKILL), without a shutdown, and says how the
     /// plugin exited.
     pub async fn kill(self) -> ExitInfo {
@@ -409,7 +391,7 @@ impl Plugin {
     }
 }
 
-impl Drop for Plugin {
+impl Drop for PluginProcess {
     /// Kills the plugin's process group (nothing happens when it has already exited).
     fn drop(&mut self) {
         if self.exit.borrow().is_none() {
@@ -530,6 +512,45 @@ impl AsyncWrite for ClosableStdin {
     }
 }
 
+/// A call to a plugin, not sent until awaited: [`PluginProcess::call`] and
+/// [`PluginProcess::call_raw`]. A failed call is an [`Error`] naming the plugin and the method,
+/// or [`Error::Exited`] with the exit status when the plugin is gone.
+#[must_use = "a call does nothing until it is awaited"]
+pub struct PluginCall<'a, R> {
+    process: &'a PluginProcess,
+    method: Cow<'static, str>,
+    call: Call<R>,
+}
+
+impl<R> std::fmt::Debug for PluginCall<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginCall").field("plugin", &self.process.name).field("call", &self.call).finish()
+    }
+}
+
+impl<R> PluginCall<'_, R> {
+    /// Fails the call with a time-out (and sends `$/cancelRequest`) when no answer comes
+    /// within `timeout`, instead of the builder's default.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.call = self.call.timeout(timeout);
+        self
+    }
+}
+
+impl<'a, R: DeserializeOwned + Send + 'static> IntoFuture for PluginCall<'a, R> {
+    type Output = Result<R, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<R, Error>> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            match self.call.await {
+                Ok(result) => Ok(result),
+                Err(source) => Err(self.process.call_error(&self.method, source).await),
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,7 +558,7 @@ mod tests {
     #[test]
     fn plugin_handles_can_be_shared_across_tasks() {
         fn send_sync<T: Send + Sync>() {}
-        send_sync::<Plugin>();
+        send_sync::<PluginProcess>();
         send_sync::<Error>();
     }
 }
