@@ -1,0 +1,5 @@
+// An interface trait takes no generics.
+#[tether::interface(name = "kv")]
+pub trait Kv<T> {}
+
+fn main() {}

@@ -1,0 +1,7 @@
+// An interface holds only async methods.
+#[tether::interface(name = "kv")]
+pub trait Kv {
+    const LIMIT: usize;
+}
+
+fn main() {}

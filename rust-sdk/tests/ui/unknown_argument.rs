@@ -1,0 +1,5 @@
+// `#[tether::interface]` rejects an argument it does not know.
+#[tether::interface(name = "kv", version = 1)]
+pub trait Kv {}
+
+fn main() {}
