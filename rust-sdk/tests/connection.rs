@@ -541,7 +541,10 @@ struct BigAnswer {
     text: String,
 }
 
-#[tokio::test]
+// With the clock paused, a sleep ends only once every task is idle (tokio advances a paused
+// clock only then): the sleep below is a barrier that waits until the connection has read and
+// handled all it will, however slow the machine, not a guess at how long that takes.
+#[tokio::test(start_paused = true)]
 async fn a_peer_that_stops_reading_our_answers_stops_us_reading_its_requests() {
     const ANSWER: usize = 256 * 1024;
     const LIMIT: usize = 1 << 20;
@@ -559,9 +562,10 @@ async fn a_peer_that_stops_reading_our_answers_stops_us_reading_its_requests() {
     for id in 0..200 {
         wire.send(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"test.big"}}"#)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // The pipe holds 64 KiB of answers and the backlog at most LIMIT plus one answer: the
-    // connection stopped reading after a handful of requests.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Everything is idle now. The pipe holds 64 KiB of answers and the backlog at most LIMIT
+    // plus one answer: the connection stopped reading after a handful of requests. Without the
+    // bound it would have read and handled all 200 before going idle.
     let stopped_at = handled.load(std::sync::atomic::Ordering::SeqCst);
     assert!(stopped_at <= (LIMIT + (64 << 10)) / ANSWER + 2, "{stopped_at} requests were read");
     // Reading the answers lets it read the rest: every request is answered.

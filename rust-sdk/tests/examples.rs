@@ -279,27 +279,35 @@ async fn without_the_cookie_it_exits_1_at_once() {
     assert!(stderr.contains("not meant to be run directly"), "{stderr}");
 }
 
-#[tokio::test]
-async fn end_of_stdin_exits_0_and_cancels_in_flight_work() {
-    let mut plugin = start("counter", &[], Router::new());
-    initialize(&plugin.peer, &[("counter", &[1])], "info").await;
-    let (tx, mut cancelled) = mpsc::unbounded_channel();
-    let adder = plugin.peer.serve_handle(AdderServer::new(StuckAdder(tx)));
-    let params = counter::PutParams { key: "k".into(), value: 1, adder: adder.clone() };
-    let put = tokio::spawn(std::future::IntoFuture::into_future(
-        CounterClient::new(plugin.peer.clone()).put(&params).handle(&adder),
-    ));
-    // Wait until the plugin's `sum` is pending, then close its stdin without shutdown.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!put.is_finished());
-    drop(plugin.child.stdin.take());
-    plugin.peer.close("host closes stdin");
+#[test]
+fn end_of_stdin_exits_0_and_cancels_in_flight_work() {
+    use tether_testkit::{plugin_command, ProcessPlugin};
+    // Frame by frame, so that the host side keeps reading after it closes the plugin's stdin.
+    let mut plugin = ProcessPlugin::spawn(plugin_command(&tether_testkit::sdk_example("counter"))).unwrap();
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tether/initialize",
+        "params": init_params(&[("counter", &[1])], "error")});
+    plugin.send(init.to_string().as_bytes()).unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&plugin.recv().unwrap().unwrap()).unwrap();
+    assert!(answer.get("result").is_some(), "{answer}");
+    // A put whose callback the host never answers: the put's handler is in flight, waiting.
+    let put = r#"{"jsonrpc":"2.0","id":2,"method":"counter.put","params":{"key":"k","value":1,"adder":{"$handle":"h1","interface":"adder"}}}"#;
+    plugin.send(put.as_bytes()).unwrap();
+    let invoke: serde_json::Value = serde_json::from_slice(&plugin.recv().unwrap().unwrap()).unwrap();
+    assert_eq!(invoke["method"], "tether/invoke", "{invoke}");
+    // The host closes stdin without a shutdown: the plugin cancels the put (SPEC.md §1.6) and
+    // answers it as cancelled (-32800) before it exits with status 0, within 2 s.
     let started = std::time::Instant::now();
-    let status = tokio::time::timeout(Duration::from_secs(3), plugin.child.wait()).await.unwrap().unwrap();
-    assert_eq!(status.code(), Some(0));
-    assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(put.await.unwrap().is_err());
-    let _ = cancelled.try_recv();
+    let (rest, code) = plugin.finish().unwrap();
+    let elapsed = started.elapsed();
+    let answers: Vec<serde_json::Value> = rest.iter().map(|b| serde_json::from_slice(b).unwrap()).collect();
+    let put_answer = answers.iter().find(|m| m["id"] == 2);
+    assert_eq!(
+        put_answer.map(|m| &m["error"]["code"]),
+        Some(&serde_json::json!(-32800)),
+        "the in-flight put was not answered as cancelled: {answers:?}"
+    );
+    assert_eq!(code, Some(0));
+    assert!(elapsed < Duration::from_secs(2), "the plugin took {elapsed:?} to exit after the end of stdin");
 }
 
 /// The kv example with the host's end of its stdout already closed.

@@ -185,6 +185,13 @@ impl Shared {
                         }
                         () = token.cancelled() => Err(ErrorObject::cancelled()),
                     };
+                    // A handler that failed once its request was cancelled failed because of
+                    // it (its callbacks fail when the session closes): answer -32800, as for a
+                    // cancellation seen first (SPEC.md §7, §1.6).
+                    let reply = match reply {
+                        Err(_) if token.is_cancelled() => Err(ErrorObject::cancelled()),
+                        other => other,
+                    };
                     // Cancel what the handler started and is still waiting for (SPEC.md §7.2).
                     token.cancel();
                     shared.respond(id.clone(), reply);
