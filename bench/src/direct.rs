@@ -1,15 +1,10 @@
 //! Plugins called through the `tether` connection directly (`Session::start` over a spawned
 //! child's pipes, the typed `KvClient`/`CounterClient`), without `tether-host`'s supervision.
 
-use std::process::Stdio;
-
 use anyhow::{anyhow, Context as _};
 use tether::interfaces::{Adder, AdderServer, CounterClient, KvClient};
 use tether::spec::interfaces::{counter, kv};
-use tether::spec::{
-    Empty, Initialize, InitializeParams, PeerInfo, Shutdown, PROTOCOL_VERSION, REFERENCE_COOKIE_KEY,
-    REFERENCE_COOKIE_VALUE,
-};
+use tether::spec::{Empty, Initialize, InitializeParams, PeerInfo, Shutdown, PROTOCOL_VERSION};
 use tether::{Options, Peer, Router, Session};
 use tokio::process::{Child, Command};
 
@@ -25,12 +20,8 @@ pub struct DirectPlugin {
 }
 
 async fn start(cmd: &PluginCmd, interface: &str, versions: &[u32]) -> anyhow::Result<DirectPlugin> {
-    let mut child = Command::new(&cmd.program)
+    let mut child = Command::from(tether_testkit::plugin_command(&cmd.program))
         .args(&cmd.args)
-        .env(REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("spawning {}", cmd.program.display()))?;

@@ -1,9 +1,8 @@
 //! Finding (and, for Rust, building) the example plugins.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, bail};
 
 use crate::config::{repo_root, Lang, Options};
 use crate::scenario::PluginCmd;
@@ -17,44 +16,15 @@ pub struct Plugins {
     pub counter: Option<PluginCmd>,
 }
 
-/// Builds the Rust example plugins with the cargo that runs this benchmark (`$CARGO`, else the
-/// one that built it), in the same target directory (`CARGO_TARGET_DIR` is inherited), and
-/// returns the paths cargo reports for them.
+/// Builds the Rust example plugins with the cargo that runs this benchmark (`$CARGO`), in the
+/// same target directory (`CARGO_TARGET_DIR` is inherited), and returns the paths cargo reports
+/// for them (through the test kit, which the test suites use too).
 pub fn build_rust(release: bool) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(repo_root()).args([
-        "build",
-        "-p",
-        "tether",
-        "--examples",
-        "--message-format=json-render-diagnostics",
-    ]);
-    if release {
-        cmd.arg("--release");
-    }
     eprintln!("building the Rust example plugins ({})...", if release { "release" } else { "dev profile" });
-    let out = cmd.stderr(std::process::Stdio::inherit()).output().context("running cargo build")?;
-    if !out.status.success() {
-        bail!("cargo build -p tether --examples failed ({})", out.status);
-    }
-    let (mut kv, mut counter) = (None, None);
-    for line in out.stdout.split(|b| *b == b'\n') {
-        let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
-        if msg["reason"] != "compiler-artifact" || msg["target"]["kind"][0] != "example" {
-            continue;
-        }
-        let Some(exe) = msg["executable"].as_str() else { continue };
-        match msg["target"]["name"].as_str() {
-            Some("kv") => kv = Some(PathBuf::from(exe)),
-            Some("counter") => counter = Some(PathBuf::from(exe)),
-            _ => {}
-        }
-    }
-    match kv {
-        Some(kv) => Ok((kv, counter)),
-        None => bail!("cargo built no example named kv in rust-sdk/examples"),
-    }
+    let build = |name| tether_testkit::cargo_build("tether", tether_testkit::Target::Example, name, release);
+    let kv = build("kv").map_err(|e| anyhow!("{e}"))?;
+    let counter = build("counter").ok();
+    Ok((kv, counter))
 }
 
 fn binary(path: PathBuf) -> PluginCmd {

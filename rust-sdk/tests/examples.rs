@@ -28,12 +28,8 @@ struct Plugin {
 }
 
 fn start(name: &str, args: &[&str], host: Router) -> Plugin {
-    let mut child = Command::new(tether_testkit::sdk_example(name))
+    let mut child = Command::from(tether_testkit::plugin_command(&tether_testkit::sdk_example(name)))
         .args(args)
-        .env(REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .unwrap();

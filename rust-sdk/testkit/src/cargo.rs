@@ -16,17 +16,25 @@ pub enum Target {
     Bin,
 }
 
-/// Builds `name` of `package` and returns the executable cargo reports for it.
+/// Builds `name` of `package` and returns the executable cargo reports for it; panics with
+/// the cause when it cannot (test helper).
 ///
 /// Uses `$CARGO` (set by `cargo test`), a release build when the tests themselves are
 /// optimised, and the workspace of this crate.
 pub fn cargo_binary(package: &str, target: Target, name: &str) -> PathBuf {
-    static BUILT: Mutex<BTreeMap<(String, String), PathBuf>> = Mutex::new(BTreeMap::new());
-    let key = (package.to_owned(), name.to_owned());
+    cargo_build(package, target, name, !cfg!(debug_assertions)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Builds `name` of `package` (in release mode if `release`) with `$CARGO` in this workspace
+/// and its target directory (`CARGO_TARGET_DIR` is inherited), once per process, and returns
+/// the executable cargo reports, or why it could not.
+pub fn cargo_build(package: &str, target: Target, name: &str, release: bool) -> Result<PathBuf, String> {
+    static BUILT: Mutex<BTreeMap<(String, String, bool), PathBuf>> = Mutex::new(BTreeMap::new());
+    let key = (package.to_owned(), name.to_owned(), release);
     // Held while building, so that parallel tests wait for one build rather than start two.
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(path) = built.get(&key) {
-        return path.clone();
+        return Ok(path.clone());
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let flag = match target {
@@ -38,19 +46,22 @@ pub fn cargo_binary(package: &str, target: Target, name: &str) -> PathBuf {
         .args(["build", "-p", package, flag, name, "--message-format=json-render-diagnostics"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stderr(Stdio::inherit());
-    if !cfg!(debug_assertions) {
+    if release {
         command.arg("--release");
     }
-    let output = command.output().expect("cannot run cargo build");
-    assert!(output.status.success(), "cargo build -p {package} {flag} {name} failed");
+    let what = format!("cargo build -p {package} {flag} {name}{}", if release { " --release" } else { "" });
+    let output = command.output().map_err(|e| format!("cannot run {what}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("{what} failed ({})", output.status));
+    }
     let path = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo reported no executable for {package} {flag} {name}"));
+        .ok_or_else(|| format!("{what} reported no executable"))?;
     built.insert(key, path.clone());
-    path
+    Ok(path)
 }
 
 /// An example plugin of the Rust SDK (`rust-sdk/examples/NAME.rs`).
