@@ -17,7 +17,7 @@ pub enum CloseKind {
     ReadFailed,
     /// Writing failed (the other side closed its input, for example).
     WriteFailed,
-    /// The owner called [`Peer::close`].
+    /// The owner called [`crate::Peer::close`].
     Closed,
 }
 

@@ -127,7 +127,7 @@ impl Options {
     }
 
     /// Whether end of input closes the session at once, failing pending calls with
-    /// [`CloseKind::EndOfInput`] (the default). A host that wants to fail them with a better
+    /// [`crate::CloseKind::EndOfInput`] (the default). A host that wants to fail them with a better
     /// reason (the exit status, the last lines of stderr) turns this off, waits for the process,
     /// and calls [`crate::Peer::close`]; the reader then reports [`Event::EndOfInput`].
     pub fn close_on_eof(mut self, close: bool) -> Self {
