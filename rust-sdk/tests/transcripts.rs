@@ -37,3 +37,14 @@ fn transcripts_replay_against_the_rust_examples() {
     assert!(failures.is_empty(), "{} transcript(s) failed:\n{}", failures.len(), failures.join("\n"));
     assert!(replayed >= 2, "expected the kv and counter transcripts at least, replayed {replayed}");
 }
+
+#[test]
+fn the_replay_fails_against_the_wrong_plugin() {
+    // The replay checks what the plugin answers: the kv transcript against the counter example
+    // (which negotiates no kv interface) must fail, not pass vacuously.
+    let transcripts = load_all().unwrap_or_else(|e| panic!("{e}"));
+    let kv = transcripts.iter().find(|t| t.name == "kv.tether").expect("spec/transcripts/kv.tether");
+    let wrong =
+        ProcessPlugin::spawn(plugin_command(&sdk_example("counter"))).unwrap_or_else(|e| panic!("{e}"));
+    assert!(replay(kv, wrong).is_err());
+}
