@@ -2328,9 +2328,12 @@ class _Session:
     def drop_streams(self, opened: list[tuple[StreamWriter, Stream]]) -> None:
         """Streams opened in a message that was not sent: the host never knew them."""
         with self.lock:
-            for writer, _ in opened:
-                writer._done = True
-                self.streams.pop(writer.id, None)
+            self.drop_streams_locked(opened)
+
+    def drop_streams_locked(self, opened: list[tuple[StreamWriter, Stream]]) -> None:
+        for writer, _ in opened:
+            writer._done = True
+            self.streams.pop(writer.id, None)
 
     def start_streams(self, opened: list[tuple[StreamWriter, Stream]]) -> None:
         """The message that carried them is sent: write each stream on a thread of its own,
@@ -2436,6 +2439,7 @@ class _Session:
         with self.lock:
             if call is not None:
                 if call._cancelled:
+                    self.drop_streams_locked(opened)
                     raise Cancelled()
                 call._outgoing[rid] = pending
             self.pending[rid] = pending

@@ -405,8 +405,12 @@ class TranscriptTest(unittest.TestCase):
                 replay(path)
 
 
-def frame(obj: Any) -> bytes:
+def frame(obj: Any, parts: list[bytes] | None = None) -> bytes:
     body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    if parts:
+        return b"Content-Length: %d\r\nTether-Attachments: %s\r\n\r\n%s%s\n" % (
+            len(body) + sum(map(len, parts)), ",".join(str(len(x)) for x in parts).encode(),
+            body, b"".join(parts))
     return b"Content-Length: %d\r\n\r\n%s\n" % (len(body), body)
 
 
@@ -418,15 +422,28 @@ INIT_RESULT = {"jsonrpc": "2.0", "id": 1, "result": {
     "interfaces": {"counter": {"version": 1, "methods": {"get": {}, "put": {}}}}}}
 
 
-def sample(middle: list[tuple[str, Any]]) -> bytes:
-    """A counter transcript: initialize, the given blocks, shutdown."""
-    out = [b"# plugin: counter\n# A replayer self-test.\n", b"-->\n", frame(INIT), b"<--\n",
-           frame(INIT_RESULT)]
+def sample(middle: list[tuple[str, Any]], plugin: str = "counter",
+           caps: dict[str, Any] | None = None) -> bytes:
+    """A transcript: initialize (of ``plugin``'s interface, with ``caps``), the given blocks
+    (an object, or an (object, attachments) pair), shutdown."""
+    init, result = copy.deepcopy(INIT), copy.deepcopy(INIT_RESULT)
+    if plugin != "counter":
+        methods = {"kv": ["put", "get", "delete"], "blob": ["upload", "download", "count",
+                                                         "produce"]}[plugin]
+        init["params"]["interfaces"] = {plugin: [1] if plugin == "blob" else [2]}
+        init["params"]["logLevel"] = "info"  # no $/log for kv.put
+        result["result"]["interfaces"] = {plugin: {
+            "version": init["params"]["interfaces"][plugin][0],
+            "methods": {m: {} for m in methods}}}
+    init["params"]["capabilities"] = caps or {}
+    out = [b"# plugin: %s\n# A replayer self-test.\n" % plugin.encode(), b"-->\n", frame(init),
+           b"<--\n", frame(result)]
     for direction, obj in middle:
         if direction == "#":
             out.append(b"# " + obj.encode() + b"\n")
         else:
-            out += [direction.encode() + b"\n", frame(obj)]
+            body, parts = obj if isinstance(obj, tuple) else (obj, None)
+            out += [direction.encode() + b"\n", frame(body, parts)]
     out += [b"-->\n", frame({"jsonrpc": "2.0", "id": 99, "method": "tether/shutdown"}),
             b"<--\n", frame({"jsonrpc": "2.0", "id": 99, "result": {}}), b"# the end\n"]
     return b"".join(out)
@@ -442,12 +459,70 @@ INVOKE = {"jsonrpc": "2.0", "id": 41, "method": "tether/invoke",
 class ReplayerSelfTest(unittest.TestCase):
     """The replayer accepts a good session and rejects wrong ones (a transcript in a temp dir)."""
 
-    def run_sample(self, middle: list[tuple[str, Any]], timeout: float = 10.0) -> None:
+    def run_sample(self, middle: list[tuple[str, Any]], timeout: float = 10.0,
+                   plugin: str = "counter", caps: dict[str, Any] | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "sample.tether")
             with open(path, "wb") as f:
-                f.write(sample(middle))
+                f.write(sample(middle, plugin, caps))
             replay(path, timeout)
+
+    def kv_bytes(self, caps: dict[str, Any], put_parts: bool, get_parts: bool) -> None:
+        put = {"jsonrpc": "2.0", "id": 2, "method": "kv.put",
+               "params": {"key": "k", "value": {"$bytes": 0} if put_parts else "d29ybGQ="}}
+        get = {"jsonrpc": "2.0", "id": 3, "result": {"value": {"$bytes": 0} if get_parts
+                                                      else "d29ybGQ="}}
+        self.run_sample([
+            ("-->", (put, [b"world"]) if put_parts else put),
+            ("<--", {"jsonrpc": "2.0", "id": 2, "result": {}}),
+            ("-->", {"jsonrpc": "2.0", "id": 3, "method": "kv.get", "params": {"key": "k"}}),
+            ("<--", (get, [b"world"]) if get_parts else get),
+        ], plugin="kv", caps=caps)
+
+    def test_bytes_compare_as_base64_or_attachment(self) -> None:
+        # Rule (a): the plugin writes an attachment where the transcript has base64, and
+        # base64 (attachments not negotiated) where it has an attachment.
+        self.kv_bytes({"attachments": {}}, put_parts=True, get_parts=False)
+        self.kv_bytes({}, put_parts=False, get_parts=True)
+
+    def blob_download(self, chunks: list[bytes], size: int) -> list[tuple[str, Any]]:
+        data = b"".join(chunks)
+        out: list[tuple[str, Any]] = [
+            ("-->", {"jsonrpc": "2.0", "id": 2, "method": "blob.upload", "params": {
+                "name": "n", "data": {"$stream": 1, "mode": "read"}}}),
+            ("-->", {"jsonrpc": "2.0", "method": "$/stream.data", "params": {
+                "stream": 1, "data": base64.b64encode(data).decode()}}),
+            ("-->", {"jsonrpc": "2.0", "method": "$/stream.end", "params": {"stream": 1}}),
+            ("<--", {"jsonrpc": "2.0", "id": 2, "result": {
+                "size": len(data), "sha256": __import__("hashlib").sha256(data).hexdigest()}}),
+            ("-->", {"jsonrpc": "2.0", "id": 3, "method": "blob.download",
+                     "params": {"name": "n"}}),
+            ("#", "the plugin's stream id is bound: 8 here, whatever it chose"),
+            ("<--", {"jsonrpc": "2.0", "id": 3, "result": {
+                "size": size, "data": {"$stream": 8, "mode": "read"}}}),
+            ("<--", {"jsonrpc": "2.0", "method": "$/stream.credit", "params": {
+                "stream": 8, "bytes": 5}}),
+        ]
+        for chunk in chunks:
+            out.append(("<--", ({"jsonrpc": "2.0", "method": "$/stream.data", "params": {
+                "stream": 8, "data": {"$bytes": 0}}}, [chunk])))
+        out += [("<--", {"jsonrpc": "2.0", "method": "$/stream.end", "params": {"stream": 8}}),
+                ("-->", {"jsonrpc": "2.0", "method": "$/stream.credit", "params": {
+                    "stream": 8, "bytes": 100}})]
+        return out
+
+    def test_stream_rules(self) -> None:
+        # Rules (b), (c), (d): a bound stream id, the plugin's credit skipped (here one the
+        # plugin never sends), data in three chunks where the plugin writes one.
+        self.run_sample(self.blob_download([b"hel", b"lo, wo", b"rld"], 12), plugin="blob",
+                        caps={"streams": {}, "attachments": {}})
+
+    def test_rejects_wrong_stream_data(self) -> None:
+        middle = self.blob_download([b"hello, world"], 12)
+        middle[-3] = ("<--", ({"jsonrpc": "2.0", "method": "$/stream.data", "params": {
+            "stream": 8, "data": {"$bytes": 0}}}, [b"hello, WORLD"]))
+        with self.assertRaises(ReplayError):
+            self.run_sample(middle, plugin="blob", caps={"streams": {}})
 
     def test_good_session(self) -> None:
         self.run_sample([
