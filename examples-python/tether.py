@@ -25,6 +25,15 @@ Section numbers (``§2.5``) refer to ``spec/SPEC.md``, the Tether protocol, vers
 * converts params: ``{"type": "string", "contentEncoding": "base64"}`` becomes ``bytes``, a
   handle becomes a :class:`RemoteHandle` you can call, and bad params are answered -32602;
   ``bytes`` in results are sent as base64;
+* negotiates attachments (§2.8): when the host announces them, every ``bytes`` value travels
+  raw after the JSON of its frame (``{"$bytes": i}``), written with ``writev`` without a copy,
+  and frames with attachments are read bounded by the maximum frame size; base64 keeps
+  working, and handlers see ``bytes`` either way;
+* negotiates streams (§12): a ``tether.stream("read")`` parameter is a :class:`StreamReader`
+  (a binary file and an iterator of chunks), ``tether.stream("write")`` a
+  :class:`StreamWriter`, and a :class:`Stream` in a result is sent after the answer, all with
+  credit-based flow control: never more than granted, credit granted as the handler reads,
+  at most a window buffered per stream, aborts on early return, cancel and session end;
 * cancels a handler on ``$/cancelRequest`` and cancels the calls it was waiting for (§7);
 * forwards :func:`log` and, once your program imports it, the ``logging`` module to ``$/log``
   at the session's level (§8);
