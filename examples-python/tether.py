@@ -612,8 +612,8 @@ class _Method:
     def invoke(self, params: dict[str, Any], parts: list[memoryview] | None = None) -> Any:
         """Check and convert ``params`` (-32602 when they do not match), call the handler.
         ``parts`` are the frame's attachments, which ``{"$bytes": i}`` references (§2.8)."""
-        tid = get_ident()
         if parts is not None:
+            tid = get_ident()
             _reading_parts[tid] = parts
         try:
             if self._simple:
@@ -1571,7 +1571,7 @@ class _Session:
         """A message's body and its attachments: once attachments are negotiated every bytes
         value becomes one (§2.8), otherwise base64 (no attachments)."""
         if not self.attachments:
-            return _dumps(msg), []
+            return _dumps(msg), ()  # type: ignore[return-value]
         tid = get_ident()
         _attaching[tid] = parts = []
         try:
@@ -2253,7 +2253,8 @@ class _Session:
         finally:
             del _calls_by_thread[tid]
         self.send(body, attached)
-        self.start_streams(opened)
+        if opened:
+            self.start_streams(opened)
         with self.lock:
             del self.calls[call.id]
             shutdown_id = _MISSING
@@ -2275,13 +2276,18 @@ class _Session:
                 result = {}
             elif type(result) is not dict:
                 raise TypeError(f"the handler returned a {type(result).__name__}, not a dict")
-            self.finish_streams(call, None)
-            tid = get_ident()
-            self.opening[tid] = opened
-            try:
-                body, attached = self.encode({"jsonrpc": "2.0", "id": call.id, "result": result})
-            finally:
-                del self.opening[tid]
+            msg = {"jsonrpc": "2.0", "id": call.id, "result": result}
+            if not self.streams_on:
+                body, attached = self.encode(msg)
+            else:
+                if call._streams:
+                    self.finish_streams(call, None)
+                tid = get_ident()
+                self.opening[tid] = opened
+                try:
+                    body, attached = self.encode(msg)
+                finally:
+                    del self.opening[tid]
             size = len(body) + sum(map(len, attached))
             if size > self.reader.max_frame:
                 raise ValueError(f"its result of {size} bytes exceeds the session's maximum "
@@ -2301,9 +2307,11 @@ class _Session:
                     + "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip())
             error = {"code": -32603, "message": f"internal error: {type(e).__name__}: {e}",
                      "data": {"exception": type(e).__name__}}
-        self.drop_streams(opened)
-        self.finish_streams(call, Error(error["code"], error["message"], error.get("data",
-                                                                                   _MISSING)))
+        if opened:
+            self.drop_streams(opened)
+        if call._streams:
+            self.finish_streams(call, Error(error["code"], error["message"],
+                                            error.get("data", _MISSING)))
         try:
             return _dumps({"jsonrpc": "2.0", "id": call.id, "error": error}), [], []
         except (TypeError, ValueError):  # data that JSON cannot carry
