@@ -248,6 +248,19 @@ class LabStreamsTest(unittest.TestCase):
         self.p.notify("$/cancelRequest", {"id": rid})
         self.assertEqual(self.p.response(rid)["error"]["code"], -32800)
 
+    def test_a_chunk_that_is_not_bytes_is_aborted(self) -> None:
+        for sid, data in ((1, "not base64!"), (3, {"$bytes": 0}), (5, 42)):
+            with self.subTest(data=data):
+                rid = self.p.request("lab.block_reading", {"data": {"$stream": sid,
+                                                                    "mode": "read"}})
+                self.p.notify("$/stream.data", {"stream": sid, "data": data})
+                got = [self.p.recv(), self.p.recv()]  # the abort, and the failed read's answer
+                abort = [m for m in got if m.get("method") == "$/stream.abort"]
+                self.assertEqual(abort[0]["params"]["stream"], sid)
+                self.assertEqual(abort[0]["params"]["error"]["code"], -32006)
+                answer = [m for m in got if m.get("id") == rid]
+                self.assertEqual(answer[0]["error"]["code"], -32006)
+
     def test_early_return_aborts_the_rest(self) -> None:
         rid = self.p.request("lab.sink", {"data": {"$stream": 1, "mode": "read"},
                                           "stop_after": 10})
