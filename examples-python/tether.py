@@ -872,9 +872,10 @@ class _Channel:
 class StreamReader(_Channel):
     """A stream the host writes and the plugin reads (``mode: "read"``), as a binary file.
 
-    ``read(n)``, ``read()`` (everything up to the end), ``readinto(buffer)``, and iteration
-    over the chunks as they arrive. A read blocks until data comes, and returns ``b""`` at the
-    end; it raises :class:`StreamError` when the host aborts the stream or the session ends,
+    ``read(n)``, ``read()`` (everything up to the end), ``readinto(buffer)`` (these fill what
+    they are asked for unless the end comes first), ``read1(n)`` (what has arrived, up to
+    ``n``), and iteration over the chunks as they arrive. A read blocks until data comes, and
+    returns ``b""`` at the end; it raises :class:`StreamError` when the host aborts the stream or the session ends,
     and :class:`Cancelled` when the request is cancelled. The plugin grants the host credit as
     the data is read (§12.3), so a reader that stops reading stops the host. A handler that
     returns before the end aborts the stream; so does :meth:`close`.
@@ -954,21 +955,37 @@ class StreamReader(_Channel):
         return out
 
     def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (all the rest when ``n`` is negative); ``b""`` at the end."""
+        """``n`` bytes, fewer only at the end (all the rest when ``n`` is negative); ``b""``
+        at the end."""
         if n is None or n < 0:
             return b"".join(iter(lambda: self._next_chunk(1 << 62), b""))
-        return self._next_chunk(n) if n else b""
+        first = self._next_chunk(n) if n else b""
+        if len(first) == n or not first:
+            return first
+        pieces, got = [first], len(first)
+        while got < n:
+            piece = self._next_chunk(n - got)
+            if not piece:
+                break
+            pieces.append(piece)
+            got += len(piece)
+        return b"".join(pieces)
 
     def read1(self, n: int = -1) -> bytes:
         """What is there, up to ``n`` bytes (any number when negative), waiting for one."""
         return self._next_chunk(n if n is not None and n >= 0 else 1 << 62)
 
     def readinto(self, buffer: Any) -> int:
-        """Fill ``buffer`` with up to its length in bytes; the number read (0 at the end)."""
+        """Fill ``buffer`` (fewer bytes only at the end); the number read (0 at the end)."""
         view = memoryview(buffer).cast("B")
-        data = self._next_chunk(len(view))
-        view[: len(data)] = data
-        return len(data)
+        got = 0
+        while got < len(view):
+            data = self._next_chunk(len(view) - got)
+            if not data:
+                break
+            view[got: got + len(data)] = data
+            got += len(data)
+        return got
 
     def __iter__(self) -> StreamReader:
         return self

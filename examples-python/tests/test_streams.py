@@ -233,7 +233,7 @@ class LabStreamsTest(unittest.TestCase):
             if msg.get("id") == rid:
                 break
             others.append(msg)
-        self.assertEqual(msg["result"], {"size": 100000})
+        self.assertEqual(msg["result"], {"size": 100000, "reads": {"1000": 100}})
         # Grants come when the application has read at least half of the window.
         self.assertTrue(all(g >= 4096 for g in grants), grants)
 
@@ -300,6 +300,23 @@ class LabStreamsTest(unittest.TestCase):
         self.assertEqual(self.p.response(rid)["result"], {"written": 5000})
         self.p.notify("$/cancelRequest", {"id": hold})
         self.assertEqual(self.p.response(hold)["error"]["code"], -32800)
+
+    def test_reads_fill_what_they_ask_for(self) -> None:
+        # read(1000) on chunks of 300 bytes returns 1000 bytes (the last read fewer, at the
+        # end), so lab.read_all sees every byte; the end alone answers b"".
+        rid = self.p.request("lab.read_all", {"data": {"$stream": 1, "mode": "read"},
+                                              "chunk": 1000})
+        for _ in range(10):
+            self.h.data(1, b"r" * 300)
+        self.h.end(1)
+        others: list = []
+        while True:
+            msg = self.p.recv()
+            if msg.get("id") == rid:
+                break
+            others.append(msg)
+        self.assertEqual(msg["result"], {"size": 3000, "reads": {"1000": 3}})
+        self.assertTrue(all(m["method"] == "$/stream.credit" for m in others), others)
 
     def test_write_mode(self) -> None:
         rid = self.p.request("lab.write_to", {"out": {"$stream": 1, "mode": "write"},

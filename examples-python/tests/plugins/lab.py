@@ -120,13 +120,14 @@ def sink(data: tether.StreamReader, stop_after: int) -> dict:
 
 
 def read_all(data: tether.StreamReader, chunk: int) -> dict:
-    """Reads to the end with read(chunk)."""
-    total = 0
+    """Reads to the end with read(chunk); the size, and the number of reads of each length."""
+    total, lengths = 0, {}
     while True:
         piece = data.read(chunk)
         if not piece:
-            return {"size": total}
+            return {"size": total, "reads": lengths}
         total += len(piece)
+        lengths[str(len(piece))] = lengths.get(str(len(piece)), 0) + 1
 
 
 def hold(data: tether.StreamReader) -> dict:
@@ -190,7 +191,7 @@ V1 = {
     "many_bytes": ({"first": bytes, "rest": {"type": "array", "items": schema_bytes},
                     "note": str}, dict),
     "sink": ({"data": tether.stream("read"), "stop_after": int}, {"got": int, "head": bytes}),
-    "read_all": ({"data": tether.stream("read"), "chunk": int}, {"size": int}),
+    "read_all": ({"data": tether.stream("read"), "chunk": int}, {"size": int, "reads": dict}),
     "hold": ({"data": tether.stream("read")}, {}),
     "block_reading": ({"data": tether.stream("read")}, {"first": bytes}),
     "write_to": ({"out": tether.stream("write"), "size": int, "fail?": bool}, {"written": int}),
