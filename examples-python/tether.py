@@ -1668,10 +1668,11 @@ class _Session:
 
     def notify(self, method: str, params: dict[str, Any]) -> None:
         """Send a notification."""
-        body = _dumps({"jsonrpc": "2.0", "method": method, "params": params})
-        if len(body) > self.reader.max_frame:
-            raise ValueError(f"{method} of {len(body)} bytes exceeds the maximum frame size")
-        self.send(body)
+        body, parts = self.encode({"jsonrpc": "2.0", "method": method, "params": params})
+        size = len(body) + sum(map(len, parts))
+        if size > self.reader.max_frame:
+            raise ValueError(f"{method} of {size} bytes exceeds the maximum frame size")
+        self.send(body, parts)
 
     def log(self, level: str, message: str, target: str | None, fields: dict[str, Any]) -> None:
         """Send a ``$/log`` when the session's level allows it (§8.1)."""
@@ -1683,14 +1684,15 @@ class _Session:
         if fields:
             params["fields"] = fields
         try:
-            body = _dumps({"jsonrpc": "2.0", "method": "$/log", "params": params})
+            body, parts = self.encode({"jsonrpc": "2.0", "method": "$/log", "params": params})
         except (TypeError, ValueError):
             params["fields"] = {k: repr(v) for k, v in fields.items()}
-            body = _dumps({"jsonrpc": "2.0", "method": "$/log", "params": params})
-        if len(body) > self.reader.max_frame:
-            _report(f"a $/log of {len(body)} bytes is too large to send: {message[:200]}")
+            body, parts = self.encode({"jsonrpc": "2.0", "method": "$/log", "params": params})
+        size = len(body) + sum(map(len, parts))
+        if size > self.reader.max_frame:
+            _report(f"a $/log of {size} bytes is too large to send: {message[:200]}")
             return
-        self.send(body)
+        self.send(body, parts)
 
     # ---- reading and dispatching -------------------------------------------------------
 

@@ -236,6 +236,14 @@ class LabAttachmentsTest(unittest.TestCase):
                                          "nested": {"again": {"$bytes": 4}}})
         self.assertEqual(msg.parts, [b"r0", b"b64", b"r2", b"F", b"F"])
 
+    def test_logs_and_notifications_too(self) -> None:
+        self.assertEqual(self.p.result("lab.note", {"data": "bm90ZQ=="}), {})
+        log, note = self.p.notifications
+        self.assertEqual((log["method"], log["params"]["fields"], log.parts),
+                         ("$/log", {"raw": {"$bytes": 0}}, [b"note"]))
+        self.assertEqual((note["method"], note["params"], note.parts),
+                         ("host.note", {"data": {"$bytes": 0}}, [b"note"]))
+
     def test_results_of_the_plugins_own_calls(self) -> None:
         rid = self.p.request("lab.call_host", {"method": "host.thing", "timeout": 5.0})
         ask = self.p.recv()

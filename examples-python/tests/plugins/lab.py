@@ -163,6 +163,13 @@ def fetch(method: str) -> dict:
     return {"got": result["data"].read(), "value": result.get("value")}
 
 
+def note(data: bytes) -> dict:
+    """Bytes in a $/log and in a notification of ours: attachments too, once negotiated."""
+    tether.log("info", "note", target="lab", raw=data)
+    tether.notify("host.note", {"data": data})
+    return {}
+
+
 def read_stdin() -> dict:
     return {"read": sys.stdin.read()}
 
@@ -196,6 +203,7 @@ V1 = {
     "block_reading": ({"data": tether.stream("read")}, {"first": bytes}),
     "write_to": ({"out": tether.stream("write"), "size": int, "fail?": bool}, {"written": int}),
     "fetch": ({"method": str}, dict),
+    "note": ({"data": bytes}, {}),
     "bad_result": ({}, {}),
 }
 
