@@ -10,7 +10,7 @@ export const DEFAULT_MAX_FRAME_SIZE: 33554432;
 /** The smallest `maxFrameSize` a host may announce: 1 MiB. */
 export const MIN_MAX_FRAME_SIZE: 1048576;
 /** The longest header block a reader accepts (SPEC.md §2.3). */
-export const MAX_HEADER_BYTES: 4096;
+export const MAX_HEADER_BLOCK: 4096;
 
 /** The error codes SPEC.md Appendix A defines for the protocol. */
 export const ErrorCode: Readonly<{
@@ -45,7 +45,7 @@ export class TetherError extends Error {
  * answered -32603 with the host's error in `data.cause` (the host's code is about the nested
  * call, not about the request being answered).
  */
-export class CallError extends TetherError {
+export class RemoteError extends TetherError {
   constructor(method: string, code: number, message: string, data?: unknown);
   /** The method called: `sum` for an invoke of sum, else the full method name. */
   method: string;
@@ -101,7 +101,7 @@ export class RemoteHandle {
   readonly id: string;
   readonly interface: string;
   /**
-   * Sends `tether/invoke` and resolves with the method's result, or rejects with a CallError.
+   * Sends `tether/invoke` and resolves with the method's result, or rejects with a RemoteError.
    * Tied to the request that brought the handle: cancelling that request cancels the call
    * (SPEC.md §7.2), unless `signal` is given.
    */

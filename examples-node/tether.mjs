@@ -27,7 +27,7 @@ export const DEFAULT_MAX_FRAME_SIZE = 33554432;
 /** The smallest `maxFrameSize` a host may announce. */
 export const MIN_MAX_FRAME_SIZE = 1048576;
 /** The longest header block a reader accepts (SPEC.md §2.3). */
-export const MAX_HEADER_BYTES = 4096;
+export const MAX_HEADER_BLOCK = 4096;
 
 /** Every error code of SPEC.md Appendix A that the protocol itself defines. */
 export const ErrorCode = Object.freeze({
@@ -99,21 +99,21 @@ export class TetherError extends Error {
  * `counter.put` is unknown): it answers -32603 with the host's error in `data.cause`. Catch it,
  * or throw a TetherError of your own, to answer otherwise.
  */
-export class CallError extends TetherError {
+export class RemoteError extends TetherError {
   /**
    * @param {string} method the method that was called (`sum` for an invoke)
    * @param {number} code @param {string} message @param {unknown} [data]
    */
   constructor(method, code, message, data) {
     super(code, message, data);
-    this.name = 'CallError';
+    this.name = 'RemoteError';
     /** @type {string} */
     this.method = method;
   }
 }
 
 const cancelledError = (method) =>
-  method === undefined ? new TetherError(E.REQUEST_CANCELLED, 'request cancelled') : new CallError(method, E.REQUEST_CANCELLED, 'request cancelled');
+  method === undefined ? new TetherError(E.REQUEST_CANCELLED, 'request cancelled') : new RemoteError(method, E.REQUEST_CANCELLED, 'request cancelled');
 
 // ---------------------------------------------------------------------------------------------
 // Schemas: small helpers that write JSON Schema, and the validator used for params.
@@ -641,10 +641,10 @@ export class FrameReader {
         this.state = HEADER;
       } else {
         // HEADER
-        const limit = Math.min(n, pos + MAX_HEADER_BYTES);
+        const limit = Math.min(n, pos + MAX_HEADER_BLOCK);
         const end = data.indexOf(CRLFCRLF, pos);
         if (end < 0 || end + 4 > limit) {
-          if (limit - pos < MAX_HEADER_BYTES) {
+          if (limit - pos < MAX_HEADER_BLOCK) {
             this.rest = Buffer.from(data.subarray(pos));
             return;
           }
@@ -1063,7 +1063,7 @@ class Session {
     return new Promise((resolve, reject) => {
       const tooBig = this._sendChecked(body);
       if (tooBig) {
-        reject(new CallError(label, E.FRAME_TOO_LARGE, `the request of ${tooBig} bytes exceeds the maximum frame size of ${this._maxFrameSize}`, { size: tooBig, max: this._maxFrameSize }));
+        reject(new RemoteError(label, E.FRAME_TOO_LARGE, `the request of ${tooBig} bytes exceeds the maximum frame size of ${this._maxFrameSize}`, { size: tooBig, max: this._maxFrameSize }));
         return;
       }
       const entry = { resolve, reject, rec, signal, onAbort: null, handles: sent, label };
@@ -1167,7 +1167,7 @@ class Session {
     if (hasResult === hasError) {
       if (hasResult) {
         const entry = this._settle(id);
-        entry?.reject(new CallError(entry.label, E.INTERNAL_ERROR, 'the host answered with both a result and an error'));
+        entry?.reject(new RemoteError(entry.label, E.INTERNAL_ERROR, 'the host answered with both a result and an error'));
       }
       return invalid(hasResult ? 'a response cannot carry both a result and an error' : 'a response needs a result or an error');
     }
@@ -1175,7 +1175,7 @@ class Session {
       const e = msg.error;
       if (e === null || typeof e !== 'object' || !Number.isInteger(e.code) || typeof e.message !== 'string') {
         const entry = this._settle(id);
-        if (entry) entry.reject(new CallError(entry.label, E.INTERNAL_ERROR, 'the host answered with a malformed error object', { error: e }));
+        if (entry) entry.reject(new RemoteError(entry.label, E.INTERNAL_ERROR, 'the host answered with a malformed error object', { error: e }));
         return invalid('the error member is malformed');
       }
       return this._onResponse(id, undefined, e);
@@ -1193,7 +1193,7 @@ class Session {
     }
     if (id !== INVALID_ID && id !== null && typeof id === 'number' && this._pending.has(id)) {
       const entry = this._settle(id);
-      entry.reject(new CallError(entry.label, E.FRAME_TOO_LARGE, `the host's answer of ${size} bytes exceeds the maximum frame size of ${max}`, { size, max }));
+      entry.reject(new RemoteError(entry.label, E.FRAME_TOO_LARGE, `the host's answer of ${size} bytes exceeds the maximum frame size of ${max}`, { size, max }));
       return;
     }
     stderrLine(`skipped a frame of ${size} bytes (maximum ${max}): ${showBytes(prefix, size)}`);
@@ -1205,7 +1205,7 @@ class Session {
       if (!this._cancelled.delete(id)) stderrLine(`ignored a response for unknown request id ${idJson(id)}`);
       return;
     }
-    if (error) entry.reject(new CallError(entry.label, error.code, error.message, error.data));
+    if (error) entry.reject(new RemoteError(entry.label, error.code, error.message, error.data));
     else entry.resolve(result);
   }
 
@@ -1355,7 +1355,7 @@ class Session {
     this._inflight.delete(rec.id);
     if (rec.outgoing?.size) for (const oid of [...rec.outgoing]) this._cancelOutgoing(oid);
     if (failed) {
-      if (err instanceof CallError) {
+      if (err instanceof RemoteError) {
         const cause = err.toJSON();
         this._error(rec.id, E.INTERNAL_ERROR, `internal error: ${err.method} failed: ${err.message} (code ${err.code})`, { cause });
       } else if (err instanceof TetherError) this._error(rec.id, err.code, err.message, err.data);
