@@ -1476,7 +1476,7 @@ class Session {
     this._writing++;
     const done = (err) => {
       this._writing--;
-      if (!err && this._exiting) this._maybeExit();
+      if (!err && this._exiting) setImmediate(() => this._maybeExit());
       if (this._drainWaiters.length) this._wakeDrainWaiters();
     };
     let ok;
@@ -2283,21 +2283,23 @@ class Session {
     const cut = this._reader.end();
     if (cut) stderrLine(`stdin ended in the middle of a frame: ${cut}`);
     // Cancel what is still running (SPEC.md §1.6, §7.2), answer it, then exit once written.
-    for (const rec of [...this._inflight.values()]) this._cancelRecord(rec);
-    for (const id of [...this._pending.keys()]) this._cancelOutgoing(id);
-    // Every stream still open fails with the reason (SPEC.md §12.4.5); nobody is left to tell.
+    // Every stream still open fails with the reason (SPEC.md §12.4.5), before the handlers
+    // reading them are cancelled; nobody is left to tell.
     for (const st of [...this._streams.values()]) {
       const err = streamError(st.id, `stream ${st.id} failed: the session ended (the host closed stdin)`);
       if (st instanceof InStream) st.fail(err, false);
       else st.abort(err, false);
     }
     this._wakeDrainWaiters(true);
+    for (const rec of [...this._inflight.values()]) this._cancelRecord(rec);
+    for (const id of [...this._pending.keys()]) this._cancelOutgoing(id);
     this._exiting = true;
     this._state = ENDED;
     this._flush();
     const timer = setTimeout(() => process.exit(0), 1500);
     timer.unref?.();
-    this._maybeExit();
+    // One turn first: handlers whose streams just failed see it (and may log) before the exit.
+    setImmediate(() => this._maybeExit());
   }
 
   _maybeExit() {
