@@ -8,9 +8,13 @@
 // move file descriptor 1, so this is best effort: `fs.writeSync(1, ...)` and child processes that
 // inherit stdout still write to the frame stream. Start children with stdio ['ignore', 2, 2].
 
-// No imports: `Buffer`, `TextDecoder`, `AbortController` and `process` are globals, and each
-// `import` of a built-in module costs start-up time (the SDK answers initialize within a few
-// milliseconds of the bare interpreter's start).
+// No imports: `Buffer`, `TextDecoder`, `AbortController`, `ReadableStream`, `WritableStream` and
+// `process` are globals, and each `import` of a built-in module costs start-up time (the SDK
+// answers initialize within a few milliseconds of the bare interpreter's start).
+//
+// Protocol 1.1 features, used when the host announces them too: attachments (raw bytes after a
+// frame's JSON, SPEC.md §2.8) and streams with credit-based flow control (§12), which handlers
+// see as web streams.
 
 // ---------------------------------------------------------------------------------------------
 // Constants (SPEC.md §1.4, §2, Appendix A)
@@ -358,13 +362,14 @@ function jsonEqual(a, b) {
 // Wire values: bytes become base64 strings or attachments, handles `{"$handle", "interface"}`,
 // streams `{"$stream", "mode"}`.
 
-/** Whether `v` is something this SDK sends as a stream: a web stream or an async iterable. */
+/**
+ * Whether `v` is something this SDK sends as a stream: a web stream or an async iterable. The
+ * shape is tested before the globals: the first touch of `ReadableStream` loads Node's web
+ * streams (about 2 ms), which a plugin that never streams should not pay on its first answer.
+ */
 function isStreamSource(v) {
-  return (
-    (typeof ReadableStream === 'function' && v instanceof ReadableStream) ||
-    (typeof WritableStream === 'function' && v instanceof WritableStream) ||
-    (typeof v[Symbol.asyncIterator] === 'function' && !(v instanceof Uint8Array))
-  );
+  if (typeof v[Symbol.asyncIterator] === 'function') return true; // ReadableStream too
+  return typeof v.getWriter === 'function' && typeof WritableStream === 'function' && v instanceof WritableStream;
 }
 
 /**
@@ -445,12 +450,9 @@ function adopt(v, cx, path) {
 /** Cancels the web streams and async iterables in a value that will not be sent. */
 function discardStreams(v, depth = 0) {
   if (v === null || typeof v !== 'object' || v instanceof Uint8Array || depth > 64) return;
-  if (typeof ReadableStream === 'function' && v instanceof ReadableStream) {
-    v.cancel().catch(() => {});
-    return;
-  }
   if (typeof v[Symbol.asyncIterator] === 'function') {
-    Promise.resolve(v[Symbol.asyncIterator]().return?.()).catch(() => {});
+    if (typeof v.cancel === 'function') Promise.resolve(v.cancel()).catch(() => {});
+    else Promise.resolve(v[Symbol.asyncIterator]().return?.()).catch(() => {});
     return;
   }
   for (const k in v) if (Object.hasOwn(v, k)) discardStreams(v[k], depth + 1);
