@@ -56,6 +56,8 @@ export class RemoteError extends TetherError {
 
 /** A JSON Schema (draft 2020-12) document. */
 export type JsonSchema = { [keyword: string]: unknown };
+/** A schema of type object: what every method's params and result must be (SPEC.md §4.4). */
+export type ObjectSchema = JsonSchema & { type: 'object' };
 
 /** Helpers that write JSON Schemas for method params and results. */
 export const schema: Readonly<{
@@ -63,7 +65,7 @@ export const schema: Readonly<{
   object(
     properties?: Record<string, JsonSchema>,
     options?: { optional?: string[]; additionalProperties?: boolean | JsonSchema; description?: string },
-  ): JsonSchema;
+  ): ObjectSchema;
   string(extra?: JsonSchema): JsonSchema;
   /**
    * Bytes: padded standard base64 on the wire, or an attachment once negotiated (SPEC.md §2.8);
@@ -84,7 +86,7 @@ export const schema: Readonly<{
   /** A handle to an object of `iface` served by the host; a `RemoteHandle` in handlers. */
   handle(iface: string): JsonSchema;
   /** `{}`. */
-  empty(): JsonSchema;
+  empty(): ObjectSchema;
 }>;
 
 /** Strict base64 (SPEC.md §5.3): a Buffer, or null when `s` is not padded standard base64. */
@@ -176,8 +178,8 @@ export interface RequestContext {
 export type Handler = (params: any, ctx: RequestContext) => object | void | Promise<object | void>;
 
 export interface MethodDecl {
-  params: JsonSchema & { type: 'object' };
-  result: JsonSchema & { type: 'object' };
+  params: ObjectSchema;
+  result: ObjectSchema;
 }
 
 export interface InterfaceDecl {
