@@ -833,7 +833,10 @@ export function streamFrom(source) {
       },
     });
   }
-  const it = typeof source?.[Symbol.asyncIterator] === 'function' ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
+  let it;
+  if (typeof source?.[Symbol.asyncIterator] === 'function') it = source[Symbol.asyncIterator]();
+  else if (typeof source?.[Symbol.iterator] === 'function' && typeof source !== 'string') it = source[Symbol.iterator]();
+  else throw new TypeError(`streamFrom needs bytes or an (async) iterable of bytes, not ${source === null ? 'null' : typeof source}`);
   return new ReadableStream(
     {
       async pull(c) {
@@ -1648,13 +1651,17 @@ class Session {
     }
   }
 
-  /** Aborts, with `err`, the streams a message carried that are not finished. */
-  _abortStreams(list, err) {
+  /**
+   * Aborts, with `err`, the streams a message carried that are not finished. `tell` sends
+   * `$/stream.abort` for each; it is false where the host learns it from the same event (a
+   * cancel, an error answer: SPEC.md §12.4.3).
+   */
+  _abortStreams(list, err, tell = true) {
     if (!list) return;
     for (const st of list) {
       if (st.settled) continue;
-      if (st instanceof InStream) st.fail(err, true);
-      else st.abort(err, true);
+      if (st instanceof InStream) st.fail(err, tell);
+      else st.abort(err, tell);
     }
   }
 
@@ -1789,7 +1796,7 @@ class Session {
     if (this._cancelled.size > 4096) this._cancelled.delete(this._cancelled.values().next().value);
     this._notify('$/cancelRequest', { id });
     const err = cancelledError(entry.label);
-    this._abortStreams(entry.streams, err);
+    this._abortStreams(entry.streams, err, false);
     entry.reject(err);
   }
 
@@ -1912,7 +1919,7 @@ class Session {
     }
     if (error) {
       const err = new RemoteError(entry.label, error.code, error.message, error.data);
-      this._abortStreams(entry.streams, err);
+      this._abortStreams(entry.streams, err, false);
       return entry.reject(err);
     }
     if (result !== null && typeof result === 'object' && (this._attachments || this._streamsOn)) {
@@ -2164,16 +2171,18 @@ class Session {
 
   /**
    * The handler of `rec` is done (`err`: it failed). Its params' streams that are not finished
-   * are aborted with its error (SPEC.md §12.4.3), and, when it returned, the readables it did not
-   * read to their end (§12.4.1) and the writables it never touched. A writable it is writing to
-   * stays open: a handler may answer first and produce afterwards (§12.5).
+   * are aborted with its error (SPEC.md §12.4.3, silently: the answer says it), and, when it
+   * returned, the readables it did not read to their end (§12.4.1) and the writables it never
+   * touched, with `$/stream.abort`. A writable it is writing to stays open: a handler may answer
+   * first and produce afterwards (§12.5).
    */
   _settleParamStreams(rec, err) {
     for (const st of rec.streams) {
       if (st.settled) continue;
       if (err !== undefined) {
+        // The error answer tells the host (SPEC.md §12.4.3): no `$/stream.abort`.
         const e = err instanceof TetherError && !(err instanceof RemoteError) ? err : streamError(st.id, `${rec.method} failed: ${err instanceof Error ? err.message : String(err)}`);
-        this._abortStreams([st], e);
+        this._abortStreams([st], e, false);
       } else if (st instanceof InStream) {
         st.fail(streamError(st.id, `${rec.method} returned before reading stream ${st.id} to its end`), true);
       } else if (!st.written && !st.writable?.locked) {
@@ -2189,7 +2198,8 @@ class Session {
     rec.cancelled = true;
     this._inflight.delete(rec.id);
     if (rec.outgoing?.size) for (const oid of [...rec.outgoing]) this._cancelOutgoing(oid);
-    if (rec.streams) this._abortStreams(rec.streams, cancelledError());
+    // The host cancelled: it aborts these streams itself (SPEC.md §12.4.3).
+    if (rec.streams) this._abortStreams(rec.streams, cancelledError(), false);
     this._error(rec.id, E.REQUEST_CANCELLED, 'request cancelled');
     if (rec.controller) {
       try {

@@ -235,8 +235,27 @@ function outgoing(block, bindings, sb) {
   if (isStreamNote(m) && has(m.params, 'stream') && sb.has(m.params.stream)) {
     out = { ...m, params: { ...m.params, stream: sb.get(m.params.stream) } };
   }
+  // Rule (b) also rewrites `$stream` members that name one of the plugin's streams.
+  const rebound = rebindStreams(out ?? m, sb);
+  if (rebound !== (out ?? m)) out = rebound;
   if (!out) return block.raw; // unchanged frames go byte for byte
   return block.atts ? attachmentFrame(JSON.stringify(out), block.atts) : frame(JSON.stringify(out));
+}
+
+/** `v` with every bound even `$stream` member replaced by the plugin's id (a copy if any is). */
+function rebindStreams(v, sb) {
+  if (v === null || typeof v !== 'object' || sb.size === 0) return v;
+  if (Array.isArray(v)) {
+    const out = v.map((x) => rebindStreams(x, sb));
+    return out.some((x, i) => x !== v[i]) ? out : v;
+  }
+  let out = null;
+  for (const k of Object.keys(v)) {
+    const x = v[k];
+    const y = k === '$stream' && sb.has(x) ? sb.get(x) : rebindStreams(x, sb);
+    if (y !== x) (out ??= { ...v })[k] = y;
+  }
+  return out ?? v;
 }
 
 /** The wait for the first frame of an expectation group (it may include the plugin's start-up). */
