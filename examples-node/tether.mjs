@@ -546,6 +546,9 @@ export class LocalHandle {
 /** A stream error (-32006) about stream `id`; `cause` is the peer's error when it aborted. */
 const streamError = (id, message, cause) => new TetherError(E.STREAM_ERROR, message, cause === undefined ? { stream: id } : { stream: id, cause });
 
+/** The stream list of messages of a session without streams: always empty. */
+const NO_STREAMS = Object.freeze([]);
+
 /** The `{code, message, data?}` to send in `$/stream.abort` for a local reason. */
 function abortObject(id, reason) {
   if (reason instanceof TetherError) return reason.toJSON();
@@ -1546,7 +1549,9 @@ class Session {
 
   /** What `toWire` collects for a message; `streams`: whether a stream may be opened in it. */
   _wire(handles, streams) {
-    return { session: this, handles: handles ? [] : null, atts: this._attachments ? [] : null, streams: streams ? [] : null };
+    // Without the capability no stream is ever collected (`_openStream` throws): share one list.
+    const list = streams ? (this._streamsOn ? [] : NO_STREAMS) : null;
+    return { session: this, handles: handles ? [] : null, atts: this._attachments ? [] : null, streams: list };
   }
 
   _wakeDrainWaiters(force = false) {
