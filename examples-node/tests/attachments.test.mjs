@@ -172,6 +172,18 @@ describe('kv with attachments negotiated', () => {
     await finish(p);
   });
 
+  test('an attachment frame above the maximum is skipped and answered -32004 with its id', async () => {
+    const p = start();
+    await p.initialize({ capabilities: WITH, maxFrameSize: 1048576 });
+    p.sendWithAttachments({ jsonrpc: '2.0', id: 'huge', method: 'kv.put', params: { key: 'k', value: { $bytes: 0 } } }, [Buffer.alloc(1048576, 1)]);
+    const r = await p.response('huge');
+    assert.equal(r.error.code, -32004);
+    assert.equal(r.error.data.max, 1048576);
+    assert.ok(r.error.data.size > 1048576);
+    assert.deepEqual((await p.call('tether/ping')).result, {});
+    await finish(p);
+  });
+
   test('every bytes value of a result is an attachment, in document order', async () => {
     const p = start(STREAMY);
     await p.initialize({ interfaces: { streamy: [1] }, capabilities: WITH });
