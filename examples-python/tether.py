@@ -792,10 +792,15 @@ def stream(mode: str = "read") -> dict[str, Any]:
 
 class StreamError(Error):
     """A stream failed: the host aborted it, broke the credit rules, or the session ended
-    (-32006, ``data`` ``{"stream": id}``). A handler that lets it out answers with it."""
+    (-32006, ``data`` ``{"stream": id}``, plus ``"cause"``: the error object of the host's
+    ``$/stream.abort`` when it sent one, SPEC.md §12.4). A handler that lets it out answers with
+    it."""
 
     def __init__(self, stream_id: int, message: str, cause: dict[str, Any] | None = None) -> None:
-        super().__init__(-32006, message, {"stream": stream_id})
+        data: dict[str, Any] = {"stream": stream_id}
+        if cause is not None:
+            data["cause"] = cause
+        super().__init__(-32006, message, data)
         self.stream = stream_id
         self.cause = cause  # the error object of the host's $/stream.abort, when it sent one
 

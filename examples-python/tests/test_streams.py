@@ -161,7 +161,9 @@ class BlobTest(unittest.TestCase):
         self.p.notify("$/stream.abort", {"stream": 3, "error": {"code": -32006,
                                                                 "message": "source failed"}})
         err = self.p.response(rid)["error"]
-        self.assertEqual((err["code"], err["data"]), (-32006, {"stream": 3}))
+        self.assertEqual((err["code"], err["data"]),
+                         (-32006, {"stream": 3, "cause": {"code": -32006,
+                                                          "message": "source failed"}}))
         self.assertIn("source failed", err["message"])
         self.assertEqual(self.p.error("blob.download", {"name": "partial"})["code"], 1002)
 
