@@ -38,7 +38,9 @@ macro_rules! s {
 // module here and one line in `all`.
 mod counter;
 mod ctx;
+mod diagnose;
 mod framing;
+mod handles;
 mod handshake;
 mod helpers;
 mod kv;
@@ -48,6 +50,7 @@ mod output;
 mod rpc;
 mod stop;
 
+pub(crate) use diagnose::classify;
 pub(crate) use handshake::probe;
 use helpers::*;
 
@@ -64,6 +67,27 @@ pub(crate) enum Needs {
     KvV2,
     /// The `counter` interface.
     Counter,
+}
+
+/// Which hosts a check's behaviour matters to (README.md, "Tiers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Tier {
+    /// What a conforming host relies on: the handshake, calls, errors a host can cause, handles,
+    /// cancellation, logs, shutdown, a clean stdout.
+    Core,
+    /// What only a broken or hostile host sends: garbage, oversized frames, bad UTF-8, batches,
+    /// parse errors, malformed envelopes.
+    Hardening,
+}
+
+impl Tier {
+    /// Its name on the command line and in reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Tier::Core => "core",
+            Tier::Hardening => "hardening",
+        }
+    }
 }
 
 /// How a check is run.
@@ -90,6 +114,8 @@ pub(crate) struct Check {
     pub(crate) title: &'static str,
     /// What it needs from the plugin.
     pub(crate) needs: Needs,
+    /// Its tier.
+    pub(crate) tier: Tier,
     /// How it runs.
     pub(crate) kind: Kind,
 }
@@ -237,6 +263,7 @@ pub(crate) fn all() -> Vec<Check> {
         rpc::checks(),
         kv::checks(),
         counter::checks(),
+        handles::checks(),
         logs::checks(),
         stop::checks(),
         output::checks(),

@@ -54,6 +54,10 @@ pub(crate) enum CookieMode {
 pub(crate) struct Observations {
     /// Bytes on stdout that are not a frame in the writer form (`output.stdout-clean`).
     pub(crate) stdout_violations: Vec<String>,
+    /// For each violation, what to fix, from the bytes themselves.
+    pub(crate) stdout_fixes: Vec<String>,
+    /// How many frames were read from the plugin's stdout.
+    pub(crate) frames: usize,
     /// Bodies that are not valid JSON-RPC messages of the Tether profile (`output.messages-valid`).
     pub(crate) bad_messages: Vec<String>,
     /// `$/log` notifications that are not well formed (`log.well-formed`).
@@ -72,7 +76,17 @@ struct Shared {
     first_stderr_at: Option<Instant>,
     stderr_eof: bool,
     stdout_bytes: u64,
+    /// The first bytes the plugin wrote on stdout, kept to show in a diagnosis.
+    stdout_head: Vec<u8>,
 }
+
+/// How many of the first stdout bytes a session keeps for its diagnosis.
+const STDOUT_HEAD: usize = 256;
+/// After bytes that are not a frame, how long a wait for a message goes on: a stray `print` is
+/// usually followed at once by the frame it interrupted, and a plugin that writes nothing but
+/// garbage must not hold the judge for a whole time-out (the violation is judged by
+/// `output.stdout-clean` either way).
+const AFTER_VIOLATION: Duration = Duration::from_millis(750);
 
 const STDERR_KEPT: usize = 64 * 1024;
 /// Added to the time-out of a session's first answer (`tether/initialize`): it includes the
@@ -86,7 +100,9 @@ const SCHEMA_CHECKED_BODY: usize = 4 * 1024 * 1024;
 
 enum Event {
     Body(bytes::Bytes),
-    Violation(String),
+    /// What the codec said, the first bytes from where the violation starts, and whether the
+    /// frame read before them had a body that is not JSON (a sign of a wrong length).
+    Violation(String, Vec<u8>, bool),
     Eof,
 }
 
@@ -97,6 +113,8 @@ pub(crate) enum RecvError {
     Timeout,
     /// The plugin closed its stdout (it exited or crashed).
     Closed,
+    /// The plugin wrote bytes that are not a frame, and no frame followed them.
+    NotAFrame(String),
 }
 
 /// One running plugin and the judge's end of its pipes.
@@ -131,6 +149,7 @@ impl Session {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        procs::die_with_parent(&mut cmd);
         match cookie {
             CookieMode::Set => {
                 cmd.env(&spec.cookie.key, &spec.cookie.value);
@@ -142,6 +161,9 @@ impl Session {
         }
         let mut child = cmd.spawn().map_err(|e| anyhow::anyhow!("cannot start {program:?}: {e}"))?;
         let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+        if let Some(pgid) = pgid {
+            procs::register_group(pgid);
+        }
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout pipe"))?;
         let mut stderr = child.stderr.take().ok_or_else(|| anyhow::anyhow!("no stderr pipe"))?;
@@ -204,13 +226,18 @@ impl Session {
         self.shared.lock().map(|s| String::from_utf8_lossy(&s.stderr).into_owned()).unwrap_or_default()
     }
 
-    /// Waits up to `timeout` for the first byte on the plugin's stderr; when it came.
+    /// Waits up to `timeout` for the first byte on the plugin's stderr (or any on its stdout);
+    /// when the first stderr byte came.
     pub(crate) async fn wait_first_stderr(&self, timeout: Duration) -> Option<Instant> {
         let until = Instant::now() + timeout;
         loop {
-            let (first, eof) =
-                self.shared.lock().map(|s| (s.first_stderr_at, s.stderr_eof)).unwrap_or((None, true));
-            if first.is_some() || eof || Instant::now() >= until {
+            let (first, eof, wrote) = self
+                .shared
+                .lock()
+                .map(|s| (s.first_stderr_at, s.stderr_eof, s.stdout_bytes > 0))
+                .unwrap_or((None, true, false));
+            // Bytes on stdout also end the wait: the plugin is past its start and already wrong.
+            if first.is_some() || eof || wrote || Instant::now() >= until {
                 return first;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -226,6 +253,16 @@ impl Session {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The first bytes the plugin wrote on stdout (up to 256).
+    pub(crate) fn stdout_head(&self) -> Vec<u8> {
+        self.shared.lock().map(|s| s.stdout_head.clone()).unwrap_or_default()
+    }
+
+    /// The plugin's exit status, if it has exited (without waiting).
+    pub(crate) fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// How many bytes the plugin wrote on stdout so far.
@@ -330,13 +367,14 @@ impl Session {
         if let Some(m) = self.backlog.pop_front() {
             return Ok(m);
         }
-        let deadline = tokio::time::Instant::now() + timeout;
+        let mut deadline = tokio::time::Instant::now() + timeout;
+        let mut violation: Option<String> = None;
         loop {
             if self.closed {
                 return Err(RecvError::Closed);
             }
             let event = match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Err(_) => return Err(RecvError::Timeout),
+                Err(_) => return Err(violation.map_or(RecvError::Timeout, RecvError::NotAFrame)),
                 Ok(None) => {
                     self.closed = true;
                     return Err(RecvError::Closed);
@@ -348,8 +386,22 @@ impl Session {
                     self.closed = true;
                     return Err(RecvError::Closed);
                 }
-                Event::Violation(v) => self.obs.stdout_violations.push(v),
+                Event::Violation(v, head, previous_bad) => {
+                    deadline = deadline.min(tokio::time::Instant::now() + AFTER_VIOLATION);
+                    let (fault, fix) = if head.is_empty() {
+                        (
+                            v.clone(),
+                            "write whole frames within the session's maxFrameSize (§2.2, §2.5)".to_owned(),
+                        )
+                    } else {
+                        crate::checks::classify(&head, previous_bad)
+                    };
+                    violation.get_or_insert_with(|| fault.clone());
+                    self.obs.stdout_violations.push(format!("{fault} ({v})"));
+                    self.obs.stdout_fixes.push(fix);
+                }
                 Event::Body(body) => {
+                    self.obs.frames += 1;
                     self.note("<<", &body);
                     if let Some(msg) = self.classify(&body) {
                         match msg {
@@ -470,6 +522,11 @@ impl Session {
             RecvError::Closed => {
                 anyhow::anyhow!("the plugin closed its stdout (exited?) before answering {what}")
             }
+            RecvError::NotAFrame(v) => {
+                anyhow::anyhow!(
+                    "instead of answering {what}, the plugin wrote bytes that are not a frame: {v}"
+                )
+            }
         }
     }
 
@@ -493,6 +550,12 @@ impl Session {
     /// Sends `$/cancelRequest` for one of the judge's requests.
     pub(crate) async fn cancel(&mut self, id: &Id) -> anyhow::Result<()> {
         self.notify(CancelRequest::METHOD, serde_json::json!({ "id": id })).await
+    }
+
+    /// The plugin has visibly failed (it wrote garbage, or stayed silent): [`Session::finish`]
+    /// gives it no grace period to exit.
+    pub(crate) fn give_up(&mut self) {
+        self.waited_in_vain = true;
     }
 
     /// Waits up to `timeout` for the plugin to exit by itself.
@@ -536,6 +599,9 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.kill_group();
+        if let Some(pgid) = self.pgid {
+            procs::forget_group(pgid);
+        }
     }
 }
 
@@ -552,6 +618,11 @@ async fn read_stdout(
     let mut recovering = false;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut eof = false;
+    let mut last_body: Option<bytes::Bytes> = None;
+    let head = |buf: &BytesMut| buf[..buf.len().min(256)].to_vec();
+    let body_bad = |b: &Option<bytes::Bytes>| {
+        b.as_ref().is_some_and(|b| serde_json::from_slice::<serde::de::IgnoredAny>(b).is_err())
+    };
     loop {
         // Decode everything the buffer holds.
         loop {
@@ -560,27 +631,30 @@ async fn read_stdout(
                 match got {
                     Ok(Some(Frame::Message(body))) => {
                         recovering = false;
+                        last_body = Some(body.clone());
                         let _ = tx.send(Event::Body(body));
                     }
                     Ok(Some(Frame::Garbage { .. })) => recovering = false,
                     Ok(Some(Frame::Oversized(o))) => {
                         recovering = false;
-                        let _ = tx.send(Event::Violation(format!(
-                            "a frame of {} bytes, above the maximum of {}",
-                            o.declared, o.max
-                        )));
+                        let _ = tx.send(Event::Violation(
+                            format!("a frame of {} bytes, above the maximum of {}", o.declared, o.max),
+                            Vec::new(),
+                            false,
+                        ));
                     }
                     Ok(Some(Frame::Truncated(b))) => {
-                        let _ = tx.send(Event::Violation(format!(
-                            "end of output in the middle of a frame: {}",
-                            show_bytes(&b, 200)
-                        )));
+                        let _ = tx.send(Event::Violation(
+                            format!("end of output in the middle of a frame: {}", show_bytes(&b, 200)),
+                            b.to_vec(),
+                            false,
+                        ));
                         buf.clear();
                         break;
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        let _ = tx.send(Event::Violation(e.to_string()));
+                        let _ = tx.send(Event::Violation(e.to_string(), head(&buf), body_bad(&last_body)));
                         buf.clear();
                         break;
                     }
@@ -589,15 +663,17 @@ async fn read_stdout(
                 let got = if eof { strict.decode_eof(&mut buf) } else { strict.decode(&mut buf) };
                 match got {
                     Ok(Some(Frame::Message(body))) => {
+                        last_body = Some(body.clone());
                         let _ = tx.send(Event::Body(body));
                     }
                     Ok(Some(other)) => {
                         // The strict codec reports problems as errors; keep this arm total.
-                        let _ = tx.send(Event::Violation(format!("not a frame: {other:?}")));
+                        let _ =
+                            tx.send(Event::Violation(format!("not a frame: {other:?}"), Vec::new(), false));
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        let _ = tx.send(Event::Violation(e.to_string()));
+                        let _ = tx.send(Event::Violation(e.to_string(), head(&buf), body_bad(&last_body)));
                         if buf.is_empty() || eof {
                             buf.clear();
                             break;
@@ -617,6 +693,14 @@ async fn read_stdout(
             Ok(n) => {
                 if let Ok(mut s) = shared.lock() {
                     s.stdout_bytes += n as u64;
+                    let keep = STDOUT_HEAD.saturating_sub(s.stdout_head.len()).min(buf.len());
+                    if keep > 0 {
+                        // The new bytes are at the end of `buf`.
+                        let start = buf.len() - n;
+                        let end = (start + keep).min(buf.len());
+                        let head = buf[start..end].to_vec();
+                        s.stdout_head.extend_from_slice(&head);
+                    }
                 }
             }
         }

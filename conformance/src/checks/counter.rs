@@ -238,6 +238,29 @@ async fn counter_unknown_handle(ctx: Arc<Ctx>) -> ScenarioOut {
     })
 }
 
+async fn counter_callback_error(ctx: Arc<Ctx>) -> ScenarioOut {
+    scenario!(ctx, LogLevel::Info, |s| {
+        let put = s.request("counter.put", json!({"key": "e", "value": 3, "adder": adder("h-err")})).await?;
+        let inv = next_invoke(&ctx, &mut s, ctx.t(), "during counter.put").await?;
+        // A protocol code on purpose: passed through, it would say counter.put does not exist.
+        let host_error =
+            json!({"code": -32601, "message": "the judge's adder refuses", "data": {"judge": true}});
+        let err: ErrorObject = serde_json::from_value(host_error.clone()).map_err(anyhow::Error::from)?;
+        s.respond_err(Some(inv.id.clone()), err).await?;
+        let resp = put_response(&ctx, &mut s, &put).await?;
+        let fix = "when the sum invoke fails, answer counter.put with -32603 and the invoke's error object in data.cause, never with its code (§9.3)";
+        let e = expect_error(&resp, codes::INTERNAL_ERROR, "counter.put whose sum failed", fix)?;
+        let cause = e.data.as_ref().and_then(|d| d.get("cause")).cloned().unwrap_or(Value::Null);
+        expect_eq(cause, host_error, "data.cause of the counter.put error", fix)?;
+        expect_eq(
+            counter_get(&ctx, &mut s, "e").await?,
+            0,
+            "counter.get after a failed put",
+            "store nothing when the sum fails (§9.3)",
+        )
+    })
+}
+
 /// The checks of this section, in report order.
 pub(super) fn checks() -> Vec<Check> {
     vec![
@@ -246,6 +269,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§9.3 §6.2",
             title: "put invokes the host's adder and stores what the host answered",
             needs: Needs::Counter,
+            tier: Tier::Core,
             kind: s!(counter_callback),
         },
         Check {
@@ -253,6 +277,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§9.3 §3.7",
             title: "a second put is served while the first one's sum is pending",
             needs: Needs::Counter,
+            tier: Tier::Core,
             kind: s!(counter_concurrent),
         },
         Check {
@@ -260,6 +285,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§6.4",
             title: "counter.get is answered while a sum is pending",
             needs: Needs::Counter,
+            tier: Tier::Core,
             kind: s!(counter_reentrant),
         },
         Check {
@@ -267,6 +293,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§7.1 §7.2 §9.3",
             title: "cancelling a put cancels its pending invoke and the put is still answered",
             needs: Needs::Counter,
+            tier: Tier::Core,
             kind: s!(counter_cancel),
         },
         Check {
@@ -274,7 +301,17 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§6.2 §6.3",
             title: "an invoke answered -32003 (expired handle): the put is answered, the plugin goes on",
             needs: Needs::Counter,
+            tier: Tier::Core,
             kind: s!(counter_unknown_handle),
+        },
+        Check {
+            id: "counter.callback-error",
+            section: "§9.3",
+            title:
+                "a failed sum: counter.put answers -32603 with data.cause = the host's error, stores nothing",
+            needs: Needs::Counter,
+            tier: Tier::Core,
+            kind: s!(counter_callback_error),
         },
     ]
 }

@@ -145,6 +145,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§2.3",
             title: "frames with any LSP header block are read (lower case, Content-Type, unknown headers)",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(framing_header_forms),
         },
         Check {
@@ -152,6 +153,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§2.1",
             title: "a frame that arrives in pieces is read",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(framing_split),
         },
         Check {
@@ -159,6 +161,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§2.6",
             title: "bytes that are not a frame are skipped; the next frame is read",
             needs: Needs::Any,
+            tier: Tier::Hardening,
             kind: s!(framing_resync),
         },
         Check {
@@ -166,6 +169,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§2.5 §2.6",
             title: "a request above maxFrameSize: -32004 with its id and {size, max}; the session goes on",
             needs: Needs::Any,
+            tier: Tier::Hardening,
             kind: s!(framing_oversized),
         },
         Check {
@@ -173,6 +177,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§2.4 §3.4",
             title: "a body that is not UTF-8: -32700 with id null, the session goes on",
             needs: Needs::Any,
+            tier: Tier::Hardening,
             kind: s!(framing_bad_utf8),
         },
     ]

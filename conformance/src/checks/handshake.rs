@@ -13,12 +13,19 @@ pub(crate) async fn probe(ctx: Arc<Ctx>) -> ScenarioOut {
     let mut found = None;
     let r: Result<(), Failure> = async {
         let params = init_params(&offer, LogLevel::Info);
-        let id = s.request("tether/initialize", serde_json::to_value(&params).map_err(anyhow::Error::from)?).await?;
+        let started = std::time::Instant::now();
+        let value = serde_json::to_value(&params).map_err(anyhow::Error::from)?;
+        // A plugin that exited at once has closed its stdin: the write fails, and the diagnosis
+        // says why it exited.
+        let id = match s.request("tether/initialize", value).await {
+            Ok(id) => id,
+            Err(_) => return Err(diagnose::handshake(&mut s, RecvError::Closed, started.elapsed()).await),
+        };
         // §4.1: nothing but $/log before the answer (recv keeps $/log aside).
-        let first = s
-            .recv(ctx.t() + crate::driver::START_ALLOWANCE)
-            .await
-            .map_err(|e| recv_failure(&s, "tether/initialize", e))?;
+        let first = match s.recv(ctx.t() + crate::driver::START_ALLOWANCE).await {
+            Ok(m) => m,
+            Err(e) => return Err(diagnose::handshake(&mut s, e, started.elapsed()).await),
+        };
         let resp = match first {
             Message::Response(r) if r.id.as_ref() == Some(&id) => r,
             other => {
@@ -29,6 +36,18 @@ pub(crate) async fn probe(ctx: Arc<Ctx>) -> ScenarioOut {
             }
         };
         let result = expect_result(&resp, "tether/initialize")?;
+        // A plugin that answers initialize and then nothing would make every later check wait out
+        // its time-out: one ping decides whether the session works at all.
+        let ping = s.request("tether/ping", json!({})).await?;
+        let started = std::time::Instant::now();
+        if let Err(e) = s.response(&ping, ctx.t()).await {
+            let mut f = diagnose::handshake(&mut s, e, started.elapsed()).await;
+            f.summary = f.summary.replace(
+                "the handshake did not complete",
+                "the plugin answered tether/initialize, but not the tether/ping after it",
+            );
+            return Err(f);
+        }
         let interfaces = declared_interfaces(&result);
         found = Some(Probe { interfaces });
         let errors = crate::schema::initialize_result_errors(&result);
@@ -342,6 +361,54 @@ async fn second_initialize(ctx: Arc<Ctx>) -> ScenarioOut {
     })
 }
 
+async fn none_offered(ctx: Arc<Ctx>) -> ScenarioOut {
+    let mut s = match ctx.open() {
+        Ok(s) => s,
+        Err(f) => return ctx.fail_open((f, None)).await,
+    };
+    let r = async {
+        let result = ctx.init(&mut s, &[("nosuchinterface", vec![1])], LogLevel::Info).await?;
+        let got: BTreeSet<String> = result
+            .get("interfaces")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        expect_eq(
+            got,
+            BTreeSet::new(),
+            "interfaces answered to an offer of none of the plugin's interfaces",
+            "answer with only the offered interfaces you implement, here none: \"interfaces\": {} (§4.3)",
+        )?;
+        ping(&ctx, &mut s, "an initialize that offered none of its interfaces").await
+    }
+    .await;
+    ctx.close(s, r).await
+}
+
+async fn unknown_capabilities(ctx: Arc<Ctx>) -> ScenarioOut {
+    let mut s = match ctx.open() {
+        Ok(s) => s,
+        Err(f) => return ctx.fail_open((f, None)).await,
+    };
+    let r = async {
+        let mut params =
+            serde_json::to_value(init_params(&ctx.offer(), LogLevel::Info)).map_err(anyhow::Error::from)?;
+        if let Some(obj) = params.as_object_mut() {
+            obj.insert(
+                "capabilities".into(),
+                json!({"x-judge-future": {"depth": 3}, "judgeFlag": true, "judgeList": [1, "two"]}),
+            );
+        }
+        let resp = s.call("tether/initialize", params, ctx.t() + crate::driver::START_ALLOWANCE).await?;
+        expect_result(&resp, "tether/initialize with unknown capabilities").map_err(|f| {
+            f.fix("ignore capability keys you do not know (§4.2); they announce features of later versions")
+        })?;
+        ping(&ctx, &mut s, "an initialize with unknown capabilities").await
+    }
+    .await;
+    ctx.close(s, r).await
+}
+
 /// The checks of this section, in report order.
 pub(super) fn checks() -> Vec<Check> {
     vec![
@@ -350,6 +417,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§4.1 §4.4",
             title: "initialize is answered first, with a result valid against the schema",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: Kind::Probe,
         },
         Check {
@@ -358,6 +426,7 @@ pub(super) fn checks() -> Vec<Check> {
             title:
                 "every declared method has object JSON Schemas that compile and accept the reference shapes",
             needs: Needs::SomeInterface,
+            tier: Tier::Core,
             kind: Kind::FromProbe(method_schemas),
         },
         Check {
@@ -365,6 +434,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§4.3",
             title: "the answer lists only offered interfaces it implements",
             needs: Needs::SomeInterface,
+            tier: Tier::Core,
             kind: s!(only_offered),
         },
         Check {
@@ -372,6 +442,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§4.3 §9.2",
             title: "kv offered as [1]: version 1 chosen, kv.delete answered -32601",
             needs: Needs::Kv,
+            tier: Tier::Core,
             kind: s!(kv_v1),
         },
         Check {
@@ -379,6 +450,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§4.3 §9.2",
             title: "kv offered as [1, 2, 9]: version 2 chosen",
             needs: Needs::Kv,
+            tier: Tier::Core,
             kind: s!(kv_v2),
         },
         Check {
@@ -387,6 +459,7 @@ pub(super) fn checks() -> Vec<Check> {
             title:
                 "no common interface version: -32001 with {interface, host, plugin}; a later initialize works",
             needs: Needs::SomeInterface,
+            tier: Tier::Core,
             kind: s!(no_common_version),
         },
         Check {
@@ -394,6 +467,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§4.3",
             title: "no common core version: -32001 with interface \"tether\"",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(no_common_protocol),
         },
         Check {
@@ -401,6 +475,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§4.1",
             title: "a request before initialize: -32002",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(not_initialized),
         },
         Check {
@@ -408,7 +483,25 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§4.1",
             title: "a second initialize: -32600, the session goes on",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(second_initialize),
+        },
+        Check {
+            id: "handshake.none-offered",
+            section: "§4.3",
+            title:
+                "an offer that holds none of the plugin's interfaces: an initialize result with no interface",
+            needs: Needs::Any,
+            tier: Tier::Core,
+            kind: s!(none_offered),
+        },
+        Check {
+            id: "handshake.unknown-capabilities",
+            section: "§4.2",
+            title: "unknown keys in the host's capabilities are ignored",
+            needs: Needs::Any,
+            tier: Tier::Core,
+            kind: s!(unknown_capabilities),
         },
     ]
 }

@@ -140,6 +140,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§9.1",
             title: "put then get returns the value",
             needs: Needs::Kv,
+            tier: Tier::Core,
             kind: s!(kv_put_get),
         },
         Check {
@@ -147,6 +148,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§9.1",
             title: "a second put replaces the value",
             needs: Needs::Kv,
+            tier: Tier::Core,
             kind: s!(kv_overwrite),
         },
         Check {
@@ -154,6 +156,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§9.1",
             title: "get of a missing key: 1001 with data.key",
             needs: Needs::Kv,
+            tier: Tier::Core,
             kind: s!(kv_missing),
         },
         Check {
@@ -161,6 +164,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§9.1",
             title: "an empty value round-trips",
             needs: Needs::Kv,
+            tier: Tier::Core,
             kind: s!(kv_empty),
         },
         Check {
@@ -168,6 +172,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§9.1 §5.3",
             title: "a value holding all 256 byte values round-trips",
             needs: Needs::Kv,
+            tier: Tier::Core,
             kind: s!(kv_binary),
         },
         Check {
@@ -175,6 +180,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§9.1",
             title: "Unicode keys (Cyrillic, emoji, CJK, NUL) are distinct and exact",
             needs: Needs::Kv,
+            tier: Tier::Core,
             kind: s!(kv_unicode),
         },
         Check {
@@ -182,6 +188,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§5.3",
             title: "a value that is not padded base64: -32602",
             needs: Needs::Kv,
+            tier: Tier::Hardening,
             kind: s!(kv_bad_base64),
         },
         Check {
@@ -189,6 +196,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§9.1",
             title: "a 1 MiB value round-trips",
             needs: Needs::Kv,
+            tier: Tier::Core,
             kind: s!(kv_large_1),
         },
         Check {
@@ -196,6 +204,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§9.1 §2.5",
             title: "a 16 MiB value round-trips",
             needs: Needs::Kv,
+            tier: Tier::Core,
             kind: s!(kv_large_16),
         },
         Check {
@@ -203,6 +212,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§9.2",
             title: "delete on v2: existed true, then get 1001, then existed false",
             needs: Needs::KvV2,
+            tier: Tier::Core,
             kind: s!(kv_delete),
         },
     ]

@@ -13,6 +13,7 @@ async fn launch(ctx: Arc<Ctx>, mode: CookieMode) -> ScenarioOut {
         // start (a busy machine), one second from the plugin's sentence on stderr: by then it has
         // checked the cookie, and a plugin that goes on to read stdin still fails.
         const AT_ONCE: Duration = Duration::from_secs(1);
+        let started = std::time::Instant::now();
         let mut status = s.wait_exit(AT_ONCE).await;
         let mut waited = "1 s after start".to_owned();
         if status.is_none() {
@@ -20,6 +21,13 @@ async fn launch(ctx: Arc<Ctx>, mode: CookieMode) -> ScenarioOut {
                 Some(said) => {
                     status = s.wait_exit(AT_ONCE.saturating_sub(said.elapsed())).await;
                     waited = "1 s after its message on stderr".to_owned();
+                }
+                None if s.stdout_bytes() > 0 => {
+                    waited = format!(
+                        "{} ms after start, having written {} bytes on stdout",
+                        started.elapsed().as_millis(),
+                        s.stdout_bytes()
+                    )
                 }
                 None => {
                     waited =
@@ -39,7 +47,7 @@ async fn launch(ctx: Arc<Ctx>, mode: CookieMode) -> ScenarioOut {
         // Let the stdout reader see everything.
         let _ = s.recv(Duration::from_millis(200)).await;
         if status.code() != Some(1) {
-            return Err(Failure::new(format!("exit status {status} {what}"))
+            return Err(Failure::new(format!("{status} {what}"))
                 .expected("exit status 1")
                 .got(status.to_string())
                 .fix("exit with status 1 when the cookie is missing or wrong (§1.5)"));
@@ -78,6 +86,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§1.3",
             title: "without the cookie: exit 1 within 1 s, a message on stderr, nothing on stdout",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(launch_no_cookie),
         },
         Check {
@@ -85,6 +94,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§1.3",
             title: "with a wrong cookie value: the same as without",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(launch_wrong_cookie),
         },
     ]

@@ -53,7 +53,17 @@ async fn log_set_level(ctx: Arc<Ctx>) -> ScenarioOut {
     })
 }
 
+/// A check over every `$/log` passes only when it saw some.
+fn no_logs(all: &[Observations]) -> Option<Verdict> {
+    let seen =
+        all.iter().any(|o| !o.logs.is_empty() || !o.bad_logs.is_empty() || !o.logs_below_level.is_empty());
+    (!seen).then(|| Verdict::Skip("the plugin sent no $/log in any scenario".to_owned()))
+}
+
 fn agg_level(all: &[Observations]) -> Verdict {
+    if let Some(v) = no_logs(all) {
+        return v;
+    }
     aggregate(
         all,
         |o| &o.logs_below_level,
@@ -64,6 +74,9 @@ fn agg_level(all: &[Observations]) -> Verdict {
 }
 
 fn agg_logs(all: &[Observations]) -> Verdict {
+    if let Some(v) = no_logs(all) {
+        return v;
+    }
     aggregate(
         all,
         |o| &o.bad_logs,
@@ -81,6 +94,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§9.1 §8.1",
             title: "at logLevel debug, kv.put sends a debug $/log with fields.key",
             needs: Needs::Kv,
+            tier: Tier::Core,
             kind: s!(log_debug_on_put),
         },
         Check {
@@ -88,6 +102,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§8.2",
             title: "$/setLogLevel changes which $/log are sent",
             needs: Needs::Kv,
+            tier: Tier::Core,
             kind: s!(log_set_level),
         },
         Check {
@@ -95,6 +110,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§8.1",
             title: "no $/log below the session's level, in any scenario",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: Kind::Aggregate(agg_level),
         },
         Check {
@@ -102,6 +118,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§8.1",
             title: "every $/log seen in any scenario has valid params",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: Kind::Aggregate(agg_logs),
         },
     ]

@@ -76,6 +76,8 @@ pub(super) async fn raw_then_ping(
                 expect_result(&r, "tether/ping")?;
                 return Ok(seen);
             }
+            // A plugin's own notification is not an answer (§1.1).
+            Ok(Message::Notification(_)) => {}
             Ok(m) => seen.push(m),
             Err(e) => {
                 return Err(Failure::new(format!(
@@ -220,7 +222,16 @@ async fn notifications_unanswered(ctx: Arc<Ctx>) -> ScenarioOut {
 async fn id_types(ctx: Arc<Ctx>) -> ScenarioOut {
     scenario!(ctx, LogLevel::Info, |s| {
         for id in
-            [Id::Str("7".into()), Id::Int(9_007_199_254_740_993), Id::Str("ünïcode id".into()), Id::Int(-3)]
+            // Integers at both ends of the interoperable range ±(2^53 - 1) (§3.2): a plugin on a
+            // JSON library with double-precision numbers echoes them exactly too.
+            [
+                Id::Str("7".into()),
+                Id::Int(9_007_199_254_740_991),
+                Id::Int(-9_007_199_254_740_991),
+                Id::Int(4_294_967_297),
+                Id::Str("ünïcode id".into()),
+                Id::Int(-3),
+            ]
         {
             s.request_with_id(id.clone(), "tether/ping", json!({})).await?;
             // Wait for whatever response comes and compare its id exactly.
@@ -238,7 +249,7 @@ async fn id_types(ctx: Arc<Ctx>) -> ScenarioOut {
                 ))
                 .expected(format!("the id {id} exactly, same JSON type"))
                 .got(show_response(&resp))
-                .fix("echo the id as sent: keep strings as strings and integers as 64-bit integers (§3.2)"));
+                .fix("echo the id as sent: keep strings as strings and integers as integers, exact within ±(2^53 - 1) (§3.2)"));
             }
         }
         Ok(())
@@ -318,6 +329,64 @@ async fn unknown_response(ctx: Arc<Ctx>) -> ScenarioOut {
     })
 }
 
+async fn malformed_envelopes(ctx: Arc<Ctx>) -> ScenarioOut {
+    scenario!(ctx, LogLevel::Info, |s| {
+        let fix_note = "a malformed message that looks like a notification (a method, no id) is reported locally, never answered (§3.4 item 2)";
+        let seen = raw_then_ping(
+            &ctx,
+            &mut s,
+            br#"{"jsonrpc":"1.0","method":"judge.note","params":{}}"#,
+            "a notification with jsonrpc 1.0",
+        )
+        .await?;
+        if !seen.is_empty() {
+            return Err(Failure::new(format!("{} answer(s) to a malformed notification", seen.len()))
+                .expected("no answer to {\"jsonrpc\":\"1.0\",\"method\":...} without an id")
+                .got(seen.iter().map(|m| show_bytes(&m.to_body(), 200)).collect::<Vec<_>>().join(" | "))
+                .fix(fix_note));
+        }
+        let seen = raw_then_ping(
+            &ctx,
+            &mut s,
+            br#"{"jsonrpc":"2.0","method":"judge.note","params":[1]}"#,
+            "a notification with array params",
+        )
+        .await?;
+        if !seen.is_empty() {
+            return Err(Failure::new(format!(
+                "{} answer(s) to a notification with array params",
+                seen.len()
+            ))
+            .expected("no answer to a malformed notification")
+            .got(seen.iter().map(|m| show_bytes(&m.to_body(), 200)).collect::<Vec<_>>().join(" | "))
+            .fix(fix_note));
+        }
+        let fix = "answer an invalid body without an id that is neither a notification nor a response with -32600 and id null (§3.4 item 2), then read on";
+        let seen = raw_then_ping(&ctx, &mut s, br#"{"jsonrpc":"2.0"}"#, "{\"jsonrpc\":\"2.0\"}").await?;
+        single_error(&seen, codes::INVALID_REQUEST, None, "{\"jsonrpc\":\"2.0\"}", fix)?;
+        let seen = raw_then_ping(&ctx, &mut s, b"42", "the body 42").await?;
+        single_error(&seen, codes::INVALID_REQUEST, None, "the body 42", fix)?;
+        Ok(())
+    })
+}
+
+async fn ping_during_callback(ctx: Arc<Ctx>) -> ScenarioOut {
+    scenario!(ctx, LogLevel::Info, |s| {
+        let put = s.request("counter.put", json!({"key": "p", "value": 1, "adder": adder("h-ping")})).await?;
+        let inv = super::counter::next_invoke(&ctx, &mut s, ctx.t(), "during counter.put").await?;
+        // The sum is held back: the plugin is waiting on the host.
+        let resp = s.call("tether/ping", json!({}), ctx.t()).await.map_err(|e| {
+            Failure::new(format!("tether/ping while the plugin waits on a host callback: {e}"))
+                .expected("the ping answered while the sum of a counter.put is pending")
+                .fix("answer tether/ping at once, whatever else is pending: never block the reader on a handler (§4.5, §3.7)")
+        })?;
+        expect_result(&resp, "tether/ping during a callback")?;
+        s.respond_ok(inv.id.clone(), json!({"result": inv.a + inv.b})).await?;
+        let resp = s.response(&put, ctx.t()).await.map_err(|e| recv_failure(&s, "counter.put", e))?;
+        expect_result(&resp, "counter.put").map(|_| ())
+    })
+}
+
 /// The checks of this section, in report order.
 pub(super) fn checks() -> Vec<Check> {
     vec![
@@ -326,6 +395,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§4.5",
             title: "tether/ping answered with {}",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(rpc_ping),
         },
         Check {
@@ -333,6 +403,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§3.1",
             title: "a request without params is treated as {}",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(params_absent),
         },
         Check {
@@ -340,6 +411,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§3.6 §5.1",
             title: "unknown methods (application and tether/): -32601",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(unknown_method),
         },
         Check {
@@ -347,6 +419,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§5.2",
             title: "params of the wrong type: -32602",
             needs: Needs::SomeInterface,
+            tier: Tier::Core,
             kind: s!(invalid_params),
         },
         Check {
@@ -354,6 +427,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§3.4",
             title: "invalid JSON: -32700 with id null, then the session goes on",
             needs: Needs::Any,
+            tier: Tier::Hardening,
             kind: s!(parse_error),
         },
         Check {
@@ -361,6 +435,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§3.3",
             title: "a batch: one -32600 with id null, elements not processed",
             needs: Needs::Any,
+            tier: Tier::Hardening,
             kind: s!(batch),
         },
         Check {
@@ -368,6 +443,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§3.4",
             title: "a wrong jsonrpc version: -32600 with the message's id",
             needs: Needs::Any,
+            tier: Tier::Hardening,
             kind: s!(invalid_request),
         },
         Check {
@@ -375,6 +451,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§3.2",
             title: "a request with id null: -32600 with id null",
             needs: Needs::Any,
+            tier: Tier::Hardening,
             kind: s!(null_id),
         },
         Check {
@@ -382,13 +459,15 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§3.5",
             title: "notifications (unknown, $/unknown, application, tether/ping) are never answered",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(notifications_unanswered),
         },
         Check {
             id: "rpc.id-types",
             section: "§3.2",
-            title: "string and integer ids (beyond 2^53) echoed exactly, same type",
+            title: "string ids and integer ids within ±(2^53 - 1) echoed exactly, same type",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(id_types),
         },
         Check {
@@ -396,6 +475,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§3.7",
             title: "64 requests in flight, all answered",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(concurrent_64),
         },
         Check {
@@ -403,7 +483,24 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§3.4",
             title: "a response with an unknown id is ignored",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(unknown_response),
+        },
+        Check {
+            id: "rpc.malformed-envelopes",
+            section: "§3.4",
+            title: "malformed notifications unanswered; {\"jsonrpc\":\"2.0\"} and 42 get -32600 with id null",
+            needs: Needs::Any,
+            tier: Tier::Hardening,
+            kind: s!(malformed_envelopes),
+        },
+        Check {
+            id: "rpc.ping-during-callback",
+            section: "§4.5 §3.7",
+            title: "tether/ping is answered while the plugin waits on a host callback",
+            needs: Needs::Counter,
+            tier: Tier::Core,
+            kind: s!(ping_during_callback),
         },
     ]
 }

@@ -7,7 +7,7 @@ async fn expect_exit_0(ctx: &Ctx, s: &mut Session, what: &str) -> Result<(), Fai
     let grace = ctx.opts.grace;
     match s.wait_exit(grace).await {
         Some(status) if status.code() == Some(0) => Ok(()),
-        Some(status) => Err(Failure::new(format!("exit status {status} {what}"))
+        Some(status) => Err(Failure::new(format!("{status} {what}"))
             .expected("exit status 0")
             .got(status.to_string())
             .fix("exit 0 when stdin reaches end of file (§1.5, §1.6)")),
@@ -102,6 +102,37 @@ async fn stop_no_leftovers(ctx: Arc<Ctx>) -> ScenarioOut {
     })
 }
 
+async fn stop_shutdown_waits(ctx: Arc<Ctx>) -> ScenarioOut {
+    scenario!(ctx, LogLevel::Info, |s| {
+        let put = s.request("counter.put", json!({"key": "w", "value": 2, "adder": adder("h-wait")})).await?;
+        let inv = next_invoke(&ctx, &mut s, ctx.t(), "during counter.put").await?;
+        let shutdown = s.request("tether/shutdown", json!({})).await?;
+        // The put is in flight and its handler waits on the host: the shutdown must wait too. A
+        // plugin that answers it now does so at once, so a short look is enough to see it.
+        let look = ctx.t().min(Duration::from_secs(1));
+        let early = match s.response(&shutdown, look).await {
+            Ok(r) => Some(r),
+            Err(RecvError::Timeout) => None,
+            Err(e) => return Err(recv_failure(&s, "tether/shutdown", e)),
+        };
+        if let Some(r) = early {
+            return Err(Failure::new("tether/shutdown was answered while a counter.put was still in flight")
+                .expected("the answer to the pending counter.put first, then the shutdown's")
+                .got(show_response(&r))
+                .fix("on shutdown, let in-flight requests finish (their host callbacks too) and answer them before answering tether/shutdown (§4.6)"));
+        }
+        s.respond_ok(inv.id.clone(), json!({"result": inv.a + inv.b})).await?;
+        let resp =
+            s.response(&put, ctx.grace_or_timeout()).await.map_err(|e| recv_failure(&s, "counter.put", e))?;
+        expect_result(&resp, "the counter.put in flight at shutdown")?;
+        let resp = s
+            .response(&shutdown, ctx.grace_or_timeout())
+            .await
+            .map_err(|e| recv_failure(&s, "tether/shutdown", e))?;
+        expect_result(&resp, "tether/shutdown").map(|_| ())
+    })
+}
+
 /// The checks of this section, in report order.
 pub(super) fn checks() -> Vec<Check> {
     vec![
@@ -110,6 +141,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§4.6 §1.6",
             title: "shutdown answered {}, then exit 0 after stdin closes, within the grace period",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(stop_shutdown),
         },
         Check {
@@ -117,6 +149,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§4.6",
             title: "a request after shutdown: -32005",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(stop_after_shutdown),
         },
         Check {
@@ -124,6 +157,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§1.6",
             title: "stdin closed without shutdown: exit 0 within the grace period",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(stop_eof),
         },
         Check {
@@ -131,6 +165,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§1.6 §4.3",
             title: "stdin closed before initialize: exit 0 within the grace period",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(stop_eof_uninit),
         },
         Check {
@@ -138,6 +173,7 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§1.6 §7.2",
             title: "stdin closed while a sum is pending: exit 0 within the grace period",
             needs: Needs::Counter,
+            tier: Tier::Core,
             kind: s!(stop_eof_pending),
         },
         Check {
@@ -145,7 +181,16 @@ pub(super) fn checks() -> Vec<Check> {
             section: "§1.6 §11.4",
             title: "after the exit no process of the plugin's group is left",
             needs: Needs::Any,
+            tier: Tier::Core,
             kind: s!(stop_no_leftovers),
+        },
+        Check {
+            id: "stop.shutdown-waits",
+            section: "§4.6",
+            title: "tether/shutdown is answered only after a request in flight (waiting on a callback) is answered",
+            needs: Needs::Counter,
+            tier: Tier::Core,
+            kind: s!(stop_shutdown_waits),
         },
     ]
 }
