@@ -66,6 +66,10 @@ pub(crate) struct Observations {
     pub(crate) logs_below_level: Vec<String>,
     /// Every well-formed `$/log` seen.
     pub(crate) logs: Vec<LogParams>,
+    /// How many of the judge's requests carried a handle (`handle.no-late-retain`).
+    pub(crate) handles_given: usize,
+    /// `tether/retain` of a handle whose carrying request was already answered (§6.3).
+    pub(crate) late_retains: Vec<String>,
 }
 
 /// Shared state the reader tasks fill.
@@ -126,6 +130,10 @@ pub(crate) struct Session {
     backlog: VecDeque<Message>,
     shared: Arc<Mutex<Shared>>,
     next_id: i64,
+    /// The handles each of the judge's requests carries, until it is answered (§6.3).
+    carried: std::collections::HashMap<Id, Vec<String>>,
+    /// Handles whose carrying request was answered: expired unless retained before.
+    expired: std::collections::HashSet<String>,
     closed: bool,
     /// A wait for the exit already timed out: do not wait a whole grace period again.
     waited_in_vain: bool,
@@ -199,6 +207,8 @@ impl Session {
             backlog: VecDeque::new(),
             shared,
             next_id: 1,
+            carried: std::collections::HashMap::new(),
+            expired: std::collections::HashSet::new(),
             closed: false,
             waited_in_vain: false,
             level: LogLevel::Info,
@@ -336,6 +346,12 @@ impl Session {
         method: &str,
         params: Value,
     ) -> anyhow::Result<()> {
+        let mut handles = Vec::new();
+        handles_in(&params, &mut handles);
+        if !handles.is_empty() {
+            self.obs.handles_given += 1;
+            self.carried.insert(id.clone(), handles);
+        }
         let msg = Message::Request(Request::new(id, method, raw(&params)));
         self.send(&msg).await
     }
@@ -407,6 +423,32 @@ impl Session {
                         match msg {
                             Message::Request(r) if r.method == "tether/ping" => {
                                 let _ = self.respond_ok(r.id, serde_json::json!({})).await;
+                            }
+                            Message::Request(r) if r.method == "tether/retain" => {
+                                let handle = serde_json::from_str::<Value>(r.params.get())
+                                    .ok()
+                                    .and_then(|v| v.get("handle").and_then(Value::as_str).map(str::to_owned))
+                                    .unwrap_or_default();
+                                if self.carried.values().flatten().any(|h| *h == handle) {
+                                    // In time (§6.3 item 3); the judge invokes nothing later anyway.
+                                    let _ = self.respond_ok(r.id, serde_json::json!({})).await;
+                                } else {
+                                    if self.expired.contains(&handle) {
+                                        self.obs.late_retains.push(format!(
+                                            "tether/retain of {handle:?} after its request was answered: {}",
+                                            show_bytes(&body, 200)
+                                        ));
+                                    }
+                                    let _ = self
+                                        .respond_err(Some(r.id), ErrorObject::unknown_handle(&handle))
+                                        .await;
+                                }
+                            }
+                            Message::Response(r) => {
+                                if let Some(gone) = r.id.as_ref().and_then(|id| self.carried.remove(id)) {
+                                    self.expired.extend(gone);
+                                }
+                                return Ok(Message::Response(r));
                             }
                             Message::Request(r) if r.method != "tether/invoke" => {
                                 let err = ErrorObject::method_not_found(
@@ -706,6 +748,20 @@ async fn read_stdout(
         }
     }
     let _ = tx.send(Event::Eof);
+}
+
+/// The ids of the handles (`{"$handle": id, ...}` objects) anywhere in a value.
+fn handles_in(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(id)) = map.get("$handle") {
+                out.push(id.clone());
+            }
+            map.values().for_each(|v| handles_in(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| handles_in(v, out)),
+        _ => {}
+    }
 }
 
 /// A JSON value as raw JSON.

@@ -189,6 +189,7 @@ const BROKEN: &[(&str, &[&str])] = &[
     ("handle-32601", &["handle.unknown"]),
     ("malformed-as-response", &["rpc.malformed-envelopes"]),
     ("app-notification", &[]),
+    ("late-retain", &["handle.no-late-retain"]),
     ("adds-itself", &["counter.callback", "counter.concurrent-puts", "counter.reentrant-get"]),
     ("ignore-cancel", &["counter.cancel"]),
     (

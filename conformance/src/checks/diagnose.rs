@@ -54,19 +54,27 @@ pub(crate) fn classify(head: &[u8], previous_body_bad: bool) -> (String, String)
             "write `Content-Length: N\\r\\n\\r\\n` then exactly N bytes of body (§2.2)".into(),
         );
     }
-    if starts_like_header
-        || first_line.contains(&b':') && first_line.len() < 80 && !first_line.starts_with(b"{")
-    {
-        let name = String::from_utf8_lossy(first_line.split(|&b| b == b':').next().unwrap_or(first_line));
+    if previous_body_bad {
+        return (
+            format!(
+                "a Content-Length that does not match the body (the body read was not JSON, and bytes follow it): {shown}"
+            ),
+            "count the body's length in bytes of its UTF-8 encoding, not in characters (§2.1)".into(),
+        );
+    }
+    // `Name: value` with a header-like name: a header written before Content-Length.
+    let name = first_line.split(|&b| b == b':').next().unwrap_or(first_line);
+    let header_like = name.len() < first_line.len()
+        && !name.is_empty()
+        && name.len() <= 64
+        && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        // ...followed by the length's own line; otherwise it is a printed `Warning: ...`.
+        && head.windows(NAME.len() + 1).any(|w| w[0] == b'\n' && w[1..].eq_ignore_ascii_case(NAME));
+    if header_like {
+        let name = String::from_utf8_lossy(name);
         return (
             format!("a header {name:?} before Content-Length: {shown}"),
             "begin every frame with `Content-Length: ` and put no header before it (§2.2)".into(),
-        );
-    }
-    if previous_body_bad {
-        return (
-            format!("a Content-Length that does not match the body (the body read was not JSON, and bytes follow it): {shown}"),
-            "count the body's length in bytes of its UTF-8 encoding, not in characters (§2.1)".into(),
         );
     }
     (
@@ -154,6 +162,7 @@ mod tests {
             ),
             (b"}Content-Length: 2\r\n\r\n{}", true, "does not match the body"),
             (b"hello world\n", false, "not a frame"),
+            (b"Warning: low disk\n", false, "not a frame"),
         ];
         for (bytes, bad, want) in cases {
             let (fault, fix) = classify(bytes, *bad);

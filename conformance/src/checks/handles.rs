@@ -40,6 +40,19 @@ async fn unknown_handles(ctx: Arc<Ctx>) -> ScenarioOut {
     })
 }
 
+fn agg_late_retain(all: &[Observations]) -> Verdict {
+    if all.iter().all(|o| o.handles_given == 0) {
+        return Verdict::Skip("no scenario gave the plugin a handle".to_owned());
+    }
+    aggregate(
+        all,
+        |o| &o.late_retains,
+        "tether/retain of a handle after the request that carried it was answered",
+        "tether/retain sent while the carrying request is in flight, before its answer (§6.3 item 3)",
+        "retain a handle before answering the request that carried it; after the answer it has expired (§6.3)",
+    )
+}
+
 /// The checks of this section, in report order.
 pub(super) fn checks() -> Vec<Check> {
     vec![Check {
@@ -49,5 +62,13 @@ pub(super) fn checks() -> Vec<Check> {
         needs: Needs::Any,
         tier: Tier::Core,
         kind: s!(unknown_handles),
+    },
+    Check {
+        id: "handle.no-late-retain",
+        section: "§6.3",
+        title: "no tether/retain of a handle after its carrying request was answered, in any scenario",
+        needs: Needs::Counter,
+        tier: Tier::Core,
+        kind: Kind::Aggregate(agg_late_retain),
     }]
 }

@@ -38,6 +38,7 @@ BREAKS = {
     "handle-32601": "answers tether/invoke and tether/retain on an unknown handle with -32601",
     "malformed-as-response": "takes {\"jsonrpc\":\"2.0\"} for a response and ignores it",
     "app-notification": "sends an application notification right after the initialize answer (breaks nothing)",
+    "late-retain": "sends tether/retain for the adder handle after answering counter.put",
     "exit-at-once": "exits with status 3 at start, after the cookie check",
     "silent": "reads stdin and never writes anything",
     "garbage": "answers every frame with a line of text",
@@ -282,6 +283,9 @@ def serve(rid, method, params):
     try:
         result = handle(rid, method, params)
         respond(rid, result)
+        if flag == "late-retain" and method == "counter.put":
+            # Too late (§6.3): the put that carried the handle is answered.
+            send({"jsonrpc": "2.0", "id": "late-retain-%s" % rid, "method": "tether/retain", "params": {"handle": params["adder"]["$handle"]}})
     except Cancelled:
         respond_error(rid, -32800, "request cancelled")
     except RpcError as e:
