@@ -329,7 +329,7 @@ fn junit_and_list_outputs() {
         text.starts_with("<?xml") && text.contains("<testsuites") && text.contains("rpc.ping (§4.5)"),
         "{text}"
     );
-    assert_eq!(text.matches("<testcase").count(), 3, "{text}");
+    assert_eq!(text.matches("<testcase").count(), 4, "{text}"); // ping, params-absent, parse-error, ping-during-callback
 
     let out = judge(&["--list"]);
     let text = String::from_utf8_lossy(&out.stdout);
