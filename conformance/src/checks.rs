@@ -200,6 +200,8 @@ pub(crate) enum Verdict {
     Fail(Box<Failure>),
     /// It does not apply.
     Skip(String),
+    /// It was not run, for this reason.
+    NotRun(String),
 }
 
 impl From<Result<(), Failure>> for Verdict {
@@ -249,6 +251,30 @@ pub(crate) struct Ctx {
     pub(crate) opts: Opts,
     /// The probe's findings, once known.
     pub(crate) probe: Option<Probe>,
+    /// Set once a scenario's plugin did not exit within the grace period at its end: later
+    /// scenarios do not wait the whole grace period again (the `stop.*` checks judge the exit
+    /// with their own full wait), which keeps a plugin that ignores end of input within budget.
+    pub(crate) slow_exit: std::sync::atomic::AtomicBool,
+    /// How many scenarios failed after waiting out a time-out: past [`STALL_LIMIT`], the plugin
+    /// has stopped answering, and the checks not yet started are not run.
+    pub(crate) stalls: std::sync::atomic::AtomicUsize,
+}
+
+/// How many scenarios may fail on a time-out before the rest are not run (issue 9: any plugin,
+/// however broken, is judged within 30 s with the default options).
+pub(crate) const STALL_LIMIT: usize = 3;
+
+impl Ctx {
+    /// A context for one plugin.
+    pub(crate) fn new(spec: PluginSpec, opts: Opts, probe: Option<Probe>) -> Ctx {
+        Ctx {
+            spec,
+            opts,
+            probe,
+            slow_exit: std::sync::atomic::AtomicBool::new(false),
+            stalls: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
 }
 
 /// The reference interfaces and the versions the judge offers for each.

@@ -135,6 +135,8 @@ pub(crate) struct Session {
     /// Handles whose carrying request was answered: expired unless retained before.
     expired: std::collections::HashSet<String>,
     closed: bool,
+    /// A wait for a message ran out of time (counted by the judge's stall limit).
+    pub(crate) timed_out: bool,
     /// A wait for the exit already timed out: do not wait a whole grace period again.
     waited_in_vain: bool,
     /// The session's `$/log` level, once initialized.
@@ -210,6 +212,7 @@ impl Session {
             carried: std::collections::HashMap::new(),
             expired: std::collections::HashSet::new(),
             closed: false,
+            timed_out: false,
             waited_in_vain: false,
             level: LogLevel::Info,
             obs: Observations::default(),
@@ -390,7 +393,10 @@ impl Session {
                 return Err(RecvError::Closed);
             }
             let event = match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Err(_) => return Err(violation.map_or(RecvError::Timeout, RecvError::NotAFrame)),
+                Err(_) => {
+                    self.timed_out |= violation.is_none();
+                    return Err(violation.map_or(RecvError::Timeout, RecvError::NotAFrame));
+                }
                 Ok(None) => {
                     self.closed = true;
                     return Err(RecvError::Closed);
@@ -608,11 +614,11 @@ impl Session {
     }
 
     /// Ends the session: closes stdin, gives the plugin `grace` to exit, kills its process group,
-    /// drains stdout, and returns what was observed.
-    pub(crate) async fn finish(mut self, grace: Duration) -> Observations {
+    /// drains stdout, and returns what was observed and whether the plugin exited by itself.
+    pub(crate) async fn finish(mut self, grace: Duration) -> (Observations, bool) {
         self.close_stdin();
         let grace = if self.waited_in_vain { Duration::from_millis(50) } else { grace };
-        let _ = self.wait_exit(grace).await;
+        let exited = self.wait_exit(grace).await.is_some();
         self.kill_group();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
         // Read what is left, so that stray bytes written at the end are judged too.
@@ -627,7 +633,7 @@ impl Session {
                 Err(_) => break,
             }
         }
-        std::mem::take(&mut self.obs)
+        (std::mem::take(&mut self.obs), exited)
     }
 
     /// Kills the plugin's process group (every process the plugin started in it).

@@ -295,6 +295,7 @@ fn verdict_result(check: &Check, verdict: Verdict, duration: Duration) -> CheckR
     let (status, reason, failure) = match verdict {
         Verdict::Pass => (Status::Pass, String::new(), None),
         Verdict::Skip(why) => (Status::Skip, why, None),
+        Verdict::NotRun(why) => (Status::NotRun, why, None),
         Verdict::Fail(f) => (Status::Fail, f.summary.clone(), Some(*f)),
     };
     CheckResult {
@@ -336,7 +337,7 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
     let jobs = cli.jobs.max(1);
 
     // The launch checks need no handshake: they run beside the probe.
-    let ctx0 = Arc::new(Ctx { spec: spec.clone(), opts: opts.clone(), probe: None });
+    let ctx0 = Arc::new(Ctx::new(spec.clone(), opts.clone(), None));
     let launch: Vec<(Check, ScenarioFn)> = chosen
         .iter()
         .filter(|c| c.id.starts_with("launch."))
@@ -392,7 +393,7 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
         progress.clear();
         return all.iter().filter_map(|c| results.remove(c.id)).collect();
     }
-    let ctx = Arc::new(Ctx { spec, opts: opts.clone(), probe: probe.clone() });
+    let ctx = Arc::new(Ctx::new(spec, opts.clone(), probe.clone()));
 
     // Which checks apply.
     let declared = |name: &str| {
@@ -488,6 +489,14 @@ async fn run_scenarios(
         progress.start(check.id);
         async move {
             let started = Instant::now();
+            if ctx.stalls.load(std::sync::atomic::Ordering::Relaxed) >= checks::STALL_LIMIT {
+                let why = format!(
+                    "not run: {} checks already waited out their time-out (the plugin stopped answering); fix those first",
+                    checks::STALL_LIMIT
+                );
+                let out = checks::ScenarioOut { verdict: Verdict::NotRun(why), obs: Observations::default(), probe: None };
+                return (check, out, Duration::ZERO);
+            }
             let task = tokio::spawn(f(ctx));
             // Dropping a JoinHandle detaches its task: abort it on time-out, which drops the
             // session and so kills the plugin's process group.

@@ -443,3 +443,26 @@ fn a_judge_stopped_by_a_signal_leaves_no_process_behind() {
         assert_eq!(left, Vec::<String>::new(), "processes left after {signal:?}");
     }
 }
+
+#[test]
+fn a_plugin_that_stops_answering_after_the_handshake_is_judged_within_budget() {
+    let line = format!("{PYTHON} {} --break hangs-after-handshake", broken());
+    let started = std::time::Instant::now();
+    // The default options (the shared judge() helper only lengthens the grace period).
+    let out = judge(&["--format", "json", "--plugin", &line]);
+    let took = started.elapsed();
+    let report = json_of(&out);
+    let plugin = &report["plugins"][0];
+    assert_eq!(out.status.code(), Some(1));
+    let failed = ids_with(plugin, "fail");
+    assert!(failed.len() >= 3, "at least the three time-outs fail: {failed:?}");
+    let stalled: Vec<&serde_json::Value> =
+        plugin["checks"].as_array().expect("checks").iter().filter(|c| c["status"] == "not-run").collect();
+    assert!(!stalled.is_empty(), "after 3 time-outs the rest is not run:\n{}", details(plugin));
+    for c in &stalled {
+        assert!(c["reason"].as_str().is_some_and(|r| r.contains("time-out")), "{c}");
+    }
+    // Issue 9: any plugin within 30 s with the default options on an idle machine; generous here
+    // for a busy one, and far below the time-outs of every check (minutes).
+    assert!(took < std::time::Duration::from_secs(60), "took {took:?}");
+}

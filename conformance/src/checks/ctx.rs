@@ -50,8 +50,16 @@ impl Ctx {
 
     /// Ends a scenario: kills the plugin and attaches its stderr to a failure.
     pub(super) async fn close(&self, s: Session, r: Result<(), Failure>) -> ScenarioOut {
+        if r.is_err() && s.timed_out {
+            self.stalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let verdict = self.verdict_with_stderr(&s, r);
-        let obs = s.finish(self.opts.grace).await;
+        use std::sync::atomic::Ordering::Relaxed;
+        let grace = if self.slow_exit.load(Relaxed) { Duration::from_millis(100) } else { self.opts.grace };
+        let (obs, exited) = s.finish(grace).await;
+        if !exited {
+            self.slow_exit.store(true, Relaxed);
+        }
         ScenarioOut { verdict, obs, probe: None }
     }
 

@@ -39,6 +39,7 @@ BREAKS = {
     "malformed-as-response": "takes {\"jsonrpc\":\"2.0\"} for a response and ignores it",
     "app-notification": "sends an application notification right after the initialize answer (breaks nothing)",
     "late-retain": "sends tether/retain for the adder handle after answering counter.put",
+    "hangs-after-handshake": "answers tether/initialize and tether/ping, then nothing else",
     "exit-at-once": "exits with status 3 at start, after the cookie check",
     "silent": "reads stdin and never writes anything",
     "garbage": "answers every frame with a line of text",
@@ -376,6 +377,8 @@ def on_message(body):
         return
     if state["shutdown"]:
         respond_error(rid, -32005, "shutting down")
+        return
+    if flag == "hangs-after-handshake" and method != "tether/ping":
         return
     with state_lock:
         inflight[rid] = {"cancelled": False, "invokes": set()}
