@@ -54,6 +54,10 @@ pub(crate) enum CookieMode {
 pub(crate) struct Observations {
     /// Bytes on stdout that are not a frame in the writer form (`output.stdout-clean`).
     pub(crate) stdout_violations: Vec<String>,
+    /// For each violation, what to fix, from the bytes themselves.
+    pub(crate) stdout_fixes: Vec<String>,
+    /// How many frames were read from the plugin's stdout.
+    pub(crate) frames: usize,
     /// Bodies that are not valid JSON-RPC messages of the Tether profile (`output.messages-valid`).
     pub(crate) bad_messages: Vec<String>,
     /// `$/log` notifications that are not well formed (`log.well-formed`).
@@ -62,6 +66,10 @@ pub(crate) struct Observations {
     pub(crate) logs_below_level: Vec<String>,
     /// Every well-formed `$/log` seen.
     pub(crate) logs: Vec<LogParams>,
+    /// How many of the judge's requests carried a handle (`handle.no-late-retain`).
+    pub(crate) handles_given: usize,
+    /// `tether/retain` of a handle whose carrying request was already answered (§6.3).
+    pub(crate) late_retains: Vec<String>,
 }
 
 /// Shared state the reader tasks fill.
@@ -72,7 +80,17 @@ struct Shared {
     first_stderr_at: Option<Instant>,
     stderr_eof: bool,
     stdout_bytes: u64,
+    /// The first bytes the plugin wrote on stdout, kept to show in a diagnosis.
+    stdout_head: Vec<u8>,
 }
+
+/// How many of the first stdout bytes a session keeps for its diagnosis.
+const STDOUT_HEAD: usize = 256;
+/// After bytes that are not a frame, how long a wait for a message goes on: a stray `print` is
+/// usually followed at once by the frame it interrupted, and a plugin that writes nothing but
+/// garbage must not hold the judge for a whole time-out (the violation is judged by
+/// `output.stdout-clean` either way).
+const AFTER_VIOLATION: Duration = Duration::from_millis(750);
 
 const STDERR_KEPT: usize = 64 * 1024;
 /// Added to the time-out of a session's first answer (`tether/initialize`): it includes the
@@ -86,7 +104,9 @@ const SCHEMA_CHECKED_BODY: usize = 4 * 1024 * 1024;
 
 enum Event {
     Body(bytes::Bytes),
-    Violation(String),
+    /// What the codec said, the first bytes from where the violation starts, and whether the
+    /// frame read before them had a body that is not JSON (a sign of a wrong length).
+    Violation(String, Vec<u8>, bool),
     Eof,
 }
 
@@ -97,6 +117,8 @@ pub(crate) enum RecvError {
     Timeout,
     /// The plugin closed its stdout (it exited or crashed).
     Closed,
+    /// The plugin wrote bytes that are not a frame, and no frame followed them.
+    NotAFrame(String),
 }
 
 /// One running plugin and the judge's end of its pipes.
@@ -108,7 +130,13 @@ pub(crate) struct Session {
     backlog: VecDeque<Message>,
     shared: Arc<Mutex<Shared>>,
     next_id: i64,
+    /// The handles each of the judge's requests carries, until it is answered (§6.3).
+    carried: std::collections::HashMap<Id, Vec<String>>,
+    /// Handles whose carrying request was answered: expired unless retained before.
+    expired: std::collections::HashSet<String>,
     closed: bool,
+    /// A wait for a message ran out of time (counted by the judge's stall limit).
+    pub(crate) timed_out: bool,
     /// A wait for the exit already timed out: do not wait a whole grace period again.
     waited_in_vain: bool,
     /// The session's `$/log` level, once initialized.
@@ -131,6 +159,7 @@ impl Session {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        procs::die_with_parent(&mut cmd);
         match cookie {
             CookieMode::Set => {
                 cmd.env(&spec.cookie.key, &spec.cookie.value);
@@ -142,6 +171,9 @@ impl Session {
         }
         let mut child = cmd.spawn().map_err(|e| anyhow::anyhow!("cannot start {program:?}: {e}"))?;
         let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+        if let Some(pgid) = pgid {
+            procs::register_group(pgid);
+        }
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout pipe"))?;
         let mut stderr = child.stderr.take().ok_or_else(|| anyhow::anyhow!("no stderr pipe"))?;
@@ -177,7 +209,10 @@ impl Session {
             backlog: VecDeque::new(),
             shared,
             next_id: 1,
+            carried: std::collections::HashMap::new(),
+            expired: std::collections::HashSet::new(),
             closed: false,
+            timed_out: false,
             waited_in_vain: false,
             level: LogLevel::Info,
             obs: Observations::default(),
@@ -204,13 +239,18 @@ impl Session {
         self.shared.lock().map(|s| String::from_utf8_lossy(&s.stderr).into_owned()).unwrap_or_default()
     }
 
-    /// Waits up to `timeout` for the first byte on the plugin's stderr; when it came.
+    /// Waits up to `timeout` for the first byte on the plugin's stderr (or any on its stdout);
+    /// when the first stderr byte came.
     pub(crate) async fn wait_first_stderr(&self, timeout: Duration) -> Option<Instant> {
         let until = Instant::now() + timeout;
         loop {
-            let (first, eof) =
-                self.shared.lock().map(|s| (s.first_stderr_at, s.stderr_eof)).unwrap_or((None, true));
-            if first.is_some() || eof || Instant::now() >= until {
+            let (first, eof, wrote) = self
+                .shared
+                .lock()
+                .map(|s| (s.first_stderr_at, s.stderr_eof, s.stdout_bytes > 0))
+                .unwrap_or((None, true, false));
+            // Bytes on stdout also end the wait: the plugin is past its start and already wrong.
+            if first.is_some() || eof || wrote || Instant::now() >= until {
                 return first;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -226,6 +266,16 @@ impl Session {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The first bytes the plugin wrote on stdout (up to 256).
+    pub(crate) fn stdout_head(&self) -> Vec<u8> {
+        self.shared.lock().map(|s| s.stdout_head.clone()).unwrap_or_default()
+    }
+
+    /// The plugin's exit status, if it has exited (without waiting).
+    pub(crate) fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// How many bytes the plugin wrote on stdout so far.
@@ -299,6 +349,12 @@ impl Session {
         method: &str,
         params: Value,
     ) -> anyhow::Result<()> {
+        let mut handles = Vec::new();
+        handles_in(&params, &mut handles);
+        if !handles.is_empty() {
+            self.obs.handles_given += 1;
+            self.carried.insert(id.clone(), handles);
+        }
         let msg = Message::Request(Request::new(id, method, raw(&params)));
         self.send(&msg).await
     }
@@ -330,13 +386,17 @@ impl Session {
         if let Some(m) = self.backlog.pop_front() {
             return Ok(m);
         }
-        let deadline = tokio::time::Instant::now() + timeout;
+        let mut deadline = tokio::time::Instant::now() + timeout;
+        let mut violation: Option<String> = None;
         loop {
             if self.closed {
                 return Err(RecvError::Closed);
             }
             let event = match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Err(_) => return Err(RecvError::Timeout),
+                Err(_) => {
+                    self.timed_out |= violation.is_none();
+                    return Err(violation.map_or(RecvError::Timeout, RecvError::NotAFrame));
+                }
                 Ok(None) => {
                     self.closed = true;
                     return Err(RecvError::Closed);
@@ -348,13 +408,53 @@ impl Session {
                     self.closed = true;
                     return Err(RecvError::Closed);
                 }
-                Event::Violation(v) => self.obs.stdout_violations.push(v),
+                Event::Violation(v, head, previous_bad) => {
+                    deadline = deadline.min(tokio::time::Instant::now() + AFTER_VIOLATION);
+                    let (fault, fix) = if head.is_empty() {
+                        (
+                            v.clone(),
+                            "write whole frames within the session's maxFrameSize (§2.2, §2.5)".to_owned(),
+                        )
+                    } else {
+                        crate::checks::classify(&head, previous_bad)
+                    };
+                    violation.get_or_insert_with(|| fault.clone());
+                    self.obs.stdout_violations.push(format!("{fault} ({v})"));
+                    self.obs.stdout_fixes.push(fix);
+                }
                 Event::Body(body) => {
+                    self.obs.frames += 1;
                     self.note("<<", &body);
                     if let Some(msg) = self.classify(&body) {
                         match msg {
                             Message::Request(r) if r.method == "tether/ping" => {
                                 let _ = self.respond_ok(r.id, serde_json::json!({})).await;
+                            }
+                            Message::Request(r) if r.method == "tether/retain" => {
+                                let handle = serde_json::from_str::<Value>(r.params.get())
+                                    .ok()
+                                    .and_then(|v| v.get("handle").and_then(Value::as_str).map(str::to_owned))
+                                    .unwrap_or_default();
+                                if self.carried.values().flatten().any(|h| *h == handle) {
+                                    // In time (§6.3 item 3); the judge invokes nothing later anyway.
+                                    let _ = self.respond_ok(r.id, serde_json::json!({})).await;
+                                } else {
+                                    if self.expired.contains(&handle) {
+                                        self.obs.late_retains.push(format!(
+                                            "tether/retain of {handle:?} after its request was answered: {}",
+                                            show_bytes(&body, 200)
+                                        ));
+                                    }
+                                    let _ = self
+                                        .respond_err(Some(r.id), ErrorObject::unknown_handle(&handle))
+                                        .await;
+                                }
+                            }
+                            Message::Response(r) => {
+                                if let Some(gone) = r.id.as_ref().and_then(|id| self.carried.remove(id)) {
+                                    self.expired.extend(gone);
+                                }
+                                return Ok(Message::Response(r));
                             }
                             Message::Request(r) if r.method != "tether/invoke" => {
                                 let err = ErrorObject::method_not_found(
@@ -470,6 +570,11 @@ impl Session {
             RecvError::Closed => {
                 anyhow::anyhow!("the plugin closed its stdout (exited?) before answering {what}")
             }
+            RecvError::NotAFrame(v) => {
+                anyhow::anyhow!(
+                    "instead of answering {what}, the plugin wrote bytes that are not a frame: {v}"
+                )
+            }
         }
     }
 
@@ -495,6 +600,12 @@ impl Session {
         self.notify(CancelRequest::METHOD, serde_json::json!({ "id": id })).await
     }
 
+    /// The plugin has visibly failed (it wrote garbage, or stayed silent): [`Session::finish`]
+    /// gives it no grace period to exit.
+    pub(crate) fn give_up(&mut self) {
+        self.waited_in_vain = true;
+    }
+
     /// Waits up to `timeout` for the plugin to exit by itself.
     pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let status = tokio::time::timeout(timeout, self.child.wait()).await.ok().and_then(Result::ok);
@@ -503,11 +614,11 @@ impl Session {
     }
 
     /// Ends the session: closes stdin, gives the plugin `grace` to exit, kills its process group,
-    /// drains stdout, and returns what was observed.
-    pub(crate) async fn finish(mut self, grace: Duration) -> Observations {
+    /// drains stdout, and returns what was observed and whether the plugin exited by itself.
+    pub(crate) async fn finish(mut self, grace: Duration) -> (Observations, bool) {
         self.close_stdin();
         let grace = if self.waited_in_vain { Duration::from_millis(50) } else { grace };
-        let _ = self.wait_exit(grace).await;
+        let exited = self.wait_exit(grace).await.is_some();
         self.kill_group();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
         // Read what is left, so that stray bytes written at the end are judged too.
@@ -522,7 +633,7 @@ impl Session {
                 Err(_) => break,
             }
         }
-        std::mem::take(&mut self.obs)
+        (std::mem::take(&mut self.obs), exited)
     }
 
     /// Kills the plugin's process group (every process the plugin started in it).
@@ -536,6 +647,9 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.kill_group();
+        if let Some(pgid) = self.pgid {
+            procs::forget_group(pgid);
+        }
     }
 }
 
@@ -552,6 +666,11 @@ async fn read_stdout(
     let mut recovering = false;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut eof = false;
+    let mut last_body: Option<bytes::Bytes> = None;
+    let head = |buf: &BytesMut| buf[..buf.len().min(256)].to_vec();
+    let body_bad = |b: &Option<bytes::Bytes>| {
+        b.as_ref().is_some_and(|b| serde_json::from_slice::<serde::de::IgnoredAny>(b).is_err())
+    };
     loop {
         // Decode everything the buffer holds.
         loop {
@@ -560,27 +679,30 @@ async fn read_stdout(
                 match got {
                     Ok(Some(Frame::Message(body))) => {
                         recovering = false;
+                        last_body = Some(body.clone());
                         let _ = tx.send(Event::Body(body));
                     }
                     Ok(Some(Frame::Garbage { .. })) => recovering = false,
                     Ok(Some(Frame::Oversized(o))) => {
                         recovering = false;
-                        let _ = tx.send(Event::Violation(format!(
-                            "a frame of {} bytes, above the maximum of {}",
-                            o.declared, o.max
-                        )));
+                        let _ = tx.send(Event::Violation(
+                            format!("a frame of {} bytes, above the maximum of {}", o.declared, o.max),
+                            Vec::new(),
+                            false,
+                        ));
                     }
                     Ok(Some(Frame::Truncated(b))) => {
-                        let _ = tx.send(Event::Violation(format!(
-                            "end of output in the middle of a frame: {}",
-                            show_bytes(&b, 200)
-                        )));
+                        let _ = tx.send(Event::Violation(
+                            format!("end of output in the middle of a frame: {}", show_bytes(&b, 200)),
+                            b.to_vec(),
+                            false,
+                        ));
                         buf.clear();
                         break;
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        let _ = tx.send(Event::Violation(e.to_string()));
+                        let _ = tx.send(Event::Violation(e.to_string(), head(&buf), body_bad(&last_body)));
                         buf.clear();
                         break;
                     }
@@ -589,15 +711,17 @@ async fn read_stdout(
                 let got = if eof { strict.decode_eof(&mut buf) } else { strict.decode(&mut buf) };
                 match got {
                     Ok(Some(Frame::Message(body))) => {
+                        last_body = Some(body.clone());
                         let _ = tx.send(Event::Body(body));
                     }
                     Ok(Some(other)) => {
                         // The strict codec reports problems as errors; keep this arm total.
-                        let _ = tx.send(Event::Violation(format!("not a frame: {other:?}")));
+                        let _ =
+                            tx.send(Event::Violation(format!("not a frame: {other:?}"), Vec::new(), false));
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        let _ = tx.send(Event::Violation(e.to_string()));
+                        let _ = tx.send(Event::Violation(e.to_string(), head(&buf), body_bad(&last_body)));
                         if buf.is_empty() || eof {
                             buf.clear();
                             break;
@@ -617,11 +741,33 @@ async fn read_stdout(
             Ok(n) => {
                 if let Ok(mut s) = shared.lock() {
                     s.stdout_bytes += n as u64;
+                    let keep = STDOUT_HEAD.saturating_sub(s.stdout_head.len()).min(buf.len());
+                    if keep > 0 {
+                        // The new bytes are at the end of `buf`.
+                        let start = buf.len() - n;
+                        let end = (start + keep).min(buf.len());
+                        let head = buf[start..end].to_vec();
+                        s.stdout_head.extend_from_slice(&head);
+                    }
                 }
             }
         }
     }
     let _ = tx.send(Event::Eof);
+}
+
+/// The ids of the handles (`{"$handle": id, ...}` objects) anywhere in a value.
+fn handles_in(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(id)) = map.get("$handle") {
+                out.push(id.clone());
+            }
+            map.values().for_each(|v| handles_in(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| handles_in(v, out)),
+        _ => {}
+    }
 }
 
 /// A JSON value as raw JSON.

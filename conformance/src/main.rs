@@ -25,7 +25,7 @@ use clap::{Parser, ValueEnum};
 use futures::StreamExt;
 use tether_spec::MagicCookie;
 
-use crate::checks::{Check, Ctx, Kind, Needs, Opts, Verdict};
+use crate::checks::{Check, Ctx, Kind, Needs, Opts, Tier, Verdict};
 use crate::driver::{Observations, PluginSpec};
 use crate::report::{Baseline, CheckResult, PluginReport, Status};
 
@@ -50,6 +50,10 @@ struct Cli {
     /// Leave out the checks whose id contains this text, or matches this glob. Repeatable.
     #[arg(long = "exclude", value_name = "TEXT OR GLOB")]
     excludes: Vec<String>,
+    /// Judge only the checks of this tier (default: both). `core` is what a conforming host
+    /// relies on; `hardening` is what only a broken or hostile host sends (README.md, "Tiers").
+    #[arg(long, value_enum, value_name = "TIER")]
+    tier: Option<TierArg>,
     /// List the checks and exit.
     #[arg(long)]
     list: bool,
@@ -82,6 +86,12 @@ enum Interface {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TierArg {
+    Core,
+    Hardening,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Table,
     Json,
@@ -108,7 +118,12 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 }
 
 fn selected(cli: &Cli, check: &Check) -> bool {
-    (cli.filters.is_empty() || cli.filters.iter().any(|f| matches_filter(check.id, f)))
+    let tier = match cli.tier {
+        None => true,
+        Some(TierArg::Core) => check.tier == Tier::Core,
+        Some(TierArg::Hardening) => check.tier == Tier::Hardening,
+    };
+    tier && (cli.filters.is_empty() || cli.filters.iter().any(|f| matches_filter(check.id, f)))
         && !cli.excludes.iter().any(|f| matches_filter(check.id, f))
 }
 
@@ -116,7 +131,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.list {
         for c in checks::all() {
-            println!("{:<30} {:<16} {}", c.id, c.section, c.title);
+            println!("{:<30} {:<16} {:<9} {}", c.id, c.section, c.tier.name(), c.title);
         }
         return ExitCode::SUCCESS;
     }
@@ -155,7 +170,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut reports = match runtime.block_on(run(&cli, cookie)) {
+    let mut reports = match runtime.block_on(run_until_signal(&cli, cookie)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tether-conformance: {e}");
@@ -181,6 +196,23 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Runs the judge; on SIGINT or SIGTERM, kills every plugin's process group (a plugin runs in a
+/// group of its own, which a terminal's Ctrl-C does not reach) and exits with the conventional
+/// status, 128 + the signal's number.
+async fn run_until_signal(cli: &Cli, cookie: MagicCookie) -> anyhow::Result<Vec<PluginReport>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let number = tokio::select! {
+        r = run(cli, cookie) => return r,
+        _ = int.recv() => 2,
+        _ = term.recv() => 15,
+    };
+    let killed = procs::kill_all_groups();
+    eprintln!("\ntether-conformance: stopped by signal {number}; killed {killed} plugin process group(s)");
+    std::process::exit(128 + number);
 }
 
 async fn run(cli: &Cli, cookie: MagicCookie) -> anyhow::Result<Vec<PluginReport>> {
@@ -209,7 +241,7 @@ async fn run(cli: &Cli, cookie: MagicCookie) -> anyhow::Result<Vec<PluginReport>
                     eprintln!("tether-conformance: judging {} ...", target.label);
                 }
                 let spec = PluginSpec { argv, cookie: cookie.clone() };
-                let results = judge(cli, spec).await;
+                let results = judge(cli, spec, &target.label).await;
                 reports.push(PluginReport { label: target.label, command, notes: Vec::new(), results });
             }
             Err(Skipped::Note(note)) => {
@@ -230,6 +262,7 @@ async fn run(cli: &Cli, cookie: MagicCookie) -> anyhow::Result<Vec<PluginReport>
                         id,
                         section: "-".into(),
                         title: "building the example plugins".into(),
+                        tier: Tier::Core,
                         status: Status::Fail,
                         duration: Duration::ZERO,
                         reason,
@@ -262,12 +295,14 @@ fn verdict_result(check: &Check, verdict: Verdict, duration: Duration) -> CheckR
     let (status, reason, failure) = match verdict {
         Verdict::Pass => (Status::Pass, String::new(), None),
         Verdict::Skip(why) => (Status::Skip, why, None),
+        Verdict::NotRun(why) => (Status::NotRun, why, None),
         Verdict::Fail(f) => (Status::Fail, f.summary.clone(), Some(*f)),
     };
     CheckResult {
         id: check.id.into(),
         section: check.section.into(),
         title: check.title.into(),
+        tier: check.tier,
         status,
         duration,
         reason,
@@ -275,8 +310,9 @@ fn verdict_result(check: &Check, verdict: Verdict, duration: Duration) -> CheckR
     }
 }
 
-/// Runs every selected check against one plugin.
-async fn judge(cli: &Cli, spec: PluginSpec) -> Vec<CheckResult> {
+/// Runs every selected check against one plugin: the launch checks and the handshake probe
+/// first; when the handshake does not complete, that one diagnosis and nothing else.
+async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
     let only: Vec<String> = cli
         .interfaces
         .iter()
@@ -292,31 +328,73 @@ async fn judge(cli: &Cli, spec: PluginSpec) -> Vec<CheckResult> {
         only,
     };
     let all = checks::all();
+    let chosen: Vec<Check> = all.iter().filter(|c| selected(cli, c)).copied().collect();
+    let progress = Progress::new(cli, label, chosen.len());
     let mut results: BTreeMap<&str, CheckResult> = BTreeMap::new();
     let mut observations: Vec<Observations> = Vec::new();
     // A check that does not finish within this time fails; it never hangs the judge.
     let limit = opts.timeout * 4 + opts.grace * 2 + Duration::from_secs(120);
+    let jobs = cli.jobs.max(1);
 
-    // The probe first: it decides which checks apply.
-    let probe_check = all.iter().find(|c| matches!(c.kind, Kind::Probe)).copied();
-    let ctx0 = Arc::new(Ctx { spec: spec.clone(), opts: opts.clone(), probe: None });
+    // The launch checks need no handshake: they run beside the probe.
+    let ctx0 = Arc::new(Ctx::new(spec.clone(), opts.clone(), None));
+    let launch: Vec<(Check, ScenarioFn)> = chosen
+        .iter()
+        .filter(|c| c.id.starts_with("launch."))
+        .filter_map(|c| match c.kind {
+            Kind::Scenario(f) => Some((*c, f)),
+            _ => None,
+        })
+        .collect();
     let started = Instant::now();
-    let out = match tokio::time::timeout(limit, checks::probe(Arc::clone(&ctx0))).await {
-        Ok(out) => out,
-        Err(_) => checks::ScenarioOut {
-            verdict: Verdict::Fail(Box::new(checks::failure("the handshake did not finish in time", ""))),
-            obs: Observations::default(),
-            probe: None,
-        },
+    progress.start("handshake.initialize");
+    let probe_run = async {
+        match tokio::time::timeout(limit, checks::probe(Arc::clone(&ctx0))).await {
+            Ok(out) => out,
+            Err(_) => checks::ScenarioOut {
+                verdict: Verdict::Fail(Box::new(checks::failure("the handshake did not finish in time", ""))),
+                obs: Observations::default(),
+                probe: None,
+            },
+        }
     };
-    let probe = out.probe.clone();
-    observations.push(out.obs);
-    if let Some(check) = probe_check.filter(|c| selected(cli, c)) {
-        let r = verdict_result(&check, out.verdict, started.elapsed());
-        progress(cli, &r);
+    let (out, launched) =
+        tokio::join!(probe_run, run_scenarios(launch, Arc::clone(&ctx0), limit, jobs, &progress));
+    for (check, out, elapsed) in launched {
+        observations.push(out.obs);
+        let r = verdict_result(&check, out.verdict, elapsed);
+        progress.done(cli, &r);
         results.insert(check.id, r);
     }
-    let ctx = Arc::new(Ctx { spec, opts: opts.clone(), probe: probe.clone() });
+    progress.stop("handshake.initialize");
+    let probe = out.probe.clone();
+    observations.push(out.obs);
+    let probe_check = all.iter().find(|c| matches!(c.kind, Kind::Probe)).copied();
+    if let Some(check) = probe_check {
+        // When the handshake failed, its diagnosis is reported even if the check was filtered out.
+        if selected(cli, &check) || probe.is_none() {
+            let r = verdict_result(&check, out.verdict, started.elapsed());
+            progress.done(cli, &r);
+            results.insert(check.id, r);
+        }
+    }
+    if probe.is_none() {
+        for check in &chosen {
+            results.entry(check.id).or_insert_with(|| CheckResult {
+                id: check.id.into(),
+                section: check.section.into(),
+                title: check.title.into(),
+                tier: check.tier,
+                status: Status::NotRun,
+                duration: Duration::ZERO,
+                reason: "not run: the handshake did not complete (see handshake.initialize)".into(),
+                failure: None,
+            });
+        }
+        progress.clear();
+        return all.iter().filter_map(|c| results.remove(c.id)).collect();
+    }
+    let ctx = Arc::new(Ctx::new(spec, opts.clone(), probe.clone()));
 
     // Which checks apply.
     let declared = |name: &str| {
@@ -325,9 +403,7 @@ async fn judge(cli: &Cli, spec: PluginSpec) -> Vec<CheckResult> {
     };
     let why_not = |needs: Needs| -> Option<String> {
         let missing = |name: &str| {
-            if probe.is_none() {
-                Some("the handshake failed, so the plugin's interfaces are unknown".to_owned())
-            } else if !opts.only.is_empty() && !opts.only.iter().any(|o| o == name) {
+            if !opts.only.is_empty() && !opts.only.iter().any(|o| o == name) {
                 Some(format!("{name} not selected with --interface"))
             } else {
                 Some(format!("the plugin does not implement {name}"))
@@ -338,8 +414,6 @@ async fn judge(cli: &Cli, spec: PluginSpec) -> Vec<CheckResult> {
             Needs::SomeInterface => {
                 if declared("kv") || declared("counter") {
                     None
-                } else if probe.is_none() {
-                    missing("")
                 } else {
                     Some("the plugin implements no selected reference interface".to_owned())
                 }
@@ -359,29 +433,71 @@ async fn judge(cli: &Cli, spec: PluginSpec) -> Vec<CheckResult> {
     };
 
     let mut scenarios = Vec::new();
-    for check in all.iter().filter(|c| selected(cli, c)) {
-        if matches!(check.kind, Kind::Probe) {
+    for check in &chosen {
+        if matches!(check.kind, Kind::Probe) || results.contains_key(check.id) {
             continue;
         }
         if let Some(why) = why_not(check.needs) {
-            results.insert(check.id, verdict_result(check, Verdict::Skip(why), Duration::ZERO));
+            let r = verdict_result(check, Verdict::Skip(why), Duration::ZERO);
+            progress.done(cli, &r);
+            results.insert(check.id, r);
             continue;
         }
         match check.kind {
             Kind::FromProbe(f) => {
                 if let Some(p) = &probe {
-                    results.insert(check.id, verdict_result(check, f(p), Duration::ZERO));
+                    let r = verdict_result(check, f(p), Duration::ZERO);
+                    progress.done(cli, &r);
+                    results.insert(check.id, r);
                 }
             }
             Kind::Scenario(f) => scenarios.push((*check, f)),
             Kind::Aggregate(_) | Kind::Probe => {}
         }
     }
-    let jobs = cli.jobs.max(1);
-    let mut stream = futures::stream::iter(scenarios.into_iter().map(|(check, f)| {
+    for (check, out, elapsed) in run_scenarios(scenarios, ctx, limit, jobs, &progress).await {
+        observations.push(out.obs);
+        let r = verdict_result(&check, out.verdict, elapsed);
+        progress.done(cli, &r);
+        results.insert(check.id, r);
+    }
+    for check in &chosen {
+        if let Kind::Aggregate(f) = check.kind {
+            if why_not(check.needs).is_none() {
+                let r = verdict_result(check, f(&observations), Duration::ZERO);
+                progress.done(cli, &r);
+                results.insert(check.id, r);
+            }
+        }
+    }
+    progress.clear();
+    all.iter().filter_map(|c| results.remove(c.id)).collect()
+}
+
+/// A scenario check's function.
+type ScenarioFn = fn(Arc<Ctx>) -> futures::future::BoxFuture<'static, checks::ScenarioOut>;
+
+/// Runs scenarios, `jobs` at a time, each in its own task and bounded by `limit`.
+async fn run_scenarios(
+    scenarios: Vec<(Check, ScenarioFn)>,
+    ctx: Arc<Ctx>,
+    limit: Duration,
+    jobs: usize,
+    progress: &Progress,
+) -> Vec<(Check, checks::ScenarioOut, Duration)> {
+    futures::stream::iter(scenarios.into_iter().map(|(check, f)| {
         let ctx = Arc::clone(&ctx);
+        progress.start(check.id);
         async move {
             let started = Instant::now();
+            if ctx.stalls.load(std::sync::atomic::Ordering::Relaxed) >= checks::STALL_LIMIT {
+                let why = format!(
+                    "not run: {} checks already waited out their time-out (the plugin stopped answering); fix those first",
+                    checks::STALL_LIMIT
+                );
+                let out = checks::ScenarioOut { verdict: Verdict::NotRun(why), obs: Observations::default(), probe: None };
+                return (check, out, Duration::ZERO);
+            }
             let task = tokio::spawn(f(ctx));
             // Dropping a JoinHandle detaches its task: abort it on time-out, which drops the
             // session and so kills the plugin's process group.
@@ -411,26 +527,71 @@ async fn judge(cli: &Cli, spec: PluginSpec) -> Vec<CheckResult> {
             (check, out, started.elapsed())
         }
     }))
-    .buffer_unordered(jobs);
-    while let Some((check, out, elapsed)) = stream.next().await {
-        observations.push(out.obs);
-        let r = verdict_result(&check, out.verdict, elapsed);
-        progress(cli, &r);
-        results.insert(check.id, r);
-    }
-    for check in all.iter().filter(|c| selected(cli, c)) {
-        if let Kind::Aggregate(f) = check.kind {
-            if why_not(check.needs).is_none() {
-                results.insert(check.id, verdict_result(check, f(&observations), Duration::ZERO));
-            }
-        }
-    }
-    all.iter().filter_map(|c| results.remove(c.id)).collect()
+    .buffer_unordered(jobs)
+    .collect()
+    .await
 }
 
-fn progress(cli: &Cli, r: &CheckResult) {
-    if cli.verbose {
-        eprintln!("  {:<30} {:?} {}ms {}", r.id, r.status, r.duration.as_millis(), r.reason);
+/// The live progress line on a terminal: the plugin, checks done of total, a check in progress.
+/// Nothing when stderr is not a terminal (CI logs, tests) or with `--verbose`.
+struct Progress {
+    live: bool,
+    label: String,
+    total: usize,
+    state: std::sync::Mutex<(usize, Vec<&'static str>)>,
+}
+
+impl Progress {
+    fn new(cli: &Cli, label: &str, total: usize) -> Progress {
+        use std::io::IsTerminal as _;
+        Progress {
+            live: !cli.verbose && std::io::stderr().is_terminal(),
+            label: label.to_owned(),
+            total,
+            state: std::sync::Mutex::new((0, Vec::new())),
+        }
+    }
+
+    fn start(&self, id: &'static str) {
+        if let Ok(mut st) = self.state.lock() {
+            st.1.push(id);
+        }
+        self.draw();
+    }
+
+    /// A check is no longer in progress (without counting it: the probe when not selected).
+    fn stop(&self, id: &str) {
+        if let Ok(mut st) = self.state.lock() {
+            st.1.retain(|running| *running != id);
+        }
+    }
+
+    fn done(&self, cli: &Cli, r: &CheckResult) {
+        if cli.verbose {
+            eprintln!("  {:<30} {:?} {}ms {}", r.id, r.status, r.duration.as_millis(), r.reason);
+        }
+        if let Ok(mut st) = self.state.lock() {
+            st.0 += 1;
+            st.1.retain(|id| *id != r.id);
+        }
+        self.draw();
+    }
+
+    fn draw(&self) {
+        if !self.live {
+            return;
+        }
+        let Ok(st) = self.state.lock() else { return };
+        let current = st.1.first().copied().unwrap_or("");
+        let line = format!("{}: {}/{} checks  {current}", self.label, st.0.min(self.total), self.total);
+        let line: String = line.chars().take(100).collect();
+        eprint!("\r\x1b[2K{line}");
+    }
+
+    fn clear(&self) {
+        if self.live {
+            eprint!("\r\x1b[2K");
+        }
     }
 }
 

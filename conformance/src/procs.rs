@@ -1,5 +1,9 @@
-//! Processes: killing a plugin's process group and finding what is left of it in `/proc`.
+//! Processes: killing a plugin's process group, finding what is left of it in `/proc`, and
+//! making sure no plugin outlives the judge (a registry of live groups for SIGINT/SIGTERM, and a
+//! parent-death signal for a judge that is killed outright).
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process_group, Pid, Signal};
@@ -8,6 +12,56 @@ use rustix::process::{kill_process_group, Pid, Signal};
 pub(crate) fn kill_group(pgid: i32) {
     if let Some(pid) = Pid::from_raw(pgid) {
         let _ = kill_process_group(pid, Signal::KILL);
+    }
+}
+
+/// The process groups of the plugins running now. A plugin runs in its own group, which a
+/// terminal's Ctrl-C does not reach: the judge kills these itself when it is interrupted.
+static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// Records a plugin's group as live.
+pub(crate) fn register_group(pgid: i32) {
+    if let Ok(mut live) = LIVE_GROUPS.lock() {
+        live.insert(pgid);
+    }
+}
+
+/// Forgets a group (its session ended and killed it).
+pub(crate) fn forget_group(pgid: i32) {
+    if let Ok(mut live) = LIVE_GROUPS.lock() {
+        live.remove(&pgid);
+    }
+}
+
+/// Kills every live plugin group; returns how many there were. Called on SIGINT and SIGTERM.
+pub(crate) fn kill_all_groups() -> usize {
+    let groups: Vec<i32> = LIVE_GROUPS.lock().map(|live| live.iter().copied().collect()).unwrap_or_default();
+    for pgid in &groups {
+        kill_group(*pgid);
+    }
+    groups.len()
+}
+
+/// Gives the plugin a parent-death signal: the kernel sends it SIGKILL when the judge's thread
+/// that started it ends, so that even a judge killed with SIGKILL (which it cannot catch) leaves
+/// no plugin behind. The judge starts plugins from its runtime's worker threads, which live as
+/// long as the judge. (Processes the plugin starts itself are its own to stop: §1.6, checked by
+/// `stop.no-leftovers`.)
+pub(crate) fn die_with_parent(cmd: &mut tokio::process::Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed: it makes two system calls (prctl, getppid) through rustix, which neither
+    // allocates nor takes locks.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            // The judge may have died between fork and prctl: then nothing would fire.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(std::io::Error::other("the judge exited while starting the plugin"));
+            }
+            Ok(())
+        });
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::checks::Failure;
+use crate::checks::{Failure, Tier};
 
 /// A check's final status, after the baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub(crate) enum Status {
     Fail,
     /// Not applicable.
     Skip,
+    /// Not run: an earlier failure (the handshake) made it pointless.
+    NotRun,
     /// Failed, listed in the baseline: does not fail the run.
     XFail,
     /// Passed although listed in the baseline: fails the run until the entry is removed.
@@ -29,6 +31,7 @@ impl Status {
             Status::Pass => "PASS",
             Status::Fail => "FAIL",
             Status::Skip => "SKIP",
+            Status::NotRun => "NOTRUN",
             Status::XFail => "XFAIL",
             Status::Stale => "STALE",
         }
@@ -39,6 +42,7 @@ impl Status {
             Status::Pass => "pass",
             Status::Fail => "fail",
             Status::Skip => "skip",
+            Status::NotRun => "not-run",
             Status::XFail => "expected-failure",
             Status::Stale => "stale",
         }
@@ -59,6 +63,8 @@ pub(crate) struct CheckResult {
     pub(crate) section: String,
     /// What it checks.
     pub(crate) title: String,
+    /// The tier of the check.
+    pub(crate) tier: Tier,
     /// The status.
     pub(crate) status: Status,
     /// How long it took.
@@ -91,6 +97,8 @@ pub(crate) struct Counts {
     pub(crate) failed: usize,
     /// Skipped.
     pub(crate) skipped: usize,
+    /// Not run.
+    pub(crate) not_run: usize,
     /// Expected failures.
     pub(crate) xfail: usize,
     /// Stale baseline entries (also counted in `failed`).
@@ -103,6 +111,7 @@ impl Counts {
             Status::Pass => self.passed += 1,
             Status::Fail => self.failed += 1,
             Status::Skip => self.skipped += 1,
+            Status::NotRun => self.not_run += 1,
             Status::XFail => self.xfail += 1,
             Status::Stale => {
                 self.failed += 1;
@@ -129,13 +138,12 @@ impl Counts {
         c
     }
 
-    /// `N passed, N failed` and `, N skipped` when any were.
+    /// `N passed, N failed, N skipped, N not run`.
     pub(crate) fn line(&self) -> String {
-        let mut s = format!("{} passed, {} failed", self.passed, self.failed);
-        if self.skipped > 0 {
-            let _ = write!(s, ", {} skipped", self.skipped);
-        }
-        s
+        format!(
+            "{} passed, {} failed, {} skipped, {} not run",
+            self.passed, self.failed, self.skipped, self.not_run
+        )
     }
 }
 
@@ -246,15 +254,19 @@ pub(crate) fn table(reports: &[PluginReport]) -> String {
             let _ = writeln!(out, "   note: {note}");
         }
         if !p.results.is_empty() {
-            let _ =
-                writeln!(out, "{:<width$}  {:<14} {:<6} {:>8}  REASON", "CHECK", "SPEC", "RESULT", "TIME");
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:<14} {:<9} {:<6} {:>8}  REASON",
+                "CHECK", "SPEC", "TIER", "RESULT", "TIME"
+            );
         }
         for r in &p.results {
             let _ = writeln!(
                 out,
-                "{:<width$}  {:<14} {:<6} {:>8}  {}",
+                "{:<width$}  {:<14} {:<9} {:<6} {:>8}  {}",
                 r.id,
                 r.section,
+                r.tier.name(),
                 r.status.label(),
                 ms(r.duration),
                 one_line(&r.reason, 110)
@@ -323,6 +335,7 @@ pub(crate) fn json(reports: &[PluginReport]) -> String {
                 "checks": p.results.iter().map(|r| json!({
                     "id": r.id,
                     "section": r.section,
+                    "tier": r.tier.name(),
                     "title": r.title,
                     "status": r.status.json(),
                     "durationMs": r.duration.as_millis() as u64,
@@ -340,7 +353,7 @@ pub(crate) fn json(reports: &[PluginReport]) -> String {
 }
 
 fn counts_json(c: Counts) -> serde_json::Value {
-    json!({"passed": c.passed, "failed": c.failed, "skipped": c.skipped, "expectedFailures": c.xfail, "stale": c.stale})
+    json!({"passed": c.passed, "failed": c.failed, "skipped": c.skipped, "notRun": c.not_run, "expectedFailures": c.xfail, "stale": c.stale})
 }
 
 fn xml(s: &str) -> String {
@@ -399,7 +412,7 @@ pub(crate) fn junit(reports: &[PluginReport]) -> String {
             );
             match r.status {
                 Status::Pass => out.push_str("/>\n"),
-                Status::Skip | Status::XFail => {
+                Status::Skip | Status::NotRun | Status::XFail => {
                     let _ =
                         writeln!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>", xml(&r.reason));
                 }
@@ -437,6 +450,7 @@ mod tests {
             id: id.into(),
             section: "§1".into(),
             title: "t".into(),
+            tier: Tier::Core,
             status,
             duration: Duration::from_millis(3),
             reason: if status == Status::Fail { "broke <&>".into() } else { String::new() },
@@ -483,14 +497,14 @@ mod tests {
         let statuses: Vec<Status> = r.results.iter().map(|r| r.status).collect();
         assert_eq!(statuses, vec![Status::XFail, Status::Stale, Status::Skip, Status::Fail, Status::Pass]);
         let c = Counts::of(&r);
-        assert_eq!(c, Counts { passed: 1, failed: 2, skipped: 1, xfail: 1, stale: 1 });
-        assert_eq!(c.line(), "1 passed, 2 failed, 1 skipped");
+        assert_eq!(c, Counts { passed: 1, failed: 2, skipped: 1, not_run: 0, xfail: 1, stale: 1 });
+        assert_eq!(c.line(), "1 passed, 2 failed, 1 skipped, 0 not run");
         assert!(r.results.iter().any(|r| r.status.fails_run()));
         // A listed failure alone does not fail the run.
         let mut only = report("q", vec![result("a.fail", Status::Fail), result("e.pass", Status::Pass)]);
         b.apply(&mut only);
         assert!(!only.results.iter().any(|r| r.status.fails_run()));
-        assert_eq!(Counts::of(&only).line(), "1 passed, 0 failed");
+        assert_eq!(Counts::of(&only).line(), "1 passed, 0 failed, 0 skipped, 0 not run");
     }
 
     #[test]
@@ -500,10 +514,10 @@ mod tests {
             report("two", vec![result("x.a", Status::Pass), result("x.c", Status::Skip)]),
         ];
         let t = table(&reports);
-        assert_eq!(t.lines().last(), Some("2 passed, 1 failed, 1 skipped"));
+        assert_eq!(t.lines().last(), Some("2 passed, 1 failed, 1 skipped, 0 not run"));
         assert!(t.contains("== one ==") && t.contains("== two =="));
         assert!(t.contains("-- FAIL x.b"));
-        assert!(t.contains("one: 1 passed, 1 failed"));
+        assert!(t.contains("one: 1 passed, 1 failed, 0 skipped, 0 not run"));
     }
 
     #[test]

@@ -80,7 +80,12 @@ fn details(plugin: &serde_json::Value) -> String {
 /// Processes started by this test binary's judges, still alive, whose command line contains
 /// `marker`.
 fn alive_with(marker: &str) -> Vec<String> {
-    let tag = format!("{RUN_TAG_VAR}={}", run_tag()).into_bytes();
+    alive_tagged(&run_tag(), marker)
+}
+
+/// Processes alive with `RUN_TAG_VAR` set to `tag` whose command line contains `marker`.
+fn alive_tagged(tag: &str, marker: &str) -> Vec<String> {
+    let tag = format!("{RUN_TAG_VAR}={tag}").into_bytes();
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let path = entry.path();
@@ -176,7 +181,15 @@ fn every_example_plugin_passes_every_check() {
 /// Each flag of the broken plugin, with the only checks that must fail.
 const BROKEN: &[(&str, &[&str])] = &[
     ("stdout-print", &["output.stdout-clean"]),
-    ("content-type", &["output.stdout-clean"]),
+    ("content-type", &[]),
+    ("extra-header", &["output.stdout-clean"]),
+    ("lists-unoffered", &["handshake.only-offered", "handshake.none-offered"]),
+    ("eager-shutdown", &["stop.shutdown-waits"]),
+    ("callback-code", &["counter.callback-error"]),
+    ("handle-32601", &["handle.unknown"]),
+    ("malformed-as-response", &["rpc.malformed-envelopes"]),
+    ("app-notification", &[]),
+    ("late-retain", &["handle.no-late-retain"]),
     ("adds-itself", &["counter.callback", "counter.concurrent-puts", "counter.reentrant-get"]),
     ("ignore-cancel", &["counter.cancel"]),
     (
@@ -189,9 +202,9 @@ const BROKEN: &[(&str, &[&str])] = &[
             "stop.no-leftovers",
         ],
     ),
-    ("answers-notifications", &["rpc.notifications-unanswered"]),
+    ("answers-notifications", &["rpc.notifications-unanswered", "handle.unknown"]),
     ("wrong-missing-code", &["kv.missing-key", "kv.delete"]),
-    ("sequential", &["counter.concurrent-puts", "counter.reentrant-get"]),
+    ("sequential", &["counter.concurrent-puts", "counter.reentrant-get", "rpc.ping-during-callback"]),
     ("no-cookie-check", &["launch.no-cookie", "launch.wrong-cookie"]),
     ("leaves-child", &["stop.no-leftovers"]),
     ("no-debug-log", &["log.debug-on-put", "log.set-level"]),
@@ -243,7 +256,15 @@ fn each_broken_plugin_fails_exactly_its_checks() {
                 if out.status.success() != want.is_empty() {
                     problems.lock().expect("problems").push(format!("{name}: exit status {}", out.status));
                 }
-                if !ids_with(plugin, "skip").is_empty() {
+                // Skipped only where nothing was there to see: without its debug $/log, the
+                // plugin sends no $/log at all, so the log aggregates have nothing to judge.
+                let may_skip: BTreeSet<String> = match flag {
+                    Some("no-debug-log") => {
+                        ["log.level-respected", "log.well-formed"].map(str::to_owned).into()
+                    }
+                    _ => BTreeSet::new(),
+                };
+                if ids_with(plugin, "skip") != may_skip {
                     problems
                         .lock()
                         .expect("problems")
@@ -274,7 +295,7 @@ fn a_failure_says_what_was_expected_what_came_and_what_to_fix() {
     assert!(text.contains("   expected: error 1001 (key not found)"), "{text}");
     assert!(text.contains("got:") && text.contains("-32602"), "{text}");
     assert!(text.contains("fix:"), "{text}");
-    assert_eq!(text.lines().last(), Some("0 passed, 1 failed"), "{text}");
+    assert_eq!(text.lines().last(), Some("0 passed, 1 failed, 0 skipped, 0 not run"), "{text}");
 }
 
 #[test]
@@ -308,7 +329,7 @@ fn junit_and_list_outputs() {
         text.starts_with("<?xml") && text.contains("<testsuites") && text.contains("rpc.ping (§4.5)"),
         "{text}"
     );
-    assert_eq!(text.matches("<testcase").count(), 3, "{text}");
+    assert_eq!(text.matches("<testcase").count(), 4, "{text}"); // ping, params-absent, parse-error, ping-during-callback
 
     let out = judge(&["--list"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -322,4 +343,126 @@ fn junit_and_list_outputs() {
     ] {
         assert!(text.contains(id), "{id} missing from --list:\n{text}");
     }
+}
+
+/// Plugins whose handshake cannot complete, each with the words its one diagnosis must hold.
+const NO_HANDSHAKE: &[(&str, &str)] = &[
+    ("exit-at-once", "exited with status 3"),
+    ("garbage", "bytes that are not a frame"),
+    ("lf-frames", "LF instead of CRLF"),
+    ("silent", "stayed silent"),
+];
+
+#[test]
+fn a_plugin_without_a_handshake_gets_one_diagnosis_fast() {
+    let script = broken();
+    // Run one after the other, so that the timings are each judge's own.
+    for (flag, words) in NO_HANDSHAKE {
+        let line = format!("{PYTHON} {script} --break {flag}");
+        let started = std::time::Instant::now();
+        let out = judge(&["--format", "json", "--timeout-ms", "2000", "--plugin", &line]);
+        let took = started.elapsed();
+        let report = json_of(&out);
+        let plugin = &report["plugins"][0];
+        assert_eq!(out.status.code(), Some(1), "{flag}");
+        let failed = ids_with(plugin, "fail");
+        assert_eq!(
+            failed,
+            BTreeSet::from(["handshake.initialize".to_owned()]),
+            "{flag}:\n{}",
+            details(plugin)
+        );
+        let checks = plugin["checks"].as_array().expect("checks");
+        let diagnosis = checks.iter().find(|c| c["id"] == "handshake.initialize").expect("the diagnosis");
+        let reason = diagnosis["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(words), "{flag}: {reason:?} should say {words:?}");
+        assert!(diagnosis["fix"].as_str().is_some_and(|f| !f.is_empty()), "{flag}: no fix text");
+        // Everything but the launch checks is reported as not run, with the reason.
+        for c in checks {
+            let id = c["id"].as_str().unwrap_or_default();
+            if id.starts_with("launch.") || id == "handshake.initialize" {
+                continue;
+            }
+            assert_eq!(c["status"], "not-run", "{flag}: {id}");
+            assert!(c["reason"].as_str().is_some_and(|r| r.contains("handshake")), "{flag}: {id}");
+        }
+        assert_eq!(
+            plugin["summary"]["notRun"].as_u64(),
+            Some(checks.len() as u64 - 3),
+            "{flag}: the summary counts the checks not run"
+        );
+        // Budgets (issue 9): an exit or garbage within 3 s on an idle machine, a silent plugin
+        // within the initialize time-out (2 s + 10 s allowed for the start) plus the grace
+        // period. The bounds are generous for a busy machine, and still far below the
+        // time-outs of every check one after the other (minutes).
+        let bound = if *flag == "silent" { 30 } else { 15 };
+        assert!(took < std::time::Duration::from_secs(bound), "{flag} took {took:?}");
+    }
+}
+
+#[test]
+fn a_judge_stopped_by_a_signal_leaves_no_process_behind() {
+    // A plugin that ignores the end of its input: only the judge can stop it.
+    let line = format!("{PYTHON} {} --break no-exit-on-eof", broken());
+    // A tag of its own: the other tests run the same plugin at the same time.
+    let tag = format!("{}-signals", run_tag());
+    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::INT, rustix::process::Signal::KILL]
+    {
+        let mut child = Command::new(JUDGE)
+            .args(["--timeout-ms", "3000", "--plugin", &line])
+            .env(RUN_TAG_VAR, &tag)
+            .current_dir(root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the judge starts");
+        // Wait until the judge runs plugins, seen in /proc rather than guessed with a sleep.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while alive_tagged(&tag, "--break no-exit-on-eof").len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the judge started no plugin");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a pid");
+        rustix::process::kill_process(pid, signal).expect("signal sent");
+        let status = child.wait().expect("the judge ends");
+        use std::os::unix::process::ExitStatusExt as _;
+        match signal {
+            rustix::process::Signal::TERM => assert_eq!(status.code(), Some(143), "{status}"),
+            rustix::process::Signal::INT => assert_eq!(status.code(), Some(130), "{status}"),
+            _ => assert_eq!(status.signal(), Some(9), "{status}"),
+        }
+        // The parent-death signal and the group kill are immediate, but the kernel reaps
+        // asynchronously: poll for the processes to go.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut left = alive_tagged(&tag, "--break no-exit-on-eof");
+        while !left.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            left = alive_tagged(&tag, "--break no-exit-on-eof");
+        }
+        assert_eq!(left, Vec::<String>::new(), "processes left after {signal:?}");
+    }
+}
+
+#[test]
+fn a_plugin_that_stops_answering_after_the_handshake_is_judged_within_budget() {
+    let line = format!("{PYTHON} {} --break hangs-after-handshake", broken());
+    let started = std::time::Instant::now();
+    // The default options (the shared judge() helper only lengthens the grace period).
+    let out = judge(&["--format", "json", "--plugin", &line]);
+    let took = started.elapsed();
+    let report = json_of(&out);
+    let plugin = &report["plugins"][0];
+    assert_eq!(out.status.code(), Some(1));
+    let failed = ids_with(plugin, "fail");
+    assert!(failed.len() >= 3, "at least the three time-outs fail: {failed:?}");
+    let stalled: Vec<&serde_json::Value> =
+        plugin["checks"].as_array().expect("checks").iter().filter(|c| c["status"] == "not-run").collect();
+    assert!(!stalled.is_empty(), "after 3 time-outs the rest is not run:\n{}", details(plugin));
+    for c in &stalled {
+        assert!(c["reason"].as_str().is_some_and(|r| r.contains("time-out")), "{c}");
+    }
+    // Issue 9: any plugin within 30 s with the default options on an idle machine; generous here
+    // for a busy one, and far below the time-outs of every check (minutes).
+    assert!(took < std::time::Duration::from_secs(60), "took {took:?}");
 }

@@ -329,25 +329,20 @@ impl FrameCodec {
         if digits == 0 {
             return Err(violation("the length must be a decimal number", src));
         }
-        let end_len = 4.min(src.len() - after);
-        if src[after..after + end_len] != b"\r\n\r\n"[..end_len] {
-            return Err(violation(
-                "the length must be followed by exactly \\r\\n\\r\\n and no other header",
-                src,
-            ));
-        }
-        if end_len < 4 {
-            return Ok(None);
-        }
+        // The block ends right after the length, or after the one `Content-Type` line §2.2 allows.
+        let block_len = match strict_block_end(&src[after..]) {
+            StrictEnd::Partial => return Ok(None),
+            StrictEnd::Broken(reason) => return Err(violation(reason, src)),
+            StrictEnd::At(n) => after + n,
+        };
         let text = std::str::from_utf8(&src[WRITER_PREFIX.len()..after]).unwrap_or("");
         let length: u64 = text.parse().unwrap_or(u64::MAX);
         if length > self.max as u64 {
             return Err(FrameError::Violation {
                 reason: format!("a frame of {length} bytes exceeds the maximum frame size of {}", self.max),
-                shown: show_bytes(&src[..after + 4], SHOWN_BYTES),
+                shown: show_bytes(&src[..block_len], SHOWN_BYTES),
             });
         }
-        let block_len = after + 4;
         let length = length as usize;
         if src.len() < block_len + length {
             src.reserve(block_len + length - src.len());
@@ -355,6 +350,85 @@ impl FrameCodec {
         }
         src.advance(block_len);
         Ok(Some(Frame::Message(src.split_to(length).freeze())))
+    }
+}
+
+/// Where a strict header block ends, read from the bytes right after the length's digits.
+enum StrictEnd {
+    /// More input is needed to tell.
+    Partial,
+    /// The block is not a writer form of SPEC.md §2.2.
+    Broken(&'static str),
+    /// The block ends this many bytes after the digits.
+    At(usize),
+}
+
+/// The one optional header line of the writer form (SPEC.md §2.2).
+const STRICT_CONTENT_TYPE: &[u8] = b"\r\nContent-Type: ";
+
+/// Reads the end of a strict header block: `\r\n\r\n`, or `\r\nContent-Type: <value>\r\n\r\n`
+/// with a value §2.2 allows. Bounded by [`MAX_HEADER_BLOCK`].
+fn strict_block_end(rest: &[u8]) -> StrictEnd {
+    const PLAIN: &[u8] = b"\r\n\r\n";
+    let n = PLAIN.len().min(rest.len());
+    if rest[..n] == PLAIN[..n] {
+        return if n < PLAIN.len() { StrictEnd::Partial } else { StrictEnd::At(PLAIN.len()) };
+    }
+    let n = STRICT_CONTENT_TYPE.len().min(rest.len());
+    if rest[..n] != STRICT_CONTENT_TYPE[..n] {
+        return StrictEnd::Broken(
+            "the length must be followed by \\r\\n\\r\\n, or by the one header line `Content-Type: ` (SPEC.md §2.2)",
+        );
+    }
+    if n < STRICT_CONTENT_TYPE.len() {
+        return StrictEnd::Partial;
+    }
+    let value_start = STRICT_CONTENT_TYPE.len();
+    let Some(cr) = rest[value_start..].iter().position(|&b| b == b'\r' || b == b'\n') else {
+        return if rest.len() > MAX_HEADER_BLOCK {
+            StrictEnd::Broken("a Content-Type line longer than the header block limit")
+        } else {
+            StrictEnd::Partial
+        };
+    };
+    let value_end = value_start + cr;
+    if !strict_content_type_ok(&rest[value_start..value_end]) {
+        return StrictEnd::Broken(
+            "Content-Type must be application/vscode-jsonrpc, optionally with charset=utf-8 or utf8 (SPEC.md §2.2)",
+        );
+    }
+    let tail = &rest[value_end..];
+    let n = PLAIN.len().min(tail.len());
+    if tail[..n] != PLAIN[..n] {
+        return StrictEnd::Broken(
+            "the Content-Type line must be followed by \\r\\n\\r\\n and no other header",
+        );
+    }
+    if n < PLAIN.len() {
+        StrictEnd::Partial
+    } else {
+        StrictEnd::At(value_end + PLAIN.len())
+    }
+}
+
+/// Whether a `Content-Type` value is one SPEC.md §2.2 allows a writer to emit.
+fn strict_content_type_ok(value: &[u8]) -> bool {
+    let Ok(value) = std::str::from_utf8(value) else { return false };
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or("");
+    if !media.eq_ignore_ascii_case("application/vscode-jsonrpc") {
+        return false;
+    }
+    match (parts.next(), parts.next()) {
+        (None, _) => true,
+        (Some(param), None) => {
+            let param = param.trim_start_matches(' ');
+            param.get(..8).is_some_and(|k| k.eq_ignore_ascii_case("charset="))
+                && param
+                    .get(8..)
+                    .is_some_and(|v| v.eq_ignore_ascii_case("utf-8") || v.eq_ignore_ascii_case("utf8"))
+        }
+        _ => false,
     }
 }
 
@@ -884,7 +958,21 @@ mod tests {
     fn strict_mode_reports_anything_but_the_writer_form() {
         for (input, why) in [
             (&b"content-length: 2\r\n\r\n{}"[..], "begin with exactly"),
-            (b"Content-Length: 2\r\nContent-Type: application/json\r\n\r\n{}", "no other header"),
+            (b"Content-Length: 2\r\nContent-Type: application/json\r\n\r\n{}", "Content-Type must be"),
+            (b"Content-Length: 2\r\nX-Other: 1\r\n\r\n{}", "the one header line"),
+            (b"Content-Length: 2\ncontent-type: x\n\n{}", "the one header line"),
+            (
+                b"Content-Length: 2\r\nContent-Type: application/vscode-jsonrpc\r\nX: 1\r\n\r\n{}",
+                "no other header",
+            ),
+            (
+                b"Content-Length: 2\r\ncontent-type: application/vscode-jsonrpc\r\n\r\n{}",
+                "the one header line",
+            ),
+            (
+                b"Content-Length: 2\r\nContent-Type: application/vscode-jsonrpc; charset=latin1\r\n\r\n{}",
+                "Content-Type must be",
+            ),
             (b"Content-Length: 02\r\n\r\n{}", "leading zeros"),
             (b"hello\n", "begin with exactly"),
             (b"Content-Length: 99999999\r\n\r\n", "exceeds the maximum"),
@@ -898,6 +986,40 @@ mod tests {
         let mut buf = BytesMut::from(&b"Content-Length: 5\r\n\r\n{}"[..]);
         assert!(matches!(codec.decode(&mut buf), Ok(None)));
         assert!(matches!(codec.decode_eof(&mut buf), Err(FrameError::Violation { .. })));
+    }
+
+    #[test]
+    fn strict_mode_accepts_the_content_type_line_of_the_writer_form() {
+        let framed = |header: &str| {
+            let mut v = format!("Content-Length: 2\r\n{header}\r\n\r\n").into_bytes();
+            v.extend_from_slice(b"{}");
+            v
+        };
+        for header in [
+            "Content-Type: application/vscode-jsonrpc; charset=utf-8",
+            "Content-Type: application/vscode-jsonrpc; charset=utf8",
+            "Content-Type: application/vscode-jsonrpc;charset=UTF-8",
+            "Content-Type: application/vscode-jsonrpc",
+        ] {
+            let input = framed(header);
+            // Fed whole and byte by byte: a partial line waits for more input.
+            let mut codec = FrameCodec::strict();
+            let mut buf = BytesMut::from(&input[..]);
+            assert_eq!(codec.decode(&mut buf).ok().flatten(), Some(msg("{}")), "{header}");
+            let mut codec = FrameCodec::strict();
+            let mut buf = BytesMut::new();
+            let mut got = None;
+            for b in &input {
+                buf.extend_from_slice(&[*b]);
+                match codec.decode(&mut buf) {
+                    Ok(Some(f)) => got = Some(f),
+                    Ok(None) => {}
+                    Err(e) => panic!("{header}: {e}"),
+                }
+            }
+            assert_eq!(got, Some(msg("{}")), "{header} byte by byte");
+            assert!(buf.is_empty());
+        }
     }
 
     #[test]

@@ -30,12 +30,25 @@ BREAKS = {
     "no-cookie-check": "does not check the magic cookie (hangs on stdin when run by hand)",
     "leaves-child": "starts a child process that outlives the plugin",
     "no-debug-log": "never sends the debug $/log of kv.put",
-    "content-type": "writes a Content-Type header in every frame",
+    "content-type": "writes the Content-Type line §2.2 allows in every frame (breaks nothing: proves the judge accepts it)",
+    "extra-header": "writes an extra header `X-Extra: 1` after Content-Length in every frame",
+    "lists-unoffered": "lists every interface it implements in the initialize answer, offered or not",
+    "eager-shutdown": "answers tether/shutdown at once, before the requests in flight",
+    "callback-code": "answers a counter.put whose sum failed with the sum's own error code",
+    "handle-32601": "answers tether/invoke and tether/retain on an unknown handle with -32601",
+    "malformed-as-response": "takes {\"jsonrpc\":\"2.0\"} for a response and ignores it",
+    "app-notification": "sends an application notification right after the initialize answer (breaks nothing)",
+    "late-retain": "sends tether/retain for the adder handle after answering counter.put",
+    "hangs-after-handshake": "answers tether/initialize and tether/ping, then nothing else",
+    "exit-at-once": "exits with status 3 at start, after the cookie check",
+    "silent": "reads stdin and never writes anything",
+    "garbage": "answers every frame with a line of text",
+    "lf-frames": "ends its header lines with LF instead of CRLF",
     "log-below-level": "sends its debug $/log whatever the session's level",
     "bad-log": "also sends a $/log with a level that does not exist on every kv.put",
     "strict-reader": "reads only the exact header `Content-Length: N` (a naive reader)",
     "ignores-max-frame": "reads and serves frames above maxFrameSize",
-    "rounds-big-ids": "echoes integer ids beyond 2^53 rounded, as a double would",
+    "rounds-big-ids": "echoes integer ids above 2^32 wrapped to 32 bits, as an int32 would",
 }
 
 COOKIE_KEY = "TETHER_MAGIC_COOKIE"
@@ -70,13 +83,22 @@ def send(msg):
     body = json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     header = b"Content-Length: %d\r\n\r\n" % len(body)
     if flag == "content-type":
-        header = b"Content-Length: %d\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n" % len(body)
+        header = b"Content-Length: %d\r\nContent-Type: application/vscode-jsonrpc; charset=utf8\r\n\r\n" % len(body)
+    elif flag == "extra-header":
+        header = b"Content-Length: %d\r\nX-Extra: 1\r\n\r\n" % len(body)
+    elif flag == "lf-frames":
+        header = b"Content-Length: %d\n\n" % len(body)
+    elif flag == "garbage":
+        write_raw(b"hello from the plugin\n")
+        return
+    elif flag == "silent":
+        return
     write_raw(header + body)
 
 
 def answer_id(rid):
-    if flag == "rounds-big-ids" and isinstance(rid, int) and abs(rid) > 2**53:
-        return int(float(rid))
+    if flag == "rounds-big-ids" and isinstance(rid, int) and abs(rid) >= 2**32:
+        return rid & 0xFFFFFFFF
     return rid
 
 
@@ -139,7 +161,9 @@ def invoke(host_rid, handle, method, params):
     resp = slot[1]
     if "error" in resp:
         e = resp["error"]
-        raise RpcError(e.get("code", -32603), "the adder failed: %s" % e.get("message"), e.get("data"))
+        if flag == "callback-code":
+            raise RpcError(e.get("code", -32603), "the adder failed: %s" % e.get("message"), e.get("data"))
+        raise RpcError(-32603, "the adder failed: %s" % e.get("message"), {"cause": e})
     return resp["result"]
 
 
@@ -168,9 +192,9 @@ def initialize(params):
     result_ifaces = {}
     ifaces = params.get("interfaces") or {}
     for name, mine in (("kv", [1, 2]), ("counter", [1])):
-        if name not in ifaces:
+        if name not in ifaces and flag != "lists-unoffered":
             continue
-        common = [v for v in ifaces[name] if v in mine]
+        common = [v for v in ifaces.get(name, mine) if v in mine]
         if not common:
             raise RpcError(-32001, "no common version for interface %s" % name, {"interface": name, "host": ifaces[name], "plugin": mine})
         version = max(common)
@@ -210,7 +234,18 @@ def handle(rid, method, params):
         return {}
     if method == "tether/shutdown":
         state["shutdown"] = True
+        # §4.6: answer the requests in flight first (serve forgets a request once answered).
+        while flag != "eager-shutdown":
+            with state_lock:
+                if not any(r != rid for r in inflight):
+                    break
+            time.sleep(0.01)
         return {}
+    if method in ("tether/invoke", "tether/retain"):
+        handle_id = params.get("handle")
+        if flag == "handle-32601":
+            raise RpcError(-32601, "method not found: %s" % method)
+        raise RpcError(-32003, "unknown handle: %s" % handle_id, {"handle": handle_id})
     kv = state["kv_version"]
     if method in ("kv.put", "kv.get") and kv or method == "kv.delete" and kv == 2:
         key = need_str(params, "key")
@@ -248,17 +283,19 @@ def handle(rid, method, params):
 def serve(rid, method, params):
     try:
         result = handle(rid, method, params)
-        with state_lock:
-            inflight.pop(rid, None)
         respond(rid, result)
+        if flag == "late-retain" and method == "counter.put":
+            # Too late (§6.3): the put that carried the handle is answered.
+            send({"jsonrpc": "2.0", "id": "late-retain-%s" % rid, "method": "tether/retain", "params": {"handle": params["adder"]["$handle"]}})
     except Cancelled:
         respond_error(rid, -32800, "request cancelled")
     except RpcError as e:
-        with state_lock:
-            inflight.pop(rid, None)
         respond_error(rid, e.code, e.message, e.data)
     except Exception as e:  # noqa: BLE001 - a handler bug is an internal error
         respond_error(rid, -32603, "internal error: %r" % e)
+    # Forgotten only once answered: a shutdown waits for this (§4.6).
+    with state_lock:
+        inflight.pop(rid, None)
 
 
 def cancel(rid):
@@ -299,6 +336,10 @@ def on_message(body):
             respond_error(rid, -32600, "invalid request: jsonrpc must be 2.0")
         return
     method = msg.get("method")
+    if method is None and "result" not in msg and "error" not in msg and flag != "malformed-as-response":
+        # Neither a request, a notification nor a response (§3.4 item 2).
+        respond_error(rid if has_id else None, -32600, "invalid request")
+        return
     if method is None:
         # A response to one of our invokes.
         slot = pending.get(rid) if has_id else None
@@ -327,12 +368,17 @@ def on_message(body):
             respond(rid, initialize(params))
         except RpcError as e:
             respond_error(rid, e.code, e.message, e.data)
+            return
+        if flag == "app-notification":
+            send({"jsonrpc": "2.0", "method": "broken.ready", "params": {"pid": os.getpid()}})
         return
     if not state["initialized"]:
         respond_error(rid, -32002, "not initialized")
         return
     if state["shutdown"]:
         respond_error(rid, -32005, "shutting down")
+        return
+    if flag == "hangs-after-handshake" and method != "tether/ping":
         return
     with state_lock:
         inflight[rid] = {"cancelled": False, "invokes": set()}
@@ -399,6 +445,9 @@ def worker():
 
 
 def main():
+    if flag == "exit-at-once":
+        sys.stderr.write("broken plugin: exiting at once, as asked\n")
+        sys.exit(3)
     if flag == "sequential":
         threading.Thread(target=worker, daemon=True).start()
     if flag == "leaves-child":
