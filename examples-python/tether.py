@@ -1664,19 +1664,42 @@ class _Session:
 
     def reply(self, request_id: Any, result: dict[str, Any]) -> None:
         """Send a result."""
-        self.send(_dumps({"jsonrpc": "2.0", "id": request_id, "result": result}))
+        body = _dumps({"jsonrpc": "2.0", "id": request_id, "result": result})
+        self.send(self.fitted(request_id, body))
 
     def reply_error(self, request_id: Any, code: int, message: str, data: Any = _MISSING) -> None:
         """Send an error."""
-        self.send(_dumps({"jsonrpc": "2.0", "id": request_id,
-                          "error": Error(code, message, data).to_json()}))
+        body = _dumps({"jsonrpc": "2.0", "id": request_id,
+                       "error": Error(code, message, data).to_json()})
+        self.send(self.fitted(request_id, body))
+
+    def too_large(self, request_id: Any, size: int) -> Error:
+        """The -32004 that replaces an answer of ``size`` bytes above the maximum frame size
+        (§2.2), reported on stderr too: the host only sees the sizes, the plugin's author
+        needs to know which answer it was."""
+        limit = self.reader.max_frame
+        what = f"is {size} bytes, above the session's maximum frame size of {limit}"
+        _report(f"the answer to request {repr(request_id)[:100]} {what}; "
+                "sent error -32004 (frame too large) in its place")
+        return Error(-32004, f"frame too large: the answer {what}", {"size": size, "max": limit})
+
+    def fitted(self, request_id: Any, body: bytes) -> bytes:
+        """``body``, an answer without attachments, or the -32004 error that replaces it when
+        it is longer than the maximum frame size (§2.2: a writer never emits such a frame)."""
+        if len(body) <= self.reader.max_frame:
+            return body
+        error = self.too_large(request_id, len(body))
+        return _dumps({"jsonrpc": "2.0", "id": request_id, "error": error.to_json()})
 
     def notify(self, method: str, params: dict[str, Any]) -> None:
-        """Send a notification."""
+        """Send a notification; one longer than the maximum frame size is dropped and reported
+        on stderr (§2.2), since nobody waits for an answer to it."""
         body, parts = self.encode({"jsonrpc": "2.0", "method": method, "params": params})
         size = len(body) + sum(map(len, parts))
         if size > self.reader.max_frame:
-            raise ValueError(f"{method} of {size} bytes exceeds the maximum frame size")
+            _report(f"dropped a {method} of {size} bytes: above the session's maximum frame "
+                    f"size of {self.reader.max_frame}")
+            return
         self.send(body, parts)
 
     def log(self, level: str, message: str, target: str | None, fields: dict[str, Any]) -> None:
@@ -1695,7 +1718,8 @@ class _Session:
             body, parts = self.encode({"jsonrpc": "2.0", "method": "$/log", "params": params})
         size = len(body) + sum(map(len, parts))
         if size > self.reader.max_frame:
-            _report(f"a $/log of {size} bytes is too large to send: {message[:200]}")
+            _report(f"dropped a $/log of {size} bytes: above the session's maximum frame size "
+                    f"of {self.reader.max_frame}; it said: {message[:200]}")
             return
         self.send(body, parts)
 
@@ -2314,8 +2338,7 @@ class _Session:
                     del self.opening[tid]
             size = len(body) + sum(map(len, attached))
             if size > self.reader.max_frame:
-                raise ValueError(f"its result of {size} bytes exceeds the session's maximum "
-                                 f"frame size of {self.reader.max_frame}")
+                raise self.too_large(call.id, size)  # streams it opened are dropped below
             return body, attached, opened
         except Error as e:
             error = e.to_json()
@@ -2337,10 +2360,11 @@ class _Session:
             self.finish_streams(call, Error(error["code"], error["message"],
                                             error.get("data", _MISSING)))
         try:
-            return _dumps({"jsonrpc": "2.0", "id": call.id, "error": error}), [], []
+            body = _dumps({"jsonrpc": "2.0", "id": call.id, "error": error})
         except (TypeError, ValueError):  # data that JSON cannot carry
             del error["data"]
-            return _dumps({"jsonrpc": "2.0", "id": call.id, "error": error}), [], []
+            body = _dumps({"jsonrpc": "2.0", "id": call.id, "error": error})
+        return self.fitted(call.id, body), [], []
 
     # ---- streams (§12) -----------------------------------------------------------------
 

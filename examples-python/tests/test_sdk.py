@@ -183,6 +183,46 @@ class LabTest(unittest.TestCase):
                                                         "params": {"name": "d"}})["code"], -32003)
 
 
+class OversizedAnswerTest(unittest.TestCase):
+    """§2.2: no frame above the session's maximum; an answer that would be one is -32004."""
+
+    MAX = 1048576
+
+    def setUp(self) -> None:
+        self.p = Plugin(LAB)
+        self.addCleanup(self.p.kill)
+        self.p.initialize({"lab": [1]}, max_frame=self.MAX)
+
+    def tearDown(self) -> None:
+        if self.p.proc.poll() is None:
+            self.p.shutdown()
+
+    def assert_too_large(self, params: dict) -> None:
+        err = self.p.error("lab.big", params)
+        self.assertEqual(err["code"], -32004, str(err)[:300])
+        self.assertEqual(err["data"]["max"], self.MAX)
+        # The size is the body that was not sent: a little more than the payload.
+        self.assertGreater(err["data"]["size"], self.MAX)
+        self.assertLess(err["data"]["size"], self.MAX + 1000)
+        self.assertEqual(self.p.result("tether/ping"), {})  # the session goes on
+
+    def test_result_above_the_maximum_is_frame_too_large(self) -> None:
+        self.assertEqual(self.p.result("lab.big", {"size": 1000})["text"], "x" * 1000)
+        self.assert_too_large({"size": self.MAX})
+        self.p.wait_stderr("sent error -32004")
+
+    def test_error_above_the_maximum_is_frame_too_large(self) -> None:
+        self.assertEqual(self.p.error("lab.big", {"size": 10, "fail": True})["code"], 4243)
+        self.assert_too_large({"size": self.MAX, "fail": True})
+
+    def test_log_above_the_maximum_is_dropped_and_reported(self) -> None:
+        self.assertEqual(self.p.result("lab.big_log", {"size": self.MAX}), {})
+        self.assertEqual(self.p.result("tether/ping"), {})
+        logs = [n["params"]["message"] for n in self.p.notifications if n["method"] == "$/log"]
+        self.assertEqual(logs, ["after the big one"])  # the big one never reached stdout
+        self.p.wait_stderr("dropped a $/log of")
+
+
 class EagerLoggingTest(LabTest):
     """The same, with `logging` imported before serve() (bridged at once, not by the hook)."""
 

@@ -178,6 +178,20 @@ def bad_result() -> list:
     return [1, 2]
 
 
+def big(size: int, fail: bool = False) -> dict:
+    """An answer of about ``size`` bytes: a result, or an error whose data is that long."""
+    if fail:
+        raise tether.Error(4243, "too much", {"blob": "e" * size})
+    return {"text": "x" * size}
+
+
+def big_log(size: int) -> dict:
+    """A ``$/log`` of about ``size`` bytes, then a short one."""
+    tether.log("warn", "L" * size)
+    tether.log("info", "after the big one")
+    return {}
+
+
 schema_bytes = tether.schema(bytes)
 
 V1 = {
@@ -205,6 +219,8 @@ V1 = {
     "fetch": ({"method": str}, dict),
     "note": ({"data": bytes}, {}),
     "bad_result": ({}, {}),
+    "big": ({"size": int, "fail?": bool}, {"text": str}),
+    "big_log": ({"size": int}, {}),
 }
 
 if __name__ == "__main__":
