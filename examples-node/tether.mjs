@@ -1697,13 +1697,23 @@ class Session {
     const tooBig = this._sendChecked(body, w.atts);
     if (tooBig) {
       this._dropStreams(w);
-      this._error(id, E.INTERNAL_ERROR, `internal error: the result of ${tooBig} bytes exceeds the maximum frame size of ${this._maxFrameSize}`, {
-        size: tooBig,
-        max: this._maxFrameSize,
-      });
+      this._tooLarge(id, tooBig);
       return;
     }
     this._commitStreams(w);
+  }
+
+  /**
+   * Answers `id` with -32004 in place of an answer of `size` bytes that the maximum frame size
+   * forbids (SPEC.md §2.2), and says so on stderr: the host sees only the sizes, the plugin's
+   * author needs to know which answer it was.
+   */
+  _tooLarge(id, size) {
+    const max = this._maxFrameSize;
+    const what = `is ${size} bytes, above the session's maximum frame size of ${max}`;
+    stderrLine(`the answer to request ${idJson(id).slice(0, 100)} ${what}; sent error -32004 (frame too large) in its place`);
+    const err = { code: E.FRAME_TOO_LARGE, message: `frame too large: the answer ${what}`, data: { size, max } };
+    this._send('{"jsonrpc":"2.0","id":' + idJson(id) + ',"error":' + JSON.stringify(err) + '}');
   }
 
   _error(id, code, message, data) {
@@ -1717,9 +1727,8 @@ class Session {
       body = '{"jsonrpc":"2.0","id":' + idJson(id) + ',"error":' + JSON.stringify({ code, message }) + '}';
       w.atts = null;
     }
-    if (this._sendChecked(body, w.atts)) {
-      this._send('{"jsonrpc":"2.0","id":' + idJson(id) + ',"error":' + JSON.stringify({ code, message: message.slice(0, 1000) }) + '}');
-    }
+    const tooBig = this._sendChecked(body, w.atts);
+    if (tooBig) this._tooLarge(id, tooBig);
   }
 
   /** Sends a notification; false when it could not be sent. */

@@ -60,11 +60,43 @@ test('large results are written completely and in order', async () => {
   await finish(p);
 });
 
-test('a result above the session maximum becomes an error, not a broken frame', async () => {
+/** Waits until `text` shows on the plugin's stderr (read as it comes); generous bound. */
+async function stderrShows(p, text, timeout = 10000) {
+  const end = performance.now() + timeout;
+  while (!p.stderr.includes(text)) {
+    if (performance.now() > end) assert.fail(`${JSON.stringify(text)} not on stderr: ${p.stderr.slice(-1000)}`);
+    await new Promise((resolve) => {
+      const t = setTimeout(resolve, end - performance.now() + 1);
+      p.child.stderr.once('data', () => resolve(clearTimeout(t)));
+    });
+  }
+}
+
+/** An answer above the maximum: -32004 with the size of the body that was not sent (§2.2). */
+function assertTooLarge(r, max) {
+  assert.equal(r.error?.code, -32004, JSON.stringify(r).slice(0, 300));
+  assert.equal(r.error.data.max, max);
+  assert.ok(r.error.data.size > max && r.error.data.size < max + 1000, `size ${r.error.data.size}`);
+}
+
+test('an answer above the session maximum becomes -32004 (frame too large), not a long frame', async () => {
+  const max = 1048576;
+  const p = await started({ maxFrameSize: max });
+  // base64 of 786420 bytes is 1048560 bytes: with the envelope, just over the maximum.
+  assertTooLarge(await p.call('noisy.big', { n: 786420 }), max);
+  await stderrShows(p, 'sent error -32004');
+  assert.equal((await p.call('noisy.bigError', { n: 10 })).error.code, 4243);
+  assertTooLarge(await p.call('noisy.bigError', { n: max }), max);
+  assert.deepEqual((await p.call('tether/ping')).result, {}); // the session goes on
+  await finish(p);
+});
+
+test('a $/log above the session maximum is dropped and reported on stderr', async () => {
   const p = await started({ maxFrameSize: 1048576 });
-  const r = await p.call('noisy.big', { n: 2_000_000 });
-  assert.equal(r.error.code, -32603);
-  assert.equal(r.error.data.max, 1048576);
+  assert.deepEqual((await p.call('noisy.bigLog', { n: 1048576 })).result, {});
+  const logs = p.queue.filter((m) => m.method === '$/log').map((m) => m.params.message);
+  assert.deepEqual(logs, ['after the big one']);
+  await stderrShows(p, 'dropped a $/log of');
   await finish(p);
 });
 
