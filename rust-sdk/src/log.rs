@@ -10,7 +10,7 @@ use tracing::{Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
-use tether_core::Peer;
+use tether_core::{CallError, Peer};
 
 /// The session's log level and the peer to send `$/log` to, shared by the layer and the plugin
 /// service that answers `tether/initialize` and `$/setLogLevel`.
@@ -139,6 +139,11 @@ impl<S: Subscriber> Layer<S> for LogLayer {
             target: Some(event.metadata().target().to_owned()),
             fields: (!fields.fields.is_empty()).then_some(fields.fields),
         };
-        let _ = peer.notify::<Log>(&params);
+        if let Err(CallError::RequestTooLarge { len, max }) = peer.notify::<Log>(&params) {
+            // Dropped, never sent (SPEC.md §2.2). Not reported through tracing: that would
+            // come back to this layer.
+            let start: String = params.message.chars().take(200).collect();
+            eprintln!("dropped a $/log of {len} bytes: above the session's maximum frame size of {max}; it said: {start}");
+        }
     }
 }

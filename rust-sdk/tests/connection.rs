@@ -45,6 +45,18 @@ method!(Depth, "t.depth", N, N);
 method!(Slow, "t.slow", Empty, Empty);
 method!(Hang, "t.hang", Empty, Empty);
 method!(Boom, "t.boom", Empty, Empty);
+method!(Huge, "t.huge", Size, Text);
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema)]
+struct Size {
+    size: usize,
+    fail: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+struct Text {
+    text: String,
+}
 
 /// Sends on a channel when dropped: shows that a handler future was cancelled.
 struct Dropped(mpsc::UnboundedSender<&'static str>, &'static str);
@@ -295,6 +307,53 @@ async fn frame_limits_apply_to_calls() {
     assert!(wire.recv().await.starts_with(r#"{"jsonrpc":"2.0","id":3,"method":"kv.put""#));
     wire.send(r#"{"jsonrpc":"2.0","id":3,"result":{}}"#).await;
     call.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn answers_above_the_maximum_become_frame_too_large() {
+    let events = Events::default();
+    let router = Router::new().route::<Huge, _, _>(|p, _| async move {
+        let text = "x".repeat(p.size);
+        if p.fail {
+            return Err(Error::new(4243, "too much").with_data(serde_json::json!({ "blob": text })));
+        }
+        Ok(Text { text })
+    });
+    let (_peer, mut wire) = Wire::connect(events.options().max_frame_size(300), router);
+    let call = |id: &str, size: usize, fail: bool| {
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"t.huge","params":{{"size":{size},"fail":{fail}}}}}"#)
+    };
+    // Under the limit: written as they are.
+    wire.send(&call("1", 10, false)).await;
+    assert_eq!(wire.recv().await, r#"{"jsonrpc":"2.0","id":1,"result":{"text":"xxxxxxxxxx"}}"#);
+    wire.send(&call("2", 1, true)).await;
+    assert!(wire.recv().await.contains(r#""code":4243"#));
+    // A result (integer id: the envelope the writer builds) and a result to a string id (a
+    // body built here), each one byte over, and an error whose data is too long.
+    let over = |id: &str, size: usize| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32004,"message":"frame of {size} bytes exceeds the maximum of 300","data":{{"size":{size},"max":300}}}}}}"#
+        )
+    };
+    let envelope = r#"{"jsonrpc":"2.0","id":3,"result":{"text":""}}"#.len();
+    wire.send(&call("3", 301 - envelope, false)).await;
+    assert_eq!(wire.recv().await, over("3", 301));
+    let envelope = r#"{"jsonrpc":"2.0","id":"s","result":{"text":""}}"#.len();
+    wire.send(&call(r#""s""#, 301 - envelope, false)).await;
+    assert_eq!(wire.recv().await, over(r#""s""#, 301));
+    let envelope =
+        r#"{"jsonrpc":"2.0","id":4,"error":{"code":4243,"message":"too much","data":{"blob":""}}}"#.len();
+    wire.send(&call("4", 400, true)).await;
+    assert_eq!(wire.recv().await, over("4", envelope + 400));
+    // The session goes on, and the owner was told which request it was.
+    wire.send(r#"{"jsonrpc":"2.0","id":5,"method":"tether/ping"}"#).await;
+    assert_eq!(wire.recv().await, r#"{"jsonrpc":"2.0","id":5,"result":{}}"#);
+    let all = events.all();
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(
+        all[0],
+        "answered request 3 with -32004 (frame too large): its answer of 301 bytes is above the maximum frame size of 300"
+    );
 }
 
 #[tokio::test]

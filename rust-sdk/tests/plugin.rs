@@ -126,3 +126,19 @@ async fn second_initialize_and_log_levels() {
     // No $/log: info is below warn.
     assert_eq!(wire.recv().await, r#"{"jsonrpc":"2.0","id":2,"result":{}}"#);
 }
+
+#[tokio::test]
+async fn a_log_above_the_maximum_frame_size_is_dropped() {
+    let (mut wire, _logs) = plugin();
+    wire.send(&INIT.replace("33554432", "1048576")).await;
+    assert!(wire.recv().await.contains(r#""protocolVersion":1"#));
+    // Dropped (and reported on stderr), never written (SPEC.md §2.2); the next one goes out.
+    tracing::warn!("{}", "L".repeat(1 << 20));
+    tracing::warn!("after the big one");
+    assert_eq!(
+        wire.recv().await,
+        r#"{"jsonrpc":"2.0","method":"$/log","params":{"level":"warn","message":"after the big one","target":"plugin"}}"#
+    );
+    wire.send(r#"{"jsonrpc":"2.0","id":2,"method":"tether/ping"}"#).await;
+    assert_eq!(wire.recv().await, r#"{"jsonrpc":"2.0","id":2,"result":{}}"#);
+}

@@ -39,6 +39,16 @@ pub enum Event {
     UnknownResponse(Id),
     /// The input ended while [`Options::close_on_eof`] is off: the owner closes the session.
     EndOfInput,
+    /// An answer would have been a frame above the maximum size: the request was answered
+    /// -32004 (frame too large) instead (SPEC.md §2.2).
+    AnswerTooLarge {
+        /// The request's id.
+        id: Id,
+        /// The length of the answer's body that was not written.
+        size: usize,
+        /// The maximum in force.
+        max: usize,
+    },
 }
 
 impl fmt::Display for Event {
@@ -56,6 +66,10 @@ impl fmt::Display for Event {
             Event::Invalid(e) => write!(f, "{e}"),
             Event::UnknownResponse(id) => write!(f, "ignored a response for unknown request id {id}"),
             Event::EndOfInput => f.write_str("end of input"),
+            Event::AnswerTooLarge { id, size, max } => write!(
+                f,
+                "answered request {id} with -32004 (frame too large): its answer of {size} bytes is above the maximum frame size of {max}"
+            ),
         }
     }
 }

@@ -240,12 +240,9 @@ impl Shared {
                 let max = self.max_frame.load(Ordering::Relaxed);
                 if len <= max {
                     let _ = self.enqueue(Outgoing::Result { id: n, result });
-                    return;
+                } else {
+                    self.answer_too_large(id, len, max);
                 }
-                let error = ErrorObject::internal(format!(
-                    "the result is {len} bytes, above the maximum frame size of {max}"
-                ));
-                let _ = self.send(Message::Response(Response::error(Some(id), error)).to_body());
                 return;
             }
             (_, Ok(result)) => {
@@ -260,10 +257,16 @@ impl Shared {
             (_, Err(error)) => Message::Response(Response::error(Some(id.clone()), error)).to_body(),
         };
         if let Err(CallError::RequestTooLarge { len, max }) = self.send(body) {
-            let error = ErrorObject::internal(format!(
-                "the result is {len} bytes, above the maximum frame size of {max}"
-            ));
-            let _ = self.send(Message::Response(Response::error(Some(id), error)).to_body());
+            self.answer_too_large(id, len, max);
         }
+    }
+
+    /// Answers `id` with -32004 (frame too large) and `data` `{"size", "max"}` in place of an
+    /// answer of `len` bytes that the maximum frame size `max` forbids (SPEC.md §2.2), and
+    /// reports it to the owner: the peer only learns the sizes, not which handler overflowed.
+    fn answer_too_large(&self, id: Id, len: usize, max: usize) {
+        self.event(Event::AnswerTooLarge { id: id.clone(), size: len, max });
+        let error = ErrorObject::frame_too_large(len as u64, max as u64);
+        let _ = self.send(Message::Response(Response::error(Some(id), error)).to_body());
     }
 }
