@@ -7,7 +7,9 @@
 //!
 //! - the JSON-RPC envelope ([`Request`], [`Notification`], [`Response`]) and
 //!   [`parse_message`], which also says how to answer a body that is not a message;
-//! - the `Content-Length` framing as a tokio-util codec ([`FrameCodec`], [`encode_frame`]);
+//! - the `Content-Length` framing as a tokio-util codec ([`FrameCodec`], [`encode_frame`]), with
+//!   attachments (SPEC.md §2.8: [`Frame::Attached`], [`OutgoingFrame`]);
+//! - [`format`]: decimal numbers, frame headers and escaped bytes for reports;
 //! - typed markers, one per method ([`RequestMethod`], [`NotificationMethod`]) for the
 //!   lifecycle, the broker, cancellation, logs and the reference interfaces;
 //! - [`codes`]: every error code;
@@ -39,26 +41,29 @@ mod cancel;
 mod codec;
 mod cookie;
 mod error;
+pub mod format;
 pub mod interfaces;
 mod lifecycle;
 mod log;
 mod message;
 mod method;
 pub mod schema;
+mod stream;
 
 pub use crate::broker::{HandleParams, HandleRef, Invoke, InvokeParams, Release, Retain};
-pub use crate::bytes::Bytes;
+pub use crate::bytes::{with_attachment_sink, with_attachment_source, Bytes, BYTES_REF};
 pub use crate::cancel::{CancelParams, CancelRequest};
 pub use crate::codec::{
-    decimal_digits, encode_frame, encode_frame_header, show_bytes, AttributedKind, Attribution, Frame,
-    FrameCodec, FrameError, GarbageReason, Oversized, DEFAULT_MAX_FRAME_SIZE, MAX_HEADER_BLOCK,
-    MIN_MAX_FRAME_SIZE, OVERSIZED_PREFIX, SHOWN_BYTES,
+    encode_attached_frame_head, encode_frame, frame_len, AttachedFrame, AttachmentError, AttributedKind,
+    Attribution, Frame, FrameCodec, FrameCodecBuilder, FrameError, GarbageReason, Mode, OutgoingFrame,
+    Oversized, DEFAULT_MAX_FRAME_SIZE, MAX_HEADER_BLOCK, MIN_MAX_FRAME_SIZE, OVERSIZED_PREFIX, SHOWN_BYTES,
 };
 pub use crate::cookie::{MagicCookie, REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE};
 pub use crate::error::{codes, ErrorObject};
 pub use crate::lifecycle::{
-    highest_common, Capabilities, Initialize, InitializeParams, InitializeResult, NegotiatedInterface,
-    PeerInfo, Ping, Shutdown, VersionMismatch, CORE_INTERFACE, PROTOCOL_VERSION,
+    highest_common, AttachmentsCapability, Capabilities, Initialize, InitializeParams, InitializeResult,
+    NegotiatedInterface, PeerInfo, Ping, Shutdown, StreamsCapability, VersionMismatch, CORE_INTERFACE,
+    PROTOCOL_VERSION,
 };
 pub use crate::log::{Log, LogLevel, LogParams, SetLogLevel, SetLogLevelParams};
 pub use crate::message::{
@@ -66,4 +71,8 @@ pub use crate::message::{
 };
 pub use crate::method::{
     schema_value, short_name, split_method, Empty, MethodSchema, NotificationMethod, RequestMethod,
+};
+pub use crate::stream::{
+    stream_error, Opener, StreamAbort, StreamAbortParams, StreamCredit, StreamCreditParams, StreamData,
+    StreamDataParams, StreamEnd, StreamMode, StreamParams, StreamRef, DEFAULT_INITIAL_CREDIT, MAX_CHUNK,
 };

@@ -221,7 +221,7 @@ impl RefPlugin {
                         fields: fields.as_object().cloned(),
                     });
                 }
-                self.store.insert(p.key, p.value.into_inner());
+                self.store.insert(p.key, p.value.into_vec());
                 raw(&serde_json::Map::new())
             }),
             kv::Get::METHOD => params::<kv::KeyParams>(&r).and_then(|p| match self.store.get(&p.key) {

@@ -87,7 +87,7 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Transcript, String> {
         line += 1;
         let mut buf = BytesMut::from(&bytes[pos..]);
         let before = buf.len();
-        let body = match FrameCodec::strict().decode(&mut buf) {
+        let body = match FrameCodec::builder().strict().build().decode(&mut buf) {
             Ok(Some(Frame::Message(body))) => body,
             Ok(Some(other)) => return fail(line, &format!("unexpected frame {other:?}")),
             Ok(None) => return fail(line, "the file ends inside a frame"),
