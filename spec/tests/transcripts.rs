@@ -294,12 +294,42 @@ fn the_replayer_catches_a_wrong_plugin() {
     assert!(replay(&other_text, &mut RefPlugin::new(Kind::Kv)).is_ok());
 }
 
+/// [`typed`] inside the attachment scope of the block's frame (SPEC.md §2.8.2).
+fn typed_in(b: &transcript::Block, method: &str, what: &str, value: &Value) -> Option<Result<(), String>> {
+    let attachments: Vec<bytes::Bytes> =
+        b.attachments.iter().map(|a| bytes::Bytes::copy_from_slice(a)).collect();
+    tether_spec::with_attachment_source(&attachments, || typed(method, what, value))
+}
+
+#[test]
+fn attachments_appear_only_after_both_sides_announced_them() {
+    let mut checked = 0;
+    for t in transcript::load_all() {
+        let mut host_announced = false;
+        let mut negotiated = false;
+        for b in &t.blocks {
+            let at = format!("{}:{}", t.name, b.line);
+            assert!(b.attachments.is_empty() || negotiated, "{at}: an attachment frame before negotiation");
+            checked += usize::from(!b.attachments.is_empty());
+            let v: Value = serde_json::from_slice(&b.body).unwrap_or_default();
+            if v["method"] == "tether/initialize" {
+                host_announced = v.pointer("/params/capabilities/attachments").is_some();
+            }
+            if b.dir == Dir::ToHost && v.pointer("/result/protocolVersion").is_some() {
+                negotiated = host_announced && v.pointer("/result/capabilities/attachments").is_some();
+            }
+        }
+    }
+    assert!(checked > 0, "no transcript shows an attachment frame");
+}
+
 /// Whether params or a result deserialize into the method's Rust type; `None` for a method
 /// this crate does not type.
 fn typed(method: &str, what: &str, value: &Value) -> Option<Result<(), String>> {
-    use tether_spec::interfaces::{counter, kv};
+    use tether_spec::interfaces::{blob, counter, kv};
     use tether_spec::{CancelRequest, Log, NotificationMethod, Release, RequestMethod, SetLogLevel};
     use tether_spec::{Initialize, Invoke, Ping, Retain, Shutdown};
+    use tether_spec::{StreamAbort, StreamCredit, StreamData, StreamEnd};
     fn check<T: serde::de::DeserializeOwned>(v: &Value) -> Option<Result<(), String>> {
         Some(serde_json::from_value::<T>(v.clone()).map(|_| ()).map_err(|e| e.to_string()))
     }
@@ -325,9 +355,13 @@ fn typed(method: &str, what: &str, value: &Value) -> Option<Result<(), String>> 
         kv::Get,
         kv::Delete,
         counter::Put,
-        counter::Get
+        counter::Get,
+        blob::Upload,
+        blob::Download,
+        blob::Count,
+        blob::Produce
     );
-    notification!(Release, CancelRequest, Log, SetLogLevel);
+    notification!(Release, CancelRequest, Log, SetLogLevel, StreamData, StreamEnd, StreamCredit, StreamAbort);
     if method == "adder.sum" {
         return if what == "params" {
             check::<counter::SumParams>(value)
@@ -396,10 +430,18 @@ fn check_frames(schema: &Schema, t: &Transcript) {
                     method = format!("{interface}.{}", params["method"].as_str().unwrap());
                     assert!(schema.knows(&method), "{at}: {method}");
                     schema.params(&method, &params["params"]).unwrap_or_else(|e| panic!("{at}: {e}"));
-                    assert!(matches!(typed(&method, "params", &params["params"]), Some(Ok(()))), "{at}");
+                    assert!(
+                        matches!(typed_in(b, &method, "params", &params["params"]), Some(Ok(()))),
+                        "{at}"
+                    );
                 }
-                match typed(&r.method, "params", params) {
-                    Some(Ok(())) => assert!(!expect_bad, "{at}: params answered -32602 are valid"),
+                match typed_in(b, &r.method, "params", params) {
+                    // A stream id that is not new is invalid by the session's history, not by the
+                    // schema (SPEC.md §12.1).
+                    Some(Ok(())) => assert!(
+                        !expect_bad || params.to_string().contains("\"$stream\""),
+                        "{at}: params answered -32602 are valid"
+                    ),
                     Some(Err(e)) => assert!(expect_bad, "{at}: {e}"),
                     None => assert!(!schema.knows(&r.method), "{at}: an untyped method in the schema"),
                 }
@@ -410,7 +452,7 @@ fn check_frames(schema: &Schema, t: &Transcript) {
             }
             Message::Notification(n) => {
                 schema.params(&n.method, &v["params"]).unwrap_or_else(|e| panic!("{at}: {e}"));
-                assert!(!matches!(typed(&n.method, "params", &v["params"]), Some(Err(_))), "{at}");
+                assert!(!matches!(typed_in(b, &n.method, "params", &v["params"]), Some(Err(_))), "{at}");
             }
             Message::Response(r) => {
                 let Some(id) = r.id else { continue };
@@ -418,7 +460,7 @@ fn check_frames(schema: &Schema, t: &Transcript) {
                 if let Outcome::Result(_) = r.outcome {
                     let result = &v["result"];
                     schema.result(method, result).unwrap_or_else(|e| panic!("{at}: {method}: {e}"));
-                    assert!(!matches!(typed(method, "result", result), Some(Err(_))), "{at}: {method}");
+                    assert!(!matches!(typed_in(b, method, "result", result), Some(Err(_))), "{at}: {method}");
                     if method == "tether/initialize" {
                         for (name, i) in result["interfaces"].as_object().unwrap() {
                             for (short, m) in i["methods"].as_object().unwrap() {
