@@ -654,6 +654,11 @@ fn the_reference_plugin_respects_credit_both_ways() {
         out,
         vec![r#"{"jsonrpc":"2.0","method":"$/stream.credit","params":{"stream":3,"bytes":600000}}"#]
     );
+    // Cancelling an upload answers -32800 and drops its stream: later data is ignored.
+    assert!(texts(p.feed(br#"{"jsonrpc":"2.0","id":5,"method":"blob.upload","params":{"name":"n","data":{"$stream":5,"mode":"read"}}}"#)).is_empty());
+    let out = texts(p.feed(br#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":5}}"#));
+    assert!(out.len() == 1 && out[0].contains("-32800"), "{out:?}");
+    assert!(texts(p.feed(br#"{"jsonrpc":"2.0","method":"$/stream.end","params":{"stream":5}}"#)).is_empty());
     // A consumer aborts a stream that sends more than its window (1048576 bytes) with -32006.
     let out = texts(p.feed(
         br#"{"jsonrpc":"2.0","id":3,"method":"blob.count","params":{"data":{"$stream":1,"mode":"read"}}}"#,

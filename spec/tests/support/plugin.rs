@@ -470,8 +470,7 @@ impl RefPlugin {
     fn pump(&mut self) {
         let ids: Vec<u64> = self.producers.keys().copied().collect();
         for id in ids {
-            loop {
-                let Some(p) = self.producers.get_mut(&id) else { break };
+            while let Some(p) = self.producers.get_mut(&id) {
                 let left = p.data.len() - p.sent;
                 if left == 0 {
                     self.producers.remove(&id);
@@ -554,7 +553,13 @@ impl RefPlugin {
                 let Ok(p) = serde_json::from_str::<CancelParams>(n.params.get()) else { return };
                 if let Some(put) = self.puts.remove(&p.id) {
                     self.notify::<CancelRequest>(&CancelParams { id: Id::Int(put.invoke) });
-                    self.answer(p.id, Err(ErrorObject::cancelled()));
+                    self.answer(p.id.clone(), Err(ErrorObject::cancelled()));
+                }
+                // A cancelled upload or count: its stream is aborted at both ends without a
+                // notification (SPEC.md §12.4.3), and nothing is stored.
+                let stream = self.consumers.iter().find(|(_, c)| c.request == p.id).map(|(id, _)| *id);
+                if let Some(consumer) = stream.and_then(|id| self.consumers.remove(&id)) {
+                    self.answer(consumer.request, Err(ErrorObject::cancelled()));
                 }
             }
             SetLogLevel::METHOD => {
