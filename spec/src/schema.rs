@@ -264,7 +264,6 @@ fn refine_envelopes(defs: &mut Map<String, Value>) {
                         "required": ["size", "max"]
                     })
                 ),
-                data(codes::BLOB_NOT_FOUND, json!({ "$ref": def_ref("BlobNotFound") })),
             ]),
         );
     }
