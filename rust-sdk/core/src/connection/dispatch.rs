@@ -10,9 +10,9 @@ use std::sync::Arc;
 use futures::FutureExt as _;
 use serde_json::value::RawValue;
 use tether_spec::{
-    parse_message, show_bytes, AttributedKind, Attribution, CancelParams, CancelRequest, ErrorObject, Frame,
-    HandleParams, Id, InvokeParams, Message, NotificationMethod, Outcome, Release, Request, RequestMethod,
-    Response, Retain, SHOWN_BYTES,
+    format::show_bytes, parse_message, AttributedKind, Attribution, CancelParams, CancelRequest, ErrorObject,
+    Frame, HandleParams, Id, InvokeParams, Message, NotificationMethod, Outcome, Release, Request,
+    RequestMethod, Response, Retain, SHOWN_BYTES,
 };
 
 use super::error::CallError;
@@ -74,6 +74,9 @@ impl Shared {
             Frame::Truncated(bytes) => {
                 self.event(Event::Truncated { shown: show_bytes(&bytes, SHOWN_BYTES) });
             }
+            // This connection never negotiates attachments, and the codec yields these only once
+            // told they are (FrameCodec::set_attachments).
+            Frame::Attached(_) | Frame::BadAttachments { .. } => {}
         }
     }
 

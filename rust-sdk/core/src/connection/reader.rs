@@ -14,7 +14,7 @@ use super::options::Event;
 use super::shared::Shared;
 
 pub(super) async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, shared: Arc<Shared>) {
-    let mut codec = FrameCodec::new().with_max_frame_size(shared.max_frame.load(Ordering::Relaxed));
+    let mut codec = FrameCodec::builder().max_frame_size(shared.max_frame.load(Ordering::Relaxed)).build();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         loop {
