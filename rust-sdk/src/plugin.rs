@@ -341,7 +341,12 @@ impl PluginService {
         Handled::ok(&InitializeResult {
             protocol_version,
             plugin: self.info.clone(),
-            capabilities: Capabilities::new(),
+            // Attachments and streams are both supported: each is announced when the host
+            // announced it, and used from the next frame on (SPEC.md §2.8.3, §10.2).
+            capabilities: Capabilities::answer_to(
+                &params.capabilities,
+                tether_core::spec::DEFAULT_INITIAL_CREDIT,
+            ),
             interfaces: negotiated,
         })
     }

@@ -30,6 +30,7 @@ mod client;
 mod connection;
 pub mod interfaces;
 mod server;
+pub mod stream;
 
 pub use crate::client::{Client, Remote};
 pub use crate::connection::{

@@ -24,6 +24,10 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, shared: Arc<S
             }
             // `tether/initialize` changes the maximum synchronously: read the next frame with it.
             codec.set_max_frame_size(shared.max_frame.load(Ordering::Relaxed));
+            // Attachments are read from the frame after the one that negotiated them (SPEC.md
+            // §2.8.3): the initialize answer for a host, the initialize request for a plugin,
+            // whose answer is queued before the next frame is decoded.
+            codec.set_attachments(shared.negotiated.attachments_out());
             match codec.decode_frame(&mut buf) {
                 Some(frame) => shared.on_frame(frame),
                 None => break,
