@@ -16,14 +16,11 @@ use tether::interfaces::blob::{
 };
 use tether::interfaces::{Blob, BlobClient, BlobServer, KvClient, KvServer};
 use tether::spec::interfaces::kv;
-use tether::spec::{
-    codes, Capabilities, Frame, FrameCodec, Initialize, InitializeParams, PeerInfo, StreamsCapability,
-};
-use tether::stream::{ReadStream, StreamWriter};
+use tether::spec::{codes, Capabilities, Initialize, InitializeParams, PeerInfo, StreamsCapability};
+use tether::stream::ReadStream;
 use tether::{CallError, Error, Options, Peer, Router, Session};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncReadExt as _;
 use tokio::sync::Notify;
-use tokio_util::codec::Decoder as _;
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -34,6 +31,8 @@ struct TestBlob {
     store: Mutex<HashMap<String, bytes::Bytes>>,
     gate: Option<Arc<Notify>>,
     started: Arc<Notify>,
+    /// What each `produce` writer's last send or finish gave: the error code when it failed.
+    produced: Arc<tokio::sync::Mutex<Option<tokio::sync::oneshot::Sender<Option<i64>>>>>,
 }
 
 async fn read_all(data: ReadStream) -> Result<bytes::Bytes, Error> {
@@ -74,10 +73,15 @@ impl Blob for TestBlob {
     }
     async fn produce(&self, p: ProduceParams) -> Result<blob::ProduceResult, Error> {
         let (data, mut w) = ReadStream::new();
+        let report = self.produced.lock().await.take();
         tokio::spawn(async move {
             let block: bytes::Bytes = (0..p.size).map(blob::produced_byte).collect::<Vec<u8>>().into();
-            if w.send(block).await.is_ok() {
-                let _ = w.finish().await;
+            let outcome = match w.send(block).await {
+                Ok(()) => w.finish().await,
+                Err(e) => Err(e),
+            };
+            if let Some(report) = report {
+                let _ = report.send(outcome.err().map(|e| e.0.code));
             }
         });
         Ok(blob::ProduceResult { data })
@@ -97,16 +101,27 @@ fn init_params(caps: Capabilities) -> InitializeParams {
 
 /// A host session joined to a plugin serving `blob` and `kv`, initialized with `caps`.
 async fn host_and_plugin(blob: TestBlob, caps: Capabilities) -> (Peer, Capabilities) {
+    let (host, caps, _) = host_plugin_peers(blob, caps).await;
+    (host, caps)
+}
+
+/// As [`host_and_plugin`], with the plugin's peer too.
+async fn host_plugin_peers(blob: TestBlob, caps: Capabilities) -> (Peer, Capabilities, Peer) {
     let (x, y) = tokio::io::duplex(1 << 16);
     let (xr, xw) = tokio::io::split(x);
     let (yr, yw) = tokio::io::split(y);
     let plugin = tether::Plugin::new("test-blob", "0")
         .interface(BlobServer::new(blob))
         .interface(KvServer::new(common::MemKv::default()));
-    let _ = plugin.start(yr, yw).into_peer();
+    let plugin = plugin.start(yr, yw).into_peer();
     let host = Session::start(xr, xw, Options::new(), Router::new()).into_peer();
     let answer = host.call::<Initialize>(&init_params(caps)).timeout(LONG).await.unwrap();
-    (host, answer.capabilities)
+    (host, answer.capabilities, plugin)
+}
+
+/// The error a failed stream operation carries.
+fn code_of(e: &tether::stream::StreamError) -> i64 {
+    e.0.code
 }
 
 #[tokio::test]
@@ -172,4 +187,185 @@ async fn attachments_alone_are_negotiated_without_streams() {
     let (data, _writer) = ReadStream::new();
     let err = BlobClient::new(host).count(&CountParams { data }).timeout(LONG).await.unwrap_err();
     assert!(matches!(err, CallError::Serialize(ref m) if m.contains("not negotiated")), "{err}");
+}
+
+#[tokio::test]
+async fn a_bad_attachment_reference_in_a_request_is_invalid_params() {
+    let service =
+        tether::Plugin::new("t", "0").interface(KvServer::new(common::MemKv::default())).into_service();
+    let (_plugin, mut wire) = common::Wire::connect(Options::new(), service);
+    let init =
+        serde_json::to_string(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tether/initialize",
+        "params": init_params(Capabilities::all())}))
+        .unwrap();
+    wire.send(&init).await;
+    assert!(wire.recv().await.contains(r#""attachments":{}"#));
+    let body = br#"{"jsonrpc":"2.0","id":2,"method":"kv.put","params":{"key":"k","value":{"$bytes":1}}}"#;
+    let mut frame = BytesMut::new();
+    tether::spec::encode_attached_frame_head(body, &[bytes::Bytes::from_static(b"abc")], &mut frame);
+    frame.extend_from_slice(b"abc");
+    wire.send_bytes(&frame).await;
+    let answer: serde_json::Value = serde_json::from_str(&wire.recv().await).unwrap();
+    assert_eq!(answer["id"], 2);
+    assert_eq!(answer["error"]["code"], codes::INVALID_PARAMS, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("1 attachments"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_producer_never_sends_more_than_the_credit_it_was_granted() {
+    let service =
+        tether::Plugin::new("t", "0").interface(BlobServer::new(TestBlob::default())).into_service();
+    let (_plugin, mut wire) = common::Wire::connect(Options::new(), service);
+    // Streams with a window of 1000 bytes and no attachments, so that chunks are readable JSON.
+    let caps = Capabilities {
+        attachments: None,
+        streams: Some(StreamsCapability { initial_credit: Some(1000) }),
+        ..Capabilities::new()
+    };
+    let init =
+        serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tether/initialize","params": init_params(caps)});
+    wire.send(&init.to_string()).await;
+    wire.recv().await;
+    wire.send(r#"{"jsonrpc":"2.0","id":2,"method":"blob.produce","params":{"size":10000}}"#).await;
+    let (mut granted, mut received, mut chunks) = (1000u64, 0u64, Vec::new());
+    let mut stream = None;
+    loop {
+        let frame: serde_json::Value = serde_json::from_str(&wire.recv().await).unwrap();
+        match frame["method"].as_str() {
+            None => stream = frame["result"]["data"]["$stream"].as_u64(),
+            Some("$/stream.data") => {
+                let data = frame["params"]["data"].as_str().unwrap();
+                let n = base64_len(data);
+                received += n;
+                chunks.push(n);
+                assert!(received <= granted, "received {received} bytes with {granted} granted: {chunks:?}");
+                if received == granted {
+                    let id = stream.expect("the answer comes before the data");
+                    wire.send(&format!(
+                        r#"{{"jsonrpc":"2.0","method":"$/stream.credit","params":{{"stream":{id},"bytes":700}}}}"#
+                    ))
+                    .await;
+                    granted += 700;
+                }
+            }
+            Some("$/stream.end") => break,
+            Some(other) => panic!("unexpected {other}: {frame}"),
+        }
+    }
+    assert_eq!(received, 10000);
+    assert!(chunks.len() >= 10, "the window forced at least ten chunks: {chunks:?}");
+}
+
+fn base64_len(s: &str) -> u64 {
+    let pad = s.bytes().rev().take_while(|&b| b == b'=').count();
+    (s.len() / 4 * 3 - pad) as u64
+}
+
+#[tokio::test]
+async fn dropping_the_reader_aborts_the_stream_for_the_writer() {
+    let test_blob = TestBlob::default();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    *test_blob.produced.lock().await = Some(tx);
+    let (host, _, _plugin) = host_plugin_peers(test_blob, Capabilities::all()).await;
+    let blob = BlobClient::new(host.clone());
+    let produced = blob.produce(&ProduceParams { size: 100 << 20 }).timeout(LONG).await.unwrap();
+    let mut reader = produced.data.into_reader().unwrap();
+    let first = reader.chunk().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    drop(reader);
+    let code = tokio::time::timeout(LONG, rx).await.expect("the producer gives up").unwrap();
+    assert_eq!(code, Some(codes::STREAM_ERROR), "the plugin's writer fails with -32006");
+    // The other way: dropping the host's writer fails the plugin's reader.
+    let (data, mut writer) = ReadStream::new();
+    let upload = tokio::spawn({
+        let blob = BlobClient::new(host.clone());
+        async move { blob.count(&CountParams { data }).timeout(LONG).await }
+    });
+    writer.send(bytes::Bytes::from_static(b"some")).await.unwrap();
+    drop(writer);
+    let err = upload.await.unwrap().unwrap_err();
+    assert_eq!(err.remote().map(|e| e.code), Some(codes::STREAM_ERROR), "{err}");
+    assert!(err.to_string().contains("dropped"), "{err}");
+}
+
+#[tokio::test]
+async fn a_producer_abort_fails_the_reading_handler() {
+    let (host, _, _plugin) = host_plugin_peers(TestBlob::default(), Capabilities::all()).await;
+    let router_less = BlobClient::new(host.clone());
+    let (data, mut writer) = ReadStream::new();
+    let call = tokio::spawn(async move {
+        router_less.upload(&UploadParams { name: "x".into(), data }).timeout(LONG).await
+    });
+    // Abort from the producer side mid-way: the plugin's upload fails with -32006 and stores nothing.
+    writer.send(bytes::Bytes::from_static(b"part")).await.unwrap();
+    writer.abort(tether::spec::stream_error(0, "the source failed"));
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.remote().map(|e| e.code), Some(codes::STREAM_ERROR));
+    assert!(err.to_string().contains("the source failed"), "{err}");
+}
+
+#[tokio::test]
+async fn cancelling_a_call_aborts_its_streams() {
+    let gate = Arc::new(Notify::new());
+    let started = Arc::new(Notify::new());
+    let blob = TestBlob { gate: Some(gate.clone()), started: started.clone(), ..TestBlob::default() };
+    let (host, _, _plugin) = host_plugin_peers(blob, Capabilities::all()).await;
+    let client = BlobClient::new(host.clone());
+    let (data, mut writer) = ReadStream::new();
+    let call = tokio::spawn(async move { client.count(&CountParams { data }).await });
+    started.notified().await;
+    call.abort();
+    let err = tokio::time::timeout(LONG, async {
+        loop {
+            if let Err(e) = writer.send(bytes::Bytes::from(vec![0u8; 64 * 1024])).await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the writer fails once the call is cancelled");
+    assert_eq!(code_of(&err), codes::REQUEST_CANCELLED, "{err}");
+}
+
+#[tokio::test]
+async fn the_end_of_the_session_fails_every_open_stream() {
+    let (host, _, plugin) = host_plugin_peers(TestBlob::default(), Capabilities::all()).await;
+    let produced = BlobClient::new(host.clone())
+        .produce(&ProduceParams { size: 100 << 20 })
+        .timeout(LONG)
+        .await
+        .unwrap();
+    let mut reader = produced.data.into_reader().unwrap();
+    reader.chunk().await.unwrap().unwrap();
+    plugin.close("the plugin went away");
+    let err = tokio::time::timeout(LONG, async {
+        loop {
+            match reader.chunk().await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return e,
+                None => panic!("the stream ended normally"),
+            }
+        }
+    })
+    .await
+    .expect("the reader fails when the session ends");
+    assert_eq!(code_of(&err), codes::STREAM_ERROR);
+    assert!(err.to_string().contains("session ended"), "{err}");
+}
+
+#[tokio::test]
+async fn a_stream_nobody_reads_does_not_stall_other_calls() {
+    let (host, _, _plugin) = host_plugin_peers(TestBlob::default(), Capabilities::all()).await;
+    // 64 MiB produced and never read: the plugin stops at the 1 MiB window.
+    let produced =
+        BlobClient::new(host.clone()).produce(&ProduceParams { size: 64 << 20 }).timeout(LONG).await.unwrap();
+    for _ in 0..20 {
+        host.call::<tether::spec::Ping>(&tether::spec::Empty {}).timeout(LONG).await.unwrap();
+    }
+    let kv = KvClient::new(host.clone());
+    kv.put(&kv::PutParams { key: "k".into(), value: vec![1u8; 4 << 20].into() }).timeout(LONG).await.unwrap();
+    // And the stream is still there to be read, in order.
+    let mut reader = produced.data.into_reader().unwrap();
+    let first = reader.chunk().await.unwrap().unwrap();
+    assert_eq!(first[..3], [0, 1, 2]);
 }
