@@ -15,12 +15,14 @@ pub struct Plugins {
     pub kv: PluginCmd,
     /// The `counter` plugin, when it exists.
     pub counter: Option<PluginCmd>,
+    /// The `blob` plugin (streams), when it exists.
+    pub blob: Option<PluginCmd>,
 }
 
 /// Builds the Rust example plugins with the cargo that runs this benchmark (`$CARGO`, else the
 /// one that built it), in the same target directory (`CARGO_TARGET_DIR` is inherited), and
 /// returns the paths cargo reports for them.
-pub fn build_rust(release: bool) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
+pub fn build_rust(release: bool) -> anyhow::Result<(PathBuf, Option<PathBuf>, Option<PathBuf>)> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(repo_root()).args([
@@ -38,7 +40,7 @@ pub fn build_rust(release: bool) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
     if !out.status.success() {
         bail!("cargo build -p tether --examples failed ({})", out.status);
     }
-    let (mut kv, mut counter) = (None, None);
+    let (mut kv, mut counter, mut blob) = (None, None, None);
     for line in out.stdout.split(|b| *b == b'\n') {
         let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
         if msg["reason"] != "compiler-artifact" || msg["target"]["kind"][0] != "example" {
@@ -48,11 +50,12 @@ pub fn build_rust(release: bool) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
         match msg["target"]["name"].as_str() {
             Some("kv") => kv = Some(PathBuf::from(exe)),
             Some("counter") => counter = Some(PathBuf::from(exe)),
+            Some("blob") => blob = Some(PathBuf::from(exe)),
             _ => {}
         }
     }
     match kv {
-        Some(kv) => Ok((kv, counter)),
+        Some(kv) => Ok((kv, counter, blob)),
         None => bail!("cargo built no example named kv in rust-sdk/examples"),
     }
 }
@@ -74,8 +77,8 @@ pub fn find(lang: Lang, opts: &Options) -> anyhow::Result<Plugins> {
     let root = repo_root();
     match lang {
         Lang::Rust => {
-            let (kv, counter) = build_rust(opts.release_plugins)?;
-            Ok(Plugins { kv: binary(kv), counter: counter.map(binary) })
+            let (kv, counter, blob) = build_rust(opts.release_plugins)?;
+            Ok(Plugins { kv: binary(kv), counter: counter.map(binary), blob: blob.map(binary) })
         }
         Lang::Python | Lang::Node => {
             let (interpreter, dir, ext) = match lang {
@@ -90,9 +93,11 @@ pub fn find(lang: Lang, opts: &Options) -> anyhow::Result<Plugins> {
                 bail!("{} does not exist", kv.display());
             }
             let counter = root.join(dir).join(format!("counter.{ext}"));
+            let blob = root.join(dir).join(format!("blob.{ext}"));
             Ok(Plugins {
                 kv: script(interpreter, kv),
                 counter: counter.exists().then(|| script(interpreter, counter)),
+                blob: blob.exists().then(|| script(interpreter, blob)),
             })
         }
     }

@@ -369,3 +369,15 @@ async fn a_stream_nobody_reads_does_not_stall_other_calls() {
     let first = reader.chunk().await.unwrap().unwrap();
     assert_eq!(first[..3], [0, 1, 2]);
 }
+
+#[tokio::test]
+async fn an_untyped_caller_gets_attachments_as_base64() {
+    let (host, _) = host_and_plugin(TestBlob::default(), Capabilities::all()).await;
+    KvClient::new(host.clone())
+        .put(&kv::PutParams { key: "k".into(), value: b"hello".to_vec().into() })
+        .await
+        .unwrap();
+    let raw: serde_json::Value =
+        host.call_as("kv.get", &serde_json::json!({ "key": "k" })).timeout(LONG).await.unwrap();
+    assert_eq!(raw["value"], "aGVsbG8=");
+}

@@ -80,8 +80,17 @@ impl<R: DeserializeOwned + Send + 'static> IntoFuture for Call<R> {
             let shared = self.peer.shared.clone();
             let answer =
                 shared.request(self.method, self.params?, self.handles, &self.peer, self.timeout).await?;
-            let decoded = scope::decode(&shared, answer.result.get(), &answer.attachments)
-                .map_err(|e| CallError::Deserialize(e.to_string()));
+            let untyped = std::any::TypeId::of::<R>() == std::any::TypeId::of::<serde_json::Value>()
+                || std::any::TypeId::of::<R>() == std::any::TypeId::of::<Box<RawValue>>();
+            let decoded = if untyped && !answer.attachments.is_empty() {
+                // A caller of untyped JSON (`call_raw`) cannot see the frame's attachments:
+                // it gets them as base64, the form that is valid without them.
+                scope::attachments_as_base64(answer.result.get(), &answer.attachments)
+                    .and_then(|json| serde_json::from_str(json.get()))
+            } else {
+                scope::decode(&shared, answer.result.get(), &answer.attachments)
+            }
+            .map_err(|e| CallError::Deserialize(e.to_string()));
             // Streams of the answer that the result type did not take are aborted (SPEC.md
             // §12.4.4).
             shared.abort_unclaimed(&answer.streams, "the caller did not take the stream");

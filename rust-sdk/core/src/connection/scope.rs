@@ -196,3 +196,31 @@ pub(crate) fn claim_inbound(id: u64) -> Result<Arc<Inbound>, String> {
         format!("stream {id} is not a new stream opened by the other side, or was already taken")
     })
 }
+
+/// `json` with every `{"$bytes": i}` replaced by attachment `i` as base64 (SPEC.md §5.3), for
+/// callers of untyped JSON.
+pub(crate) fn attachments_as_base64(
+    json: &str,
+    attachments: &[bytes::Bytes],
+) -> Result<Box<RawValue>, serde_json::Error> {
+    fn walk(v: &mut serde_json::Value, attachments: &[bytes::Bytes]) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let index = (map.len() == 1)
+                    .then(|| map.get(tether_spec::BYTES_REF))
+                    .flatten()
+                    .and_then(|i| i.as_u64());
+                if let Some(a) = index.and_then(|i| attachments.get(usize::try_from(i).ok()?)) {
+                    *v = serde_json::to_value(tether_spec::Bytes(a.clone())).unwrap_or_default();
+                    return;
+                }
+                map.values_mut().for_each(|v| walk(v, attachments));
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(v, attachments)),
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_str(json)?;
+    walk(&mut value, attachments);
+    serde_json::value::to_raw_value(&value)
+}
