@@ -173,10 +173,10 @@ impl PluginBuilder {
     }
 
     /// The credit (bytes) the host grants the plugin on each stream it reads before granting
-    /// more: the most a stream the host reads buffers in memory (1 MiB by default). Turns
-    /// streams on.
+    /// more: the most a stream the host reads buffers in memory (1 MiB by default, at least 1
+    /// byte; credit is granted back each time half of it is read). Turns streams on.
     pub fn stream_credit(mut self, bytes: u64) -> Self {
-        self.streams = Some(bytes);
+        self.streams = Some(bytes.max(1));
         self
     }
 

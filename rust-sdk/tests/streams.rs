@@ -381,3 +381,50 @@ async fn an_untyped_caller_gets_attachments_as_base64() {
         host.call_as("kv.get", &serde_json::json!({ "key": "k" })).timeout(LONG).await.unwrap();
     assert_eq!(raw["value"], "aGVsbG8=");
 }
+
+#[tokio::test]
+async fn a_malformed_attachment_header_is_a_parse_error() {
+    let service =
+        tether::Plugin::new("t", "0").interface(KvServer::new(common::MemKv::default())).into_service();
+    let (_plugin, mut wire) = common::Wire::connect(Options::new(), service);
+    let init = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tether/initialize","params": init_params(Capabilities::all())});
+    wire.send(&init.to_string()).await;
+    wire.recv().await;
+    // The attachments add up to more than Content-Length (SPEC.md §2.8.5).
+    wire.send_bytes(b"Content-Length: 10\r\nTether-Attachments: 20\r\n\r\n0123456789").await;
+    let answer: serde_json::Value = serde_json::from_str(&wire.recv().await).unwrap();
+    assert_eq!(answer["id"], serde_json::Value::Null);
+    assert_eq!(answer["error"]["code"], codes::PARSE_ERROR, "{answer}");
+    // The session goes on.
+    wire.send(r#"{"jsonrpc":"2.0","id":2,"method":"tether/ping","params":{}}"#).await;
+    assert!(wire.recv().await.contains(r#""id":2,"result""#));
+}
+
+#[tokio::test]
+async fn a_stream_in_the_answer_to_an_abandoned_call_is_aborted() {
+    let (host, mut wire) = common::Wire::connect(Options::new(), Router::new());
+    // The wire plays the plugin: answer initialize with streams, then the host's call late.
+    let host2 = host.clone();
+    let init = tokio::spawn(async move { host2.call::<Initialize>(&init_params(Capabilities::all())).await });
+    let req: serde_json::Value = serde_json::from_str(&wire.recv().await).unwrap();
+    let id = &req["id"];
+    wire.send(&format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"result":{{"protocolVersion":1,"plugin":{{"name":"w","version":"0"}},"capabilities":{{"streams":{{}}}},"interfaces":{{}}}}}}"#
+    ))
+    .await;
+    init.await.unwrap().unwrap();
+    let call =
+        BlobClient::new(host.clone()).produce(&ProduceParams { size: 1 }).timeout(Duration::from_millis(50));
+    assert!(matches!(call.await, Err(CallError::Timeout(_))));
+    let req: serde_json::Value = serde_json::from_str(&wire.recv().await).unwrap();
+    assert_eq!(req["method"], "blob.produce");
+    let cancel: serde_json::Value = serde_json::from_str(&wire.recv().await).unwrap();
+    assert_eq!(cancel["method"], "$/cancelRequest");
+    let id = &req["id"];
+    wire.send(&format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"data":{{"$stream":2,"mode":"read"}}}}}}"#))
+        .await;
+    let abort: serde_json::Value = serde_json::from_str(&wire.recv().await).unwrap();
+    assert_eq!(abort["method"], "$/stream.abort", "{abort}");
+    assert_eq!(abort["params"]["stream"], 2);
+    assert_eq!(abort["params"]["error"]["code"], codes::STREAM_ERROR);
+}

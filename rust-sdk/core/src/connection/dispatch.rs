@@ -60,7 +60,7 @@ impl Shared {
                         let pending = lock(&self.pending).complete(*n);
                         if let Some(pending) = pending {
                             self.end_scopes(&pending.handles);
-                            pending.answer(Err(CallError::ResponseTooLarge {
+                            let _ = pending.answer(Err(CallError::ResponseTooLarge {
                                 size: oversized.declared,
                                 max: oversized.max,
                             }));
@@ -111,13 +111,17 @@ impl Shared {
         if !pending.handles.is_empty() {
             self.end_scopes(&pending.handles);
         }
-        pending.answer(match response.outcome {
+        let undelivered = pending.answer(match response.outcome {
             Outcome::Result(result) => match self.register_streams(&result) {
                 Ok(streams) => Ok(Answer { result, attachments, streams }),
                 Err(e) => Err(CallError::Deserialize(e)),
             },
             Outcome::Error(error) => Err(CallError::Remote(error)),
         });
+        if let Some(Ok(answer)) = undelivered {
+            // A late answer nobody waits for: its streams are aborted at once (SPEC.md §12.4.4).
+            self.abort_unclaimed(&answer.streams, "the call that received the stream was abandoned");
+        }
     }
 
     /// A host reads the answer to its `tether/initialize`: what both announced is negotiated

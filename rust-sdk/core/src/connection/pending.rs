@@ -41,10 +41,11 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// Hands the answer to the caller, if it still waits.
-    pub(super) fn answer(self, result: PendingResult) {
-        if let Some(tx) = self.tx {
-            let _ = tx.send(result);
+    /// Hands the answer to the caller, if it still waits; gives it back otherwise.
+    pub(super) fn answer(self, result: PendingResult) -> Option<PendingResult> {
+        match self.tx {
+            Some(tx) => tx.send(result).err(),
+            None => Some(result),
         }
     }
 }
@@ -106,7 +107,7 @@ mod tests {
         calls.insert(7, tx, vec!["h1".to_owned()]);
         let pending = calls.complete(7);
         assert!(pending.as_ref().is_some_and(|p| p.handles == ["h1"]));
-        pending.into_iter().for_each(|p| p.answer(Ok(Answer::plain(raw("1")))));
+        pending.into_iter().for_each(|p| assert!(p.answer(Ok(Answer::plain(raw("1")))).is_none()));
         assert!(matches!(rx.try_recv(), Ok(Ok(v)) if v.result.get() == "1"));
         assert!(calls.complete(7).is_none(), "a second answer to the same id is unknown");
         assert_eq!(calls.len(), 0);
@@ -144,7 +145,7 @@ mod tests {
             receivers.push(rx);
         }
         for p in calls.drain() {
-            p.answer(Err(CallError::Cancelled));
+            let _ = p.answer(Err(CallError::Cancelled));
         }
         assert_eq!(calls.len(), 0);
         for mut rx in receivers {

@@ -151,7 +151,7 @@ impl Shared {
         let reason = self.close_reason();
         let drained = lock(&self.pending).drain();
         for pending in drained {
-            pending.answer(Err(CallError::Closed(reason.clone())));
+            let _ = pending.answer(Err(CallError::Closed(reason.clone())));
         }
         lock(&self.handles).clear();
         self.live_handles.store(0, Ordering::Relaxed);

@@ -172,10 +172,9 @@ impl Inbound {
     /// Fails the consumer (no notification).
     pub(crate) fn fail(&self, error: ErrorObject) {
         let mut s = lock(&self.state);
-        if !matches!(s.done, Some(Done::End)) || !s.chunks.is_empty() {
-            if s.done.is_none() {
-                s.done = Some(Done::Failed(error));
-            }
+        // A stream whose end arrived keeps it: its buffered chunks are still the whole rest.
+        if s.done.is_none() {
+            s.done = Some(Done::Failed(error));
         }
         s.wake();
     }
