@@ -172,7 +172,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
             let rt = flavor.runtime().context("building the tokio runtime")?;
             let prefix = format!("{}.{}", lang.id(), flavor.id());
             let section = format!("{} streams through tether-host, {}", lang.title(), flavor.title());
-            rt.block_on(streams::note_attachments(&plugins.kv, &lang.title(), &mut r));
+            rt.block_on(streams::note_attachments(&plugins.kv, lang.title(), &mut r));
             match &plugins.blob {
                 None => r.note(format!("{section}: no blob plugin, stream rows skipped")),
                 Some(blob) => {

@@ -25,6 +25,9 @@ pub fn plugin_command(program: &Path) -> Command {
 
 /// How long to wait for one frame, or for the plugin to exit, before the test fails. Generous:
 /// this checks behaviour on a busy machine, not speed.
+/// A frame read from the plugin: its JSON body and its attachments (SPEC.md §2.8).
+pub type BodyAndAttachments = (Vec<u8>, Vec<Vec<u8>>);
+
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A plugin process driven frame by frame: bodies written to its stdin, bodies read from its
@@ -33,7 +36,7 @@ const WAIT: Duration = Duration::from_secs(20);
 pub struct ProcessPlugin {
     child: Child,
     stdin: Option<ChildStdin>,
-    frames: mpsc::Receiver<Result<(Vec<u8>, Vec<Vec<u8>>), String>>,
+    frames: mpsc::Receiver<Result<BodyAndAttachments, String>>,
 }
 
 impl ProcessPlugin {
@@ -118,7 +121,7 @@ impl ProcessPlugin {
     }
 
     /// The next frame's body and attachments, `None` at the end of the plugin's stdout.
-    pub fn recv_frame(&mut self) -> Result<Option<(Vec<u8>, Vec<Vec<u8>>)>, String> {
+    pub fn recv_frame(&mut self) -> Result<Option<BodyAndAttachments>, String> {
         match self.frames.recv_timeout(WAIT) {
             Ok(frame) => frame.map(Some),
             Err(mpsc::RecvTimeoutError::Disconnected) => Ok(None),

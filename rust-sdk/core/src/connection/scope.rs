@@ -30,14 +30,20 @@ pub(crate) struct Encoded {
     pub(crate) opened: Vec<Arc<Outbound>>,
 }
 
+/// What an encoded result carries besides its JSON: its attachments and the streams it opened.
+pub(crate) type Carried = (Vec<bytes::Bytes>, Vec<Arc<Outbound>>);
+
+/// The session being encoded for, and the streams the value opened so far.
+type EncodingScope = (Arc<Shared>, Vec<Arc<Outbound>>);
+
 /// Where the answer of the handler being polled puts what its encoded result carries.
 pub(crate) struct ReplySlot {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) out: Mutex<Option<(Vec<bytes::Bytes>, Vec<Arc<Outbound>>)>>,
+    pub(crate) out: Mutex<Option<Carried>>,
 }
 
 thread_local! {
-    static ENCODING: RefCell<Option<(Arc<Shared>, Vec<Arc<Outbound>>)>> = const { RefCell::new(None) };
+    static ENCODING: RefCell<Option<EncodingScope>> = const { RefCell::new(None) };
     static DECODING: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
     static REPLY: RefCell<Option<Arc<ReplySlot>>> = const { RefCell::new(None) };
 }
