@@ -1,7 +1,7 @@
 //! Attachments (SPEC.md §2.8) and streams (SPEC.md §12) over the in-memory transport seam: a
 //! host session (`tether_core::Session`) and a plugin (`tether::Plugin::start`) joined by a
 //! `tokio::io::duplex`, or a host session and a raw wire that records every frame.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, unreachable_pub, missing_docs)]
 
 mod common;
 
@@ -91,7 +91,12 @@ impl Blob for TestBlob {
 fn init_params(caps: Capabilities) -> InitializeParams {
     InitializeParams {
         protocol_versions: vec![1],
-        interfaces: [("blob".to_owned(), vec![1]), ("kv".to_owned(), vec![1, 2])].into(),
+        interfaces: [
+            ("blob".to_owned(), vec![1]),
+            ("kv".to_owned(), vec![1, 2]),
+            ("gen".to_owned(), vec![1]),
+        ]
+        .into(),
         host: PeerInfo::new("test-host", "0"),
         capabilities: caps,
         max_frame_size: 32 << 20,
@@ -112,7 +117,8 @@ async fn host_plugin_peers(blob: TestBlob, caps: Capabilities) -> (Peer, Capabil
     let (yr, yw) = tokio::io::split(y);
     let plugin = tether::Plugin::new("test-blob", "0")
         .interface(BlobServer::new(blob))
-        .interface(KvServer::new(common::MemKv::default()));
+        .interface(KvServer::new(common::MemKv::default()))
+        .interface(GenServer::new(Filler));
     let plugin = plugin.start(yr, yw).into_peer();
     let host = Session::start(xr, xw, Options::new(), Router::new()).into_peer();
     let answer = host.call::<Initialize>(&init_params(caps)).timeout(LONG).await.unwrap();
@@ -427,4 +433,62 @@ async fn a_stream_in_the_answer_to_an_abandoned_call_is_aborted() {
     assert_eq!(abort["method"], "$/stream.abort", "{abort}");
     assert_eq!(abort["params"]["stream"], 2);
     assert_eq!(abort["params"]["error"]["code"], codes::STREAM_ERROR);
+}
+
+#[tokio::test]
+async fn notifications_about_unknown_streams_are_ignored() {
+    let service =
+        tether::Plugin::new("t", "0").interface(BlobServer::new(TestBlob::default())).into_service();
+    let (_plugin, mut wire) = common::Wire::connect(Options::new(), service);
+    let init = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tether/initialize","params": init_params(Capabilities::all())});
+    wire.send(&init.to_string()).await;
+    wire.recv().await;
+    for body in [
+        r#"{"jsonrpc":"2.0","method":"$/stream.data","params":{"stream":99,"data":"aGk="}}"#,
+        r#"{"jsonrpc":"2.0","method":"$/stream.end","params":{"stream":99}}"#,
+        r#"{"jsonrpc":"2.0","method":"$/stream.credit","params":{"stream":98,"bytes":10}}"#,
+        r#"{"jsonrpc":"2.0","method":"$/stream.abort","params":{"stream":97,"error":{"code":-32006,"message":"x"}}}"#,
+    ] {
+        wire.send(body).await;
+    }
+    wire.send(r#"{"jsonrpc":"2.0","id":2,"method":"tether/ping","params":{}}"#).await;
+    assert_eq!(wire.recv().await, r#"{"jsonrpc":"2.0","id":2,"result":{}}"#, "nothing else is written");
+}
+
+/// A test interface whose params carry a stream the plugin writes (mode "write").
+#[tether::interface(name = "gen", versions = [1])]
+pub trait Gen {
+    /// Writes `size` bytes (byte `i` is `i mod 251`) into `out`.
+    async fn fill(&self, params: FillParams) -> Result<tether::spec::Empty, Error>;
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct FillParams {
+    size: u64,
+    out: tether::stream::WriteStream,
+}
+
+struct Filler;
+
+impl Gen for Filler {
+    async fn fill(&self, p: FillParams) -> Result<tether::spec::Empty, Error> {
+        let mut out = p.out.into_writer().map_err(|e| Error::from(e.0))?;
+        let data: Vec<u8> = (0..p.size).map(blob::produced_byte).collect();
+        out.send(data.into()).await.map_err(|e| Error::from(e.0))?;
+        out.finish().await.map_err(|e| Error::from(e.0))?;
+        Ok(tether::spec::Empty {})
+    }
+}
+
+#[tokio::test]
+async fn a_stream_the_receiver_writes_comes_back_to_the_opener() {
+    let (host, _) = host_and_plugin(TestBlob::default(), Capabilities::all()).await;
+    let (out, mut reader) = tether::stream::WriteStream::new();
+    let call = GenClient::new(host).fill(&FillParams { size: 3_000_000, out }).timeout(LONG);
+    let mut all = Vec::new();
+    let (answer, read) = tokio::join!(call, reader.read_to_end(&mut all));
+    answer.unwrap();
+    read.unwrap();
+    assert_eq!(all.len(), 3_000_000);
+    assert!(all.iter().enumerate().all(|(i, b)| *b == blob::produced_byte(i as u64)));
 }

@@ -11,8 +11,8 @@
 //! - Attachments and streams (SPEC.md §2.8, §12), used when both sides announced them in
 //!   `tether/initialize` (the session sees the initialize exchange and switches on its own): a
 //!   `tether_spec::Bytes` in typed params or results travels raw after the JSON, and a
-//!   [`stream::ReadStream`] field carries a stream with credit flow control, read as
-//!   `AsyncRead`/`Stream` and written as `AsyncWrite`/`send`.
+//!   [`stream::ReadStream`] (or [`stream::WriteStream`]) field carries a stream with credit flow
+//!   control, read as `AsyncRead`/`Stream` and written as `AsyncWrite`/`send`.
 //!
 //! The calling side, over any stream:
 //!

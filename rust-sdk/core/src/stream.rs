@@ -1,5 +1,6 @@
 //! Streams for applications (SPEC.md §12): [`ReadStream`], the field type of params or a result
-//! that carries a stream its receiver reads, and its two ends, [`StreamReader`]
+//! that carries a stream its receiver reads ([`WriteStream`] for one its receiver writes), and
+//! the two ends, [`StreamReader`]
 //! (`tokio::io::AsyncRead` and `futures::Stream` of chunks) and [`StreamWriter`]
 //! (`tokio::io::AsyncWrite` and [`StreamWriter::send`]).
 //!
@@ -33,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use tether_spec::{codes, stream_error, ErrorObject, StreamMode, StreamRef};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::connection::scope::{claim_inbound, open_outbound};
+use crate::connection::scope::{claim_inbound, claim_outbound, open_inbound, open_outbound};
 use crate::connection::shared::lock;
 use crate::connection::streams::{Done, Inbound, Outbound};
 
@@ -69,7 +70,7 @@ impl fmt::Debug for ReadStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.inner {
             Inner::Outgoing(end) => write!(f, "ReadStream(outgoing {})", lock(&end.0.state).id),
-            Inner::Incoming(r) => write!(f, "ReadStream(incoming {})", r.end.id),
+            Inner::Incoming(r) => write!(f, "ReadStream(incoming {})", r.end.id()),
         }
     }
 }
@@ -159,6 +160,91 @@ impl AsyncRead for ReadStream {
     }
 }
 
+/// A stream field that the receiver of the message writes (`{"$stream": id, "mode": "write"}`):
+/// the opener consumes what the receiver produces, as when a host hands a plugin somewhere to
+/// write its output.
+///
+/// On the opening side make one with [`WriteStream::new`] and read the [`StreamReader`]; on the
+/// receiving side take the [`StreamWriter`] with [`WriteStream::into_writer`] (or write to it:
+/// it is `AsyncWrite`).
+pub struct WriteStream {
+    inner: WriteInner,
+}
+
+enum WriteInner {
+    /// The opener's, to be sent.
+    Outgoing(Arc<Inbound>),
+    /// The receiver's.
+    Incoming(StreamWriter),
+}
+
+impl fmt::Debug for WriteStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            WriteInner::Outgoing(end) => write!(f, "WriteStream(outgoing {})", end.id()),
+            WriteInner::Incoming(w) => write!(f, "WriteStream(incoming {})", w.id()),
+        }
+    }
+}
+
+impl WriteStream {
+    /// A stream to send whose data comes back: put the `WriteStream` in params or a result,
+    /// read the [`StreamReader`].
+    pub fn new() -> (WriteStream, StreamReader) {
+        let end = Inbound::unbound();
+        (WriteStream { inner: WriteInner::Outgoing(end.clone()) }, StreamReader { end, done: false })
+    }
+
+    /// The producing end of a stream received in params or a result; an error for a stream
+    /// made with [`WriteStream::new`].
+    pub fn into_writer(self) -> Result<StreamWriter, StreamError> {
+        match self.inner {
+            WriteInner::Incoming(writer) => Ok(writer),
+            WriteInner::Outgoing(_) => {
+                Err(StreamError(stream_error(0, "this stream is read by this side, not written")))
+            }
+        }
+    }
+}
+
+impl Serialize for WriteStream {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.inner {
+            WriteInner::Outgoing(end) => {
+                let id = open_inbound(end).map_err(serde::ser::Error::custom)?;
+                StreamRef::write(id).serialize(serializer)
+            }
+            WriteInner::Incoming(_) => Err(serde::ser::Error::custom("a received stream cannot be sent on")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WriteStream {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let r = StreamRef::deserialize(deserializer)?;
+        if r.mode != StreamMode::Write {
+            return Err(serde::de::Error::custom(format!(
+                "stream {} has mode \"read\" where a stream to write is expected",
+                r.stream
+            )));
+        }
+        let end = claim_outbound(r.stream).map_err(serde::de::Error::custom)?;
+        Ok(WriteStream { inner: WriteInner::Incoming(StreamWriter { end, done: false }) })
+    }
+}
+
+impl JsonSchema for WriteStream {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        StreamRef::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        StreamRef::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        StreamRef::json_schema(generator)
+    }
+}
+
 /// The consuming end of a stream: `AsyncRead`, and a `futures::Stream` of chunks (no copy).
 /// Dropping it before the end aborts the stream with -32006.
 pub struct StreamReader {
@@ -168,14 +254,14 @@ pub struct StreamReader {
 
 impl fmt::Debug for StreamReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamReader").field("stream", &self.end.id).finish_non_exhaustive()
+        f.debug_struct("StreamReader").field("stream", &self.end.id()).finish_non_exhaustive()
     }
 }
 
 impl StreamReader {
     /// The stream's id.
     pub fn id(&self) -> u64 {
-        self.end.id
+        self.end.id()
     }
 
     /// The next chunk, `None` at the end.
@@ -211,8 +297,8 @@ impl StreamReader {
                 },
             }
         };
-        if let (Some(grant), Some(shared)) = (grant, self.end.shared.upgrade()) {
-            shared.send_credit(self.end.id, grant);
+        if let (Some(grant), Some(shared)) = (grant, self.end.shared()) {
+            shared.send_credit(self.end.id(), grant);
         }
         Poll::Ready(Some(Ok(chunk)))
     }
@@ -249,15 +335,12 @@ impl Drop for StreamReader {
             return;
         }
         let finished = matches!(lock(&self.end.state).done, Some(Done::End));
-        if let Some(shared) = self.end.shared.upgrade() {
-            if finished {
-                shared.forget_stream(self.end.id);
-            } else {
-                shared.abort_stream(
-                    self.end.id,
-                    stream_error(self.end.id, "the reader stopped before the end"),
-                );
-            }
+        let id = self.end.id();
+        match self.end.shared() {
+            Some(shared) if finished => shared.forget_stream(id),
+            Some(shared) => shared.abort_stream(id, stream_error(id, "the reader stopped before the end")),
+            // Never bound (a `WriteStream` that was not sent): nothing to tell.
+            None => {}
         }
     }
 }

@@ -62,7 +62,7 @@ impl Peer {
         Call::new(
             self.clone(),
             method.into(),
-            Ok(Encoded { json: params, attachments: Vec::new(), opened: Vec::new() }),
+            Ok(Encoded { json: params, attachments: Vec::new(), opened: Default::default() }),
         )
     }
 

@@ -26,15 +26,41 @@ pub(crate) struct Encoded {
     pub(crate) json: Box<RawValue>,
     /// The `Bytes` values written as `{"$bytes": i}` (empty before negotiation).
     pub(crate) attachments: Vec<bytes::Bytes>,
-    /// The streams the value opened: they become active once the frame is queued.
-    pub(crate) opened: Vec<Arc<Outbound>>,
+    /// The streams the value opened.
+    pub(crate) opened: Opened,
+}
+
+/// The streams a value opened while it was encoded.
+#[derive(Debug, Default)]
+pub(crate) struct Opened {
+    /// Those this side produces (`ReadStream`): they become active once the frame is queued.
+    pub(crate) produced: Vec<Arc<Outbound>>,
+    /// Those this side consumes (`WriteStream`), by id.
+    pub(crate) consumed: Vec<u64>,
+}
+
+impl Opened {
+    /// Every id.
+    pub(crate) fn ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.produced.iter().map(|e| lock(&e.state).id).collect();
+        ids.extend_from_slice(&self.consumed);
+        ids
+    }
+
+    /// Fails them all here (the message that carried them was not sent or failed).
+    pub(crate) fn fail(&self, shared: &Shared, error: &tether_spec::ErrorObject) {
+        for end in &self.produced {
+            end.fail(error.clone());
+        }
+        shared.fail_streams(&self.ids(), error);
+    }
 }
 
 /// What an encoded result carries besides its JSON: its attachments and the streams it opened.
-pub(crate) type Carried = (Vec<bytes::Bytes>, Vec<Arc<Outbound>>);
+pub(crate) type Carried = (Vec<bytes::Bytes>, Opened);
 
 /// The session being encoded for, and the streams the value opened so far.
-type EncodingScope = (Arc<Shared>, Vec<Arc<Outbound>>);
+type EncodingScope = (Arc<Shared>, Opened);
 
 /// Where the answer of the handler being polled puts what its encoded result carries.
 pub(crate) struct ReplySlot {
@@ -83,7 +109,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<Encoded, serde_json::Error> {
     let mut attachments = Vec::new();
-    let (json, ours) = enter(&ENCODING, (shared.clone(), Vec::new()), || {
+    let (json, ours) = enter(&ENCODING, (shared.clone(), Opened::default()), || {
         if shared.negotiated.attachments_out() {
             with_attachment_sink(&mut attachments, || serde_json::value::to_raw_value(value))
         } else {
@@ -95,9 +121,10 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
         Ok(json) => Ok(Encoded { json, attachments, opened }),
         Err(e) => {
             // Streams opened by a value that could not be sent never start.
-            for end in opened {
-                end.fail(tether_spec::stream_error(0, "the message that carried the stream was not sent"));
-            }
+            opened.fail(
+                shared,
+                &tether_spec::stream_error(0, "the message that carried the stream was not sent"),
+            );
             Err(e)
         }
     }
@@ -154,7 +181,8 @@ pub(crate) fn encode_result<T: Serialize + ?Sized>(value: &T) -> Result<Box<RawV
     // A handler encodes one result; should it encode several, the last one is the answer and
     // the attachments numbering restarts with it.
     *attachments = encoded.attachments;
-    opened.extend(encoded.opened);
+    opened.produced.extend(encoded.opened.produced);
+    opened.consumed.extend(encoded.opened.consumed);
     Ok(encoded.json)
 }
 
@@ -179,12 +207,53 @@ pub(crate) fn open_outbound(end: &Arc<Outbound>) -> Result<u64, String> {
         }
         let mut table = lock(&shared.streams);
         let id = table.allocate();
-        table.insert(id, Entry::Out(end.clone()));
+        table.insert(id, Entry::Out { end: end.clone(), claimed: true });
         state.id = id;
         state.credit = shared.negotiated.peer_credit();
         *lock(&end.shared) = Arc::downgrade(shared);
-        opened.push(end.clone());
+        opened.produced.push(end.clone());
         Ok(id)
+    })
+}
+
+/// Binds the opener's consuming end of a `WriteStream` to the session being encoded for.
+pub(crate) fn open_inbound(end: &Arc<Inbound>) -> Result<u64, String> {
+    ENCODING.with(|s| {
+        let mut s = s.borrow_mut();
+        let Some((shared, opened)) = s.as_mut() else {
+            return Err(
+                "a stream can only be written in the params or the result of a Tether call".to_owned()
+            );
+        };
+        if !shared.negotiated.streams() {
+            return Err(
+                "streams are not negotiated with this peer (both sides must announce `streams`)".to_owned()
+            );
+        }
+        if end.id() != 0 {
+            return Err("this stream was already sent".to_owned());
+        }
+        let mut table = lock(&shared.streams);
+        let id = table.allocate();
+        end.bind(id, shared.negotiated.own_credit(), shared);
+        table.insert(id, Entry::In { end: end.clone(), claimed: true });
+        opened.consumed.push(id);
+        Ok(id)
+    })
+}
+
+/// Takes the producing end of stream `id` (mode `write`), registered when the message that
+/// carries it was read.
+pub(crate) fn claim_outbound(id: u64) -> Result<Arc<Outbound>, String> {
+    let Some(shared) = DECODING.with(|s| s.borrow().clone()) else {
+        return Err("a stream can only be read from the params or the result of a Tether call".to_owned());
+    };
+    if !shared.negotiated.streams() {
+        return Err(format!("stream {id}: streams are not negotiated with this peer"));
+    }
+    let claimed = lock(&shared.streams).claim_out(id);
+    claimed.ok_or_else(|| {
+        format!("stream {id} is not a new stream opened by the other side, or was already taken")
     })
 }
 

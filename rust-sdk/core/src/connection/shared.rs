@@ -24,9 +24,8 @@ use super::negotiated::Negotiated;
 use super::options::{Event, Options};
 use super::peer::Peer;
 use super::pending::{Answer, PendingCalls};
-use super::scope::Encoded;
+use super::scope::{Encoded, Opened};
 use super::service::{Reply, Service};
-use super::stream_io::ids_of;
 use super::streams::{Outbound, StreamTable};
 
 /// The maps keyed by request ids use the Fx hash: SipHash cost several hundred instructions per
@@ -168,9 +167,19 @@ impl Shared {
         timeout: Option<Duration>,
     ) -> Result<Answer, CallError> {
         let Encoded { json: params, attachments, opened } = params;
-        let streams = ids_of(&opened);
-        let result =
-            self.request_inner(method, params, attachments, &opened, &mut handles, peer, timeout).await;
+        let streams = opened.ids();
+        let result = self
+            .request_inner(
+                method,
+                params,
+                attachments,
+                &opened.produced,
+                &streams,
+                &mut handles,
+                peer,
+                timeout,
+            )
+            .await;
         match &result {
             Ok(_) => {}
             // A failed or cancelled call's streams end at both ends, without a notification
@@ -188,6 +197,7 @@ impl Shared {
         params: Box<RawValue>,
         attachments: Vec<bytes::Bytes>,
         opened: &[Arc<Outbound>],
+        streams: &[u64],
         handles: &mut Vec<String>,
         peer: &Peer,
         timeout: Option<Duration>,
@@ -254,7 +264,7 @@ impl Shared {
             }
             pending.insert(id, tx, handles);
         }
-        let mut guard = CancelGuard::new(self, id, ids_of(opened));
+        let mut guard = CancelGuard::new(self, id, streams.to_vec());
         if self.enqueue(out).is_err() {
             guard.disarm();
             return Err(CallError::Closed(self.close_reason()));
@@ -286,22 +296,14 @@ impl Shared {
     }
 
     pub(super) fn respond(&self, id: Id, reply: Reply) {
-        self.respond_with(id, reply, Vec::new(), Vec::new());
+        self.respond_with(id, reply, Vec::new(), Opened::default());
     }
 
     /// Answers with a result whose `{"$bytes": i}` stand for `attachments` and which opened the
     /// streams `opened` (activated once the answer is queued).
-    pub(super) fn respond_with(
-        &self,
-        id: Id,
-        reply: Reply,
-        attachments: Vec<bytes::Bytes>,
-        opened: Vec<Arc<Outbound>>,
-    ) {
+    pub(super) fn respond_with(&self, id: Id, reply: Reply, attachments: Vec<bytes::Bytes>, opened: Opened) {
         if let Err(error) = &reply {
-            for end in &opened {
-                end.fail(error.clone());
-            }
+            opened.fail(self, error);
         }
         let body = match (&id, reply) {
             (&Id::Int(n), Ok(result)) => {
@@ -312,12 +314,10 @@ impl Shared {
                 let max = self.max_frame.load(Ordering::Relaxed);
                 if len <= max as u64 {
                     let _ = self.enqueue(Outgoing::Result { id: n, result, attachments });
-                    self.activate(&opened);
+                    self.activate(&opened.produced);
                     return;
                 }
-                for end in &opened {
-                    end.fail(ErrorObject::internal("the result carrying the stream was too large"));
-                }
+                opened.fail(self, &ErrorObject::internal("the result carrying the stream was too large"));
                 let error = ErrorObject::internal(format!(
                     "the result is {len} bytes, above the maximum frame size of {max}"
                 ));
@@ -331,9 +331,9 @@ impl Shared {
                 body.extend_from_slice(br#","result":"#);
                 body.extend_from_slice(result.get().as_bytes());
                 body.push(b'}');
-                if !attachments.is_empty() || !opened.is_empty() {
+                if !attachments.is_empty() || !opened.produced.is_empty() {
                     let _ = self.enqueue(Outgoing::Attached { body, attachments });
-                    self.activate(&opened);
+                    self.activate(&opened.produced);
                     return;
                 }
                 body

@@ -2,7 +2,7 @@
 //! it is read, routing the four `$/stream.*` notifications to the table, writing them, and
 //! failing streams when their call is cancelled or fails, or the session ends.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use tether_spec::{
@@ -13,7 +13,7 @@ use tether_spec::{
 
 use super::envelope::Outgoing;
 use super::shared::{lock, Shared};
-use super::streams::{fail_entry, Done, Entry, InState, Inbound, Outbound};
+use super::streams::{fail_entry, Done, Entry, Inbound, Outbound};
 
 /// Collects the stream objects (`{"$stream": id, "mode": ...}`) anywhere in a JSON value.
 fn streams_in(value: &serde_json::Value, found: &mut Vec<StreamRef>) {
@@ -55,18 +55,26 @@ impl Shared {
             if !table.mark_peer_id(r.stream) {
                 return Err(format!("stream {} is not a new id of the other side", r.stream));
             }
-            if r.mode == StreamMode::Write {
-                return Err(format!(
-                    "stream {}: mode \"write\" is not supported by this Rust SDK yet",
-                    r.stream
-                ));
-            }
-            let end = Arc::new(Inbound {
-                id: r.stream,
-                state: Mutex::new(InState::new(self.negotiated.own_credit())),
-                shared: Arc::downgrade(self),
-            });
-            if !table.insert(r.stream, Entry::In { end, claimed: false }) {
+            let entry = match r.mode {
+                StreamMode::Read => Entry::In {
+                    end: Inbound::bound(r.stream, self.negotiated.own_credit(), Arc::downgrade(self)),
+                    claimed: false,
+                },
+                // This side produces into a stream the other side opened: it may send at once,
+                // within the credit the opener announced (SPEC.md §12.2).
+                StreamMode::Write => {
+                    let end = Outbound::unbound();
+                    {
+                        let mut s = lock(&end.state);
+                        s.id = r.stream;
+                        s.active = true;
+                        s.credit = self.negotiated.peer_credit();
+                    }
+                    *lock(&end.shared) = Arc::downgrade(self);
+                    Entry::Out { end, claimed: false }
+                }
+            };
+            if !table.insert(r.stream, entry) {
                 return Err(format!("stream {} is already in use", r.stream));
             }
             ids.push(r.stream);
@@ -205,7 +213,7 @@ impl Shared {
             }
             StreamCredit::METHOD => {
                 let Ok(p) = serde_json::from_str::<StreamCreditParams>(params.get()) else { return true };
-                if let Some(Entry::Out(end)) = lock(&self.streams).get(p.stream) {
+                if let Some(Entry::Out { end, .. }) = lock(&self.streams).get(p.stream) {
                     let mut s = lock(&end.state);
                     s.credit = s.credit.saturating_add(p.bytes);
                     s.wake();
@@ -237,11 +245,6 @@ impl Shared {
             s.wake();
         }
     }
-}
-
-/// The ids of producing ends.
-pub(super) fn ids_of(opened: &[Arc<Outbound>]) -> Vec<u64> {
-    opened.iter().map(|e| lock(&e.state).id).collect()
 }
 
 /// The body of a notification whose method needs no escaping.

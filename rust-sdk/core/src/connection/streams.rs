@@ -127,12 +127,49 @@ impl OutState {
     }
 }
 
-/// The shared state of a stream's consuming end.
+/// The shared state of a stream's consuming end. Its id and session are set when it is bound:
+/// at once for a stream received, when its message is encoded for one this side opens
+/// (`WriteStream`).
 #[derive(Debug)]
 pub(crate) struct Inbound {
-    pub(crate) id: u64,
+    id: std::sync::atomic::AtomicU64,
     pub(crate) state: Mutex<InState>,
-    pub(crate) shared: Weak<Shared>,
+    shared: Mutex<Weak<Shared>>,
+}
+
+impl Inbound {
+    /// A consuming end bound to stream `id` of `shared`'s session, with a window of `window`.
+    pub(crate) fn bound(id: u64, window: u64, shared: Weak<Shared>) -> Arc<Self> {
+        Arc::new(Inbound {
+            id: std::sync::atomic::AtomicU64::new(id),
+            state: Mutex::new(InState::new(window)),
+            shared: Mutex::new(shared),
+        })
+    }
+
+    /// A consuming end not bound yet (the opener's end of a `WriteStream`).
+    pub(crate) fn unbound() -> Arc<Self> {
+        Inbound::bound(0, 0, Weak::new())
+    }
+
+    /// Binds it to stream `id` of `shared`'s session, which grants `window` on it.
+    pub(crate) fn bind(&self, id: u64, window: u64, shared: &Arc<Shared>) {
+        self.id.store(id, std::sync::atomic::Ordering::Relaxed);
+        *lock(&self.shared) = Arc::downgrade(shared);
+        let mut s = lock(&self.state);
+        s.window = window;
+        s.outstanding = window;
+    }
+
+    /// The stream's id, 0 until bound.
+    pub(crate) fn id(&self) -> u64 {
+        self.id.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The session, while it exists.
+    pub(crate) fn shared(&self) -> Option<Arc<Shared>> {
+        lock(&self.shared).upgrade()
+    }
 }
 
 /// The shared state of a stream's producing end.
@@ -183,10 +220,11 @@ impl Inbound {
 /// One unfinished stream.
 #[derive(Debug, Clone)]
 pub(crate) enum Entry {
-    /// This side consumes it; `claimed` once typed params or a result took it.
+    /// This side consumes it; `claimed` once typed params or a result took it (always, for a
+    /// stream this side opened).
     In { end: Arc<Inbound>, claimed: bool },
-    /// This side produces it.
-    Out(Arc<Outbound>),
+    /// This side produces it; `claimed` as for `In`.
+    Out { end: Arc<Outbound>, claimed: bool },
 }
 
 /// The unfinished streams by id, and the next id this side opens.
@@ -272,9 +310,23 @@ impl StreamTable {
         }
     }
 
-    /// Whether `id` is a consuming end nobody took.
+    /// Takes an unclaimed producing end for typed params or a result (a `WriteStream`).
+    pub(crate) fn claim_out(&mut self, id: u64) -> Option<Arc<Outbound>> {
+        match self.entries.get_mut(&id) {
+            Some(Entry::Out { end, claimed }) if !*claimed => {
+                *claimed = true;
+                Some(end.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `id` is an end nobody took.
     pub(crate) fn is_unclaimed(&self, id: u64) -> bool {
-        matches!(self.entries.get(&id), Some(Entry::In { claimed: false, .. }))
+        matches!(
+            self.entries.get(&id),
+            Some(Entry::In { claimed: false, .. } | Entry::Out { claimed: false, .. })
+        )
     }
 
     pub(crate) fn remove(&mut self, id: u64) -> Option<Entry> {
@@ -296,7 +348,7 @@ impl StreamTable {
 pub(crate) fn fail_entry(entry: &Entry, error: &ErrorObject) {
     match entry {
         Entry::In { end, .. } => end.fail(error.clone()),
-        Entry::Out(end) => end.fail(error.clone()),
+        Entry::Out { end, .. } => end.fail(error.clone()),
     }
 }
 
@@ -334,7 +386,7 @@ mod tests {
     #[test]
     fn an_id_in_use_is_refused_and_claimed_once() {
         let mut t = StreamTable::new(Opener::Plugin);
-        let end = Arc::new(Inbound { id: 1, state: Mutex::new(InState::new(10)), shared: Weak::new() });
+        let end = Inbound::bound(1, 10, Weak::new());
         assert!(t.insert(1, Entry::In { end: end.clone(), claimed: false }));
         assert!(!t.insert(1, Entry::In { end, claimed: false }));
         assert!(t.is_unclaimed(1));
