@@ -492,3 +492,38 @@ async fn a_stream_the_receiver_writes_comes_back_to_the_opener() {
     assert_eq!(all.len(), 3_000_000);
     assert!(all.iter().enumerate().all(|(i, b)| *b == blob::produced_byte(i as u64)));
 }
+
+#[tokio::test]
+async fn data_beyond_the_granted_credit_aborts_the_stream() {
+    // The handler waits before reading, so that no credit is granted back meanwhile.
+    let gate = Arc::new(Notify::new());
+    let blob = TestBlob { gate: Some(gate.clone()), ..TestBlob::default() };
+    let service = tether::Plugin::new("t", "0").interface(BlobServer::new(blob)).into_service();
+    let (_plugin, mut wire) = common::Wire::connect(Options::new(), service);
+    let caps = Capabilities { attachments: None, ..Capabilities::all() };
+    let init =
+        serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tether/initialize","params": init_params(caps)});
+    wire.send(&init.to_string()).await;
+    let answer: serde_json::Value = serde_json::from_str(&wire.recv().await).unwrap();
+    let window = answer["result"]["capabilities"]["streams"]["initialCredit"].as_u64().unwrap();
+    wire.send(
+        r#"{"jsonrpc":"2.0","id":2,"method":"blob.count","params":{"data":{"$stream":1,"mode":"read"}}}"#,
+    )
+    .await;
+    // The whole window, then one byte more than was granted.
+    let chunk = |n: usize| {
+        let params = tether::spec::StreamDataParams { stream: 1, data: vec![7u8; n].into() };
+        serde_json::json!({"jsonrpc":"2.0","method":"$/stream.data","params": params}).to_string()
+    };
+    wire.send(&chunk(window as usize)).await;
+    wire.send(&chunk(1)).await;
+    let abort: serde_json::Value = serde_json::from_str(&wire.recv().await).unwrap();
+    assert_eq!(abort["method"], "$/stream.abort", "{abort}");
+    assert_eq!(abort["params"]["stream"], 1);
+    assert_eq!(abort["params"]["error"]["code"], codes::STREAM_ERROR);
+    // The handler, let go, finds its stream failed.
+    gate.notify_one();
+    let answer: serde_json::Value = serde_json::from_str(&wire.recv().await).unwrap();
+    assert_eq!(answer["id"], 2);
+    assert_eq!(answer["error"]["code"], codes::STREAM_ERROR, "{answer}");
+}
