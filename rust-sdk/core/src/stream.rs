@@ -50,6 +50,13 @@ impl StreamError {
     }
 }
 
+/// So that `?` works in code that also uses the `AsyncRead`/`AsyncWrite` ends.
+impl From<StreamError> for io::Error {
+    fn from(e: StreamError) -> Self {
+        io::Error::other(e)
+    }
+}
+
 /// A stream field that the receiver of the message reads (`{"$stream": id, "mode": "read"}`).
 ///
 /// On the opening side make one with [`ReadStream::new`]; it binds to the session when the
