@@ -527,3 +527,27 @@ async fn data_beyond_the_granted_credit_aborts_the_stream() {
     assert_eq!(answer["id"], 2);
     assert_eq!(answer["error"]["code"], codes::STREAM_ERROR, "{answer}");
 }
+
+#[tokio::test]
+async fn a_plugin_announces_the_credit_it_was_given() {
+    let (x, y) = tokio::io::duplex(1 << 16);
+    let (xr, xw) = tokio::io::split(x);
+    let (yr, yw) = tokio::io::split(y);
+    let _plugin = tether::Plugin::new("t", "0")
+        .interface(BlobServer::new(TestBlob::default()))
+        .stream_credit(4096)
+        .start(yr, yw);
+    let host = Session::start(xr, xw, Options::new(), Router::new()).into_peer();
+    let answer = host.call::<Initialize>(&init_params(Capabilities::all())).timeout(LONG).await.unwrap();
+    assert_eq!(answer.capabilities.streams.and_then(|s| s.initial_credit), Some(4096));
+    // An upload larger than the window still goes through, granted back as it is read.
+    let (data, mut writer) = ReadStream::new();
+    let write = async move {
+        writer.send(bytes::Bytes::from(vec![3u8; 100_000])).await?;
+        writer.finish().await
+    };
+    let (digest, written) =
+        tokio::join!(BlobClient::new(host).count(&CountParams { data }).timeout(LONG), write);
+    written.unwrap();
+    assert_eq!(digest.unwrap().size, 100_000);
+}

@@ -45,6 +45,22 @@ impl Shared {
         streams_in(&value, &mut found);
         let mut ids = Vec::with_capacity(found.len());
         let mut table = lock(&self.streams);
+        let result = self.register_in(&mut table, found, &mut ids);
+        if result.is_err() {
+            // A message with one bad stream carries none: those registered before it go.
+            for id in &ids {
+                table.remove(*id);
+            }
+        }
+        result.map(|()| ids)
+    }
+
+    fn register_in(
+        self: &Arc<Self>,
+        table: &mut super::streams::StreamTable,
+        found: Vec<StreamRef>,
+        ids: &mut Vec<u64>,
+    ) -> Result<(), String> {
         for r in found {
             if table.is_ours(r.stream) {
                 return Err(format!(
@@ -79,7 +95,7 @@ impl Shared {
             }
             ids.push(r.stream);
         }
-        Ok(ids)
+        Ok(())
     }
 
     /// Aborts the streams among `ids` that nobody took (SPEC.md §12.4.4), telling the producer.
