@@ -186,7 +186,7 @@ impl Shared {
         let cx = RequestContext {
             id: id.clone(),
             peer: Peer::new(self.clone(), Some(token.clone())),
-            attachments: attachments.clone().into(),
+            attachments: (!attachments.is_empty()).then(|| attachments.clone().into()),
         };
         let slot = Arc::new(ReplySlot { shared: self.clone(), out: Mutex::new(None) });
         let handled = match method.as_str() {

@@ -81,8 +81,9 @@ pub trait Service: Send + Sync + 'static {
 pub struct RequestContext {
     pub(super) id: Id,
     pub(super) peer: Peer,
-    /// The attachments of the request's frame (SPEC.md §2.8).
-    pub(super) attachments: std::sync::Arc<[bytes::Bytes]>,
+    /// The attachments of the request's frame (SPEC.md §2.8); `None` for a frame without any,
+    /// so that a plain request allocates nothing for them.
+    pub(super) attachments: Option<std::sync::Arc<[bytes::Bytes]>>,
 }
 
 impl fmt::Debug for RequestContext {
@@ -101,7 +102,7 @@ impl RequestContext {
     /// task): `{"$bytes": i}` resolve to the frame's attachments and stream fields to their
     /// ends, as they do for typed handlers, which decode while the request is read.
     pub fn decode<T: serde::de::DeserializeOwned>(&self, params: &RawValue) -> Result<T, ErrorObject> {
-        super::scope::decode(&self.peer.shared, params.get(), &self.attachments)
+        super::scope::decode(&self.peer.shared, params.get(), self.attachments.as_deref().unwrap_or_default())
             .map_err(ErrorObject::invalid_params)
     }
 
