@@ -9,7 +9,10 @@
 //! [`PluginProcess::client`]; one typed call with an optional time-out,
 //! [`PluginProcess::call`]; a raw call by name, [`PluginProcess::call_raw`]), host objects served
 //! as handles ([`PluginProcess::serve_handle`]), its exit ([`PluginProcess::exited`]) and its end
-//! ([`PluginProcess::shutdown`]).
+//! ([`PluginProcess::shutdown`]). The host announces `attachments` and `streams` by default
+//! ([`PluginBuilder::attachments`], [`PluginBuilder::streams`], [`PluginBuilder::stream_credit`]):
+//! with a plugin that announces them too, `Bytes` values travel raw after the JSON and
+//! [`stream`] fields carry streams with credit flow control (SPEC.md §2.8, §12).
 //!
 //! ```no_run
 //! use tether_host::interfaces::KvClient;

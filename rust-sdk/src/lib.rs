@@ -9,7 +9,10 @@
 //!   server (`KvServer`) and a typed client (`KvClient`); [`interfaces`] declares the reference
 //!   interfaces that way.
 //! - [`Plugin`] serves interfaces on stdin/stdout: cookie check, stdout protection, version
-//!   negotiation, logs forwarded as `$/log` through `tracing`.
+//!   negotiation, logs forwarded as `$/log` through `tracing`, and the `attachments` and
+//!   `streams` capabilities announced whenever the host announces them (SPEC.md §10.2): `Bytes`
+//!   then travel raw, and [`stream`] fields carry streams with credit
+//!   ([`Plugin::stream_credit`]); see `examples/blob.rs`.
 //!
 //! A whole plugin:
 //!
