@@ -41,6 +41,7 @@ impl Mode {
                 callback: 10_000,
                 start_reps: 30,
                 mem_plugins: 16,
+                stream_total: 1 << 30,
                 slow_divisor: 4,
                 part_limit_secs: 120,
             },
@@ -59,6 +60,7 @@ impl Mode {
                 callback: 2_000,
                 start_reps: 8,
                 mem_plugins: 8,
+                stream_total: 1 << 30,
                 slow_divisor: 2,
                 part_limit_secs: 120,
             },
@@ -77,6 +79,7 @@ impl Mode {
                 callback: 10,
                 start_reps: 1,
                 mem_plugins: 2,
+                stream_total: 4 << 20,
                 slow_divisor: 1,
                 // Generous: the smoke test runs debug builds beside the rest of the suite on 2 cores.
                 part_limit_secs: 120,
@@ -116,6 +119,8 @@ pub struct Counts {
     pub start_reps: usize,
     /// Plugins started for the memory figure.
     pub mem_plugins: usize,
+    /// Bytes sent through one stream for the stream rows (1 GiB in the full and quick runs).
+    pub stream_total: u64,
     /// Call counts are divided by this for the interpreted plugins (Python, Node).
     pub slow_divisor: usize,
     /// How long one part of a language's measurements may take before it counts as hung (the

@@ -18,6 +18,7 @@ pub mod plugins;
 pub mod report;
 pub mod scenario;
 pub mod stats;
+pub mod streams;
 pub mod workload;
 
 use std::path::Path;
@@ -163,6 +164,23 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
                     );
                 }
                 Err(e) => r.note(format!("{section}: memory figure failed: {e:#}")),
+            }
+        }
+        // Attachments and streams (SPEC.md §2.8, §12), on the first runtime flavor: whether the
+        // 16 MiB rows above carried attachments, and 1 GiB through a stream each way.
+        if let Some(&flavor) = opts.flavors.first() {
+            let rt = flavor.runtime().context("building the tokio runtime")?;
+            let prefix = format!("{}.{}", lang.id(), flavor.id());
+            let section = format!("{} streams through tether-host, {}", lang.title(), flavor.title());
+            rt.block_on(streams::note_attachments(&plugins.kv, lang.title(), &mut r));
+            match &plugins.blob {
+                None => r.note(format!("{section}: no blob plugin, stream rows skipped")),
+                Some(blob) => {
+                    eprintln!("measuring: {section}...");
+                    if let Err(e) = rt.block_on(streams::measure(blob, &c, &prefix, &section, &mut r)) {
+                        r.note(format!("{section}: {e:#}"));
+                    }
+                }
             }
         }
         if lang == Lang::Rust && !opts.flavors.is_empty() {

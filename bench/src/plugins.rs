@@ -14,17 +14,20 @@ pub struct Plugins {
     pub kv: PluginCmd,
     /// The `counter` plugin, when it exists.
     pub counter: Option<PluginCmd>,
+    /// The `blob` plugin (streams), when it exists.
+    pub blob: Option<PluginCmd>,
 }
 
 /// Builds the Rust example plugins with the cargo that runs this benchmark (`$CARGO`), in the
 /// same target directory (`CARGO_TARGET_DIR` is inherited), and returns the paths cargo reports
-/// for them (through the test kit, which the test suites use too).
-pub fn build_rust(release: bool) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
+/// for kv, counter and blob (through the test kit, which the test suites use too).
+pub fn build_rust(release: bool) -> anyhow::Result<(PathBuf, Option<PathBuf>, Option<PathBuf>)> {
     eprintln!("building the Rust example plugins ({})...", if release { "release" } else { "dev profile" });
     let build = |name| tether_testkit::cargo_build("tether", tether_testkit::Target::Example, name, release);
     let kv = build("kv").map_err(|e| anyhow!("{e}"))?;
     let counter = build("counter").ok();
-    Ok((kv, counter))
+    let blob = build("blob").ok();
+    Ok((kv, counter, blob))
 }
 
 fn binary(path: PathBuf) -> PluginCmd {
@@ -44,8 +47,8 @@ pub fn find(lang: Lang, opts: &Options) -> anyhow::Result<Plugins> {
     let root = repo_root();
     match lang {
         Lang::Rust => {
-            let (kv, counter) = build_rust(opts.release_plugins)?;
-            Ok(Plugins { kv: binary(kv), counter: counter.map(binary) })
+            let (kv, counter, blob) = build_rust(opts.release_plugins)?;
+            Ok(Plugins { kv: binary(kv), counter: counter.map(binary), blob: blob.map(binary) })
         }
         Lang::Python | Lang::Node => {
             let (interpreter, dir, ext) = match lang {
@@ -60,9 +63,11 @@ pub fn find(lang: Lang, opts: &Options) -> anyhow::Result<Plugins> {
                 bail!("{} does not exist", kv.display());
             }
             let counter = root.join(dir).join(format!("counter.{ext}"));
+            let blob = root.join(dir).join(format!("blob.{ext}"));
             Ok(Plugins {
                 kv: script(interpreter, kv),
                 counter: counter.exists().then(|| script(interpreter, counter)),
+                blob: blob.exists().then(|| script(interpreter, blob)),
             })
         }
     }

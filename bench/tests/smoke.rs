@@ -44,6 +44,10 @@ fn short_mode_runs_every_path_and_writes_json() {
             expected.push(Box::leak(format!("rust.{rt}.{fig}").into_boxed_str()));
         }
     }
+    // The stream rows of the Rust blob example run on the first runtime flavor.
+    for fig in ["stream_produce", "stream_count", "stream_host_rss", "stream_plugin_rss"] {
+        expected.push(Box::leak(format!("rust.ct.{fig}").into_boxed_str()));
+    }
     for lang in ["python", "node"] {
         let interpreter = if lang == "python" { &opts.python } else { &opts.node };
         if interpreter.exists() {

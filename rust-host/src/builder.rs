@@ -39,6 +39,8 @@ pub struct PluginBuilder {
     pub(crate) name: Option<String>,
     pub(crate) sha256: Option<String>,
     pub(crate) parent_death_signal: bool,
+    pub(crate) attachments: bool,
+    pub(crate) streams: Option<u64>,
 }
 
 impl PluginBuilder {
@@ -61,6 +63,8 @@ impl PluginBuilder {
             name: None,
             sha256: None,
             parent_death_signal: true,
+            attachments: true,
+            streams: Some(tether_spec::DEFAULT_INITIAL_CREDIT),
         }
     }
 
@@ -150,6 +154,41 @@ impl PluginBuilder {
     pub fn max_frame_size(mut self, max: usize) -> Self {
         self.max_frame_size = max;
         self
+    }
+
+    /// Whether to announce the `attachments` capability (on by default): when the plugin
+    /// announces it too, bytes values travel as raw attachments after the JSON of a frame instead
+    /// of base64 (SPEC.md §2.8). Turn it off to see every byte as JSON, or for a plugin whose
+    /// attachment support is broken.
+    pub fn attachments(mut self, enabled: bool) -> Self {
+        self.attachments = enabled;
+        self
+    }
+
+    /// Whether to announce the `streams` capability (on by default): without it, calls whose
+    /// params or result carry a stream fail to encode (SPEC.md §12).
+    pub fn streams(mut self, enabled: bool) -> Self {
+        self.streams = enabled.then_some(self.streams.unwrap_or(tether_spec::DEFAULT_INITIAL_CREDIT));
+        self
+    }
+
+    /// The credit (bytes) the host grants the plugin on each stream it reads before granting
+    /// more: the most a stream the host reads buffers in memory (1 MiB by default, at least 1
+    /// byte; credit is granted back each time half of it is read). Turns streams on.
+    pub fn stream_credit(mut self, bytes: u64) -> Self {
+        self.streams = Some(bytes.max(1));
+        self
+    }
+
+    /// The capabilities the host announces.
+    pub(crate) fn capabilities(&self) -> tether_spec::Capabilities {
+        tether_spec::Capabilities {
+            attachments: self.attachments.then(tether_spec::AttachmentsCapability::default),
+            streams: self.streams.map(|c| tether_spec::StreamsCapability {
+                initial_credit: (c != tether_spec::DEFAULT_INITIAL_CREDIT).then_some(c),
+            }),
+            other: Default::default(),
+        }
     }
 
     /// The least severe `$/log` level the plugin sends (`info` by default).

@@ -9,7 +9,10 @@
 //! [`PluginProcess::client`]; one typed call with an optional time-out,
 //! [`PluginProcess::call`]; a raw call by name, [`PluginProcess::call_raw`]), host objects served
 //! as handles ([`PluginProcess::serve_handle`]), its exit ([`PluginProcess::exited`]) and its end
-//! ([`PluginProcess::shutdown`]).
+//! ([`PluginProcess::shutdown`]). The host announces `attachments` and `streams` by default
+//! ([`PluginBuilder::attachments`], [`PluginBuilder::streams`], [`PluginBuilder::stream_credit`]):
+//! with a plugin that announces them too, `Bytes` values travel raw after the JSON and
+//! [`stream`] fields carry streams with credit flow control (SPEC.md §2.8, §12).
 //!
 //! ```no_run
 //! use tether_host::interfaces::KvClient;
@@ -70,9 +73,9 @@ pub use crate::stderr::{STDERR_TAIL_BYTES, STDERR_TAIL_LINES};
 /// The role-neutral error a handler returns (`tether_core::Error`); [`Error`] is the host's.
 pub use tether_core::Error as HandlerError;
 pub use tether_core::{
-    interfaces, spec, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Event, Handled,
-    InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router, Service,
-    Session,
+    interfaces, spec, stream, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Event,
+    Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router,
+    Service, Session,
 };
 /// Declares an interface for a host: the trait, a server (`KvServer`) for host objects served
 /// as handles, and a typed client (`KvClient`). Same attribute as `tether::interface`.

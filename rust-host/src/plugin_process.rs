@@ -117,7 +117,7 @@ impl PluginProcess {
             protocol_versions: vec![PROTOCOL_VERSION],
             interfaces: config.interfaces.clone(),
             host: config.host.clone(),
-            capabilities: Default::default(),
+            capabilities: config.capabilities(),
             max_frame_size: config.max_frame_size as u64,
             log_level: Some(config.log_level),
         };

@@ -8,12 +8,14 @@ use std::path::PathBuf;
 
 use tether::interfaces::{Kv, KvServer};
 use tether::spec::interfaces::kv::{key_not_found, DeleteResult, GetResult, KeyParams, PutParams};
-use tether::spec::Empty;
+use tether::spec::{Bytes, Empty};
 use tether::Error;
 use tokio::sync::Mutex;
 
 enum Store {
-    Memory(Mutex<HashMap<String, Vec<u8>>>),
+    /// Values as received: with attachments a value shares the frame's buffer, and a get
+    /// answers with the same buffer, so a large value is never copied here.
+    Memory(Mutex<HashMap<String, Bytes>>),
     Files(PathBuf),
 }
 
@@ -21,7 +23,7 @@ impl Kv for Store {
     async fn put(&self, p: PutParams) -> Result<Empty, Error> {
         tracing::debug!(key = %p.key, bytes = p.value.len(), "put");
         match self {
-            Store::Memory(map) => drop(map.lock().await.insert(p.key, p.value.0)),
+            Store::Memory(map) => drop(map.lock().await.insert(p.key, p.value)),
             Store::Files(dir) => std::fs::write(dir.join(file_name(&p.key)), &p.value.0)?,
         }
         Ok(Empty {})
@@ -30,10 +32,10 @@ impl Kv for Store {
     async fn get(&self, p: KeyParams) -> Result<GetResult, Error> {
         let value = match self {
             Store::Memory(map) => map.lock().await.get(&p.key).cloned(),
-            Store::Files(dir) => std::fs::read(dir.join(file_name(&p.key))).ok(),
+            Store::Files(dir) => std::fs::read(dir.join(file_name(&p.key))).ok().map(Bytes::from),
         };
         let value = value.ok_or_else(|| key_not_found(&p.key))?;
-        Ok(GetResult { value: value.into() })
+        Ok(GetResult { value })
     }
 
     async fn delete(&self, p: KeyParams) -> Result<DeleteResult, Error> {

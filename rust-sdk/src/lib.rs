@@ -9,7 +9,10 @@
 //!   server (`KvServer`) and a typed client (`KvClient`); [`interfaces`] declares the reference
 //!   interfaces that way.
 //! - [`Plugin`] serves interfaces on stdin/stdout: cookie check, stdout protection, version
-//!   negotiation, logs forwarded as `$/log` through `tracing`.
+//!   negotiation, logs forwarded as `$/log` through `tracing`, and the `attachments` and
+//!   `streams` capabilities announced whenever the host announces them (SPEC.md §10.2): `Bytes`
+//!   then travel raw, and [`stream`] fields carry streams with credit
+//!   ([`Plugin::stream_credit`]); see `examples/blob.rs`.
 //!
 //! A whole plugin:
 //!
@@ -24,7 +27,7 @@
 //!
 //! impl Kv for Store {
 //!     async fn put(&self, p: kv::PutParams) -> Result<Empty, Error> {
-//!         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(p.key, p.value.0);
+//!         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(p.key, p.value.into_vec());
 //!         Ok(Empty {})
 //!     }
 //!     async fn get(&self, p: kv::KeyParams) -> Result<kv::GetResult, Error> {
@@ -65,9 +68,9 @@ mod stdio;
 pub use crate::log::LogLayer;
 pub use crate::plugin::{Plugin, PluginService};
 pub use tether_core::{
-    interfaces, spec, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Error, Event,
-    Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router,
-    Service, Session,
+    interfaces, spec, stream, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Error,
+    Event, Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext,
+    Router, Service, Session,
 };
 /// Declares an interface: one trait declaration gives the trait a plugin implements, a server
 /// (`KvServer`) and a typed client (`KvClient`). See the `tether-macros` crate.

@@ -33,21 +33,26 @@
 //! - [`reader`], [`dispatch`] and [`writer`]: the reader task, the routing of what it read, and
 //!   the writer task.
 //!
-//! Tables that later work adds (streams, attachments) belong beside `pending` and `handles`,
-//! owned by [`shared::Shared`]; what changes the bytes on the wire belongs in `envelope` and
-//! `writer`.
+//! - [`streams`]: the stream table beside `pending` and `handles` (SPEC.md §12), with
+//!   [`stream_io`] routing the `$/stream.*` notifications to it; [`negotiated`]: what
+//!   `tether/initialize` agreed on; [`scope`]: the thread-local scopes that let typed params and
+//!   results carry attachments (SPEC.md §2.8) and stream fields without changing the typed API.
 
 mod call;
 mod dispatch;
 mod envelope;
 mod error;
 mod handles;
+mod negotiated;
 mod options;
 mod peer;
 mod pending;
 mod reader;
+pub(crate) mod scope;
 mod service;
-mod shared;
+pub(crate) mod shared;
+mod stream_io;
+pub(crate) mod streams;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize};
@@ -66,9 +71,11 @@ pub use self::peer::Peer;
 pub use self::service::{Handled, Reply, ReplyFuture, RequestContext, Service};
 
 use self::handles::HandleTable;
+use self::negotiated::Negotiated;
 use self::pending::PendingCalls;
 use self::reader::read_loop;
 use self::shared::Shared;
+use self::streams::StreamTable;
 use self::writer::write_loop;
 
 /// One running session over a byte stream: the [`Peer`] to call the other side with, the end
@@ -110,6 +117,11 @@ impl Session {
             service: Arc::new(service),
             backlog: AtomicUsize::new(0),
             drained: Notify::new(),
+            // The side that sends `tether/initialize` turns out to be the host (odd ids); until
+            // then a side is taken for a plugin.
+            streams: Mutex::new(StreamTable::new(tether_spec::Opener::Plugin)),
+            negotiated: Negotiated::default(),
+            initialize: Mutex::new(None),
         });
         tokio::spawn(read_loop(reader, shared.clone()));
         let writer = tokio::spawn(write_loop(writer, rx, shared.clone()));

@@ -1,8 +1,12 @@
 //! The reference interfaces of SPEC.md §9 declared once with `#[tether::interface]`, so that the
-//! example plugins, hosts and the benchmark share them: implement [`Kv`], [`Counter`] or [`Adder`]
-//! to serve one, call one with [`KvClient`], [`CounterClient`] or [`AdderClient`].
+//! example plugins, hosts and the benchmark share them: implement [`Kv`], [`Counter`], [`Adder`]
+//! or [`Blob`] to serve one, call one with [`KvClient`], [`CounterClient`], [`AdderClient`] or
+//! [`BlobClient`].
 //!
-//! The params and results are the wire types of [`tether_spec::interfaces`].
+//! The params and results are the wire types of [`tether_spec::interfaces`]; those of `blob`
+//! that carry a stream are in [`blob`], with the stream as a [`crate::stream::ReadStream`].
+
+pub mod blob;
 
 use tether_spec::interfaces::{counter, kv};
 use tether_spec::Empty;
@@ -35,4 +39,50 @@ pub trait Counter {
 pub trait Adder {
     /// `sum`: what the host says `a + b` is.
     async fn sum(&self, params: counter::SumParams) -> Result<counter::SumResult, Error>;
+}
+
+/// Named byte strings moved by streams, SPEC.md §9.5.
+#[crate::interface(name = "blob", versions = [1])]
+pub trait Blob {
+    /// `blob.upload`: reads `data` to its end and stores it under `name`.
+    async fn upload(&self, params: blob::UploadParams) -> Result<blob::Digest, Error>;
+    /// `blob.download`: a stream of the bytes stored under `name`; error 1002
+    /// ([`blob::blob_not_found`]) when there are none.
+    async fn download(&self, params: blob::NameParams) -> Result<blob::DownloadResult, Error>;
+    /// `blob.count`: reads `data` to its end without storing it.
+    async fn count(&self, params: blob::CountParams) -> Result<blob::Digest, Error>;
+    /// `blob.produce`: a stream of `size` bytes, byte `i` being `i mod 251`.
+    async fn produce(&self, params: blob::ProduceParams) -> Result<blob::ProduceResult, Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_declares_the_schemas_of_the_spec() {
+        let server = BlobServer::new(Unused);
+        let ours = crate::InterfaceServer::methods(&server, 1);
+        let spec = tether_spec::interfaces::blob::methods(1);
+        assert_eq!(
+            serde_json::to_value(&ours).unwrap_or_default(),
+            serde_json::to_value(&spec).unwrap_or_default()
+        );
+    }
+
+    struct Unused;
+    impl Blob for Unused {
+        async fn upload(&self, _: blob::UploadParams) -> Result<blob::Digest, Error> {
+            Err(Error::internal("unused"))
+        }
+        async fn download(&self, _: blob::NameParams) -> Result<blob::DownloadResult, Error> {
+            Err(Error::internal("unused"))
+        }
+        async fn count(&self, _: blob::CountParams) -> Result<blob::Digest, Error> {
+            Err(Error::internal("unused"))
+        }
+        async fn produce(&self, _: blob::ProduceParams) -> Result<blob::ProduceResult, Error> {
+            Err(Error::internal("unused"))
+        }
+    }
 }

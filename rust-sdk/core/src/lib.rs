@@ -8,6 +8,11 @@
 //! - `#[interface]` turns one trait declaration into the trait a plugin implements, a server
 //!   (`KvServer`) and a typed client (`KvClient`); [`interfaces`] declares the reference
 //!   interfaces that way.
+//! - Attachments and streams (SPEC.md §2.8, §12), used when both sides announced them in
+//!   `tether/initialize` (the session sees the initialize exchange and switches on its own): a
+//!   `tether_spec::Bytes` in typed params or results travels raw after the JSON, and a
+//!   [`stream::ReadStream`] (or [`stream::WriteStream`]) field carries a stream with credit flow
+//!   control, read as `AsyncRead`/`Stream` and written as `AsyncWrite`/`send`.
 //!
 //! The calling side, over any stream:
 //!
@@ -30,6 +35,7 @@ mod client;
 mod connection;
 pub mod interfaces;
 mod server;
+pub mod stream;
 
 pub use crate::client::{Client, Remote};
 pub use crate::connection::{

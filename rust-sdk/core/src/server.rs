@@ -11,8 +11,6 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tether_spec::{split_method, ErrorObject, MethodSchema, Ping, RequestMethod};
 
-use serde_json::value::to_raw_value as to_raw;
-
 use crate::connection::{CallError, Handled, Peer, RequestContext, Service};
 
 /// The error a handler returns: an error object sent as the answer (SPEC.md §3.4.4, §5.5).
@@ -149,7 +147,9 @@ where
             let future = handler(params);
             Handled::later(async move {
                 match future.await {
-                    Ok(result) => to_raw(&result).map_err(ErrorObject::internal),
+                    Ok(result) => {
+                        crate::connection::scope::encode_result(&result).map_err(ErrorObject::internal)
+                    }
                     Err(e) => Err(e.into().0),
                 }
             })

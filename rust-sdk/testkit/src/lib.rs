@@ -12,4 +12,4 @@ mod spawn;
 pub mod transcripts;
 
 pub use crate::cargo::{cargo_binary, cargo_build, sdk_example, test_plugin, Target};
-pub use crate::spawn::{plugin_command, ProcessPlugin};
+pub use crate::spawn::{plugin_command, BodyAndAttachments, ProcessPlugin};

@@ -25,6 +25,9 @@ pub fn plugin_command(program: &Path) -> Command {
 
 /// How long to wait for one frame, or for the plugin to exit, before the test fails. Generous:
 /// this checks behaviour on a busy machine, not speed.
+/// A frame read from the plugin: its JSON body and its attachments (SPEC.md §2.8).
+pub type BodyAndAttachments = (Vec<u8>, Vec<Vec<u8>>);
+
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A plugin process driven frame by frame: bodies written to its stdin, bodies read from its
@@ -33,7 +36,7 @@ const WAIT: Duration = Duration::from_secs(20);
 pub struct ProcessPlugin {
     child: Child,
     stdin: Option<ChildStdin>,
-    frames: mpsc::Receiver<Result<Vec<u8>, String>>,
+    frames: mpsc::Receiver<Result<BodyAndAttachments, String>>,
 }
 
 impl ProcessPlugin {
@@ -44,13 +47,22 @@ impl ProcessPlugin {
         let mut stdout = child.stdout.take().ok_or("the plugin's stdout is not piped")?;
         let (tx, frames) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut codec = FrameCodec::new();
+            // Attachment frames are read whenever they come: whether the plugin sent them only
+            // once negotiated is for the replayer to judge from what it expected.
+            let mut codec = FrameCodec::builder().attachments(true).build();
             let mut buf = BytesMut::new();
             let mut chunk = vec![0u8; 64 * 1024];
             loop {
                 match codec.decode(&mut buf) {
                     Ok(Some(Frame::Message(body))) => {
-                        if tx.send(Ok(body.to_vec())).is_err() {
+                        if tx.send(Ok((body.to_vec(), Vec::new()))).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Ok(Some(Frame::Attached(frame))) => {
+                        let attachments = frame.attachments.iter().map(|a| a.to_vec()).collect();
+                        if tx.send(Ok((frame.body.to_vec(), attachments))).is_err() {
                             return;
                         }
                         continue;
@@ -87,7 +99,29 @@ impl ProcessPlugin {
     }
 
     /// The next frame body the plugin writes, waiting up to 20 s; `None` at end of output.
+    /// Writes one frame with attachments (SPEC.md §2.8); the plain form when there are none.
+    pub fn send_frame(&mut self, body: &[u8], attachments: &[Vec<u8>]) -> Result<(), String> {
+        let stdin = self.stdin.as_mut().ok_or("stdin is already closed")?;
+        let mut frame = BytesMut::new();
+        let attachments: Vec<bytes::Bytes> =
+            attachments.iter().map(|a| bytes::Bytes::copy_from_slice(a)).collect();
+        tether_spec::encode_attached_frame_head(body, &attachments, &mut frame);
+        for a in &attachments {
+            frame.extend_from_slice(a);
+        }
+        stdin
+            .write_all(&frame)
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("writing to the plugin: {e}"))
+    }
+
+    /// The next frame's body (its attachments dropped; see [`ProcessPlugin::recv_frame`]).
     pub fn recv(&mut self) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.recv_frame()?.map(|(body, _)| body))
+    }
+
+    /// The next frame's body and attachments, `None` at the end of the plugin's stdout.
+    pub fn recv_frame(&mut self) -> Result<Option<BodyAndAttachments>, String> {
         match self.frames.recv_timeout(WAIT) {
             Ok(frame) => frame.map(Some),
             Err(mpsc::RecvTimeoutError::Disconnected) => Ok(None),

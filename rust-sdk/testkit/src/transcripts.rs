@@ -116,6 +116,21 @@ impl replay::Plugin for Driver {
         out
     }
 
+    fn feed_frame(&mut self, frame: &transcript::WireFrame) -> Vec<transcript::WireFrame> {
+        let mut out = Vec::new();
+        if let Err(e) = self.plugin.send_frame(&frame.body, &frame.attachments) {
+            panic!("{e}");
+        }
+        for _ in 0..self.counts.pop_front().unwrap_or(0) {
+            match self.plugin.recv_frame() {
+                Ok(Some((body, attachments))) => out.push(transcript::WireFrame { body, attachments }),
+                Ok(None) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        out
+    }
+
     fn eof(&mut self) -> Vec<Vec<u8>> {
         match self.plugin.finish() {
             Ok((rest, code)) => {

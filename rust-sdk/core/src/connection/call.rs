@@ -16,10 +16,20 @@ use tether_spec::{CancelParams, CancelRequest, HandleRef, Id, NotificationMethod
 
 use super::error::CallError;
 use super::peer::Peer;
+use super::scope::{self, Encoded};
 use super::shared::{lock, Shared};
 
 pub(super) fn encode_params<P: Serialize + ?Sized>(params: &P) -> Result<Box<RawValue>, CallError> {
     serde_json::value::to_raw_value(params).map_err(|e| CallError::Serialize(e.to_string()))
+}
+
+/// Encodes params for a request of `shared`'s session: `Bytes` as attachments once negotiated,
+/// stream fields bound to the session.
+pub(super) fn encode_for<P: Serialize + ?Sized>(
+    shared: &Arc<Shared>,
+    params: &P,
+) -> Result<Encoded, CallError> {
+    scope::encode(shared, params).map_err(|e| CallError::Serialize(e.to_string()))
 }
 
 /// An outgoing call, not sent until awaited. Set a time-out or the handles it carries first.
@@ -27,7 +37,7 @@ pub(super) fn encode_params<P: Serialize + ?Sized>(params: &P) -> Result<Box<Raw
 pub struct Call<R> {
     peer: Peer,
     method: Cow<'static, str>,
-    params: Result<Box<RawValue>, CallError>,
+    params: Result<Encoded, CallError>,
     timeout: Option<Duration>,
     handles: Vec<String>,
     result: PhantomData<fn() -> R>,
@@ -40,11 +50,7 @@ impl<R> fmt::Debug for Call<R> {
 }
 
 impl<R> Call<R> {
-    pub(super) fn new(
-        peer: Peer,
-        method: Cow<'static, str>,
-        params: Result<Box<RawValue>, CallError>,
-    ) -> Self {
+    pub(super) fn new(peer: Peer, method: Cow<'static, str>, params: Result<Encoded, CallError>) -> Self {
         let timeout = peer.shared.options.default_timeout;
         Call { peer, method, params, timeout, handles: Vec::new(), result: PhantomData }
     }
@@ -71,12 +77,24 @@ impl<R: DeserializeOwned + Send + 'static> IntoFuture for Call<R> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let raw = self
-                .peer
-                .shared
-                .request(self.method, self.params?, self.handles, &self.peer, self.timeout)
-                .await?;
-            serde_json::from_str(raw.get()).map_err(|e| CallError::Deserialize(e.to_string()))
+            let shared = self.peer.shared.clone();
+            let answer =
+                shared.request(self.method, self.params?, self.handles, &self.peer, self.timeout).await?;
+            let untyped = std::any::TypeId::of::<R>() == std::any::TypeId::of::<serde_json::Value>()
+                || std::any::TypeId::of::<R>() == std::any::TypeId::of::<Box<RawValue>>();
+            let decoded = if untyped && !answer.attachments.is_empty() {
+                // A caller of untyped JSON (`call_raw`) cannot see the frame's attachments:
+                // it gets them as base64, the form that is valid without them.
+                scope::attachments_as_base64(answer.result.get(), &answer.attachments)
+                    .and_then(|json| serde_json::from_str(json.get()))
+            } else {
+                scope::decode(&shared, answer.result.get(), &answer.attachments)
+            }
+            .map_err(|e| CallError::Deserialize(e.to_string()));
+            // Streams of the answer that the result type did not take are aborted (SPEC.md
+            // §12.4.4).
+            shared.abort_unclaimed(&answer.streams, "the caller did not take the stream");
+            decoded
         })
     }
 }
@@ -86,12 +104,14 @@ pub(super) struct CancelGuard<'a> {
     shared: &'a Arc<Shared>,
     id: i64,
     armed: bool,
+    /// The streams the call's params opened: a cancelled call ends them (SPEC.md §12.4.3).
+    streams: Vec<u64>,
 }
 
 impl<'a> CancelGuard<'a> {
     /// Armed: dropping it before [`CancelGuard::disarm`] cancels call `id`.
-    pub(super) fn new(shared: &'a Arc<Shared>, id: i64) -> Self {
-        CancelGuard { shared, id, armed: true }
+    pub(super) fn new(shared: &'a Arc<Shared>, id: i64, streams: Vec<u64>) -> Self {
+        CancelGuard { shared, id, armed: true, streams }
     }
 
     /// The answer came (or the request was never sent): nothing to cancel.
@@ -105,6 +125,7 @@ impl Drop for CancelGuard<'_> {
         if !self.armed {
             return;
         }
+        self.shared.fail_streams(&self.streams, &tether_spec::ErrorObject::cancelled());
         let waiting = lock(&self.shared.pending).abandon(self.id);
         if waiting && !self.shared.token.is_cancelled() {
             let params = CancelParams { id: Id::Int(self.id) };

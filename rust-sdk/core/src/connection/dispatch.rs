@@ -10,15 +10,19 @@ use std::sync::Arc;
 use futures::FutureExt as _;
 use serde_json::value::RawValue;
 use tether_spec::{
-    parse_message, show_bytes, AttributedKind, Attribution, CancelParams, CancelRequest, ErrorObject, Frame,
-    HandleParams, Id, InvokeParams, Message, NotificationMethod, Outcome, Release, Request, RequestMethod,
-    Response, Retain, SHOWN_BYTES,
+    format::show_bytes, parse_message, AttributedKind, Attribution, CancelParams, CancelRequest, ErrorObject,
+    Frame, HandleParams, Id, InvokeParams, Message, NotificationMethod, Outcome, Release, Request,
+    RequestMethod, Response, Retain, SHOWN_BYTES,
 };
+
+use std::sync::Mutex;
 
 use super::error::CallError;
 use super::options::Event;
 use super::peer::Peer;
-use super::service::{Handled, RequestContext};
+use super::pending::Answer;
+use super::scope::{self, ReplySlot};
+use super::service::{Handled, Reply, ReplyFuture, RequestContext};
 use super::shared::{lock, Shared};
 
 fn empty_object() -> Box<RawValue> {
@@ -29,17 +33,16 @@ fn empty_object() -> Box<RawValue> {
 impl Shared {
     pub(super) fn on_frame(self: &Arc<Self>, frame: Frame) {
         match frame {
-            Frame::Message(body) => match parse_message(&body) {
-                Ok(Message::Request(request)) => self.on_request(request),
-                Ok(Message::Notification(n)) => self.on_notification(&n.method, n.params),
-                Ok(Message::Response(response)) => self.on_response(response),
-                Err(error) => {
-                    if let Some(reply) = error.reply() {
-                        let _ = self.send(Message::Response(reply).to_body());
-                    }
-                    self.event(Event::Invalid(error));
-                }
-            },
+            Frame::Message(body) => self.on_body(&body, Vec::new()),
+            Frame::Attached(frame) => self.on_body(&frame.body, frame.attachments),
+            Frame::BadAttachments { reason, .. } => {
+                // Like a body that is not JSON (SPEC.md §2.8.5).
+                let error = ErrorObject::new(
+                    tether_spec::codes::PARSE_ERROR,
+                    format!("a frame with a malformed Tether-Attachments header: {reason}"),
+                );
+                let _ = self.send(Message::Response(Response::error(None, error)).to_body());
+            }
             Frame::Garbage { bytes, reason } => {
                 self.event(Event::Garbage { shown: show_bytes(&bytes, SHOWN_BYTES), reason });
             }
@@ -57,7 +60,7 @@ impl Shared {
                         let pending = lock(&self.pending).complete(*n);
                         if let Some(pending) = pending {
                             self.end_scopes(&pending.handles);
-                            pending.answer(Err(CallError::ResponseTooLarge {
+                            let _ = pending.answer(Err(CallError::ResponseTooLarge {
                                 size: oversized.declared,
                                 max: oversized.max,
                             }));
@@ -77,9 +80,26 @@ impl Shared {
         }
     }
 
-    fn on_response(&self, response: Response) {
+    fn on_body(self: &Arc<Self>, body: &[u8], attachments: Vec<bytes::Bytes>) {
+        match parse_message(body) {
+            Ok(Message::Request(request)) => self.on_request(request, attachments),
+            Ok(Message::Notification(n)) => self.on_notification(&n.method, n.params, &attachments),
+            Ok(Message::Response(response)) => self.on_response(response, attachments),
+            Err(error) => {
+                if let Some(reply) = error.reply() {
+                    let _ = self.send(Message::Response(reply).to_body());
+                }
+                self.event(Event::Invalid(error));
+            }
+        }
+    }
+
+    fn on_response(self: &Arc<Self>, response: Response, attachments: Vec<bytes::Bytes>) {
         let pending = match &response.id {
-            Some(Id::Int(n)) => lock(&self.pending).complete(*n),
+            Some(Id::Int(n)) => {
+                self.negotiate_on_answer(*n, &response.outcome);
+                lock(&self.pending).complete(*n)
+            }
             _ => None,
         };
         let Some(pending) = pending else {
@@ -91,13 +111,39 @@ impl Shared {
         if !pending.handles.is_empty() {
             self.end_scopes(&pending.handles);
         }
-        pending.answer(match response.outcome {
-            Outcome::Result(result) => Ok(result),
+        let undelivered = pending.answer(match response.outcome {
+            Outcome::Result(result) => match self.register_streams(&result) {
+                Ok(streams) => Ok(Answer { result, attachments, streams }),
+                Err(e) => Err(CallError::Deserialize(e)),
+            },
             Outcome::Error(error) => Err(CallError::Remote(error)),
         });
+        if let Some(Ok(answer)) = undelivered {
+            // A late answer nobody waits for: its streams are aborted at once (SPEC.md §12.4.4).
+            self.abort_unclaimed(&answer.streams, "the call that received the stream was abandoned");
+        }
     }
 
-    fn on_notification(self: &Arc<Self>, method: &str, params: Box<RawValue>) {
+    /// A host reads the answer to its `tether/initialize`: what both announced is negotiated
+    /// from the next frame on (SPEC.md §2.8.3).
+    fn negotiate_on_answer(&self, id: i64, outcome: &Outcome) {
+        let mut initialize = lock(&self.initialize);
+        let Some((init_id, own)) = initialize.as_ref() else { return };
+        if *init_id != id {
+            return;
+        }
+        if let Outcome::Result(result) = outcome {
+            if let Ok(caps) = serde_json::from_str::<CapsOnly>(result.get()) {
+                self.negotiated.set(own, &caps.capabilities);
+            }
+        }
+        *initialize = None;
+    }
+
+    fn on_notification(self: &Arc<Self>, method: &str, params: Box<RawValue>, attachments: &[bytes::Bytes]) {
+        if method.starts_with("$/stream.") && self.on_stream_notification(method, &params, attachments) {
+            return;
+        }
         match method {
             CancelRequest::METHOD => {
                 if let Ok(p) = serde_json::from_str::<CancelParams>(params.get()) {
@@ -117,13 +163,13 @@ impl Shared {
                 let peer = Peer::new(self.clone(), None);
                 let service = self.service.clone();
                 let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    service.notification(method, params, &peer)
+                    scope::with_decoding(self, attachments, || service.notification(method, params, &peer))
                 }));
             }
         }
     }
 
-    fn on_request(self: &Arc<Self>, request: Request) {
+    fn on_request(self: &Arc<Self>, request: Request, attachments: Vec<bytes::Bytes>) {
         let Request { id, method, params, .. } = request;
         if !self.accepting.load(Ordering::Relaxed) {
             return self.respond(id, Err(ErrorObject::shutting_down()));
@@ -131,10 +177,22 @@ impl Shared {
         if let Some(error) = self.service.gate(&method) {
             return self.respond(id, Err(error));
         }
+        let streams = match self.register_streams(&params) {
+            Ok(streams) => streams,
+            Err(e) => return self.respond(id, Err(ErrorObject::invalid_params(e))),
+        };
+        let initialize = (method == tether_spec::Initialize::METHOD).then(|| params.clone());
         let token = self.token.child_token();
-        let cx = RequestContext { id: id.clone(), peer: Peer::new(self.clone(), Some(token.clone())) };
+        let cx = RequestContext {
+            id: id.clone(),
+            peer: Peer::new(self.clone(), Some(token.clone())),
+            attachments: (!attachments.is_empty()).then(|| attachments.clone().into()),
+        };
+        let slot = Arc::new(ReplySlot { shared: self.clone(), out: Mutex::new(None) });
         let handled = match method.as_str() {
-            tether_spec::Invoke::METHOD => self.on_invoke(&params, cx),
+            tether_spec::Invoke::METHOD => scope::with_reply_slot(&slot, || {
+                scope::with_decoding(self, &attachments, || self.on_invoke(&params, cx))
+            }),
             Retain::METHOD => match serde_json::from_str::<HandleParams>(params.get()) {
                 Err(e) => Handled::err(ErrorObject::invalid_params(e)),
                 Ok(p) => match lock(&self.handles).retain(&p.handle) {
@@ -144,12 +202,27 @@ impl Shared {
             },
             _ => {
                 let service = &self.service;
-                std::panic::catch_unwind(AssertUnwindSafe(|| service.request(&method, params, cx)))
-                    .unwrap_or_else(|panic| Handled::err(ErrorObject::internal(panic_message(&panic))))
+                std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    scope::with_reply_slot(&slot, || {
+                        scope::with_decoding(self, &attachments, || service.request(&method, params, cx))
+                    })
+                }))
+                .unwrap_or_else(|panic| Handled::err(ErrorObject::internal(panic_message(&panic))))
             }
         };
+        if let (Some(params), Handled::Now(Ok(result))) = (&initialize, &handled) {
+            // A plugin answers `tether/initialize`: what both announced is used from the next
+            // frame on (SPEC.md §2.8.3), read and written.
+            if let (Ok(host), Ok(own)) = (
+                serde_json::from_str::<CapsOnly>(params.get()),
+                serde_json::from_str::<CapsOnly>(result.get()),
+            ) {
+                lock(&self.streams).set_opener(tether_spec::Opener::Plugin);
+                self.negotiated.set(&own.capabilities, &host.capabilities);
+            }
+        }
         match handled {
-            Handled::Now(reply) => self.respond(id, reply),
+            Handled::Now(reply) => self.finish_request(id, reply, &slot, &streams),
             Handled::Later(mut future) => {
                 // Most handlers finish without waiting (an in-memory store, an uncontended
                 // lock): poll the future once here and answer at once, which saves the task,
@@ -160,7 +233,9 @@ impl Shared {
                 // the same way.
                 let mut poll_cx = std::task::Context::from_waker(std::task::Waker::noop());
                 self.polling.fetch_add(1, Ordering::SeqCst);
-                let first = std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut poll_cx)));
+                let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    scope::with_reply_slot(&slot, || future.as_mut().poll(&mut poll_cx))
+                }));
                 let ready = match first {
                     Ok(std::task::Poll::Ready(reply)) => Some(reply),
                     Ok(std::task::Poll::Pending) => None,
@@ -169,7 +244,7 @@ impl Shared {
                 if let Some(reply) = ready {
                     // Cancel what the handler started and is still waiting for (SPEC.md §7.2).
                     token.cancel();
-                    self.respond(id, reply);
+                    self.finish_request(id, reply, &slot, &streams);
                     self.polling.fetch_sub(1, Ordering::SeqCst);
                     self.idle.notify_waiters();
                     return;
@@ -177,6 +252,7 @@ impl Shared {
                 lock(&self.incoming).insert(id.clone(), token.clone());
                 self.polling.fetch_sub(1, Ordering::SeqCst);
                 let shared = self.clone();
+                let future = InReplyScope { future, slot: slot.clone() };
                 tokio::spawn(async move {
                     let reply = tokio::select! {
                         biased;
@@ -194,7 +270,7 @@ impl Shared {
                     };
                     // Cancel what the handler started and is still waiting for (SPEC.md §7.2).
                     token.cancel();
-                    shared.respond(id.clone(), reply);
+                    shared.finish_request(id.clone(), reply, &slot, &streams);
                     lock(&shared.incoming).remove(&id);
                     shared.idle.notify_waiters();
                 });
@@ -216,6 +292,42 @@ impl Shared {
             server.dispatch(version, &invoke.method, invoke.params, cx)
         }))
         .unwrap_or_else(|panic| Handled::err(ErrorObject::internal(panic_message(&panic))))
+    }
+}
+
+impl Shared {
+    /// Answers a request with what its handler's result carries, and ends its params' streams
+    /// as SPEC.md §12.4 says: with the error of a failed answer (no notification), and those
+    /// nobody took with an abort.
+    fn finish_request(&self, id: Id, reply: Reply, slot: &ReplySlot, streams: &[u64]) {
+        let (attachments, opened) = lock(&slot.out).take().unwrap_or_default();
+        match &reply {
+            Err(error) => self.fail_streams(streams, error),
+            Ok(_) => self.abort_unclaimed(streams, "the handler did not read the stream"),
+        }
+        self.respond_with(id, reply, attachments, opened);
+    }
+}
+
+/// The `capabilities` of initialize params or result.
+#[derive(serde::Deserialize)]
+struct CapsOnly {
+    #[serde(default)]
+    capabilities: tether_spec::Capabilities,
+}
+
+/// A handler's future polled inside its reply scope, so that the result it encodes carries its
+/// attachments and streams to the answer.
+struct InReplyScope {
+    future: ReplyFuture,
+    slot: Arc<ReplySlot>,
+}
+
+impl std::future::Future for InReplyScope {
+    type Output = Reply;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Reply> {
+        let this = &mut *self;
+        scope::with_reply_slot(&this.slot, || this.future.as_mut().poll(cx))
     }
 }
 

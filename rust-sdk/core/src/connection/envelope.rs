@@ -47,6 +47,8 @@ pub(super) enum Outgoing {
         method: Cow<'static, str>,
         /// The params.
         params: Box<RawValue>,
+        /// What `{"$bytes": i}` in the params stand for.
+        attachments: Vec<bytes::Bytes>,
     },
     /// A successful response to an integer id, put in its envelope by the writer.
     Result {
@@ -54,6 +56,15 @@ pub(super) enum Outgoing {
         id: i64,
         /// The result.
         result: Box<RawValue>,
+        /// What `{"$bytes": i}` in the result stand for.
+        attachments: Vec<bytes::Bytes>,
+    },
+    /// A complete body with attachments (SPEC.md §2.8).
+    Attached {
+        /// The JSON body.
+        body: Vec<u8>,
+        /// Its attachments, in order.
+        attachments: Vec<bytes::Bytes>,
     },
 }
 
@@ -66,10 +77,22 @@ pub(super) const RESULT_MID: &[u8] = br#","result":"#;
 impl Outgoing {
     /// What the message counts for in the write backlog: its payload's size.
     pub(super) fn weight(&self) -> usize {
+        let attached = |a: &[bytes::Bytes]| a.iter().map(bytes::Bytes::len).sum::<usize>();
         match self {
             Outgoing::Body(body) => body.len(),
-            Outgoing::Request { params, .. } => params.get().len(),
-            Outgoing::Result { result, .. } => result.get().len(),
+            Outgoing::Request { params, attachments, .. } => params.get().len() + attached(attachments),
+            Outgoing::Result { result, attachments, .. } => result.get().len() + attached(attachments),
+            Outgoing::Attached { body, attachments } => body.len() + attached(attachments),
+        }
+    }
+
+    /// The attachments written after the body.
+    pub(super) fn attachments(&self) -> &[bytes::Bytes] {
+        match self {
+            Outgoing::Body(_) => &[],
+            Outgoing::Request { attachments, .. }
+            | Outgoing::Result { attachments, .. }
+            | Outgoing::Attached { attachments, .. } => attachments,
         }
     }
 
@@ -77,8 +100,8 @@ impl Outgoing {
     /// `scratch`), the payload, and the tail.
     pub(super) fn parts<'a>(&'a self, scratch: &'a mut Vec<u8>) -> (&'a [u8], &'a [u8], &'a [u8]) {
         match self {
-            Outgoing::Body(body) => (&[], body, &[]),
-            Outgoing::Request { id, method, params } => {
+            Outgoing::Body(body) | Outgoing::Attached { body, .. } => (&[], body, &[]),
+            Outgoing::Request { id, method, params, .. } => {
                 scratch.clear();
                 scratch.extend_from_slice(REQUEST_HEAD);
                 write_int(scratch, *id);
@@ -87,7 +110,7 @@ impl Outgoing {
                 scratch.extend_from_slice(REQUEST_PARAMS);
                 (scratch, params.get().as_bytes(), b"}")
             }
-            Outgoing::Result { id, result } => {
+            Outgoing::Result { id, result, .. } => {
                 scratch.clear();
                 scratch.extend_from_slice(RESULT_HEAD);
                 write_int(scratch, *id);
@@ -125,12 +148,13 @@ mod tests {
             assert_eq!(int_len(n), out.len());
         }
         let result = RawValue::from_string(r#"{"a":1}"#.to_owned()).unwrap_or_default();
-        let out = Outgoing::Result { id: -5, result };
+        let out = Outgoing::Result { id: -5, result, attachments: Vec::new() };
         let mut scratch = Vec::new();
         let (head, payload, tail) = out.parts(&mut scratch);
         assert_eq!([head, payload, tail].concat(), br#"{"jsonrpc":"2.0","id":-5,"result":{"a":1}}"#);
         let params = RawValue::from_string(r#"{"key":"k"}"#.to_owned()).unwrap_or_default();
-        let out = Outgoing::Request { id: 12, method: Cow::Borrowed("kv.get"), params };
+        let out =
+            Outgoing::Request { id: 12, method: Cow::Borrowed("kv.get"), params, attachments: Vec::new() };
         let (head, payload, tail) = out.parts(&mut scratch);
         assert_eq!(
             [head, payload, tail].concat(),

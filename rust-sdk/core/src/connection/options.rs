@@ -14,7 +14,7 @@ use tether_spec::{Attribution, EnvelopeError, GarbageReason, Id, DEFAULT_MAX_FRA
 pub enum Event {
     /// Bytes that are not a frame were skipped.
     Garbage {
-        /// The bytes, escaped and shortened to [`tether_spec::SHOWN_BYTES`] with [`tether_spec::show_bytes`].
+        /// The bytes, escaped and shortened to [`tether_spec::SHOWN_BYTES`] with [`tether_spec::format::show_bytes`].
         shown: String,
         /// Why they are not a frame.
         reason: GarbageReason,

@@ -8,14 +8,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tether_spec::{
-    HandleParams, HandleRef, InvokeParams, NotificationMethod, Release, RequestMethod, Retain,
-};
+use tether_spec::{HandleParams, HandleRef, NotificationMethod, Release, RequestMethod, Retain};
 use tokio_util::sync::CancellationToken;
 
-use super::call::{encode_params, Call};
+use super::call::{encode_for, encode_params, Call};
 use super::envelope::write_json_str;
 use super::error::{CallError, CloseKind, CloseReason};
+use super::scope::Encoded;
 use super::shared::{lock, Shared};
 use crate::server::InterfaceServer;
 
@@ -51,7 +50,7 @@ impl Peer {
     /// Calls a typed method: `peer.call::<kv::Get>(&params).await`, or with a time-out,
     /// `peer.call::<kv::Get>(&params).timeout(d).await`.
     pub fn call<M: RequestMethod>(&self, params: &M::Params) -> Call<M::Result> {
-        Call::new(self.clone(), Cow::Borrowed(M::METHOD), encode_params(params))
+        Call::new(self.clone(), Cow::Borrowed(M::METHOD), encode_for(&self.shared, params))
     }
 
     /// Calls a method by name with params already encoded; the result stays encoded.
@@ -60,7 +59,11 @@ impl Peer {
         method: impl Into<Cow<'static, str>>,
         params: Box<RawValue>,
     ) -> Call<Box<RawValue>> {
-        Call::new(self.clone(), method.into(), Ok(params))
+        Call::new(
+            self.clone(),
+            method.into(),
+            Ok(Encoded { json: params, attachments: Vec::new(), opened: Default::default() }),
+        )
     }
 
     /// Calls a method by name with any serializable params and result type.
@@ -69,7 +72,7 @@ impl Peer {
         method: impl Into<Cow<'static, str>>,
         params: &P,
     ) -> Call<R> {
-        Call::new(self.clone(), method.into(), encode_params(params))
+        Call::new(self.clone(), method.into(), encode_for(&self.shared, params))
     }
 
     /// Sends a typed notification.
@@ -129,9 +132,9 @@ impl Peer {
     /// Calls `method` (a short name such as `sum`) on a handle the other side owns, through
     /// `tether/invoke`.
     pub fn invoke<P: Serialize + ?Sized, R>(&self, handle: &HandleRef, method: &str, params: &P) -> Call<R> {
-        let params = encode_params(params).and_then(|params| {
-            encode_params(&InvokeParams { handle: handle.handle.clone(), method: method.to_owned(), params })
-        });
+        // The inner params are encoded in the same scope as the envelope around them, so that
+        // their attachments and streams belong to the frame.
+        let params = encode_for(&self.shared, &InvokeWith { handle: &handle.handle, method, params });
         Call::new(self.clone(), Cow::Borrowed(tether_spec::Invoke::METHOD), params)
     }
 
@@ -207,4 +210,12 @@ impl Peer {
     pub fn detached(&self) -> Peer {
         Peer { shared: self.shared.clone(), parent: None }
     }
+}
+
+/// `tether/invoke` params with typed inner params, written as `InvokeParams` is.
+#[derive(Serialize)]
+struct InvokeWith<'a, P: ?Sized> {
+    handle: &'a str,
+    method: &'a str,
+    params: &'a P,
 }

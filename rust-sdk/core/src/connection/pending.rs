@@ -11,8 +11,25 @@ use tokio::sync::oneshot;
 
 use super::error::CallError;
 
+/// A successful answer: the result, the attachments its `{"$bytes": i}` stand for, and the
+/// streams it carries (registered when it was read).
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) result: Box<RawValue>,
+    pub(crate) attachments: Vec<bytes::Bytes>,
+    pub(crate) streams: Vec<u64>,
+}
+
+impl Answer {
+    /// An answer without attachments or streams.
+    #[cfg(test)]
+    pub(crate) fn plain(result: Box<RawValue>) -> Self {
+        Answer { result, attachments: Vec::new(), streams: Vec::new() }
+    }
+}
+
 /// What a pending call is answered with.
-pub(super) type PendingResult = Result<Box<RawValue>, CallError>;
+pub(super) type PendingResult = Result<Answer, CallError>;
 
 /// One call waiting for its answer.
 #[derive(Debug)]
@@ -24,10 +41,11 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// Hands the answer to the caller, if it still waits.
-    pub(super) fn answer(self, result: PendingResult) {
-        if let Some(tx) = self.tx {
-            let _ = tx.send(result);
+    /// Hands the answer to the caller, if it still waits; gives it back otherwise.
+    pub(super) fn answer(self, result: PendingResult) -> Option<PendingResult> {
+        match self.tx {
+            Some(tx) => tx.send(result).err(),
+            None => Some(result),
         }
     }
 }
@@ -89,8 +107,8 @@ mod tests {
         calls.insert(7, tx, vec!["h1".to_owned()]);
         let pending = calls.complete(7);
         assert!(pending.as_ref().is_some_and(|p| p.handles == ["h1"]));
-        pending.into_iter().for_each(|p| p.answer(Ok(raw("1"))));
-        assert!(matches!(rx.try_recv(), Ok(Ok(v)) if v.get() == "1"));
+        pending.into_iter().for_each(|p| assert!(p.answer(Ok(Answer::plain(raw("1")))).is_none()));
+        assert!(matches!(rx.try_recv(), Ok(Ok(v)) if v.result.get() == "1"));
         assert!(calls.complete(7).is_none(), "a second answer to the same id is unknown");
         assert_eq!(calls.len(), 0);
     }
@@ -127,7 +145,7 @@ mod tests {
             receivers.push(rx);
         }
         for p in calls.drain() {
-            p.answer(Err(CallError::Cancelled));
+            let _ = p.answer(Err(CallError::Cancelled));
         }
         assert_eq!(calls.len(), 0);
         for mut rx in receivers {

@@ -14,7 +14,7 @@ use super::options::Event;
 use super::shared::Shared;
 
 pub(super) async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, shared: Arc<Shared>) {
-    let mut codec = FrameCodec::new().with_max_frame_size(shared.max_frame.load(Ordering::Relaxed));
+    let mut codec = FrameCodec::builder().max_frame_size(shared.max_frame.load(Ordering::Relaxed)).build();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         loop {
@@ -24,6 +24,10 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, shared: Arc<S
             }
             // `tether/initialize` changes the maximum synchronously: read the next frame with it.
             codec.set_max_frame_size(shared.max_frame.load(Ordering::Relaxed));
+            // Attachments are read from the frame after the one that negotiated them (SPEC.md
+            // §2.8.3): the initialize answer for a host, the initialize request for a plugin,
+            // whose answer is queued before the next frame is decoded.
+            codec.set_attachments(shared.negotiated.attachments_out());
             match codec.decode_frame(&mut buf) {
                 Some(frame) => shared.on_frame(frame),
                 None => break,

@@ -29,7 +29,7 @@ pub enum Handled {
 impl Handled {
     /// An immediate result, serialized.
     pub fn ok<T: Serialize>(result: &T) -> Self {
-        Handled::Now(serde_json::value::to_raw_value(result).map_err(ErrorObject::internal))
+        Handled::Now(super::scope::encode_result(result).map_err(ErrorObject::internal))
     }
 
     /// An immediate error.
@@ -81,6 +81,9 @@ pub trait Service: Send + Sync + 'static {
 pub struct RequestContext {
     pub(super) id: Id,
     pub(super) peer: Peer,
+    /// The attachments of the request's frame (SPEC.md §2.8); `None` for a frame without any,
+    /// so that a plain request allocates nothing for them.
+    pub(super) attachments: Option<std::sync::Arc<[bytes::Bytes]>>,
 }
 
 impl fmt::Debug for RequestContext {
@@ -93,6 +96,14 @@ impl RequestContext {
     /// The request's id.
     pub fn id(&self) -> &Id {
         &self.id
+    }
+
+    /// Decodes the request's raw params (for a raw handler that decodes them later, on another
+    /// task): `{"$bytes": i}` resolve to the frame's attachments and stream fields to their
+    /// ends, as they do for typed handlers, which decode while the request is read.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self, params: &RawValue) -> Result<T, ErrorObject> {
+        super::scope::decode(&self.peer.shared, params.get(), self.attachments.as_deref().unwrap_or_default())
+            .map_err(ErrorObject::invalid_params)
     }
 
     /// The session, tied to this request: calls made through it are cancelled with it.

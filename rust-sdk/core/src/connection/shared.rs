@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 use serde_json::value::RawValue;
-use tether_spec::{ErrorObject, Id, Message, Response};
+use tether_spec::{ErrorObject, Id, Message, RequestMethod as _, Response};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -20,15 +20,18 @@ use super::envelope::{
 };
 use super::error::{CallError, CloseKind, CloseReason};
 use super::handles::{handles_in, HandleTable};
+use super::negotiated::Negotiated;
 use super::options::{Event, Options};
 use super::peer::Peer;
-use super::pending::PendingCalls;
+use super::pending::{Answer, PendingCalls};
+use super::scope::{Encoded, Opened};
 use super::service::{Reply, Service};
+use super::streams::{Outbound, StreamTable};
 
 /// The maps keyed by request ids use the Fx hash: SipHash cost several hundred instructions per
 /// call on them. The ids of `pending` are minted by this side; those of `incoming` come from the
 /// peer, which could at worst slow down its own requests by choosing colliding ids.
-pub(super) struct Shared {
+pub(crate) struct Shared {
     pub(super) queue: mpsc::UnboundedSender<Outgoing>,
     pub(super) next_id: AtomicI64,
     pub(super) pending: Mutex<PendingCalls>,
@@ -50,11 +53,18 @@ pub(super) struct Shared {
     pub(super) backlog: AtomicUsize,
     /// Signalled by the writer when the backlog falls to the limit.
     pub(super) drained: Notify,
+    /// The unfinished streams (SPEC.md §12).
+    pub(crate) streams: Mutex<StreamTable>,
+    /// What `tether/initialize` negotiated (attachments, streams).
+    pub(crate) negotiated: Negotiated,
+    /// The id of the `tether/initialize` call this side made (a host) and the capabilities it
+    /// announced, until its answer is read.
+    pub(super) initialize: Mutex<Option<(i64, tether_spec::Capabilities)>>,
 }
 
 /// Locks a mutex, going on with the data when a panicking thread poisoned it (the maps stay
 /// consistent: every critical section is a single insert or remove).
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -140,21 +150,60 @@ impl Shared {
         let reason = self.close_reason();
         let drained = lock(&self.pending).drain();
         for pending in drained {
-            pending.answer(Err(CallError::Closed(reason.clone())));
+            let _ = pending.answer(Err(CallError::Closed(reason.clone())));
         }
         lock(&self.handles).clear();
         self.live_handles.store(0, Ordering::Relaxed);
+        self.fail_all_streams();
         self.idle.notify_waiters();
     }
 
     pub(super) async fn request(
         self: &Arc<Self>,
         method: Cow<'static, str>,
-        params: Box<RawValue>,
+        params: Encoded,
         mut handles: Vec<String>,
         peer: &Peer,
         timeout: Option<Duration>,
-    ) -> Result<Box<RawValue>, CallError> {
+    ) -> Result<Answer, CallError> {
+        let Encoded { json: params, attachments, opened } = params;
+        let streams = opened.ids();
+        let result = self
+            .request_inner(
+                method,
+                params,
+                attachments,
+                &opened.produced,
+                &streams,
+                &mut handles,
+                peer,
+                timeout,
+            )
+            .await;
+        match &result {
+            Ok(_) => {}
+            // A failed or cancelled call's streams end at both ends, without a notification
+            // (SPEC.md §12.4.3).
+            Err(CallError::Remote(error)) => self.fail_streams(&streams, error),
+            Err(_) => self.fail_streams(&streams, &ErrorObject::cancelled()),
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn request_inner(
+        self: &Arc<Self>,
+        method: Cow<'static, str>,
+        params: Box<RawValue>,
+        attachments: Vec<bytes::Bytes>,
+        opened: &[Arc<Outbound>],
+        streams: &[u64],
+        handles: &mut Vec<String>,
+        peer: &Peer,
+        timeout: Option<Duration>,
+    ) -> Result<Answer, CallError> {
+        let mut handles = std::mem::take(handles);
+        let is_initialize = method == tether_spec::Initialize::METHOD;
         if self.live_handles.load(Ordering::Relaxed) > 0 {
             handles_in(&params, &mut handles);
         }
@@ -169,7 +218,7 @@ impl Shared {
                 + REQUEST_PARAMS.len()
                 + params.get().len()
                 + 1;
-            (Outgoing::Request { id, method, params }, len)
+            (Outgoing::Request { id, method, params, attachments }, len)
         } else {
             let mut body = Vec::with_capacity(48 + method.len() + params.get().len());
             body.extend_from_slice(REQUEST_HEAD);
@@ -180,11 +229,24 @@ impl Shared {
             body.extend_from_slice(params.get().as_bytes());
             body.push(b'}');
             let len = body.len();
-            (Outgoing::Body(body), len)
+            (Outgoing::Attached { body, attachments }, len)
         };
+        let len = tether_spec::frame_len(len, out.attachments());
         let max = self.max_frame.load(Ordering::Relaxed);
-        if len > max {
-            return Err(CallError::RequestTooLarge { len, max });
+        if len > max as u64 {
+            return Err(CallError::RequestTooLarge { len: usize::try_from(len).unwrap_or(usize::MAX), max });
+        }
+        if is_initialize {
+            // The answer to this call decides what is negotiated, as soon as it is read.
+            #[derive(serde::Deserialize)]
+            struct Caps {
+                #[serde(default)]
+                capabilities: tether_spec::Capabilities,
+            }
+            if let Ok(caps) = serde_json::from_str::<Caps>(out_params(&out)) {
+                lock(&self.streams).set_opener(tether_spec::Opener::Host);
+                *lock(&self.initialize) = Some((id, caps.capabilities));
+            }
         }
         if let Some(parent) = peer.parent_token() {
             if parent.is_cancelled() {
@@ -202,11 +264,13 @@ impl Shared {
             }
             pending.insert(id, tx, handles);
         }
-        let mut guard = CancelGuard::new(self, id);
+        let mut guard = CancelGuard::new(self, id, streams.to_vec());
         if self.enqueue(out).is_err() {
             guard.disarm();
             return Err(CallError::Closed(self.close_reason()));
         }
+        // The request is queued: the data of its streams may follow it (SPEC.md §12.2).
+        self.activate(opened);
         let parent_cancelled = async {
             match peer.parent_token() {
                 Some(token) => token.cancelled().await,
@@ -232,17 +296,30 @@ impl Shared {
     }
 
     pub(super) fn respond(&self, id: Id, reply: Reply) {
+        self.respond_with(id, reply, Vec::new(), Opened::default());
+    }
+
+    /// Answers with a result whose `{"$bytes": i}` stand for `attachments` and which opened the
+    /// streams `opened` (activated once the answer is queued).
+    pub(super) fn respond_with(&self, id: Id, reply: Reply, attachments: Vec<bytes::Bytes>, opened: Opened) {
+        if let Err(error) = &reply {
+            opened.fail(self, error);
+        }
         let body = match (&id, reply) {
             (&Id::Int(n), Ok(result)) => {
                 // The writer puts the envelope around the result as it frames it: no body is
                 // built here, so the result is copied once (into the write buffer), not twice.
                 let len = RESULT_HEAD.len() + int_len(n) + RESULT_MID.len() + result.get().len() + 1;
+                let len = tether_spec::frame_len(len, &attachments);
                 let max = self.max_frame.load(Ordering::Relaxed);
-                if len <= max {
-                    let _ = self.enqueue(Outgoing::Result { id: n, result });
-                } else {
-                    self.answer_too_large(id, len, max);
+                if len <= max as u64 {
+                    let _ = self.enqueue(Outgoing::Result { id: n, result, attachments });
+                    self.activate(&opened.produced);
+                    return;
                 }
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                opened.fail(self, &ErrorObject::frame_too_large(len as u64, max as u64));
+                self.answer_too_large(id, len, max);
                 return;
             }
             (_, Ok(result)) => {
@@ -252,6 +329,19 @@ impl Shared {
                 body.extend_from_slice(br#","result":"#);
                 body.extend_from_slice(result.get().as_bytes());
                 body.push(b'}');
+                if !attachments.is_empty() || !opened.produced.is_empty() {
+                    let len = tether_spec::frame_len(body.len(), &attachments);
+                    let max = self.max_frame.load(Ordering::Relaxed);
+                    if len > max as u64 {
+                        let len = usize::try_from(len).unwrap_or(usize::MAX);
+                        opened.fail(self, &ErrorObject::frame_too_large(len as u64, max as u64));
+                        self.answer_too_large(id, len, max);
+                        return;
+                    }
+                    let _ = self.enqueue(Outgoing::Attached { body, attachments });
+                    self.activate(&opened.produced);
+                    return;
+                }
                 body
             }
             (_, Err(error)) => Message::Response(Response::error(Some(id.clone()), error)).to_body(),
@@ -268,5 +358,14 @@ impl Shared {
         self.event(Event::AnswerTooLarge { id: id.clone(), size: len, max });
         let error = ErrorObject::frame_too_large(len as u64, max as u64);
         let _ = self.send(Message::Response(Response::error(Some(id), error)).to_body());
+    }
+}
+
+/// The params of a queued request, as text.
+fn out_params(out: &Outgoing) -> &str {
+    match out {
+        Outgoing::Request { params, .. } => params.get(),
+        // The body form is only used for methods that need escaping, never `tether/initialize`.
+        _ => "{}",
     }
 }

@@ -9,8 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tether_spec::encode_frame;
+use bytes::{Buf as _, BytesMut};
+use tether_spec::format::encode_attachments_header;
+use tether_spec::{encode_frame, OutgoingFrame};
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 
@@ -40,11 +41,37 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     let mut weight = 0;
     while let Some(out) = next.take() {
         weight += out.weight();
+        let attachments = out.attachments();
         let (head, payload, tail) = out.parts(scratch);
-        let len = head.len() + payload.len() + tail.len();
-        if len >= DIRECT_WRITE {
+        let json_len = head.len() + payload.len() + tail.len();
+        if !attachments.is_empty() {
+            let attached: usize = attachments.iter().map(bytes::Bytes::len).sum();
+            if attached >= DIRECT_WRITE {
+                // Large attachments go to the pipe from where they are (SPEC.md §2.8): the batch
+                // so far, then the frame as header+JSON and the attachments in one vectored
+                // write, without copying them into the buffer.
+                writer.write_all(buf).await?;
+                buf.clear();
+                let mut json = Vec::with_capacity(json_len);
+                json.extend_from_slice(head);
+                json.extend_from_slice(payload);
+                json.extend_from_slice(tail);
+                let mut frame = OutgoingFrame::new(&json, attachments.to_vec());
+                while frame.has_remaining() {
+                    writer.write_all_buf(&mut frame).await?;
+                }
+            } else {
+                encode_attachments_header(json_len, attachments.iter().map(bytes::Bytes::len), buf);
+                buf.extend_from_slice(head);
+                buf.extend_from_slice(payload);
+                buf.extend_from_slice(tail);
+                for a in attachments {
+                    buf.extend_from_slice(a);
+                }
+            }
+        } else if json_len >= DIRECT_WRITE {
             // A large body is written from where it is rather than copied into the batch.
-            frame_header(len, buf);
+            frame_header(json_len, buf);
             buf.extend_from_slice(head);
             writer.write_all(buf).await?;
             buf.clear();
@@ -53,7 +80,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
         } else if head.is_empty() && tail.is_empty() {
             encode_frame(payload, buf);
         } else {
-            frame_header(len, buf);
+            frame_header(json_len, buf);
             buf.extend_from_slice(head);
             buf.extend_from_slice(payload);
             buf.extend_from_slice(tail);
