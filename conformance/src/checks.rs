@@ -10,7 +10,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
-use tether_spec::{codes, show_bytes, ErrorObject, Id, LogLevel, Message, Outcome, Response};
+use tether_spec::format::show_bytes;
+use tether_spec::{codes, ErrorObject, Id, LogLevel, Message, Outcome, Response};
 
 use crate::driver::{init_params, CookieMode, Observations, PluginSpec, RecvError, Session};
 use crate::procs;

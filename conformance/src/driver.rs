@@ -1,5 +1,5 @@
 //! The judge's own strict driver: it starts a plugin, writes frames to its stdin and reads every
-//! byte of its stdout with [`FrameCodec::strict`].
+//! byte of its stdout with a strict [`FrameCodec`] (`FrameCodec::builder().strict()`).
 //!
 //! This module deliberately duplicates what the `tether` SDK and the `tether-host` crate do: it
 //! is built on the wire types of `tether-spec` and nothing else, so that a bug in the SDK or the
@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tether_spec::{
-    encode_frame, parse_message, show_bytes, CancelRequest, ErrorObject, Frame, FrameCodec, Id,
+    encode_frame, format::show_bytes, parse_message, CancelRequest, ErrorObject, Frame, FrameCodec, Id,
     InitializeParams, LogLevel, LogParams, MagicCookie, Message, Notification, NotificationMethod, Outcome,
     PeerInfo, Request, RequestMethod, Response, SHOWN_BYTES,
 };
@@ -661,7 +661,7 @@ async fn read_stdout(
     tx: mpsc::UnboundedSender<Event>,
     shared: Arc<Mutex<Shared>>,
 ) {
-    let mut strict = FrameCodec::strict();
+    let mut strict = FrameCodec::builder().strict().build();
     let mut lenient = FrameCodec::new();
     let mut recovering = false;
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -683,6 +683,16 @@ async fn read_stdout(
                         let _ = tx.send(Event::Body(body));
                     }
                     Ok(Some(Frame::Garbage { .. })) => recovering = false,
+                    // The judge does not negotiate attachments yet, so the lenient codec never
+                    // yields these; should it, they are frames the plugin had no right to send.
+                    Ok(Some(other @ (Frame::Attached(_) | Frame::BadAttachments { .. }))) => {
+                        recovering = false;
+                        let _ = tx.send(Event::Violation(
+                            format!("an attachment frame: {other:?}"),
+                            Vec::new(),
+                            false,
+                        ));
+                    }
                     Ok(Some(Frame::Oversized(o))) => {
                         recovering = false;
                         let _ = tx.send(Event::Violation(

@@ -21,7 +21,7 @@ impl Kv for Store {
     async fn put(&self, p: PutParams) -> Result<Empty, Error> {
         tracing::debug!(key = %p.key, bytes = p.value.len(), "put");
         match self {
-            Store::Memory(map) => drop(map.lock().await.insert(p.key, p.value.0)),
+            Store::Memory(map) => drop(map.lock().await.insert(p.key, p.value.into_vec())),
             Store::Files(dir) => std::fs::write(dir.join(file_name(&p.key)), &p.value.0)?,
         }
         Ok(Empty {})

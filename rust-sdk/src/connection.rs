@@ -35,9 +35,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tether_spec::{
-    encode_frame, parse_message, show_bytes, AttributedKind, Attribution, CancelParams, CancelRequest,
-    EnvelopeError, ErrorObject, Frame, FrameCodec, GarbageReason, HandleParams, HandleRef, Id, InvokeParams,
-    Message, NotificationMethod, Outcome, Release, Request, RequestMethod, Response, Retain,
+    encode_frame, format::show_bytes, parse_message, AttributedKind, Attribution, CancelParams,
+    CancelRequest, EnvelopeError, ErrorObject, Frame, FrameCodec, GarbageReason, HandleParams, HandleRef, Id,
+    InvokeParams, Message, NotificationMethod, Outcome, Release, Request, RequestMethod, Response, Retain,
     DEFAULT_MAX_FRAME_SIZE, SHOWN_BYTES,
 };
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -809,10 +809,7 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
 
 /// Writes an integer in decimal without the `String` that `to_string` would allocate.
 fn write_int(out: &mut Vec<u8>, n: i64) {
-    if n < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(tether_spec::decimal_digits(n.unsigned_abs(), &mut [0u8; 20]));
+    tether_spec::format::put_int(out, n);
 }
 
 fn write_id(out: &mut Vec<u8>, id: &Id) {
@@ -1094,6 +1091,9 @@ impl Shared {
             Frame::Truncated(bytes) => {
                 self.event(Event::Truncated { shown: show_bytes(&bytes, SHOWN_BYTES) });
             }
+            // This connection never negotiates attachments, and the codec yields these only once
+            // told they are (FrameCodec::set_attachments).
+            Frame::Attached(_) | Frame::BadAttachments { .. } => {}
         }
     }
 
@@ -1297,7 +1297,7 @@ impl RequestContext {
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, shared: Arc<Shared>) {
-    let mut codec = FrameCodec::new().with_max_frame_size(shared.max_frame.load(Ordering::Relaxed));
+    let mut codec = FrameCodec::builder().max_frame_size(shared.max_frame.load(Ordering::Relaxed)).build();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         loop {
@@ -1434,7 +1434,7 @@ fn int_len(n: i64) -> usize {
 
 /// Writes the header of a frame of `len` bytes in the writer form (SPEC.md §2.2).
 fn frame_header(len: usize, dst: &mut BytesMut) {
-    tether_spec::encode_frame_header(len, dst);
+    tether_spec::format::encode_frame_header(len, dst);
 }
 
 const BATCH_LIMIT: usize = 1 << 20;

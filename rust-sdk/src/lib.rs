@@ -22,7 +22,7 @@
 //!
 //! impl Kv for Store {
 //!     async fn put(&self, p: kv::PutParams) -> Result<Empty, Error> {
-//!         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(p.key, p.value.0);
+//!         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(p.key, p.value.into_vec());
 //!         Ok(Empty {})
 //!     }
 //!     async fn get(&self, p: kv::KeyParams) -> Result<kv::GetResult, Error> {

@@ -28,10 +28,14 @@ pub mod codes {
     pub const FRAME_TOO_LARGE: i64 = -32004;
     /// A request after `tether/shutdown` (§4.6).
     pub const SHUTTING_DOWN: i64 = -32005;
+    /// A stream was aborted, broke the credit rules, or was written wrongly (§12).
+    pub const STREAM_ERROR: i64 = -32006;
     /// The request was cancelled (§7).
     pub const REQUEST_CANCELLED: i64 = -32800;
     /// `kv.get` of a missing key (§9.1).
     pub const KEY_NOT_FOUND: i64 = 1001;
+    /// `blob.download` of a missing name (§9.5).
+    pub const BLOB_NOT_FOUND: i64 = 1002;
 
     /// Whether `code` lies in the range JSON-RPC reserves for the protocol (-32768 to -32000),
     /// which application interfaces must not use (§5.5).
@@ -52,8 +56,10 @@ pub mod codes {
             UNKNOWN_HANDLE => "unknown handle",
             FRAME_TOO_LARGE => "frame too large",
             SHUTTING_DOWN => "shutting down",
+            STREAM_ERROR => "stream error",
             REQUEST_CANCELLED => "request cancelled",
             KEY_NOT_FOUND => "key not found",
+            BLOB_NOT_FOUND => "blob not found",
             _ => return None,
         })
     }

@@ -31,8 +31,77 @@ impl PeerInfo {
     }
 }
 
-/// Optional features: unknown keys are ignored (SPEC.md §10.2). Version 1 defines none.
-pub type Capabilities = serde_json::Map<String, serde_json::Value>;
+/// Optional features (SPEC.md §10.2): each side announces what it supports, and a feature is
+/// used only when both announced it. Keys this crate does not know are kept in `other`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Capabilities {
+    /// Raw bytes after the JSON body of a frame (SPEC.md §2.8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<AttachmentsCapability>,
+    /// Streams with credit-based flow control (SPEC.md §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams: Option<StreamsCapability>,
+    /// Capabilities this crate does not know, kept as they were sent.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Capabilities {
+    /// No capabilities: `{}`.
+    pub fn new() -> Self {
+        Capabilities::default()
+    }
+
+    /// What the host's reference SDK announces: attachments, and streams with the default credit.
+    pub fn all() -> Self {
+        Capabilities {
+            attachments: Some(AttachmentsCapability::default()),
+            streams: Some(StreamsCapability::default()),
+            other: serde_json::Map::new(),
+        }
+    }
+
+    /// What a plugin that supports both features answers to a host that announced `host`: each
+    /// capability only when the host announced it too.
+    pub fn answer_to(host: &Capabilities, credit: u64) -> Self {
+        Capabilities {
+            attachments: host.attachments.as_ref().map(|_| AttachmentsCapability::default()),
+            streams: host.streams.as_ref().map(|_| StreamsCapability { initial_credit: Some(credit) }),
+            other: serde_json::Map::new(),
+        }
+    }
+
+    /// Whether attachments are used between sides that announced `self` and `peer`.
+    pub fn attachments_with(&self, peer: &Capabilities) -> bool {
+        self.attachments.is_some() && peer.attachments.is_some()
+    }
+
+    /// Whether streams are used between sides that announced `self` and `peer`.
+    pub fn streams_with(&self, peer: &Capabilities) -> bool {
+        self.streams.is_some() && peer.streams.is_some()
+    }
+}
+
+/// The `attachments` capability: `{}` (SPEC.md §10.2); members a later revision adds are ignored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AttachmentsCapability {}
+
+/// The `streams` capability: `{"initialCredit": N}` (SPEC.md §10.2, §12.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamsCapability {
+    /// The bytes a producer may send on each stream this side consumes before any credit;
+    /// [`crate::DEFAULT_INITIAL_CREDIT`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_credit: Option<u64>,
+}
+
+impl StreamsCapability {
+    /// The announced initial credit, or the default.
+    pub fn initial_credit(&self) -> u64 {
+        self.initial_credit.unwrap_or(crate::stream::DEFAULT_INITIAL_CREDIT)
+    }
+}
 
 /// `tether/initialize` (SPEC.md §4.2): the host's first message.
 #[derive(Debug, Clone, Copy)]
@@ -157,6 +226,29 @@ mod tests {
             serde_json::to_string(&e).unwrap_or_default(),
             r#"{"code":-32001,"message":"no common version for interface kv: host speaks [9], plugin speaks [1, 2]","data":{"interface":"kv","host":[9],"plugin":[1,2]}}"#
         );
+    }
+
+    #[test]
+    fn capabilities_are_typed_and_keep_unknown_keys() {
+        let c: Capabilities =
+            serde_json::from_str(r#"{"attachments":{"later":1},"streams":{},"x-other":{"a":true}}"#)
+                .unwrap_or_default();
+        assert_eq!(c.attachments, Some(AttachmentsCapability {}));
+        assert_eq!(c.streams.map(|s| s.initial_credit()), Some(1_048_576));
+        assert_eq!(c.other.get("x-other"), Some(&serde_json::json!({"a": true})));
+        assert_eq!(
+            serde_json::to_string(&c).unwrap_or_default(),
+            r#"{"attachments":{},"streams":{},"x-other":{"a":true}}"#
+        );
+        let answer = Capabilities::answer_to(&Capabilities { streams: None, ..Capabilities::all() }, 64);
+        assert_eq!(serde_json::to_string(&answer).unwrap_or_default(), r#"{"attachments":{}}"#);
+        let answer = Capabilities::answer_to(&Capabilities::all(), 64);
+        assert_eq!(
+            serde_json::to_string(&answer).unwrap_or_default(),
+            r#"{"attachments":{},"streams":{"initialCredit":64}}"#
+        );
+        assert!(answer.streams_with(&Capabilities::all()));
+        assert!(!Capabilities::new().attachments_with(&Capabilities::all()));
     }
 
     #[test]

@@ -19,11 +19,12 @@ use serde_json::{json, Map, Value};
 use crate::broker::{HandleParams, HandleRef, Invoke, Release, Retain};
 use crate::cancel::CancelRequest;
 use crate::error::{codes, ErrorObject};
-use crate::interfaces::{counter, kv};
-use crate::lifecycle::{Initialize, Ping, Shutdown, VersionMismatch};
+use crate::interfaces::{blob, counter, kv};
+use crate::lifecycle::{Capabilities, Initialize, Ping, Shutdown, VersionMismatch};
 use crate::log::{Log, SetLogLevel};
 use crate::message::{Id, Notification, Request, Response};
 use crate::method::{NotificationMethod, RequestMethod};
+use crate::stream::{StreamAbort, StreamCredit, StreamData, StreamEnd, StreamRef};
 
 /// The `$defs` name of the schema of one message: the root of the document.
 pub const MESSAGE: &str = "Message";
@@ -81,12 +82,20 @@ pub fn methods() -> Vec<MethodInfo> {
         n(CancelRequest::METHOD),
         n(Log::METHOD),
         n(SetLogLevel::METHOD),
+        n(StreamData::METHOD),
+        n(StreamEnd::METHOD),
+        n(StreamCredit::METHOD),
+        n(StreamAbort::METHOD),
         r(kv::Put::METHOD, true),
         r(kv::Get::METHOD, true),
         r(kv::Delete::METHOD, true),
         r(counter::Put::METHOD, true),
         r(counter::Get::METHOD, true),
         r("adder.sum", false),
+        r(blob::Upload::METHOD, true),
+        r(blob::Download::METHOD, true),
+        r(blob::Count::METHOD, true),
+        r(blob::Produce::METHOD, true),
     ]
 }
 
@@ -126,6 +135,9 @@ pub fn document() -> Value {
     b.def::<HandleRef>();
     b.def::<VersionMismatch>();
     b.def::<kv::KeyNotFound>();
+    b.def::<blob::BlobNotFound>();
+    b.def::<StreamRef>();
+    b.def::<Capabilities>();
     b.request::<Initialize>(Initialize::METHOD);
     b.request::<Ping>(Ping::METHOD);
     b.request::<Shutdown>(Shutdown::METHOD);
@@ -135,12 +147,20 @@ pub fn document() -> Value {
     b.notification::<CancelRequest>();
     b.notification::<Log>();
     b.notification::<SetLogLevel>();
+    b.notification::<StreamData>();
+    b.notification::<StreamEnd>();
+    b.notification::<StreamCredit>();
+    b.notification::<StreamAbort>();
     b.request::<kv::Put>(kv::Put::METHOD);
     b.request::<kv::Get>(kv::Get::METHOD);
     b.request::<kv::Delete>(kv::Delete::METHOD);
     b.request::<counter::Put>(counter::Put::METHOD);
     b.request::<counter::Get>(counter::Get::METHOD);
     b.request::<counter::Sum>("adder.sum");
+    b.request::<blob::Upload>(blob::Upload::METHOD);
+    b.request::<blob::Download>(blob::Download::METHOD);
+    b.request::<blob::Count>(blob::Count::METHOD);
+    b.request::<blob::Produce>(blob::Produce::METHOD);
     let Builder { mut generator, methods } = b;
     let mut defs: Map<String, Value> = std::mem::take(generator.definitions_mut());
     refine_envelopes(&mut defs);

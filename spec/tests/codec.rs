@@ -153,9 +153,9 @@ fn every_frame_after_garbage_is_recovered() {
             let shown: Vec<String> = frames
                 .iter()
                 .map(|f| match f {
-                    Frame::Message(b) => format!("Message({})", tether_spec::show_bytes(b, 60)),
+                    Frame::Message(b) => format!("Message({})", tether_spec::format::show_bytes(b, 60)),
                     Frame::Garbage { bytes, reason } => {
-                        format!("Garbage({reason}: {})", tether_spec::show_bytes(bytes, 200))
+                        format!("Garbage({reason}: {})", tether_spec::format::show_bytes(bytes, 200))
                     }
                     other => format!("{other:?}"),
                 })
@@ -164,7 +164,7 @@ fn every_frame_after_garbage_is_recovered() {
                 "seed {seed}: {} frames recovered of {}\ninput: {}\nframes: {shown:#?}",
                 messages.len(),
                 expected.len(),
-                tether_spec::show_bytes(&input, 3000)
+                tether_spec::format::show_bytes(&input, 3000)
             );
         }
         if !had_garbage {
@@ -193,8 +193,8 @@ fn strict_mode_reads_random_writer_form_frames_split_anywhere() {
             encode_frame(&body, &mut input);
             bodies.push(body);
         }
-        let frames =
-            decode_in_pieces(&mut rng, &mut FrameCodec::strict(), &input).expect("writer-form input");
+        let frames = decode_in_pieces(&mut rng, &mut FrameCodec::builder().strict().build(), &input)
+            .expect("writer-form input");
         let got: Vec<Vec<u8>> = frames
             .into_iter()
             .map(|f| match f {
@@ -206,7 +206,10 @@ fn strict_mode_reads_random_writer_form_frames_split_anywhere() {
         // Any garbage before a frame is a violation in strict mode.
         let mut bad = random_garbage(&mut rng);
         bad.extend_from_slice(&input);
-        assert!(decode_in_pieces(&mut rng, &mut FrameCodec::strict(), &bad).is_err(), "seed {seed}");
+        assert!(
+            decode_in_pieces(&mut rng, &mut FrameCodec::builder().strict().build(), &bad).is_err(),
+            "seed {seed}"
+        );
     }
 }
 
@@ -254,16 +257,17 @@ fn huge_declared_lengths_are_skipped_or_reported() {
             );
             assert_eq!(frames.last(), Some(&msg(b"{}")), "{declared}");
         }
-        let mut strict = FrameCodec::strict();
+        let mut strict = FrameCodec::builder().strict().build();
         assert!(strict.decode(&mut BytesMut::from(&input[..])).is_err(), "strict accepted {declared}");
     }
     // A length just above a small maximum is skipped exactly, and the next frame is read.
-    let mut codec = FrameCodec::new().with_max_frame_size(4);
+    let mut codec = FrameCodec::builder().max_frame_size(4).build();
     let frames = decode_all(&mut codec, b"Content-Length: 5\r\n\r\n{\"a\"}Content-Length: 2\r\n\r\n{}");
     assert!(matches!(&frames[0], Frame::Oversized(o) if o.declared == 5 && &o.prefix[..] == b"{\"a\"}"));
     assert_eq!(frames[1], msg(b"{}"));
     // Exactly the maximum is a frame.
-    let frames = decode_all(&mut FrameCodec::new().with_max_frame_size(2), b"Content-Length: 2\r\n\r\n{}");
+    let frames =
+        decode_all(&mut FrameCodec::builder().max_frame_size(2).build(), b"Content-Length: 2\r\n\r\n{}");
     assert_eq!(frames, vec![msg(b"{}")]);
 }
 
@@ -372,7 +376,7 @@ fn crlf_split_across_reads() {
     buf.extend_from_slice(b"\n{}");
     assert_eq!(codec.decode(&mut buf).ok().flatten(), Some(msg(b"{}")));
     // And in strict mode.
-    let mut strict = FrameCodec::strict();
+    let mut strict = FrameCodec::builder().strict().build();
     let mut buf = BytesMut::new();
     for piece in [&b"Content-Length: 2\r"[..], b"\n", b"\r", b"\n{", b"}"] {
         buf.extend_from_slice(piece);

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use support::schema::{validator, Schema};
-use tether_spec::{parse_message, ErrorObject, HandleRef, Message};
+use tether_spec::{parse_message, ErrorObject, HandleRef, Message, StreamRef};
 
 /// An indented code block: its first line number and text.
 fn code_blocks(markdown: &str) -> Vec<(usize, String)> {
@@ -50,9 +50,11 @@ fn round_trips<T: DeserializeOwned + Serialize>(at: &str, value: &Value) {
 }
 
 fn typed(at: &str, method: &str, what: &str, value: &Value) {
-    use tether_spec::interfaces::{counter, kv};
+    use tether_spec::interfaces::{blob, counter, kv};
     use tether_spec::{CancelRequest, Initialize, Invoke, Log, NotificationMethod, Ping, RequestMethod};
-    use tether_spec::{Release, Retain, SetLogLevel, Shutdown};
+    use tether_spec::{
+        Release, Retain, SetLogLevel, Shutdown, StreamAbort, StreamCredit, StreamData, StreamEnd,
+    };
     macro_rules! request {
         ($($m:ty),*) => {$(
             if method == <$m>::METHOD {
@@ -67,8 +69,22 @@ fn typed(at: &str, method: &str, what: &str, value: &Value) {
             if method == <$m>::METHOD { round_trips::<<$m as NotificationMethod>::Params>(at, value); return; }
         )*};
     }
-    request!(Initialize, Ping, Shutdown, Retain, kv::Put, kv::Get, kv::Delete, counter::Put, counter::Get);
-    notification!(Release, CancelRequest, Log, SetLogLevel);
+    request!(
+        Initialize,
+        Ping,
+        Shutdown,
+        Retain,
+        kv::Put,
+        kv::Get,
+        kv::Delete,
+        counter::Put,
+        counter::Get,
+        blob::Upload,
+        blob::Download,
+        blob::Count,
+        blob::Produce
+    );
+    notification!(Release, CancelRequest, Log, SetLogLevel, StreamData, StreamEnd, StreamCredit, StreamAbort);
     if method == <Invoke as RequestMethod>::METHOD && what == "params" {
         // Raw params inside: compare as values.
         let p: tether_spec::InvokeParams =
@@ -86,6 +102,7 @@ fn every_json_example_of_the_spec_is_valid() {
     let schema = Schema::load();
     let errors = validator("ErrorObject");
     let handles = validator("HandleRef");
+    let streams = validator("Stream");
     let mut checked = 0;
     let mut other = Vec::new();
     // The method of each request example by id, to check the result of a response example.
@@ -130,6 +147,9 @@ fn every_json_example_of_the_spec_is_valid() {
         } else if value.get("$handle").is_some() {
             round_trips::<HandleRef>(&at, &value);
             assert!(handles.is_valid(&value), "{at}: not a valid handle");
+        } else if value.get("$stream").is_some() {
+            round_trips::<StreamRef>(&at, &value);
+            assert!(streams.is_valid(&value), "{at}: not a valid stream");
         } else {
             panic!("{at}: a JSON example this test does not know how to check");
         }
@@ -138,8 +158,11 @@ fn every_json_example_of_the_spec_is_valid() {
     // $/log, a kv error. A new example is checked automatically; this count only guards the
     // extraction itself.
     assert!(checked >= 7, "only {checked} JSON examples found in SPEC.md");
-    // The non-JSON blocks: the reference cookie and the frame layout.
-    assert_eq!(other.len(), 2, "unexpected non-JSON blocks: {other:?}");
+    // The non-JSON blocks: the reference cookie and the frame layouts (plain, with the optional
+    // Content-Type line, and with attachments).
+    assert_eq!(other.len(), 4, "unexpected non-JSON blocks: {other:?}");
+    assert!(other.iter().any(|b| b.starts_with("Content-Length: <N>") && b.contains("Content-Type: ")));
+    assert!(other.iter().any(|b| b.starts_with("Content-Length: <T>") && b.contains("Tether-Attachments: ")));
     assert!(other.iter().any(|b| b.starts_with("TETHER_MAGIC_COOKIE=")));
     assert!(other.iter().any(|b| b.starts_with("Content-Length: <N>")));
 }

@@ -294,12 +294,112 @@ fn the_replayer_catches_a_wrong_plugin() {
     assert!(replay(&other_text, &mut RefPlugin::new(Kind::Kv)).is_ok());
 }
 
+fn body_text(b: &transcript::Block) -> String {
+    String::from_utf8_lossy(&b.body).into_owned()
+}
+
+#[test]
+fn the_replayer_resolves_attachments_before_comparing() {
+    // Rule (a): an expected attachment written as base64 instead still matches the plugin's
+    // attachment frame; a different byte does not.
+    let base64 = edited("attachments.tether", |t| {
+        let b = t
+            .blocks
+            .iter_mut()
+            .find(|b| b.dir == Dir::ToHost && b.attachments == [b"world".to_vec()])
+            .unwrap();
+        b.body = body_text(b).replace(r#"{"$bytes":0}"#, r#""d29ybGQ=""#).into_bytes();
+        b.attachments.clear();
+    });
+    replay(&base64, &mut RefPlugin::new(Kind::Kv)).unwrap();
+    let wrong = edited("attachments.tether", |t| {
+        let b = t
+            .blocks
+            .iter_mut()
+            .find(|b| b.dir == Dir::ToHost && b.attachments == [b"world".to_vec()])
+            .unwrap();
+        b.attachments = vec![b"World".to_vec()];
+    });
+    assert!(replay(&wrong, &mut RefPlugin::new(Kind::Kv)).is_err());
+}
+
+#[test]
+fn the_replayer_binds_stream_ids_and_concatenates_data() {
+    let stream2 = |b: &transcript::Block| b.dir == Dir::ToHost && body_text(b).contains(r#""stream":2"#);
+    // Rule (b): the transcript's plugin stream id 2 written as 8 still binds to the plugin's 2.
+    let renamed = edited("streams.tether", |t| {
+        for b in t.blocks.iter_mut().filter(|b| b.dir == Dir::ToHost) {
+            b.body = body_text(b)
+                .replace(r#""$stream":2,"#, r#""$stream":8,"#)
+                .replace(r#""stream":2"#, r#""stream":8"#)
+                .into_bytes();
+        }
+    });
+    replay(&renamed, &mut RefPlugin::new(Kind::Blob)).unwrap();
+    // An odd id where the plugin must choose an even one does not match.
+    let odd = edited("streams.tether", |t| replace_body(t, r#""$stream":2,"#, r#""$stream":9,"#));
+    assert!(replay(&odd, &mut RefPlugin::new(Kind::Blob)).is_err());
+    // Rule (d): the same bytes in other chunks match...
+    let rechunked = edited("streams.tether", |t| {
+        let i = t.blocks.iter().position(|b| stream2(b) && body_text(b).contains("stream.data")).unwrap();
+        let mut second = t.blocks[i].clone();
+        t.blocks[i].body = body_text(&t.blocks[i]).replace("aGVsbG8sIHdvcmxk", "aGVsbG8=").into_bytes();
+        second.body = body_text(&second).replace("aGVsbG8sIHdvcmxk", "LCB3b3JsZA==").into_bytes();
+        second.comments.clear();
+        t.blocks.insert(i + 1, second);
+    });
+    replay(&rechunked, &mut RefPlugin::new(Kind::Blob)).unwrap();
+    // ...and other bytes do not.
+    let wrong = edited("streams.tether", |t| replace_body(t, "aGVsbG8sIHdvcmxk", "aGVsbG8sIHdvcmxE"));
+    assert!(replay(&wrong, &mut RefPlugin::new(Kind::Blob)).is_err());
+    // Rule (c): the plugin's credit is never an expectation, wherever the transcript shows one.
+    let with_credit = edited("streams.tether", |t| {
+        let i = t.blocks.iter().position(stream2).unwrap();
+        let mut credit = t.blocks[i].clone();
+        credit.comments.clear();
+        credit.body =
+            br#"{"jsonrpc":"2.0","method":"$/stream.credit","params":{"stream":1,"bytes":5}}"#.to_vec();
+        t.blocks.insert(i, credit);
+    });
+    replay(&with_credit, &mut RefPlugin::new(Kind::Blob)).unwrap();
+}
+
+/// [`typed`] inside the attachment scope of the block's frame (SPEC.md §2.8.2).
+fn typed_in(b: &transcript::Block, method: &str, what: &str, value: &Value) -> Option<Result<(), String>> {
+    let attachments: Vec<bytes::Bytes> =
+        b.attachments.iter().map(|a| bytes::Bytes::copy_from_slice(a)).collect();
+    tether_spec::with_attachment_source(&attachments, || typed(method, what, value))
+}
+
+#[test]
+fn attachments_appear_only_after_both_sides_announced_them() {
+    let mut checked = 0;
+    for t in transcript::load_all() {
+        let mut host_announced = false;
+        let mut negotiated = false;
+        for b in &t.blocks {
+            let at = format!("{}:{}", t.name, b.line);
+            assert!(b.attachments.is_empty() || negotiated, "{at}: an attachment frame before negotiation");
+            checked += usize::from(!b.attachments.is_empty());
+            let v: Value = serde_json::from_slice(&b.body).unwrap_or_default();
+            if v["method"] == "tether/initialize" {
+                host_announced = v.pointer("/params/capabilities/attachments").is_some();
+            }
+            if b.dir == Dir::ToHost && v.pointer("/result/protocolVersion").is_some() {
+                negotiated = host_announced && v.pointer("/result/capabilities/attachments").is_some();
+            }
+        }
+    }
+    assert!(checked > 0, "no transcript shows an attachment frame");
+}
+
 /// Whether params or a result deserialize into the method's Rust type; `None` for a method
 /// this crate does not type.
 fn typed(method: &str, what: &str, value: &Value) -> Option<Result<(), String>> {
-    use tether_spec::interfaces::{counter, kv};
+    use tether_spec::interfaces::{blob, counter, kv};
     use tether_spec::{CancelRequest, Log, NotificationMethod, Release, RequestMethod, SetLogLevel};
     use tether_spec::{Initialize, Invoke, Ping, Retain, Shutdown};
+    use tether_spec::{StreamAbort, StreamCredit, StreamData, StreamEnd};
     fn check<T: serde::de::DeserializeOwned>(v: &Value) -> Option<Result<(), String>> {
         Some(serde_json::from_value::<T>(v.clone()).map(|_| ()).map_err(|e| e.to_string()))
     }
@@ -325,9 +425,13 @@ fn typed(method: &str, what: &str, value: &Value) -> Option<Result<(), String>> 
         kv::Get,
         kv::Delete,
         counter::Put,
-        counter::Get
+        counter::Get,
+        blob::Upload,
+        blob::Download,
+        blob::Count,
+        blob::Produce
     );
-    notification!(Release, CancelRequest, Log, SetLogLevel);
+    notification!(Release, CancelRequest, Log, SetLogLevel, StreamData, StreamEnd, StreamCredit, StreamAbort);
     if method == "adder.sum" {
         return if what == "params" {
             check::<counter::SumParams>(value)
@@ -396,10 +500,18 @@ fn check_frames(schema: &Schema, t: &Transcript) {
                     method = format!("{interface}.{}", params["method"].as_str().unwrap());
                     assert!(schema.knows(&method), "{at}: {method}");
                     schema.params(&method, &params["params"]).unwrap_or_else(|e| panic!("{at}: {e}"));
-                    assert!(matches!(typed(&method, "params", &params["params"]), Some(Ok(()))), "{at}");
+                    assert!(
+                        matches!(typed_in(b, &method, "params", &params["params"]), Some(Ok(()))),
+                        "{at}"
+                    );
                 }
-                match typed(&r.method, "params", params) {
-                    Some(Ok(())) => assert!(!expect_bad, "{at}: params answered -32602 are valid"),
+                match typed_in(b, &r.method, "params", params) {
+                    // A stream id that is not new is invalid by the session's history, not by the
+                    // schema (SPEC.md §12.1).
+                    Some(Ok(())) => assert!(
+                        !expect_bad || params.to_string().contains("\"$stream\""),
+                        "{at}: params answered -32602 are valid"
+                    ),
                     Some(Err(e)) => assert!(expect_bad, "{at}: {e}"),
                     None => assert!(!schema.knows(&r.method), "{at}: an untyped method in the schema"),
                 }
@@ -410,7 +522,7 @@ fn check_frames(schema: &Schema, t: &Transcript) {
             }
             Message::Notification(n) => {
                 schema.params(&n.method, &v["params"]).unwrap_or_else(|e| panic!("{at}: {e}"));
-                assert!(!matches!(typed(&n.method, "params", &v["params"]), Some(Err(_))), "{at}");
+                assert!(!matches!(typed_in(b, &n.method, "params", &v["params"]), Some(Err(_))), "{at}");
             }
             Message::Response(r) => {
                 let Some(id) = r.id else { continue };
@@ -418,7 +530,7 @@ fn check_frames(schema: &Schema, t: &Transcript) {
                 if let Outcome::Result(_) = r.outcome {
                     let result = &v["result"];
                     schema.result(method, result).unwrap_or_else(|e| panic!("{at}: {method}: {e}"));
-                    assert!(!matches!(typed(method, "result", result), Some(Err(_))), "{at}: {method}");
+                    assert!(!matches!(typed_in(b, method, "result", result), Some(Err(_))), "{at}: {method}");
                     if method == "tether/initialize" {
                         for (name, i) in result["interfaces"].as_object().unwrap() {
                             for (short, m) in i["methods"].as_object().unwrap() {
@@ -495,4 +607,69 @@ fn the_checks_catch_broken_transcripts() {
             "broken transcript {n} passed the schema"
         );
     }
+}
+
+#[test]
+fn the_reference_plugin_respects_credit_both_ways() {
+    let mut p = RefPlugin::new(Kind::Blob);
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"tether/initialize","params":{"protocolVersions":[1],"interfaces":{"blob":[1]},"host":{"name":"h","version":"0"},"capabilities":{"streams":{"initialCredit":5}},"maxFrameSize":33554432}}"#;
+    assert_eq!(p.feed(init.as_bytes()).len(), 1);
+    let texts =
+        |frames: Vec<Vec<u8>>| frames.into_iter().map(|f| String::from_utf8(f).unwrap()).collect::<Vec<_>>();
+    let chunk_len = |f: &str| {
+        let v: Value = serde_json::from_str(f).unwrap();
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            v["params"]["data"].as_str().unwrap(),
+        )
+        .unwrap()
+        .len()
+    };
+    // A producer never sends more than the host granted: 5 bytes, then 4 after a grant of 4.
+    let out = texts(p.feed(br#"{"jsonrpc":"2.0","id":2,"method":"blob.produce","params":{"size":12}}"#));
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(chunk_len(&out[1]), 5);
+    let credit = |n: u64| {
+        format!(r#"{{"jsonrpc":"2.0","method":"$/stream.credit","params":{{"stream":2,"bytes":{n}}}}}"#)
+    };
+    let out = texts(p.feed(credit(4).as_bytes()));
+    assert_eq!(out.iter().map(|f| chunk_len(f)).collect::<Vec<_>>(), vec![4]);
+    let out = texts(p.feed(credit(100).as_bytes()));
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(chunk_len(&out[0]), 3);
+    assert!(out[1].contains("$/stream.end"));
+    // A consumer grants what its application consumed once that is half its window.
+    assert!(texts(p.feed(
+        br#"{"jsonrpc":"2.0","id":4,"method":"blob.count","params":{"data":{"$stream":3,"mode":"read"}}}"#
+    ))
+    .is_empty());
+    let piece = tether_spec::StreamDataParams { stream: 3, data: vec![1u8; 300_000].into() };
+    let piece = format!(
+        r#"{{"jsonrpc":"2.0","method":"$/stream.data","params":{}}}"#,
+        serde_json::to_string(&piece).unwrap()
+    );
+    assert!(texts(p.feed(piece.as_bytes())).is_empty());
+    let out = texts(p.feed(piece.as_bytes()));
+    assert_eq!(
+        out,
+        vec![r#"{"jsonrpc":"2.0","method":"$/stream.credit","params":{"stream":3,"bytes":600000}}"#]
+    );
+    // Cancelling an upload answers -32800 and drops its stream: later data is ignored.
+    assert!(texts(p.feed(br#"{"jsonrpc":"2.0","id":5,"method":"blob.upload","params":{"name":"n","data":{"$stream":5,"mode":"read"}}}"#)).is_empty());
+    let out = texts(p.feed(br#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":5}}"#));
+    assert!(out.len() == 1 && out[0].contains("-32800"), "{out:?}");
+    assert!(texts(p.feed(br#"{"jsonrpc":"2.0","method":"$/stream.end","params":{"stream":5}}"#)).is_empty());
+    // A consumer aborts a stream that sends more than its window (1048576 bytes) with -32006.
+    let out = texts(p.feed(
+        br#"{"jsonrpc":"2.0","id":3,"method":"blob.count","params":{"data":{"$stream":1,"mode":"read"}}}"#,
+    ));
+    assert!(out.is_empty());
+    let big = tether_spec::StreamDataParams { stream: 1, data: vec![7u8; 1_048_577].into() };
+    let frame = format!(
+        r#"{{"jsonrpc":"2.0","method":"$/stream.data","params":{}}}"#,
+        serde_json::to_string(&big).unwrap()
+    );
+    let out = texts(p.feed(frame.as_bytes()));
+    assert!(out[0].contains("$/stream.abort") && out[0].contains("-32006"), "{out:?}");
+    assert!(out[1].contains(r#""id":3"#) && out[1].contains("-32006"), "{out:?}");
 }

@@ -21,7 +21,7 @@ pub struct MemKv(pub Mutex<HashMap<String, Vec<u8>>>);
 
 impl Kv for MemKv {
     async fn put(&self, p: kv::PutParams) -> Result<Empty, Error> {
-        self.0.lock().unwrap().insert(p.key, p.value.0);
+        self.0.lock().unwrap().insert(p.key, p.value.into_vec());
         Ok(Empty {})
     }
     async fn get(&self, p: kv::KeyParams) -> Result<kv::GetResult, Error> {

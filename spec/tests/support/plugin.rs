@@ -1,20 +1,27 @@
 //! A reference plugin for the replay self-test: synchronous and in memory, written with
-//! tether-spec's types only. It implements `kv` versions 1 and 2 or `counter` version 1 as
-//! SPEC.md §9 says; `feed` takes one frame body from the host and returns the bodies the plugin
-//! writes in answer, in order.
+//! tether-spec's types only. It implements `kv` versions 1 and 2, `counter` version 1 or `blob`
+//! version 1 as SPEC.md §9 says, with attachments (§2.8) and streams with credit (§12) when the
+//! host announces them; `feed_frame` takes one frame from the host and returns the frames the
+//! plugin writes in answer, in order. Its application reads every chunk as it arrives.
 
 use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::{to_raw_value, RawValue};
-use tether_spec::interfaces::{counter, kv};
+use sha2::{Digest as _, Sha256};
+use tether_spec::interfaces::{blob, counter, kv};
 use tether_spec::{
-    codes, highest_common, parse_message, split_method, CancelParams, CancelRequest, ErrorObject, Id,
-    InitializeParams, InitializeResult, Invoke, InvokeParams, Log, LogLevel, LogParams, Message,
-    NegotiatedInterface, Notification, NotificationMethod, Outcome, PeerInfo, Request, RequestMethod,
-    Response, SetLogLevel, SetLogLevelParams, VersionMismatch, PROTOCOL_VERSION,
+    codes, highest_common, parse_message, split_method, stream_error, with_attachment_sink,
+    with_attachment_source, CancelParams, CancelRequest, Capabilities, ErrorObject, Id, InitializeParams,
+    InitializeResult, Invoke, InvokeParams, Log, LogLevel, LogParams, Message, NegotiatedInterface,
+    Notification, NotificationMethod, Outcome, PeerInfo, Request, RequestMethod, Response, SetLogLevel,
+    SetLogLevelParams, StreamAbort, StreamAbortParams, StreamCredit, StreamCreditParams, StreamData,
+    StreamDataParams, StreamEnd, StreamMode, StreamParams, StreamRef, VersionMismatch,
+    DEFAULT_INITIAL_CREDIT, MAX_CHUNK, PROTOCOL_VERSION,
 };
+
+use super::transcript::WireFrame;
 
 /// Which example plugin to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,15 +30,17 @@ pub enum Kind {
     Kv,
     /// `counter` 1.
     Counter,
+    /// `blob` 1.
+    Blob,
 }
 
 impl Kind {
     /// From a transcript's `# plugin:` line.
     pub fn from_name(name: &str) -> Kind {
-        if name == "counter" {
-            Kind::Counter
-        } else {
-            Kind::Kv
+        match name {
+            "counter" => Kind::Counter,
+            "blob" => Kind::Blob,
+            _ => Kind::Kv,
         }
     }
 
@@ -39,8 +48,44 @@ impl Kind {
         match self {
             Kind::Kv => (kv::NAME, kv::VERSIONS),
             Kind::Counter => (counter::NAME, counter::VERSIONS),
+            Kind::Blob => (blob::NAME, blob::VERSIONS),
         }
     }
+
+    fn methods(self, version: u32) -> BTreeMap<String, tether_spec::MethodSchema> {
+        match self {
+            Kind::Kv => kv::methods(version),
+            Kind::Counter => counter::methods(version),
+            Kind::Blob => blob::methods(version),
+        }
+    }
+}
+
+/// What the plugin does with a stream it reads.
+enum Sink {
+    /// `blob.upload`: store under this name.
+    Store(String),
+    /// `blob.count`: only count.
+    Count,
+}
+
+/// A stream the host produces and the plugin consumes.
+struct Consumer {
+    /// The request that carried it, answered when the stream ends.
+    request: Id,
+    sink: Sink,
+    data: Vec<u8>,
+    /// Bytes the host may still send before more credit.
+    credit: u64,
+    /// Bytes consumed since the last grant.
+    consumed: u64,
+}
+
+/// A stream the plugin produces and the host consumes.
+struct Producer {
+    data: Vec<u8>,
+    sent: usize,
+    credit: u64,
 }
 
 struct PendingPut {
@@ -60,11 +105,27 @@ pub struct RefPlugin {
     next_id: i64,
     /// Puts waiting for their `sum`, by the host's request id.
     puts: BTreeMap<Id, PendingPut>,
-    out: Vec<Vec<u8>>,
+    /// Attachments negotiated (from the initialize answer on).
+    attachments: bool,
+    /// The host's `initialCredit` when streams are negotiated.
+    host_credit: Option<u64>,
+    blobs: BTreeMap<String, Vec<u8>>,
+    consumers: BTreeMap<u64, Consumer>,
+    producers: BTreeMap<u64, Producer>,
+    /// Every stream id the host opened, to refuse a reused one.
+    host_streams: std::collections::BTreeSet<u64>,
+    next_stream: u64,
+    /// The attachments of the message being built (SPEC.md §2.8).
+    sink: Vec<bytes::Bytes>,
+    out: Vec<WireFrame>,
 }
 
 fn raw<T: Serialize>(value: &T) -> Box<RawValue> {
     to_raw_value(value).expect("serializable")
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl RefPlugin {
@@ -79,13 +140,35 @@ impl RefPlugin {
             counters: BTreeMap::new(),
             next_id: 1,
             puts: BTreeMap::new(),
+            attachments: false,
+            host_credit: None,
+            blobs: BTreeMap::new(),
+            consumers: BTreeMap::new(),
+            producers: BTreeMap::new(),
+            host_streams: std::collections::BTreeSet::new(),
+            next_stream: 2,
+            sink: Vec::new(),
             out: Vec::new(),
         }
     }
 
-    /// Reads one frame body; returns what the plugin writes.
+    /// Reads one plain frame body; returns the bodies the plugin writes.
     pub fn feed(&mut self, body: &[u8]) -> Vec<Vec<u8>> {
-        match parse_message(body) {
+        self.feed_frame(&WireFrame::plain(body.to_vec())).into_iter().map(|f| f.body).collect()
+    }
+
+    /// Reads one frame; returns the frames the plugin writes.
+    pub fn feed_frame(&mut self, frame: &WireFrame) -> Vec<WireFrame> {
+        if !frame.attachments.is_empty() && !self.attachments {
+            // Not negotiated: the whole Content-Length is the body, which is not JSON (§2.8.5).
+            let error = ErrorObject::new(codes::PARSE_ERROR, "parse error: attachments were not negotiated");
+            self.write(Message::Response(Response::error(None, error)));
+            return std::mem::take(&mut self.out);
+        }
+        let attachments: Vec<bytes::Bytes> =
+            frame.attachments.iter().map(|a| bytes::Bytes::copy_from_slice(a)).collect();
+        // Params deserialize inside the frame's attachment scope (SPEC.md §2.8.2).
+        with_attachment_source(&attachments, || match parse_message(&frame.body) {
             Err(e) => {
                 if let Some(reply) = e.reply() {
                     self.write(Message::Response(reply));
@@ -94,17 +177,30 @@ impl RefPlugin {
             Ok(Message::Request(r)) => self.request(r),
             Ok(Message::Notification(n)) => self.notification(n),
             Ok(Message::Response(r)) => self.response(r),
-        }
+        });
         std::mem::take(&mut self.out)
     }
 
     /// End of stdin: what the plugin writes before it exits (nothing: it cancels and leaves).
     pub fn eof(&mut self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut self.out)
+        std::mem::take(&mut self.out).into_iter().map(|f| f.body).collect()
+    }
+
+    /// Serializes a value for the next message: its `Bytes` become attachments once negotiated.
+    fn value<T: Serialize>(&mut self, value: &T) -> Box<RawValue> {
+        if self.attachments {
+            let mut sink = std::mem::take(&mut self.sink);
+            let raw = with_attachment_sink(&mut sink, || raw(value));
+            self.sink = sink;
+            raw
+        } else {
+            raw(value)
+        }
     }
 
     fn write(&mut self, message: Message) {
-        self.out.push(message.to_body());
+        let attachments = std::mem::take(&mut self.sink).iter().map(|a| a.to_vec()).collect();
+        self.out.push(WireFrame { body: message.to_body(), attachments });
     }
 
     fn answer(&mut self, id: Id, outcome: Result<Box<RawValue>, ErrorObject>) {
@@ -116,7 +212,8 @@ impl RefPlugin {
     }
 
     fn notify<N: NotificationMethod>(&mut self, params: &N::Params) {
-        self.write(Message::Notification(Notification::new(N::METHOD, raw(params))));
+        let params = self.value(params);
+        self.write(Message::Notification(Notification::new(N::METHOD, params)));
     }
 
     fn request(&mut self, r: Request) {
@@ -125,6 +222,8 @@ impl RefPlugin {
         if let Some(outcome) = outcome {
             self.answer(id, outcome);
         }
+        // Data of streams opened by the answer follows it (SPEC.md §12.2).
+        self.pump();
     }
 
     /// `None` when the answer comes later (a put waiting for its sum).
@@ -186,17 +285,11 @@ impl RefPlugin {
             let reason = format!("interface {interface} was not negotiated in this session");
             return Some(Err(ErrorObject::method_not_found(&r.method, reason)));
         };
-        let methods = match self.kind {
-            Kind::Kv => kv::methods(version),
-            Kind::Counter => counter::methods(version),
-        };
+        let methods = self.kind.methods(version);
         if !methods.contains_key(short) {
             let has: Vec<String> = versions
                 .iter()
-                .filter(|&&v| match self.kind {
-                    Kind::Kv => kv::methods(v).contains_key(short),
-                    Kind::Counter => counter::methods(v).contains_key(short),
-                })
+                .filter(|&&v| self.kind.methods(v).contains_key(short))
                 .map(u32::to_string)
                 .collect();
             let reason = if has.is_empty() {
@@ -221,12 +314,45 @@ impl RefPlugin {
                         fields: fields.as_object().cloned(),
                     });
                 }
-                self.store.insert(p.key, p.value.into_inner());
+                self.store.insert(p.key, p.value.into_vec());
                 raw(&serde_json::Map::new())
             }),
-            kv::Get::METHOD => params::<kv::KeyParams>(&r).and_then(|p| match self.store.get(&p.key) {
-                Some(v) => Ok(raw(&kv::GetResult { value: v.clone().into() })),
-                None => Err(kv::key_not_found(&p.key)),
+            kv::Get::METHOD => {
+                params::<kv::KeyParams>(&r).and_then(|p| match self.store.get(&p.key).cloned() {
+                    Some(v) => Ok(self.value(&kv::GetResult { value: v.into() })),
+                    None => Err(kv::key_not_found(&p.key)),
+                })
+            }
+            blob::Upload::METHOD => {
+                match params::<blob::UploadParams>(&r).and_then(|p| self.open_read(&p.data).map(|()| p)) {
+                    Err(e) => Err(e),
+                    Ok(p) => return self.consume(r.id.clone(), p.data.stream, Sink::Store(p.name)),
+                }
+            }
+            blob::Count::METHOD => {
+                match params::<blob::CountParams>(&r).and_then(|p| self.open_read(&p.data).map(|()| p)) {
+                    Err(e) => Err(e),
+                    Ok(p) => return self.consume(r.id.clone(), p.data.stream, Sink::Count),
+                }
+            }
+            blob::Download::METHOD => {
+                params::<blob::NameParams>(&r).and_then(|p| match self.blobs.get(&p.name).cloned() {
+                    Some(data) => {
+                        let size = data.len() as u64;
+                        let data = self.produce(data);
+                        Ok(self.value(&blob::DownloadResult { size, data }))
+                    }
+                    None => Err(blob::blob_not_found(&p.name)),
+                })
+            }
+            blob::Produce::METHOD => params::<blob::ProduceParams>(&r).and_then(|p| {
+                if p.size > 1 << 20 {
+                    // In memory, this test plugin keeps what it produces; the transcripts ask little.
+                    return Err(ErrorObject::invalid_params("this test plugin produces at most 1 MiB"));
+                }
+                let data = (0..p.size).map(blob::produced_byte).collect();
+                let data = self.produce(data);
+                Ok(self.value(&blob::ProduceResult { data }))
             }),
             kv::Delete::METHOD => params::<kv::KeyParams>(&r)
                 .map(|p| raw(&kv::DeleteResult { existed: self.store.remove(&p.key).is_some() })),
@@ -265,6 +391,7 @@ impl RefPlugin {
         };
         let (name, versions) = self.kind.interface();
         let mut interfaces = BTreeMap::new();
+        let capabilities = Capabilities::answer_to(&p.capabilities, DEFAULT_INITIAL_CREDIT);
         let mut chosen = None;
         if let Some(offered) = p.interfaces.get(name) {
             let Some(version) = highest_common(offered, versions) else {
@@ -275,10 +402,7 @@ impl RefPlugin {
                 }
                 .to_error());
             };
-            let methods = match self.kind {
-                Kind::Kv => kv::methods(version),
-                Kind::Counter => counter::methods(version),
-            };
+            let methods = self.kind.methods(version);
             interfaces.insert(name.to_owned(), NegotiatedInterface { version, methods });
             chosen = Some(version);
         }
@@ -287,13 +411,137 @@ impl RefPlugin {
         let plugin = match self.kind {
             Kind::Kv => "kv-reference",
             Kind::Counter => "counter-reference",
+            Kind::Blob => "blob-reference",
         };
-        Ok(raw(&InitializeResult {
+        let result = raw(&InitializeResult {
             protocol_version,
             plugin: PeerInfo::new(plugin, "0.1.0"),
-            capabilities: Default::default(),
+            capabilities: capabilities.clone(),
             interfaces,
-        }))
+        });
+        // In use from the next frame the plugin writes on (SPEC.md §2.8.3); this answer is written
+        // before `feed_frame` returns, and holds no bytes.
+        self.host_credit = capabilities.streams.and(p.capabilities.streams).map(|s| s.initial_credit());
+        self.attachments = capabilities.attachments.is_some();
+        Ok(result)
+    }
+
+    /// Checks a stream the host opened for the plugin to read (SPEC.md §12.1).
+    fn open_read(&mut self, stream: &StreamRef) -> Result<(), ErrorObject> {
+        if self.host_credit.is_none() {
+            return Err(ErrorObject::invalid_params("streams were not negotiated in this session"));
+        }
+        if stream.stream % 2 == 0 || !self.host_streams.insert(stream.stream) {
+            return Err(ErrorObject::invalid_params(format!(
+                "stream {} is not a new id of the host (odd, never used)",
+                stream.stream
+            )));
+        }
+        if stream.mode != StreamMode::Read {
+            return Err(ErrorObject::invalid_params("data must be a stream the plugin reads"));
+        }
+        Ok(())
+    }
+
+    /// Starts reading a stream; the request is answered when it ends.
+    fn consume(
+        &mut self,
+        request: Id,
+        stream: u64,
+        sink: Sink,
+    ) -> Option<Result<Box<RawValue>, ErrorObject>> {
+        let consumer =
+            Consumer { request, sink, data: Vec::new(), credit: DEFAULT_INITIAL_CREDIT, consumed: 0 };
+        self.consumers.insert(stream, consumer);
+        None
+    }
+
+    /// Opens a stream of `data` for the host to read, and sends what its credit allows once the
+    /// answer that carries it is written (`pump` after the answer).
+    fn produce(&mut self, data: Vec<u8>) -> StreamRef {
+        let id = self.next_stream;
+        self.next_stream += 2;
+        let credit = self.host_credit.unwrap_or(0);
+        self.producers.insert(id, Producer { data, sent: 0, credit });
+        StreamRef::read(id)
+    }
+
+    /// Sends what credit allows on every stream the plugin produces, and ends finished ones.
+    fn pump(&mut self) {
+        let ids: Vec<u64> = self.producers.keys().copied().collect();
+        for id in ids {
+            while let Some(p) = self.producers.get_mut(&id) {
+                let left = p.data.len() - p.sent;
+                if left == 0 {
+                    self.producers.remove(&id);
+                    self.notify::<StreamEnd>(&StreamParams { stream: id });
+                    break;
+                }
+                let n = left.min(MAX_CHUNK).min(usize::try_from(p.credit).unwrap_or(usize::MAX));
+                if n == 0 {
+                    break;
+                }
+                let chunk = p.data[p.sent..p.sent + n].to_vec();
+                p.sent += n;
+                p.credit -= n as u64;
+                self.notify::<StreamData>(&StreamDataParams { stream: id, data: chunk.into() });
+            }
+        }
+    }
+
+    fn stream_notification(&mut self, method: &str, params: &RawValue) {
+        match method {
+            StreamData::METHOD => {
+                let Ok(p) = serde_json::from_str::<StreamDataParams>(params.get()) else { return };
+                let Some(c) = self.consumers.get_mut(&p.stream) else { return };
+                let len = p.data.len() as u64;
+                if len > c.credit {
+                    let error = stream_error(
+                        p.stream,
+                        format!("{len} bytes of data with {} bytes of credit", c.credit),
+                    );
+                    let Some(c) = self.consumers.remove(&p.stream) else { return };
+                    self.notify::<StreamAbort>(&StreamAbortParams { stream: p.stream, error: error.clone() });
+                    self.answer(c.request, Err(error));
+                    return;
+                }
+                c.credit -= len;
+                c.data.extend_from_slice(&p.data);
+                // The application consumed the chunk at once: grant it back at half the window.
+                c.consumed += len;
+                if c.consumed >= DEFAULT_INITIAL_CREDIT / 2 {
+                    let bytes = std::mem::take(&mut c.consumed);
+                    c.credit += bytes;
+                    self.notify::<StreamCredit>(&StreamCreditParams { stream: p.stream, bytes });
+                }
+            }
+            StreamEnd::METHOD => {
+                let Ok(p) = serde_json::from_str::<StreamParams>(params.get()) else { return };
+                let Some(c) = self.consumers.remove(&p.stream) else { return };
+                let digest = blob::Digest { size: c.data.len() as u64, sha256: sha256_hex(&c.data) };
+                if let Sink::Store(name) = c.sink {
+                    self.blobs.insert(name, c.data);
+                }
+                self.answer(c.request, Ok(raw(&digest)));
+            }
+            StreamCredit::METHOD => {
+                let Ok(p) = serde_json::from_str::<StreamCreditParams>(params.get()) else { return };
+                if let Some(producer) = self.producers.get_mut(&p.stream) {
+                    producer.credit = producer.credit.saturating_add(p.bytes);
+                    self.pump();
+                }
+            }
+            StreamAbort::METHOD => {
+                let Ok(p) = serde_json::from_str::<StreamAbortParams>(params.get()) else { return };
+                self.producers.remove(&p.stream);
+                if let Some(c) = self.consumers.remove(&p.stream) {
+                    let error =
+                        stream_error(p.stream, format!("the host aborted the stream: {}", p.error.message));
+                    self.answer(c.request, Err(error));
+                }
+            }
+            _ => {}
+        }
     }
 
     fn notification(&mut self, n: Notification) {
@@ -305,13 +553,22 @@ impl RefPlugin {
                 let Ok(p) = serde_json::from_str::<CancelParams>(n.params.get()) else { return };
                 if let Some(put) = self.puts.remove(&p.id) {
                     self.notify::<CancelRequest>(&CancelParams { id: Id::Int(put.invoke) });
-                    self.answer(p.id, Err(ErrorObject::cancelled()));
+                    self.answer(p.id.clone(), Err(ErrorObject::cancelled()));
+                }
+                // A cancelled upload or count: its stream is aborted at both ends without a
+                // notification (SPEC.md §12.4.3), and nothing is stored.
+                let stream = self.consumers.iter().find(|(_, c)| c.request == p.id).map(|(id, _)| *id);
+                if let Some(consumer) = stream.and_then(|id| self.consumers.remove(&id)) {
+                    self.answer(consumer.request, Err(ErrorObject::cancelled()));
                 }
             }
             SetLogLevel::METHOD => {
                 if let Ok(p) = serde_json::from_str::<SetLogLevelParams>(n.params.get()) {
                     self.log_level = p.level;
                 }
+            }
+            m if m.starts_with("$/stream.") && self.host_credit.is_some() => {
+                self.stream_notification(m, &n.params)
             }
             _ => {}
         }

@@ -13,6 +13,9 @@ use tether_spec::{
 
 use super::transcript::{Block, Dir, Transcript};
 
+mod attachments;
+mod streams;
+
 /// A transcript being written.
 struct Script {
     name: &'static str,
@@ -47,8 +50,25 @@ impl Script {
             );
         }
         let comments = std::mem::take(&mut self.pending);
-        self.blocks.push(Block { comments, dir, body, line: 0 });
+        self.blocks.push(Block { comments, dir, body, attachments: Vec::new(), line: 0 });
         self
+    }
+
+    /// A frame with attachments (SPEC.md §2.8) in either direction.
+    fn push_attached(&mut self, dir: Dir, body: impl Into<Vec<u8>>, attachments: &[&[u8]]) -> &mut Self {
+        self.push(dir, body);
+        if let Some(block) = self.blocks.last_mut() {
+            block.attachments = attachments.iter().map(|a| a.to_vec()).collect();
+        }
+        self
+    }
+
+    fn send_attached(&mut self, body: impl Into<Vec<u8>>, attachments: &[&[u8]]) -> &mut Self {
+        self.push_attached(Dir::ToPlugin, body, attachments)
+    }
+
+    fn recv_attached(&mut self, body: impl Into<Vec<u8>>, attachments: &[&[u8]]) -> &mut Self {
+        self.push_attached(Dir::ToHost, body, attachments)
     }
 
     fn send(&mut self, body: impl Into<Vec<u8>>) -> &mut Self {
@@ -99,25 +119,39 @@ fn envelope_reply(body: &str) -> String {
 const HOST: &str = r#"{"name":"kv_host","version":"0.1.0"}"#;
 
 fn initialize(id: &str, interfaces: &str, log_level: &str) -> String {
+    initialize_with(id, interfaces, log_level, "{}")
+}
+
+fn initialize_with(id: &str, interfaces: &str, log_level: &str, capabilities: &str) -> String {
     request(
         id,
         "tether/initialize",
         &format!(
-            r#"{{"protocolVersions":[1],"interfaces":{interfaces},"host":{HOST},"capabilities":{{}},"maxFrameSize":33554432,"logLevel":"{log_level}"}}"#
+            r#"{{"protocolVersions":[1],"interfaces":{interfaces},"host":{HOST},"capabilities":{capabilities},"maxFrameSize":33554432,"logLevel":"{log_level}"}}"#
         ),
     )
 }
 
 fn initialized(id: &str, plugin: &str, interfaces: &[(&str, u32)]) -> String {
+    initialized_with(id, plugin, interfaces, Capabilities::new())
+}
+
+fn initialized_with(
+    id: &str,
+    plugin: &str,
+    interfaces: &[(&str, u32)],
+    capabilities: Capabilities,
+) -> String {
     let result = InitializeResult {
         protocol_version: 1,
         plugin: PeerInfo::new(plugin, "0.1.0"),
-        capabilities: Capabilities::new(),
+        capabilities,
         interfaces: interfaces
             .iter()
             .map(|&(name, version)| {
                 let methods = match name {
                     "kv" => kv::methods(version),
+                    "blob" => tether_spec::interfaces::blob::methods(version),
                     _ => counter::methods(version),
                 };
                 (name.to_owned(), NegotiatedInterface { version, methods })
@@ -528,5 +562,7 @@ pub fn all() -> Vec<(&'static str, Transcript)> {
         before_initialize_session(),
         errors_session(),
         logs_session(),
+        attachments::session(),
+        streams::session(),
     ]
 }

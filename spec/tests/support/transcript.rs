@@ -2,7 +2,7 @@
 //! generator uses.
 
 use bytes::BytesMut;
-use tether_spec::{encode_frame, Frame, FrameCodec};
+use tether_spec::{encode_attached_frame_head, Frame, FrameCodec};
 use tokio_util::codec::Decoder;
 
 /// Which way a frame travels.
@@ -31,8 +31,10 @@ pub struct Block {
     pub comments: Vec<String>,
     /// The direction.
     pub dir: Dir,
-    /// The frame's body.
+    /// The frame's body (its JSON, without the attachments).
     pub body: Vec<u8>,
+    /// The frame's attachments (SPEC.md §2.8), empty for a plain frame.
+    pub attachments: Vec<Vec<u8>>,
     /// The 1-based line of the direction line, for messages.
     pub line: usize,
 }
@@ -42,7 +44,7 @@ pub struct Block {
 pub struct Transcript {
     /// The file name, for messages.
     pub name: String,
-    /// `kv` or `counter`, from the first line.
+    /// `kv`, `counter` or `blob`, from the first line.
     pub plugin: String,
     /// The blocks in order.
     pub blocks: Vec<Block>,
@@ -87,12 +89,15 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Transcript, String> {
         line += 1;
         let mut buf = BytesMut::from(&bytes[pos..]);
         let before = buf.len();
-        let body = match FrameCodec::strict().decode(&mut buf) {
-            Ok(Some(Frame::Message(body))) => body,
-            Ok(Some(other)) => return fail(line, &format!("unexpected frame {other:?}")),
-            Ok(None) => return fail(line, "the file ends inside a frame"),
-            Err(e) => return fail(line, &e.to_string()),
-        };
+        // Attachment frames are read wherever they are; the session rules check when they may be.
+        let (body, attachments) =
+            match FrameCodec::builder().strict().attachments(true).build().decode(&mut buf) {
+                Ok(Some(Frame::Message(body))) => (body, Vec::new()),
+                Ok(Some(Frame::Attached(f))) => (f.body, f.attachments.iter().map(|a| a.to_vec()).collect()),
+                Ok(Some(other)) => return fail(line, &format!("unexpected frame {other:?}")),
+                Ok(None) => return fail(line, "the file ends inside a frame"),
+                Err(e) => return fail(line, &e.to_string()),
+            };
         let consumed = before - buf.len();
         line += bytes[pos..pos + consumed].iter().filter(|&&b| b == b'\n').count();
         pos += consumed;
@@ -105,6 +110,7 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Transcript, String> {
             comments: std::mem::take(&mut comments),
             dir,
             body: body.to_vec(),
+            attachments,
             line: dir_line,
         });
     }
@@ -112,8 +118,12 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Transcript, String> {
         return Err(format!("{name}: the first line must be a `# plugin:` comment"));
     };
     let plugin = match first.strip_prefix("plugin: ") {
-        Some(p @ ("kv" | "counter")) => p.to_owned(),
-        _ => return Err(format!("{name}:1: the first line must be `# plugin: kv` or `# plugin: counter`")),
+        Some(p @ ("kv" | "counter" | "blob")) => p.to_owned(),
+        _ => {
+            return Err(format!(
+                "{name}:1: the first line must be `# plugin: kv`, `# plugin: counter` or `# plugin: blob`"
+            ))
+        }
     };
     Ok(Transcript { name: name.to_owned(), plugin, blocks, trailer: comments })
 }
@@ -134,9 +144,14 @@ pub fn render(t: &Transcript) -> Vec<u8> {
         }
         out.extend_from_slice(block.dir.arrow().as_bytes());
         out.push(b'\n');
+        let attachments: Vec<bytes::Bytes> =
+            block.attachments.iter().map(|a| bytes::Bytes::copy_from_slice(a)).collect();
         let mut frame = BytesMut::new();
-        encode_frame(&block.body, &mut frame);
+        encode_attached_frame_head(&block.body, &attachments, &mut frame);
         out.extend_from_slice(&frame);
+        for a in &attachments {
+            out.extend_from_slice(a);
+        }
         out.push(b'\n');
     }
     for c in &t.trailer {
@@ -166,4 +181,25 @@ pub fn load_all() -> Vec<Transcript> {
             parse(n, &bytes).unwrap_or_else(|e| panic!("{e}"))
         })
         .collect()
+}
+
+/// One frame as it crosses a pipe: the JSON body and the attachments after it (SPEC.md §2.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireFrame {
+    /// The JSON body.
+    pub body: Vec<u8>,
+    /// The attachments, empty for a plain frame.
+    pub attachments: Vec<Vec<u8>>,
+}
+
+impl WireFrame {
+    /// A frame without attachments.
+    pub fn plain(body: Vec<u8>) -> Self {
+        WireFrame { body, attachments: Vec::new() }
+    }
+
+    /// A block's frame.
+    pub fn of(block: &Block) -> Self {
+        WireFrame { body: block.body.clone(), attachments: block.attachments.clone() }
+    }
 }
