@@ -10,7 +10,9 @@ export const DEFAULT_MAX_FRAME_SIZE: 33554432;
 /** The smallest `maxFrameSize` a host may announce: 1 MiB. */
 export const MIN_MAX_FRAME_SIZE: 1048576;
 /** The longest header block a reader accepts (SPEC.md §2.3). */
-export const MAX_HEADER_BYTES: 4096;
+export const MAX_HEADER_BLOCK: 4096;
+/** The credit on each stream before any `$/stream.credit`, unless announced otherwise (SPEC.md §12.3): 1 MiB. */
+export const DEFAULT_INITIAL_CREDIT: 1048576;
 
 /** The error codes SPEC.md Appendix A defines for the protocol. */
 export const ErrorCode: Readonly<{
@@ -24,6 +26,7 @@ export const ErrorCode: Readonly<{
   UNKNOWN_HANDLE: -32003;
   FRAME_TOO_LARGE: -32004;
   SHUTTING_DOWN: -32005;
+  STREAM_ERROR: -32006;
   REQUEST_CANCELLED: -32800;
 }>;
 
@@ -45,7 +48,7 @@ export class TetherError extends Error {
  * answered -32603 with the host's error in `data.cause` (the host's code is about the nested
  * call, not about the request being answered).
  */
-export class CallError extends TetherError {
+export class RemoteError extends TetherError {
   constructor(method: string, code: number, message: string, data?: unknown);
   /** The method called: `sum` for an invoke of sum, else the full method name. */
   method: string;
@@ -53,6 +56,8 @@ export class CallError extends TetherError {
 
 /** A JSON Schema (draft 2020-12) document. */
 export type JsonSchema = { [keyword: string]: unknown };
+/** A schema of type object: what every method's params and result must be (SPEC.md §4.4). */
+export type ObjectSchema = JsonSchema & { type: 'object' };
 
 /** Helpers that write JSON Schemas for method params and results. */
 export const schema: Readonly<{
@@ -60,10 +65,19 @@ export const schema: Readonly<{
   object(
     properties?: Record<string, JsonSchema>,
     options?: { optional?: string[]; additionalProperties?: boolean | JsonSchema; description?: string },
-  ): JsonSchema;
+  ): ObjectSchema;
   string(extra?: JsonSchema): JsonSchema;
-  /** Bytes: padded standard base64 on the wire, a `Buffer` in handlers; return a Buffer/Uint8Array. */
+  /**
+   * Bytes: padded standard base64 on the wire, or an attachment once negotiated (SPEC.md §2.8);
+   * a `Buffer` in handlers either way. Return a Buffer/Uint8Array.
+   */
   bytes(extra?: JsonSchema): JsonSchema;
+  /**
+   * A stream (SPEC.md §12.1). `'read'`: the host produces, the handler gets a `ReadableStream`
+   * (also an async iterable of `Uint8Array` chunks); `'write'`: the handler produces into a
+   * `WritableStream`. Requires the `streams` capability.
+   */
+  stream(mode: 'read' | 'write'): JsonSchema;
   /** An integer; only exactly representable ones (±2^53-1) are accepted. */
   integer(extra?: JsonSchema): JsonSchema;
   number(extra?: JsonSchema): JsonSchema;
@@ -72,11 +86,25 @@ export const schema: Readonly<{
   /** A handle to an object of `iface` served by the host; a `RemoteHandle` in handlers. */
   handle(iface: string): JsonSchema;
   /** `{}`. */
-  empty(): JsonSchema;
+  empty(): ObjectSchema;
 }>;
 
 /** Strict base64 (SPEC.md §5.3): a Buffer, or null when `s` is not padded standard base64. */
 export function decodeBase64(s: string): Buffer | null;
+
+/**
+ * A `ReadableStream` of `source` (bytes as one chunk, or an iterable / async iterable of
+ * chunks), to return as a stream: `return { data: streamFrom(buffer) }`.
+ */
+export function streamFrom(source: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): ReadableStream<Uint8Array>;
+
+/**
+ * What a handler may put in a result (or in the params of a request to the host) to send a
+ * stream: a `ReadableStream` or an async iterable of bytes becomes `{"$stream", "mode": "read"}`
+ * (the plugin produces it, within the host's credit, in chunks of at most 1 MiB); a
+ * `WritableStream` becomes `{"$stream", "mode": "write"}` (the host produces into it).
+ */
+export type StreamSource = ReadableStream<Uint8Array> | AsyncIterable<Uint8Array | string> | WritableStream<Uint8Array>;
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
@@ -101,7 +129,7 @@ export class RemoteHandle {
   readonly id: string;
   readonly interface: string;
   /**
-   * Sends `tether/invoke` and resolves with the method's result, or rejects with a CallError.
+   * Sends `tether/invoke` and resolves with the method's result, or rejects with a RemoteError.
    * Tied to the request that brought the handle: cancelling that request cancels the call
    * (SPEC.md §7.2), unless `signal` is given.
    */
@@ -140,12 +168,18 @@ export interface RequestContext {
   request<R = any>(method: string, params?: object): Promise<R>;
 }
 
-/** A method handler: params in (bytes as Buffers, handles as RemoteHandles), result out. */
+/**
+ * A method handler: params in (bytes as Buffers, handles as RemoteHandles, streams as web
+ * streams), result out. A readable stream in params that the handler did not read to its end
+ * when it returns is aborted (-32006); when it fails or is cancelled, every unfinished stream of
+ * its params is aborted with its error. Reads of a stream the host aborted fail with a
+ * TetherError of code -32006 whose `data` is `{stream, cause}`.
+ */
 export type Handler = (params: any, ctx: RequestContext) => object | void | Promise<object | void>;
 
 export interface MethodDecl {
-  params: JsonSchema & { type: 'object' };
-  result: JsonSchema & { type: 'object' };
+  params: ObjectSchema;
+  result: ObjectSchema;
 }
 
 export interface InterfaceDecl {
@@ -166,6 +200,12 @@ export interface ServeOptions {
   cookie?: { key: string; value: string };
   /** Named in the message printed when the cookie is missing. */
   hostName?: string;
+  /**
+   * Streams (used when the host announces the capability): `initialCredit` is the window the
+   * plugin grants on each stream it reads, in bytes (default 1 MiB). It buffers at most that
+   * much of a stream its handler does not read.
+   */
+  streams?: { initialCredit?: number };
 }
 
 export interface Session {
@@ -185,13 +225,21 @@ export interface Session {
  */
 export function serve(options: ServeOptions): Session;
 
-/** The incremental frame reader (SPEC.md §2.3-§2.6), exported for tests and tools. */
+/**
+ * The incremental frame reader (SPEC.md §2.3-§2.6, §2.8), exported for tests and tools.
+ * `onFrame` gets the frame's bytes after the header block and, for a frame with a
+ * `Tether-Attachments` header once `attachments()` is true, the attachment lengths (the JSON is
+ * the first `body.length - sum` bytes); `onUnreadable` reports a frame skipped whole for a
+ * malformed attachment header (a parse error).
+ */
 export class FrameReader {
   constructor(sink: {
-    onFrame(body: Buffer): void;
+    onFrame(body: Buffer, attachments: number[] | null): void;
     onOversized(size: number, prefix: Buffer): void;
     onGarbage(bytes: Buffer, reason: string): void;
     maxFrameSize(): number;
+    attachments?(): boolean;
+    onUnreadable?(reason: string): void;
   });
   push(chunk: Buffer): void;
   /** At end of input: a description of a frame cut short, or null. */

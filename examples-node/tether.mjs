@@ -8,9 +8,13 @@
 // move file descriptor 1, so this is best effort: `fs.writeSync(1, ...)` and child processes that
 // inherit stdout still write to the frame stream. Start children with stdio ['ignore', 2, 2].
 
-// No imports: `Buffer`, `TextDecoder`, `AbortController` and `process` are globals, and each
-// `import` of a built-in module costs start-up time (the SDK answers initialize within a few
-// milliseconds of the bare interpreter's start).
+// No imports: `Buffer`, `TextDecoder`, `AbortController`, `ReadableStream`, `WritableStream` and
+// `process` are globals, and each `import` of a built-in module costs start-up time (the SDK
+// answers initialize within a few milliseconds of the bare interpreter's start).
+//
+// Protocol 1.1 features, used when the host announces them too: attachments (raw bytes after a
+// frame's JSON, SPEC.md §2.8) and streams with credit-based flow control (§12), which handlers
+// see as web streams.
 
 // ---------------------------------------------------------------------------------------------
 // Constants (SPEC.md §1.4, §2, Appendix A)
@@ -27,7 +31,7 @@ export const DEFAULT_MAX_FRAME_SIZE = 33554432;
 /** The smallest `maxFrameSize` a host may announce. */
 export const MIN_MAX_FRAME_SIZE = 1048576;
 /** The longest header block a reader accepts (SPEC.md §2.3). */
-export const MAX_HEADER_BYTES = 4096;
+export const MAX_HEADER_BLOCK = 4096;
 
 /** Every error code of SPEC.md Appendix A that the protocol itself defines. */
 export const ErrorCode = Object.freeze({
@@ -41,6 +45,7 @@ export const ErrorCode = Object.freeze({
   UNKNOWN_HANDLE: -32003,
   FRAME_TOO_LARGE: -32004,
   SHUTTING_DOWN: -32005,
+  STREAM_ERROR: -32006,
   REQUEST_CANCELLED: -32800,
 });
 const E = ErrorCode;
@@ -50,6 +55,13 @@ const OUR_PROTOCOL_VERSIONS = [PROTOCOL_VERSION];
 const NAME_RE = /^[A-Za-z][A-Za-z0-9_]*$/;
 /** How long a failed write waits for the end of stdin before it is fatal (SPEC.md §1.5). */
 const HOST_LEAVING_WINDOW_MS = 1000;
+/** The credit a peer has on each stream before any `$/stream.credit` (SPEC.md §12.3). */
+export const DEFAULT_INITIAL_CREDIT = 1048576;
+/** The largest `$/stream.data` chunk this SDK writes (the shared choice of the reference SDKs). */
+const MAX_CHUNK = 1048576;
+/** Bytes of frames waiting for stdout above which stream producers wait (memory stays bounded
+ * even when the host grants a huge window). */
+const OUT_HIGH_WATER = 4 * 1048576;
 
 // ---------------------------------------------------------------------------------------------
 // stdout protection (SPEC.md §8.4.2). Done at import, before the plugin's own code runs.
@@ -99,21 +111,21 @@ export class TetherError extends Error {
  * `counter.put` is unknown): it answers -32603 with the host's error in `data.cause`. Catch it,
  * or throw a TetherError of your own, to answer otherwise.
  */
-export class CallError extends TetherError {
+export class RemoteError extends TetherError {
   /**
    * @param {string} method the method that was called (`sum` for an invoke)
    * @param {number} code @param {string} message @param {unknown} [data]
    */
   constructor(method, code, message, data) {
     super(code, message, data);
-    this.name = 'CallError';
+    this.name = 'RemoteError';
     /** @type {string} */
     this.method = method;
   }
 }
 
 const cancelledError = (method) =>
-  method === undefined ? new TetherError(E.REQUEST_CANCELLED, 'request cancelled') : new CallError(method, E.REQUEST_CANCELLED, 'request cancelled');
+  method === undefined ? new TetherError(E.REQUEST_CANCELLED, 'request cancelled') : new RemoteError(method, E.REQUEST_CANCELLED, 'request cancelled');
 
 // ---------------------------------------------------------------------------------------------
 // Schemas: small helpers that write JSON Schema, and the validator used for params.
@@ -145,6 +157,18 @@ export const schema = Object.freeze({
   boolean: (extra = {}) => ({ type: 'boolean', ...extra }),
   /** @param {object} items */
   array: (items, extra = {}) => ({ type: 'array', items, ...extra }),
+  /**
+   * A stream (SPEC.md §12.1). `'read'`: the sender produces and you consume it (a
+   * `ReadableStream` in your handler); `'write'`: you produce (a `WritableStream`).
+   * @param {'read' | 'write'} mode
+   */
+  stream: (mode) => ({
+    type: 'object',
+    properties: { $stream: { type: 'integer', minimum: 1 }, mode: { const: mode } },
+    required: ['$stream', 'mode'],
+    additionalProperties: false,
+    description: mode === 'read' ? 'a stream of bytes that the sender produces' : 'a stream of bytes that the receiver produces',
+  }),
   /** A handle to an object of `iface` that the peer serves (SPEC.md §6.1). */
   handle: (iface) => ({
     type: 'object',
@@ -199,19 +223,26 @@ function typeMatches(want, v, actual) {
  * replaced by a Buffer). Other keywords are ignored. Returns a problem, or null.
  * @returns {{path: string, problem: string} | null}
  */
-function check(s, holder, key, path, root = s) {
+function check(s, holder, key, path, root = s, atts = null) {
   if (s === true || s == null) return null;
   if (s === false) return { path, problem: 'no value is allowed here' };
   const v = holder[key];
   if (v instanceof Uint8Array) return null; // bytes this walk already decoded
+  if (s.contentEncoding === 'base64' && isBytesRef(v)) {
+    // `{"$bytes": i}`: attachment i of the frame, in place of the base64 string (SPEC.md §2.8).
+    const bytes = attachment(atts, v.$bytes);
+    if (bytes === null) return { path, problem: badRef(atts, v.$bytes) };
+    holder[key] = bytes;
+    return null;
+  }
   if (typeof s.$ref === 'string') {
-    const p = check(resolveRef(root, s.$ref), holder, key, path, root);
+    const p = check(resolveRef(root, s.$ref), holder, key, path, root, atts);
     if (p) return p;
     if (holder[key] !== v) return null;
   }
   if (Array.isArray(s.allOf)) {
     for (const sub of s.allOf) {
-      const p = check(sub, holder, key, path, root);
+      const p = check(sub, holder, key, path, root, atts);
       if (p) return p;
     }
   }
@@ -251,7 +282,7 @@ function check(s, holder, key, path, root = s) {
     if (s.maxItems !== undefined && v.length > s.maxItems) return { path, problem: `allows at most ${s.maxItems} items` };
     if (s.items !== undefined) {
       for (let i = 0; i < v.length; i++) {
-        const p = check(s.items, v, i, `${path}/${i}`, root);
+        const p = check(s.items, v, i, `${path}/${i}`, root, atts);
         if (p) return p;
       }
     }
@@ -265,7 +296,7 @@ function check(s, holder, key, path, root = s) {
     if (props) {
       for (const name in props) {
         if (Object.hasOwn(v, name)) {
-          const p = check(props[name], v, name, `${path}/${name}`, root);
+          const p = check(props[name], v, name, `${path}/${name}`, root, atts);
           if (p) return p;
         }
       }
@@ -275,13 +306,36 @@ function check(s, holder, key, path, root = s) {
       for (const name of Object.keys(v)) {
         if (props && Object.hasOwn(props, name)) continue;
         if (extra === false) return { path: `${path}/${name}`, problem: 'unexpected member' };
-        const p = check(extra, v, name, `${path}/${name}`, root);
+        const p = check(extra, v, name, `${path}/${name}`, root, atts);
         if (p) return p;
       }
     }
   }
   return null;
 }
+
+/** Whether `v` is an attachment reference: an object whose only member is `$bytes`. */
+function isBytesRef(v) {
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.hasOwn(v, '$bytes')) return false;
+  for (const k in v) if (k !== '$bytes') return false;
+  return true;
+}
+
+/**
+ * Attachment `i` of a frame, or null when the frame has none such. A small attachment that sits
+ * in a much larger read buffer is copied, so that keeping it does not keep the whole buffer.
+ * @param {Buffer[] | null} atts @param {unknown} i
+ */
+function attachment(atts, i) {
+  if (!atts || !Number.isSafeInteger(i) || i < 0 || i >= atts.length) return null;
+  const a = atts[i];
+  return a.length < 65536 && a.buffer.byteLength > 2 * a.length ? Buffer.from(a) : a;
+}
+
+const badRef = (atts, i) =>
+  !atts
+    ? `an attachment reference ${safeStringify(i)}, but this frame has no attachments`
+    : `refers to attachment ${safeStringify(i)}, but the frame has ${atts.length} (0 to ${atts.length - 1})`;
 
 /** A local reference (`#/$defs/Bytes`) in `root`; undefined (anything goes) otherwise. */
 function resolveRef(root, ref) {
@@ -305,59 +359,118 @@ function jsonEqual(a, b) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Wire values: Buffers become base64, handles become `{"$handle", "interface"}`.
+// Wire values: bytes become base64 strings or attachments, handles `{"$handle", "interface"}`,
+// streams `{"$stream", "mode"}`.
 
 /**
- * Returns `v` ready for JSON.stringify, copying only the containers that change.
- * @param {unknown} v
- * @param {LocalHandle[] | null} sent local handles found, collected for their lifetime
+ * Whether `v` is something this SDK sends as a stream: a web stream or an async iterable. The
+ * shape is tested before the globals: the first touch of `ReadableStream` loads Node's web
+ * streams (about 2 ms), which a plugin that never streams should not pay on its first answer.
  */
-function toWire(v, sent) {
+function isStreamSource(v) {
+  if (typeof v[Symbol.asyncIterator] === 'function') return true; // ReadableStream too
+  return typeof v.getWriter === 'function' && typeof WritableStream === 'function' && v instanceof WritableStream;
+}
+
+/**
+ * Returns `v` ready for JSON.stringify, copying only the containers that change. `w` collects
+ * what the value carries besides JSON: `handles` (local handles, for their lifetime), `atts`
+ * (bytes sent as attachments, once negotiated; base64 otherwise) and `streams` (streams opened,
+ * where a stream may appear); a null member means "not here".
+ * @param {unknown} v
+ * @param {{session?: Session, handles: LocalHandle[] | null, atts: Uint8Array[] | null, streams: any[] | null} | null} w
+ */
+function toWire(v, w) {
   if (v === null || typeof v !== 'object') return v;
-  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+  if (v instanceof Uint8Array) {
+    if (w?.atts) {
+      w.atts.push(v);
+      return { $bytes: w.atts.length - 1 };
+    }
+    return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+  }
   if (v instanceof LocalHandle) {
-    if (sent) sent.push(v);
+    if (w?.handles) w.handles.push(v);
     return { $handle: v.id, interface: v.interface };
   }
   if (v instanceof RemoteHandle) return { $handle: v.id, interface: v.interface };
   if (Array.isArray(v)) {
     let out = null;
     for (let i = 0; i < v.length; i++) {
-      const w = toWire(v[i], sent);
-      if (w !== v[i]) (out ??= v.slice())[i] = w;
+      const x = v[i];
+      const y = toWire(x, w);
+      if (y !== x) (out ??= v.slice())[i] = y;
     }
     return out ?? v;
   }
+  if (w?.streams && isStreamSource(v)) return w.session._openStream(v, w);
   if (typeof v.toJSON === 'function') return v;
   let out = null;
   for (const k in v) {
     if (!Object.hasOwn(v, k)) continue;
     const x = v[k];
     if (x === null || typeof x !== 'object') continue;
-    const w = toWire(x, sent);
-    if (w !== x) (out ??= { ...v })[k] = w;
+    const y = toWire(x, w);
+    if (y !== x) (out ??= { ...v })[k] = y;
   }
   return out ?? v;
 }
 
-/** Replaces every handle object in params with a RemoteHandle (SPEC.md §6.1). */
-function adoptHandles(v, session, rec) {
+/**
+ * Makes objects of the handles and streams in incoming params or results, and resolves the
+ * attachment references that no schema placed (the whole value when there is no schema).
+ * Returns the new value; on a problem it sets `cx.problem` and stops.
+ * @param {unknown} v
+ * @param {{session: Session, rec: any, atts: Buffer[] | null, streams: any[], problem: any}} cx
+ */
+function adopt(v, cx, path) {
   if (v === null || typeof v !== 'object' || v instanceof Uint8Array) return v;
   if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) v[i] = adoptHandles(v[i], session, rec);
+    for (let i = 0; i < v.length && !cx.problem; i++) v[i] = adopt(v[i], cx, `${path}/${i}`);
     return v;
   }
-  const keys = Object.keys(v);
-  if (
-    keys.length === 2 &&
-    typeof v.$handle === 'string' &&
-    v.$handle !== '' &&
-    typeof v.interface === 'string'
-  ) {
-    return new RemoteHandle(session, v.$handle, v.interface, rec);
+  const session = cx.session;
+  if (session._attachments && isBytesRef(v)) {
+    const bytes = attachment(cx.atts, v.$bytes);
+    if (bytes === null) cx.problem = { path, problem: badRef(cx.atts, v.$bytes) };
+    return bytes ?? v;
   }
-  for (const k of keys) v[k] = adoptHandles(v[k], session, rec);
+  if (Object.hasOwn(v, '$stream')) return session._adoptStream(v, cx, path);
+  const keys = Object.keys(v);
+  if (keys.length === 2 && typeof v.$handle === 'string' && v.$handle !== '' && typeof v.interface === 'string') {
+    return new RemoteHandle(session, v.$handle, v.interface, cx.rec);
+  }
+  for (const k of keys) {
+    v[k] = adopt(v[k], cx, `${path}/${k}`);
+    if (cx.problem) break;
+  }
   return v;
+}
+
+/** Cancels the web streams and async iterables in a value that will not be sent. */
+function discardStreams(v, depth = 0) {
+  if (v === null || typeof v !== 'object' || v instanceof Uint8Array || depth > 64) return;
+  if (typeof v[Symbol.asyncIterator] === 'function') {
+    if (typeof v.cancel === 'function') Promise.resolve(v.cancel()).catch(() => {});
+    else Promise.resolve(v[Symbol.asyncIterator]().return?.()).catch(() => {});
+    return;
+  }
+  for (const k in v) if (Object.hasOwn(v, k)) discardStreams(v[k], depth + 1);
+}
+
+/** The `$stream` ids of the stream objects in a (raw) value, for aborting a rejected message. */
+function streamIdsIn(v, out = []) {
+  if (v === null || typeof v !== 'object' || v instanceof Uint8Array) return out;
+  if (Array.isArray(v)) {
+    for (const x of v) streamIdsIn(x, out);
+    return out;
+  }
+  if (Object.hasOwn(v, '$stream')) {
+    if (Number.isSafeInteger(v.$stream) && v.$stream > 0) out.push(v.$stream);
+    return out;
+  }
+  for (const k in v) if (Object.hasOwn(v, k)) streamIdsIn(v[k], out);
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,6 +537,322 @@ export class LocalHandle {
   toJSON() {
     return { $handle: this.id, interface: this.interface };
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streams (SPEC.md §12). The host's stream objects become web streams in handlers; web streams
+// (and async iterables of bytes) in what the plugin sends become the plugin's streams.
+
+/** A stream error (-32006) about stream `id`; `cause` is the peer's error when it aborted. */
+const streamError = (id, message, cause) => new TetherError(E.STREAM_ERROR, message, cause === undefined ? { stream: id } : { stream: id, cause });
+
+/** The stream list of messages of a session without streams: always empty. */
+const NO_STREAMS = Object.freeze([]);
+
+/** The `{code, message, data?}` to send in `$/stream.abort` for a local reason. */
+function abortObject(id, reason) {
+  if (reason instanceof TetherError) return reason.toJSON();
+  const text = reason instanceof Error ? reason.message : reason === undefined ? 'the stream was aborted' : String(reason);
+  return { code: E.STREAM_ERROR, message: text, data: { stream: id } };
+}
+
+/**
+ * A stream this plugin consumes: the host produces, the application reads `readable`. It holds
+ * at most the window it granted (SPEC.md §12.3) and grants more as the application reads, one
+ * `$/stream.credit` per half window consumed, so a reader that stops stops the host, not the
+ * connection.
+ */
+class InStream {
+  constructor(session, id) {
+    this.s = session;
+    this.id = id;
+    this.window = session._ourCredit;
+    /** Bytes the host may still send. */
+    this.allowed = this.window;
+    /** Bytes handed to the application since the last grant. */
+    this.consumed = 0;
+    this.queue = [];
+    /** `$/stream.end` arrived. */
+    this.ended = false;
+    /** Closed, errored or cancelled: nothing more is delivered. */
+    this.done = false;
+    /** The pending pull's resolve, while the application waits for data. */
+    this.waiting = null;
+    this.c = null;
+    /** A WritableStream of the plugin's that this stream is piped into (a `mode: write` it sent). */
+    this.sink = null;
+    // highWaterMark 0: the web stream asks for a chunk only when the application reads, so the
+    // chunks wait here, counted against the window, and credit follows real consumption.
+    this.readable = new ReadableStream(
+      {
+        start: (c) => {
+          this.c = c;
+        },
+        pull: () => this._pull(),
+        cancel: (reason) => this._cancelled(reason),
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  _pull() {
+    if (this.done) return undefined;
+    if (this.queue.length) return this._deliver(this.queue.shift());
+    if (this.ended) return this._close();
+    return new Promise((resolve) => {
+      this.waiting = resolve;
+    });
+  }
+
+  _deliver(chunk) {
+    this.c.enqueue(chunk);
+    this.consumed += chunk.length;
+    if (!this.ended && this.consumed * 2 >= this.window) {
+      const bytes = this.consumed;
+      this.consumed = 0;
+      this.allowed += bytes;
+      this.s._notify('$/stream.credit', { stream: this.id, bytes });
+    }
+  }
+
+  _close() {
+    this.done = true;
+    this.c.close();
+  }
+
+  _wake() {
+    const w = this.waiting;
+    if (!w) return;
+    this.waiting = null;
+    if (this.queue.length) this._deliver(this.queue.shift());
+    else if (this.ended) this._close();
+    w();
+  }
+
+  /** `$/stream.data` from the host. */
+  onData(chunk) {
+    if (this.done) return;
+    if (this.ended) return this.fail(streamError(this.id, `the host sent data on stream ${this.id} after its end`), true);
+    if (chunk.length > this.allowed) {
+      const err = streamError(this.id, `the host sent ${chunk.length} bytes on stream ${this.id} with only ${this.allowed} bytes of credit left`);
+      return this.fail(err, true);
+    }
+    this.allowed -= chunk.length;
+    if (chunk.length === 0) return undefined;
+    this.queue.push(chunk);
+    this._wake();
+    return undefined;
+  }
+
+  /** `$/stream.end` from the host: the producer is done, later messages about it are ignored. */
+  onEnd() {
+    if (this.done || this.ended) return;
+    this.ended = true;
+    this.s._forget(this);
+    this._wake();
+  }
+
+  /**
+   * Ends the stream with `err`: the application's reads fail with it. `tell` sends
+   * `$/stream.abort` so that the host stops producing (not needed once it ended).
+   */
+  fail(err, tell) {
+    if (this.done) return;
+    this.done = true;
+    this.queue = [];
+    if (tell && !this.ended) this.s._notify('$/stream.abort', { stream: this.id, error: abortObject(this.id, err) });
+    this.s._forget(this);
+    this.c.error(err);
+    const w = this.waiting;
+    this.waiting = null;
+    w?.();
+  }
+
+  /** The application cancelled the readable (or left a `for await` loop early). */
+  _cancelled(reason) {
+    if (this.done) return;
+    this.done = true;
+    this.queue = [];
+    if (!this.ended) {
+      const error = reason instanceof TetherError ? reason.toJSON() : { code: E.STREAM_ERROR, message: `the plugin stopped reading stream ${this.id}`, data: { stream: this.id } };
+      this.s._notify('$/stream.abort', { stream: this.id, error });
+    }
+    this.s._forget(this);
+  }
+
+  /** Whether the application read it to its end (or it failed): nothing is left to abort. */
+  get settled() {
+    return this.done;
+  }
+}
+
+/**
+ * A stream this plugin produces: the host consumes. `write` sends within the credit the host
+ * granted, in chunks of at most 1 MiB, and waits for more credit (or for stdout to drain).
+ */
+class OutStream {
+  constructor(session, id) {
+    this.s = session;
+    this.id = id;
+    this.credit = session._peerCredit;
+    this.done = false;
+    this.error = null;
+    this.waiter = null;
+    this.written = false;
+    /** Stops whatever feeds the stream (a source being pumped, a WritableStream's controller). */
+    this.onStop = null;
+    /** The WritableStream a handler got for a `mode: write` stream. */
+    this.writable = null;
+  }
+
+  /** Sends `chunk` (bytes, or a string as UTF-8); resolves once all of it is queued for stdout. */
+  async write(chunk) {
+    if (typeof chunk === 'string') chunk = Buffer.from(chunk);
+    if (!(chunk instanceof Uint8Array)) {
+      throw new TypeError(`a stream chunk must be a Uint8Array (or a string), not ${chunk === null ? 'null' : typeof chunk}`);
+    }
+    this.written = true;
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.done) throw this.error;
+      if (this.credit === 0) {
+        await new Promise((resolve) => {
+          this.waiter = resolve;
+        });
+        continue;
+      }
+      const room = this.s._whenWritable();
+      if (room) {
+        await room;
+        continue;
+      }
+      const n = Math.min(chunk.length - off, this.credit, this.s._maxChunk);
+      this.s._sendChunk(this.id, chunk.subarray(off, off + n));
+      this.credit -= n;
+      off += n;
+    }
+    if (this.done && this.error) throw this.error;
+  }
+
+  _wake() {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+
+  /** `$/stream.credit` from the host. */
+  onCredit(bytes) {
+    if (this.done) return;
+    this.credit += bytes;
+    this._wake();
+  }
+
+  /** Sends `$/stream.end`. */
+  end() {
+    if (this.done) return;
+    this.done = true;
+    this.error = streamError(this.id, `stream ${this.id} is already closed`);
+    this.s._notify('$/stream.end', { stream: this.id });
+    this.s._forget(this);
+    this._wake();
+  }
+
+  /** Ends the stream early with `err`; `tell` sends `$/stream.abort` (false: the host aborted). */
+  abort(err, tell = true) {
+    if (this.done) return;
+    this.done = true;
+    this.error = err;
+    if (tell) this.s._notify('$/stream.abort', { stream: this.id, error: abortObject(this.id, err) });
+    this.s._forget(this);
+    this._wake();
+    try {
+      this.onStop?.(err);
+    } catch {
+      // the source's own cancel failed: nothing more to stop
+    }
+  }
+
+  get settled() {
+    return this.done;
+  }
+
+  /** Feeds the stream from a ReadableStream or an async iterable of bytes, then ends it. */
+  async pump(source) {
+    let reader = null;
+    let it = null;
+    this.onStop = (err) => {
+      if (reader) reader.cancel(err).catch(() => {});
+      else if (it && typeof it.return === 'function') Promise.resolve(it.return()).catch(() => {});
+    };
+    try {
+      if (typeof ReadableStream === 'function' && source instanceof ReadableStream) {
+        reader = source.getReader();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done || this.done) break;
+          await this.write(value);
+        }
+      } else {
+        it = source[Symbol.asyncIterator]();
+        for (;;) {
+          const { done, value } = await it.next();
+          if (done || this.done) break;
+          await this.write(value);
+        }
+      }
+      this.end();
+    } catch (err) {
+      if (this.done) return;
+      stderrLine(`stream ${this.id} failed while producing: ${err?.stack ?? err}`);
+      this.abort(err instanceof TetherError ? err : streamError(this.id, `the plugin's source for stream ${this.id} failed: ${err instanceof Error ? err.message : String(err)}`));
+    }
+  }
+
+  /** The WritableStream a handler writes to (close ends the stream, abort aborts it). */
+  makeWritable() {
+    this.writable = new WritableStream({
+      start: (c) => {
+        this.onStop = (err) => c.error(err);
+      },
+      write: (chunk) => this.write(chunk),
+      close: () => this.end(),
+      abort: (reason) => this.abort(reason instanceof TetherError ? reason : streamError(this.id, `the plugin aborted stream ${this.id}: ${reason instanceof Error ? reason.message : String(reason ?? 'no reason given')}`)),
+    });
+    return this.writable;
+  }
+}
+
+/**
+ * A `ReadableStream` of `source`: bytes (one chunk), an iterable or an async iterable of bytes.
+ * Put it in a result to send a stream, e.g. `return { data: streamFrom(buffer) }`.
+ * @param {Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>} source
+ */
+export function streamFrom(source) {
+  if (source instanceof Uint8Array) {
+    return new ReadableStream({
+      start(c) {
+        c.enqueue(source);
+        c.close();
+      },
+    });
+  }
+  let it;
+  if (typeof source?.[Symbol.asyncIterator] === 'function') it = source[Symbol.asyncIterator]();
+  else if (typeof source?.[Symbol.iterator] === 'function' && typeof source !== 'string') it = source[Symbol.iterator]();
+  else throw new TypeError(`streamFrom needs bytes or an (async) iterable of bytes, not ${source === null ? 'null' : typeof source}`);
+  return new ReadableStream(
+    {
+      async pull(c) {
+        const { done, value } = await it.next();
+        if (done) c.close();
+        else c.enqueue(value);
+      },
+      async cancel(reason) {
+        await it.return?.(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,11 +959,17 @@ function findContentLength(buf, from) {
  * `{skip, reason}`: its boundaries are known, so the reader drops exactly that frame.
  * @returns {number | string | {skip: number, reason: string}}
  */
-function parseHeaderBlock(text) {
+function parseHeaderBlock(text, withAttachments) {
   // The writer form of SPEC.md §2.2, which is what every Tether host sends.
   if (text.startsWith('Content-Length: ') && /^[0-9]{1,15}$/.test(text.slice(16))) return Number(text.slice(16));
+  if (withAttachments) {
+    // The writer form of an attachment frame (SPEC.md §2.8.6).
+    const m = ATTACHMENT_FRAME_RE.exec(text);
+    if (m) return parseAttachments(m[2], Number(m[1]));
+  }
   let length = -1;
   let badCharset = '';
+  let atts;
   for (const line of text.split('\r\n')) {
     const colon = line.indexOf(':');
     if (colon <= 0) return `not a header line: ${JSON.stringify(line.slice(0, 80))}`;
@@ -546,6 +981,8 @@ function parseHeaderBlock(text) {
       if (length !== -1) return 'Content-Length appears twice';
       if (!/^[0-9]+$/.test(value)) return `Content-Length is not a decimal number: ${JSON.stringify(value.slice(0, 40))}`;
       length = Number(value);
+    } else if (lower === 'tether-attachments') {
+      atts = atts === undefined ? value : null; // null: the header appears twice
     } else if (lower === 'content-type') {
       for (const param of value.split(';').slice(1)) {
         const eq = param.indexOf('=');
@@ -556,7 +993,33 @@ function parseHeaderBlock(text) {
     }
   }
   if (length === -1) return 'Content-Length is missing';
-  return badCharset ? { skip: length, reason: badCharset } : length;
+  if (badCharset) return { skip: length, reason: badCharset };
+  // A reader that did not negotiate attachments ignores the header (SPEC.md §2.8.5).
+  if (!withAttachments || atts === undefined) return length;
+  if (atts === null) return { length, bad: 'the Tether-Attachments header appears twice' };
+  return parseAttachments(atts, length);
+}
+
+const ATTACHMENT_FRAME_RE = /^Content-Length: ([0-9]{1,15})\r\nTether-Attachments: ([0-9,]{1,4000})$/;
+const ATTACHMENT_LIST_RE = /^(?:0|[1-9][0-9]*)(?:,(?:0|[1-9][0-9]*))*$/;
+
+/**
+ * The attachment lengths of a frame of `total` bytes, checked against it before anything is
+ * allocated: `{length, atts}`, or `{length, bad}` for a header that makes the frame unreadable.
+ */
+function parseAttachments(value, total) {
+  if (!ATTACHMENT_LIST_RE.test(value)) {
+    return { length: total, bad: `malformed Tether-Attachments header ${JSON.stringify(value.slice(0, 60))} (decimal lengths separated by commas)` };
+  }
+  const atts = value.split(',').map(Number);
+  let sum = 0;
+  for (const n of atts) {
+    sum += n;
+    if (n > total || sum > total) {
+      return { length: total, bad: `the attachments of ${value.length > 60 ? 'this frame' : value} add up to more than the frame's ${total} bytes` };
+    }
+  }
+  return { length: total, atts };
 }
 
 const HEADER = 0;
@@ -572,8 +1035,12 @@ const DISCARD = 4;
  */
 export class FrameReader {
   /**
-   * @param {{onFrame: (body: Buffer) => void, onOversized: (size: number, prefix: Buffer) => void,
-   *   onGarbage: (bytes: Buffer, reason: string) => void, maxFrameSize: () => number}} sink
+   * `onFrame` gets the attachment lengths of a frame that has a `Tether-Attachments` header, once
+   * `attachments()` says they were negotiated; `onUnreadable(reason)` is a frame skipped whole
+   * because that header is malformed (a parse error, SPEC.md §2.8.5).
+   * @param {{onFrame: (body: Buffer, attachments: number[] | null) => void, onOversized: (size: number, prefix: Buffer) => void,
+   *   onGarbage: (bytes: Buffer, reason: string) => void, maxFrameSize: () => number,
+   *   attachments?: () => boolean, onUnreadable?: (reason: string) => void}} sink
    */
   constructor(sink) {
     this.sink = sink;
@@ -586,6 +1053,10 @@ export class FrameReader {
     this.size = 0;
     this.prefix = null;
     this.prefixLen = 0;
+    /** The attachment lengths of the frame being read, or null. */
+    this.atts = null;
+    /** Why the frame being discarded is unreadable (reported when it is skipped), or null. */
+    this.unreadable = null;
   }
 
   /** @param {Buffer} chunk */
@@ -607,7 +1078,7 @@ export class FrameReader {
           const body = this.body;
           this.body = null;
           this.state = HEADER;
-          this.sink.onFrame(body);
+          this.sink.onFrame(body, this.atts);
         }
       } else if (this.state === SKIP) {
         const take = Math.min(this.remaining, n - pos);
@@ -628,7 +1099,7 @@ export class FrameReader {
         const take = Math.min(this.remaining, n - pos);
         this.remaining -= take;
         pos += take;
-        if (this.remaining === 0) this.state = HEADER;
+        if (this.remaining === 0) this.discarded();
       } else if (this.state === RESYNC) {
         const at = findContentLength(data, pos);
         if (at < 0) {
@@ -641,10 +1112,10 @@ export class FrameReader {
         this.state = HEADER;
       } else {
         // HEADER
-        const limit = Math.min(n, pos + MAX_HEADER_BYTES);
+        const limit = Math.min(n, pos + MAX_HEADER_BLOCK);
         const end = data.indexOf(CRLFCRLF, pos);
         if (end < 0 || end + 4 > limit) {
-          if (limit - pos < MAX_HEADER_BYTES) {
+          if (limit - pos < MAX_HEADER_BLOCK) {
             this.rest = Buffer.from(data.subarray(pos));
             return;
           }
@@ -652,7 +1123,7 @@ export class FrameReader {
           pos += 1;
           continue;
         }
-        const parsed = parseHeaderBlock(data.toString('latin1', pos, end));
+        const parsed = parseHeaderBlock(data.toString('latin1', pos, end), this.sink.attachments?.() === true);
         if (typeof parsed === 'string') {
           this.resync(data, pos, parsed);
           pos += 1;
@@ -660,24 +1131,33 @@ export class FrameReader {
         }
         const start = pos;
         pos = end + 4;
-        if (typeof parsed === 'object') {
+        if (typeof parsed === 'object' && parsed.skip !== undefined) {
           this.sink.onGarbage(data.subarray(start, Math.min(end, start + 512)), `${parsed.reason}; the frame of ${parsed.skip} bytes is dropped`);
           this.state = DISCARD;
           this.size = parsed.skip;
           this.remaining = parsed.skip;
+          if (this.remaining === 0) this.discarded();
           continue;
         }
-        const size = parsed;
+        const size = typeof parsed === 'number' ? parsed : parsed.length;
+        this.atts = typeof parsed === 'number' ? null : parsed.atts ?? null;
         if (size > this.sink.maxFrameSize()) {
           this.state = SKIP;
           this.size = size;
           this.remaining = size;
           this.prefix = Buffer.allocUnsafe(Math.min(PREFIX_BYTES, size));
           this.prefixLen = 0;
+        } else if (typeof parsed === 'object' && parsed.bad !== undefined) {
+          // Skipped without keeping anything: its JSON cannot be told from its attachments.
+          this.state = DISCARD;
+          this.size = size;
+          this.remaining = size;
+          this.unreadable = parsed.bad;
+          if (size === 0) this.discarded();
         } else if (n - pos >= size) {
           const body = data.subarray(pos, pos + size);
           pos += size;
-          this.sink.onFrame(body);
+          this.sink.onFrame(body, this.atts);
         } else {
           this.state = BODY;
           this.size = size;
@@ -686,6 +1166,14 @@ export class FrameReader {
         }
       }
     }
+  }
+
+  /** @private The end of a discarded frame. */
+  discarded() {
+    this.state = HEADER;
+    const why = this.unreadable;
+    this.unreadable = null;
+    if (why !== null) this.sink.onUnreadable?.(why);
   }
 
   /** @private */
@@ -909,17 +1397,37 @@ class Session {
     this._exiting = false;
     this._stdinPaused = false;
     this._flushBound = () => this._flush();
+    /** Attachments (SPEC.md §2.8) and streams (§12): on once both sides announced them. */
+    this._attachments = false;
+    this._streamsOn = false;
+    /** The credit we grant on each stream we consume, and the host's on each we produce. */
+    this._ourCredit = options.initialCredit ?? DEFAULT_INITIAL_CREDIT;
+    this._peerCredit = DEFAULT_INITIAL_CREDIT;
+    this._maxChunk = MAX_CHUNK;
+    /** Live streams by id: InStream (we consume) or OutStream (we produce). */
+    this._streams = new Map();
+    /** Ids of the host's streams that ended lately: a message reusing one is refused. */
+    this._retired = new Set();
+    this._nextStream = 2;
+    /** Buffers queued in `_out`, and their bytes. */
+    this._outBuffers = 0;
+    this._outBufBytes = 0;
+    /** Producers waiting for stdout to drain. */
+    this._drainWaiters = [];
     this._reader = new FrameReader({
-      onFrame: (body) => this._onFrame(body),
+      onFrame: (body, atts) => this._onFrame(body, atts),
       onOversized: (size, prefix) => this._onOversized(size, prefix),
       onGarbage: (bytes, reason) => stderrLine(`ignored bytes on stdin that are not a frame (${reason}): ${showBytes(bytes)}`),
       maxFrameSize: () => this._maxFrameSize,
+      attachments: () => this._attachments,
+      onUnreadable: (reason) => this._error(null, E.PARSE_ERROR, `parse error: ${reason}`),
     });
   }
 
   _start() {
     stdout.on('error', (err) => this._onStdoutError(err));
     stdout.on('drain', () => {
+      this._wakeDrainWaiters();
       if (this._stdinPaused) {
         this._stdinPaused = false;
         process.stdin.resume();
@@ -941,10 +1449,26 @@ class Session {
 
   // ----- writing -----
 
-  /** Queues one frame; frames go out in order, batched per turn of the event loop. */
-  _send(body, size = Buffer.byteLength(body)) {
+  /**
+   * Queues one frame; frames go out in order, batched per turn of the event loop. `atts` are
+   * written after the JSON as they are, without copying them into one buffer.
+   */
+  _send(body, size = Buffer.byteLength(body), atts = null) {
     if (this._outBroken) return false;
-    this._out.push(`Content-Length: ${size}\r\n\r\n`, body);
+    if (atts?.length) {
+      let sum = 0;
+      let lengths = '';
+      for (const a of atts) {
+        sum += a.byteLength;
+        lengths += lengths ? ',' + a.byteLength : String(a.byteLength);
+      }
+      this._out.push(`Content-Length: ${size + sum}\r\nTether-Attachments: ${lengths}\r\n\r\n`, body);
+      for (const a of atts) if (a.byteLength) this._out.push(a);
+      this._outBuffers += atts.length;
+      this._outBufBytes += sum;
+    } else {
+      this._out.push(`Content-Length: ${size}\r\n\r\n`, body);
+    }
     if (!this._outScheduled) {
       this._outScheduled = true;
       setImmediate(this._flushBound);
@@ -958,10 +1482,33 @@ class Session {
     if (out.length === 0 || this._outBroken) return;
     this._out = [];
     this._writing++;
-    const ok = frameWrite.call(stdout, out.length === 2 ? out[0] + out[1] : out.join(''), (err) => {
+    const done = (err) => {
       this._writing--;
-      if (!err && this._exiting) this._maybeExit();
-    });
+      if (!err && this._exiting) setImmediate(() => this._maybeExit());
+      if (this._drainWaiters.length) this._wakeDrainWaiters();
+    };
+    let ok;
+    if (this._outBuffers === 0) {
+      ok = frameWrite.call(stdout, out.length === 2 ? out[0] + out[1] : out.join(''), done);
+    } else {
+      // Attachments: the text runs and the buffers go out in one writev (cork/uncork), so that
+      // a 16 MiB value is never copied into a frame-sized buffer on its way out.
+      this._outBuffers = 0;
+      this._outBufBytes = 0;
+      stdout.cork();
+      let text = '';
+      for (let i = 0; i < out.length; i++) {
+        const x = out[i];
+        if (typeof x === 'string') text += x;
+        else {
+          if (text) frameWrite.call(stdout, text);
+          text = '';
+          ok = frameWrite.call(stdout, x, i === out.length - 1 ? done : undefined);
+        }
+      }
+      if (text) ok = frameWrite.call(stdout, text, done);
+      stdout.uncork();
+    }
     // Backpressure: when the host stops reading, stop reading its requests too (bounded memory).
     if (!ok && stdout.writableLength > Math.max(64 * 1048576, 2 * this._maxFrameSize) && !this._stdinPaused) {
       this._stdinPaused = true;
@@ -989,41 +1536,188 @@ class Session {
     }
   }
 
-  /** Writes a body, or fails when it exceeds the session's maximum frame size. */
-  _sendChecked(body) {
+  /** Writes a body, or fails when it exceeds the session's maximum frame size (JSON and
+   * attachments together); returns the size that was too big, or 0. */
+  _sendChecked(body, atts = null) {
     const size = Buffer.byteLength(body);
-    if (size > this._maxFrameSize) return size;
-    this._send(body, size);
+    let total = size;
+    if (atts) for (const a of atts) total += a.byteLength;
+    if (total > this._maxFrameSize) return total;
+    this._send(body, size, atts);
     return 0;
+  }
+
+  /** What `toWire` collects for a message; `streams`: whether a stream may be opened in it. */
+  _wire(handles, streams) {
+    // Without the capability no stream is ever collected (`_openStream` throws): share one list.
+    const list = streams ? (this._streamsOn ? [] : NO_STREAMS) : null;
+    return { session: this, handles: handles ? [] : null, atts: this._attachments ? [] : null, streams: list };
+  }
+
+  _wakeDrainWaiters(force = false) {
+    if (!force && stdout.writableLength + this._outBufBytes > OUT_HIGH_WATER) return;
+    const waiters = this._drainWaiters;
+    this._drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** null when stdout has room; otherwise a promise resolved once it drained enough. */
+  _whenWritable() {
+    if (this._outBroken || stdout.writableLength + this._outBufBytes <= OUT_HIGH_WATER) return null;
+    return new Promise((resolve) => this._drainWaiters.push(resolve));
+  }
+
+  /** Queues one `$/stream.data` chunk (an attachment when negotiated, else base64). */
+  _sendChunk(id, chunk) {
+    if (this._attachments) {
+      this._send(`{"jsonrpc":"2.0","method":"$/stream.data","params":{"stream":${id},"data":{"$bytes":0}}}`, undefined, [chunk]);
+    } else {
+      const b64 = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('base64');
+      this._send(`{"jsonrpc":"2.0","method":"$/stream.data","params":{"stream":${id},"data":"${b64}"}}`);
+    }
+  }
+
+  /** Registers the streams a message opened, once it is queued, and starts producing. */
+  _commitStreams(w) {
+    if (!w.streams) return;
+    for (const st of w.streams) {
+      this._streams.set(st.id, st);
+      if (st instanceof OutStream) st.pump(st.source);
+      else st.readable.pipeTo(st.sink).catch(() => {});
+    }
+  }
+
+  /** Releases the sources of streams whose message could not be sent. */
+  _dropStreams(w) {
+    if (!w?.streams) return;
+    for (const st of w.streams) {
+      if (st instanceof OutStream) {
+        const src = st.source;
+        if (src instanceof ReadableStream) src.cancel().catch(() => {});
+        else Promise.resolve(src[Symbol.asyncIterator]?.().return?.()).catch(() => {});
+      }
+    }
+  }
+
+  /** Opens a stream of ours for a web stream (or async iterable) in an outgoing message. */
+  _openStream(v, w) {
+    if (!this._streamsOn) {
+      throw new TetherError(E.STREAM_ERROR, 'cannot send a stream: the host did not announce the streams capability (SPEC.md §12)');
+    }
+    const id = this._nextStream;
+    this._nextStream += 2;
+    if (typeof WritableStream === 'function' && v instanceof WritableStream) {
+      // mode write: the host produces, we consume into the application's WritableStream.
+      const st = new InStream(this, id);
+      st.sink = v;
+      w.streams.push(st);
+      return { $stream: id, mode: 'write' };
+    }
+    const st = new OutStream(this, id);
+    st.source = v;
+    w.streams.push(st);
+    return { $stream: id, mode: 'read' };
+  }
+
+  /** Makes the object for a host's stream in params or a result (SPEC.md §12.1). */
+  _adoptStream(v, cx, path) {
+    const bad = (problem) => {
+      cx.problem = { path, problem };
+      return v;
+    };
+    if (!this._streamsOn) return bad('a stream, but streams were not negotiated in this session');
+    const keys = Object.keys(v);
+    if (keys.length !== 2 || !Object.hasOwn(v, 'mode')) return bad('a stream object has exactly the members $stream and mode');
+    const id = v.$stream;
+    if (!Number.isSafeInteger(id) || id <= 0) return bad('$stream must be a positive integer');
+    if (id % 2 === 0) return bad(`stream id ${id} is even, and the host's stream ids are odd`);
+    if (this._streams.has(id) || this._retired.has(id) || cx.streams.some((x) => x.id === id)) return bad(`stream id ${id} is not new`);
+    if (v.mode === 'read') {
+      const st = new InStream(this, id);
+      cx.streams.push(st);
+      this._streams.set(id, st);
+      return st.readable;
+    }
+    if (v.mode === 'write') {
+      const st = new OutStream(this, id);
+      cx.streams.push(st);
+      this._streams.set(id, st);
+      return st.makeWritable();
+    }
+    return bad(`mode must be "read" or "write", not ${safeStringify(v.mode)}`);
+  }
+
+  /** A stream is over: later messages about it are ignored; a host id is not accepted again. */
+  _forget(st) {
+    if (this._streams.get(st.id) === st) this._streams.delete(st.id);
+    if (st.id % 2 === 1) {
+      this._retired.add(st.id);
+      if (this._retired.size > 4096) this._retired.delete(this._retired.values().next().value);
+    }
+  }
+
+  /**
+   * Aborts, with `err`, the streams a message carried that are not finished. `tell` sends
+   * `$/stream.abort` for each; it is false where the host learns it from the same event (a
+   * cancel, an error answer: SPEC.md §12.4.3).
+   */
+  _abortStreams(list, err, tell = true) {
+    if (!list) return;
+    for (const st of list) {
+      if (st.settled) continue;
+      if (st instanceof InStream) st.fail(err, tell);
+      else st.abort(err, tell);
+    }
+  }
+
+  /**
+   * A message whose streams will not be used (a refused request, a late answer): aborts the
+   * ones adopted so far and every other new host stream id in it (SPEC.md §12.4.4).
+   */
+  _rejectStreams(raw, adopted, err) {
+    if (!this._streamsOn) return;
+    this._abortStreams(adopted, err);
+    for (const id of streamIdsIn(raw)) {
+      if (id % 2 === 0 || this._streams.has(id) || this._retired.has(id)) continue;
+      this._notify('$/stream.abort', { stream: id, error: { code: err.code, message: err.message, data: { stream: id } } });
+      this._forget({ id });
+    }
   }
 
   _respond(id, result) {
     let body;
+    const w = this._wire(false, true);
     try {
-      body = '{"jsonrpc":"2.0","id":' + idJson(id) + ',"result":' + JSON.stringify(toWire(result, null)) + '}';
+      body = '{"jsonrpc":"2.0","id":' + idJson(id) + ',"result":' + JSON.stringify(toWire(result, w)) + '}';
     } catch (err) {
+      this._dropStreams(w);
       stderrLine(`cannot encode the result of request ${idJson(id)}: ${err.message}`);
-      return this._error(id, E.INTERNAL_ERROR, `internal error: the result cannot be encoded as JSON (${err.message})`);
+      return this._error(id, E.INTERNAL_ERROR, `internal error: the result cannot be sent (${err.message})`);
     }
-    const tooBig = this._sendChecked(body);
+    const tooBig = this._sendChecked(body, w.atts);
     if (tooBig) {
+      this._dropStreams(w);
       this._error(id, E.INTERNAL_ERROR, `internal error: the result of ${tooBig} bytes exceeds the maximum frame size of ${this._maxFrameSize}`, {
         size: tooBig,
         max: this._maxFrameSize,
       });
+      return;
     }
+    this._commitStreams(w);
   }
 
   _error(id, code, message, data) {
     const err = { code, message };
     if (data !== undefined) err.data = data;
     let body;
+    const w = this._wire(false, false);
     try {
-      body = '{"jsonrpc":"2.0","id":' + idJson(id) + ',"error":' + JSON.stringify(toWire(err, null)) + '}';
+      body = '{"jsonrpc":"2.0","id":' + idJson(id) + ',"error":' + JSON.stringify(toWire(err, w)) + '}';
     } catch {
       body = '{"jsonrpc":"2.0","id":' + idJson(id) + ',"error":' + JSON.stringify({ code, message }) + '}';
+      w.atts = null;
     }
-    if (this._sendChecked(body)) {
+    if (this._sendChecked(body, w.atts)) {
       this._send('{"jsonrpc":"2.0","id":' + idJson(id) + ',"error":' + JSON.stringify({ code, message: message.slice(0, 1000) }) + '}');
     }
   }
@@ -1032,13 +1726,14 @@ class Session {
   _notify(method, params) {
     if (this._outBroken || this._state === ENDED) return false;
     let body;
+    const w = this._wire(false, false);
     try {
-      body = '{"jsonrpc":"2.0","method":' + JSON.stringify(method) + ',"params":' + JSON.stringify(toWire(params, null)) + '}';
+      body = '{"jsonrpc":"2.0","method":' + JSON.stringify(method) + ',"params":' + JSON.stringify(toWire(params, w)) + '}';
     } catch (err) {
       stderrLine(`cannot encode ${method}: ${err.message}`);
       return true;
     }
-    const tooBig = this._sendChecked(body);
+    const tooBig = this._sendChecked(body, w.atts);
     if (tooBig) stderrLine(`dropped a ${method} of ${tooBig} bytes: above the maximum frame size`);
     return true;
   }
@@ -1053,20 +1748,24 @@ class Session {
     }
     if (signal?.aborted) return Promise.reject(cancelledError(label));
     const id = this._nextId++;
-    const sent = [];
+    const w = this._wire(true, true);
     let body;
     try {
-      body = '{"jsonrpc":"2.0","id":' + id + ',"method":' + JSON.stringify(method) + ',"params":' + JSON.stringify(toWire(params ?? {}, sent)) + '}';
+      body = '{"jsonrpc":"2.0","id":' + id + ',"method":' + JSON.stringify(method) + ',"params":' + JSON.stringify(toWire(params ?? {}, w)) + '}';
     } catch (err) {
+      this._dropStreams(w);
       return Promise.reject(err);
     }
+    const sent = w.handles;
     return new Promise((resolve, reject) => {
-      const tooBig = this._sendChecked(body);
+      const tooBig = this._sendChecked(body, w.atts);
       if (tooBig) {
-        reject(new CallError(label, E.FRAME_TOO_LARGE, `the request of ${tooBig} bytes exceeds the maximum frame size of ${this._maxFrameSize}`, { size: tooBig, max: this._maxFrameSize }));
+        this._dropStreams(w);
+        reject(new RemoteError(label, E.FRAME_TOO_LARGE, `the request of ${tooBig} bytes exceeds the maximum frame size of ${this._maxFrameSize}`, { size: tooBig, max: this._maxFrameSize }));
         return;
       }
-      const entry = { resolve, reject, rec, signal, onAbort: null, handles: sent, label };
+      this._commitStreams(w);
+      const entry = { resolve, reject, rec, signal, onAbort: null, handles: sent, label, streams: w.streams };
       for (const h of sent) {
         h._scopes.add(id);
         this._handles.set(h.id, h);
@@ -1101,12 +1800,28 @@ class Session {
     this._cancelled.add(id);
     if (this._cancelled.size > 4096) this._cancelled.delete(this._cancelled.values().next().value);
     this._notify('$/cancelRequest', { id });
-    entry.reject(cancelledError(entry.label));
+    const err = cancelledError(entry.label);
+    this._abortStreams(entry.streams, err, false);
+    entry.reject(err);
   }
 
   // ----- reading -----
 
-  _onFrame(body) {
+  _onFrame(frame, lengths) {
+    let body = frame;
+    let atts = null;
+    if (lengths) {
+      // The JSON first, then each attachment: views of the frame, not copies (SPEC.md §2.8.1).
+      let sum = 0;
+      for (const n of lengths) sum += n;
+      body = frame.subarray(0, frame.length - sum);
+      atts = new Array(lengths.length);
+      let at = body.length;
+      for (let i = 0; i < lengths.length; i++) {
+        atts[i] = frame.subarray(at, at + lengths[i]);
+        at += lengths[i];
+      }
+    }
     let text;
     try {
       text = utf8.decode(body);
@@ -1159,15 +1874,15 @@ class Session {
       let params = msg.params;
       if (params === undefined) params = {};
       else if (params === null || typeof params !== 'object' || Array.isArray(params)) return invalid('params must be a JSON object');
-      if (!hasId) return this._onNotification(method, params, text);
+      if (!hasId) return this._onNotification(method, params, text, atts);
       if (id === null) return invalid('a request id must not be null');
-      return this._onRequest(id, method, params);
+      return this._onRequest(id, method, params, atts);
     }
     if (!hasId || id === null) return invalid('a message needs a method, or an id and a result or an error');
     if (hasResult === hasError) {
       if (hasResult) {
         const entry = this._settle(id);
-        entry?.reject(new CallError(entry.label, E.INTERNAL_ERROR, 'the host answered with both a result and an error'));
+        entry?.reject(new RemoteError(entry.label, E.INTERNAL_ERROR, 'the host answered with both a result and an error'));
       }
       return invalid(hasResult ? 'a response cannot carry both a result and an error' : 'a response needs a result or an error');
     }
@@ -1175,12 +1890,12 @@ class Session {
       const e = msg.error;
       if (e === null || typeof e !== 'object' || !Number.isInteger(e.code) || typeof e.message !== 'string') {
         const entry = this._settle(id);
-        if (entry) entry.reject(new CallError(entry.label, E.INTERNAL_ERROR, 'the host answered with a malformed error object', { error: e }));
+        if (entry) entry.reject(new RemoteError(entry.label, E.INTERNAL_ERROR, 'the host answered with a malformed error object', { error: e }));
         return invalid('the error member is malformed');
       }
-      return this._onResponse(id, undefined, e);
+      return this._onResponse(id, undefined, e, atts);
     }
-    return this._onResponse(id, msg.result, undefined);
+    return this._onResponse(id, msg.result, undefined, atts);
   }
 
   _onOversized(size, prefix) {
@@ -1193,25 +1908,79 @@ class Session {
     }
     if (id !== INVALID_ID && id !== null && typeof id === 'number' && this._pending.has(id)) {
       const entry = this._settle(id);
-      entry.reject(new CallError(entry.label, E.FRAME_TOO_LARGE, `the host's answer of ${size} bytes exceeds the maximum frame size of ${max}`, { size, max }));
+      entry.reject(new RemoteError(entry.label, E.FRAME_TOO_LARGE, `the host's answer of ${size} bytes exceeds the maximum frame size of ${max}`, { size, max }));
       return;
     }
     stderrLine(`skipped a frame of ${size} bytes (maximum ${max}): ${showBytes(prefix, size)}`);
   }
 
-  _onResponse(id, result, error) {
+  _onResponse(id, result, error, atts) {
     const entry = this._settle(id);
     if (!entry) {
       if (!this._cancelled.delete(id)) stderrLine(`ignored a response for unknown request id ${idJson(id)}`);
+      // Nobody will read or write the streams of a late answer (SPEC.md §12.4.4).
+      if (result !== undefined) this._rejectStreams(result, null, streamError(undefined, 'nobody waits for this answer any more'));
       return;
     }
-    if (error) entry.reject(new CallError(entry.label, error.code, error.message, error.data));
-    else entry.resolve(result);
+    if (error) {
+      const err = new RemoteError(entry.label, error.code, error.message, error.data);
+      this._abortStreams(entry.streams, err, false);
+      return entry.reject(err);
+    }
+    if (result !== null && typeof result === 'object' && (this._attachments || this._streamsOn)) {
+      const cx = { session: this, rec: null, atts, streams: [], problem: null };
+      result = adopt(result, cx, '');
+      if (cx.problem) {
+        const where = cx.problem.path ? ` at ${cx.problem.path.slice(1).replaceAll('/', '.')}` : '';
+        const err = new RemoteError(entry.label, E.INTERNAL_ERROR, `the host's answer is invalid${where}: ${cx.problem.problem}`, cx.problem);
+        this._rejectStreams(result, cx.streams, err);
+        this._abortStreams(entry.streams, err);
+        return entry.reject(err);
+      }
+    }
+    entry.resolve(result);
   }
 
-  _onNotification(method, params, text) {
+  _onNotification(method, params, text, atts) {
     if (this._state === NEW) return;
     switch (method) {
+      case '$/stream.data': {
+        const st = this._streams.get(params.stream);
+        if (!(st instanceof InStream)) return; // unknown, finished, or ours to produce: ignored
+        const d = params.data;
+        let bytes = null;
+        if (typeof d === 'string') bytes = decodeBase64(d);
+        else if (this._attachments && isBytesRef(d)) bytes = attachment(atts, d.$bytes);
+        if (bytes === null) {
+          const what = typeof d === 'string' ? 'data that is not padded base64' : isBytesRef(d) ? badRef(atts, d.$bytes) : 'no data';
+          return st.fail(streamError(st.id, `the host wrote a chunk on stream ${st.id} with ${what}`), true);
+        }
+        return st.onData(bytes);
+      }
+      case '$/stream.end': {
+        const st = this._streams.get(params.stream);
+        if (st instanceof InStream) st.onEnd();
+        return;
+      }
+      case '$/stream.credit': {
+        const st = this._streams.get(params.stream);
+        if (!(st instanceof OutStream)) return;
+        if (!Number.isSafeInteger(params.bytes) || params.bytes <= 0) {
+          return st.abort(streamError(st.id, `the host granted ${safeStringify(params.bytes)} bytes on stream ${st.id}, not a positive integer`));
+        }
+        return st.onCredit(params.bytes);
+      }
+      case '$/stream.abort': {
+        const st = this._streams.get(params.stream);
+        if (!st) return;
+        const e = params.error;
+        const cause = e !== null && typeof e === 'object' ? e : undefined;
+        const why = typeof cause?.message === 'string' ? `: ${cause.message}` : '';
+        const err = streamError(st.id, `the host aborted stream ${st.id}${why}`, cause);
+        if (st instanceof InStream) st.fail(err, false);
+        else st.abort(err, false);
+        return;
+      }
       case '$/cancelRequest': {
         const id = readId(params.id, () => {
           const raw = scanMembers(text).get('params');
@@ -1240,7 +2009,15 @@ class Session {
     }
   }
 
-  _onRequest(id, method, params) {
+  _onRequest(id, method, params, atts) {
+    // A request that runs no handler of ours reads and writes none of its streams: abort them.
+    if (!this._dispatch(id, method, params, atts) && this._streamsOn) {
+      this._rejectStreams(params, null, streamError(undefined, `the request ${idJson(id)} (${method}) that carried the stream was not accepted`));
+    }
+  }
+
+  /** Answers or starts a request; true when a handler took it (with its streams). */
+  _dispatch(id, method, params, atts) {
     if (this._inflight.has(id)) {
       return this._error(id, E.INVALID_REQUEST, `invalid request: id ${idJson(id)} is already in use by an unanswered request`);
     }
@@ -1265,7 +2042,7 @@ class Session {
           this._shutdownId = id;
           return this._maybeFinishShutdown();
         case 'tether/invoke':
-          return this._invoke(id, params);
+          return this._invoke(id, params, atts);
         case 'tether/retain': {
           const h = typeof params.handle === 'string' ? this._handles.get(params.handle) : undefined;
           if (typeof params.handle !== 'string') return this._error(id, E.INVALID_PARAMS, 'invalid params: handle must be a string', { path: '/handle', problem: 'expected string' });
@@ -1283,13 +2060,31 @@ class Session {
     const neg = this._negotiated.get(iface);
     const m = neg?.methods.get(short);
     if (!m) return this._methodNotFound(id, method, iface, short, neg);
-    const problem = check(m.params, { params }, 'params', '');
-    if (problem) {
-      const where = problem.path ? problem.path.slice(1).replaceAll('/', '.') : 'params';
-      return this._error(id, E.INVALID_PARAMS, `invalid params: ${where}: ${problem.problem}`, problem);
+    const problem = check(m.params, { params }, 'params', '', m.params, atts);
+    if (problem) return this._invalidParams(id, problem);
+    return this._startHandler(id, method, neg.version, params, atts, m.fn, m.self, neg.logger);
+  }
+
+  _invalidParams(id, problem) {
+    const where = problem.path ? problem.path.slice(1).replaceAll('/', '.') : 'params';
+    this._error(id, E.INVALID_PARAMS, `invalid params: ${where}: ${problem.problem}`, problem);
+  }
+
+  /** Adopts the handles and streams of params and runs the handler; true when it started. */
+  _startHandler(id, method, version, params, atts, fn, self, logger) {
+    const rec = this._newRecord(id, method, version);
+    const cx = { session: this, rec, atts, streams: [], problem: null };
+    const adopted = adopt(params, cx, '');
+    if (cx.problem) {
+      this._inflight.delete(id);
+      rec.answered = true;
+      this._invalidParams(id, cx.problem);
+      this._rejectStreams(params, cx.streams, streamError(undefined, `the params of request ${idJson(id)} are invalid: ${cx.problem.problem}`));
+      return true;
     }
-    const rec = this._newRecord(id, method, neg.version);
-    this._run(rec, m.fn, m.self, adoptHandles(params, this, rec), neg.logger);
+    rec.streams = cx.streams.length ? cx.streams : null;
+    this._run(rec, fn, self, adopted, logger);
+    return true;
   }
 
   _methodNotFound(id, method, iface, short, neg) {
@@ -1306,7 +2101,7 @@ class Session {
     this._error(id, E.METHOD_NOT_FOUND, `method not found: ${method} (${reason})`, { method, reason });
   }
 
-  _invoke(id, params) {
+  _invoke(id, params, atts) {
     const { handle, method } = params;
     let p = params.params;
     if (typeof handle !== 'string' || typeof method !== 'string') {
@@ -1320,12 +2115,11 @@ class Session {
     if (typeof fn !== 'function') {
       return this._error(id, E.METHOD_NOT_FOUND, `method not found: ${method} on a handle of ${h.interface}`, { method, reason: `interface ${h.interface} has no method ${method}` });
     }
-    const rec = this._newRecord(id, 'tether/invoke', undefined);
-    this._run(rec, fn, h._target, adoptHandles(p, this, rec), log);
+    return this._startHandler(id, 'tether/invoke', undefined, p, atts, fn, h._target, log);
   }
 
   _newRecord(id, method, version) {
-    const rec = { id, method, version, answered: false, cancelled: false, controller: null, outgoing: null };
+    const rec = { id, method, version, answered: false, cancelled: false, controller: null, outgoing: null, streams: null };
     this._inflight.set(id, rec);
     return rec;
   }
@@ -1350,12 +2144,17 @@ class Session {
   }
 
   _finish(rec, result, err, failed) {
-    if (rec.answered) return;
+    if (rec.answered) {
+      // Cancelled first: a stream in the late result will never be sent.
+      if (!failed) discardStreams(result);
+      return;
+    }
     rec.answered = true;
     this._inflight.delete(rec.id);
     if (rec.outgoing?.size) for (const oid of [...rec.outgoing]) this._cancelOutgoing(oid);
+    if (rec.streams) this._settleParamStreams(rec, failed ? err : undefined);
     if (failed) {
-      if (err instanceof CallError) {
+      if (err instanceof RemoteError) {
         const cause = err.toJSON();
         this._error(rec.id, E.INTERNAL_ERROR, `internal error: ${err.method} failed: ${err.message} (code ${err.code})`, { cause });
       } else if (err instanceof TetherError) this._error(rec.id, err.code, err.message, err.data);
@@ -1375,6 +2174,28 @@ class Session {
     if (this._shutdownId !== undefined) this._maybeFinishShutdown();
   }
 
+  /**
+   * The handler of `rec` is done (`err`: it failed). Its params' streams that are not finished
+   * are aborted with its error (SPEC.md §12.4.3, silently: the answer says it), and, when it
+   * returned, the readables it did not read to their end (§12.4.1) and the writables it never
+   * touched, with `$/stream.abort`. A writable it is writing to stays open: a handler may answer
+   * first and produce afterwards (§12.5).
+   */
+  _settleParamStreams(rec, err) {
+    for (const st of rec.streams) {
+      if (st.settled) continue;
+      if (err !== undefined) {
+        // The error answer tells the host (SPEC.md §12.4.3): no `$/stream.abort`.
+        const e = err instanceof TetherError && !(err instanceof RemoteError) ? err : streamError(st.id, `${rec.method} failed: ${err instanceof Error ? err.message : String(err)}`);
+        this._abortStreams([st], e, false);
+      } else if (st instanceof InStream) {
+        st.fail(streamError(st.id, `${rec.method} returned before reading stream ${st.id} to its end`), true);
+      } else if (!st.written && !st.writable?.locked) {
+        st.abort(streamError(st.id, `${rec.method} returned without writing to stream ${st.id}`));
+      }
+    }
+  }
+
   /** Cancels the handling of a host request (SPEC.md §7): abort, cancel its calls, answer. */
   _cancelRecord(rec) {
     if (rec.answered) return;
@@ -1382,6 +2203,8 @@ class Session {
     rec.cancelled = true;
     this._inflight.delete(rec.id);
     if (rec.outgoing?.size) for (const oid of [...rec.outgoing]) this._cancelOutgoing(oid);
+    // The host cancelled: it aborts these streams itself (SPEC.md §12.4.3).
+    if (rec.streams) this._abortStreams(rec.streams, cancelledError(), false);
     this._error(rec.id, E.REQUEST_CANCELLED, 'request cancelled');
     if (rec.controller) {
       try {
@@ -1411,9 +2234,11 @@ class Session {
     if (p.host === null || typeof p.host !== 'object' || typeof p.host.name !== 'string' || typeof p.host.version !== 'string') {
       return bad('host must be an object {name, version} of strings');
     }
-    if (p.capabilities !== undefined && (p.capabilities === null || typeof p.capabilities !== 'object' || Array.isArray(p.capabilities))) {
-      return bad('capabilities must be an object');
-    }
+    const caps = p.capabilities ?? {};
+    if (caps === null || typeof caps !== 'object' || Array.isArray(caps)) return bad('capabilities must be an object');
+    const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+    const credit = isObject(caps.streams) ? caps.streams.initialCredit ?? DEFAULT_INITIAL_CREDIT : DEFAULT_INITIAL_CREDIT;
+    if (!Number.isSafeInteger(credit) || credit < 0) return bad('capabilities.streams.initialCredit must be a non-negative integer');
     if (!Number.isSafeInteger(p.maxFrameSize) || p.maxFrameSize < MIN_MAX_FRAME_SIZE) {
       return bad(`maxFrameSize must be an integer of at least ${MIN_MAX_FRAME_SIZE}`);
     }
@@ -1449,12 +2274,23 @@ class Session {
     this._maxFrameSize = p.maxFrameSize;
     this._logLevel = level;
     this._state = OPEN;
+    // Each capability is announced back only when the host announced it (SPEC.md §10.2).
+    const capabilities = {};
+    if (isObject(caps.attachments)) capabilities.attachments = {};
+    if (isObject(caps.streams)) capabilities.streams = { initialCredit: this._ourCredit };
     this._respond(id, {
       protocolVersion: core,
       plugin: { name: this._name, version: this._version },
-      capabilities: {},
+      capabilities,
       interfaces: answer,
     });
+    // In use from the frame after this answer on (SPEC.md §2.8.3).
+    this._attachments = capabilities.attachments !== undefined;
+    this._streamsOn = capabilities.streams !== undefined;
+    this._peerCredit = credit;
+    // A chunk's frame must fit the maximum frame size: base64 takes 4 bytes for 3.
+    const room = p.maxFrameSize - 256;
+    this._maxChunk = Math.min(MAX_CHUNK, this._attachments ? room : Math.floor(room / 4) * 3);
   }
 
   // ----- the end -----
@@ -1464,6 +2300,14 @@ class Session {
     const cut = this._reader.end();
     if (cut) stderrLine(`stdin ended in the middle of a frame: ${cut}`);
     // Cancel what is still running (SPEC.md §1.6, §7.2), answer it, then exit once written.
+    // Every stream still open fails with the reason (SPEC.md §12.4.5), before the handlers
+    // reading them are cancelled; nobody is left to tell.
+    for (const st of [...this._streams.values()]) {
+      const err = streamError(st.id, `stream ${st.id} failed: the session ended (the host closed stdin)`);
+      if (st instanceof InStream) st.fail(err, false);
+      else st.abort(err, false);
+    }
+    this._wakeDrainWaiters(true);
     for (const rec of [...this._inflight.values()]) this._cancelRecord(rec);
     for (const id of [...this._pending.keys()]) this._cancelOutgoing(id);
     this._exiting = true;
@@ -1471,7 +2315,8 @@ class Session {
     this._flush();
     const timer = setTimeout(() => process.exit(0), 1500);
     timer.unref?.();
-    this._maybeExit();
+    // One turn first: handlers whose streams just failed see it (and may log) before the exit.
+    setImmediate(() => this._maybeExit());
   }
 
   _maybeExit() {
@@ -1579,6 +2424,7 @@ function buildInterfaces(list) {
  *   interfaces: Array<{name: string, versions: Record<number, Record<string, {params: object, result: object}>>, handlers: object}>,
  *   cookie?: {key: string, value: string},
  *   hostName?: string,
+ *   streams?: {initialCredit?: number},
  * }} options
  * @returns {Session}
  */
@@ -1596,7 +2442,9 @@ export function serve(options) {
   }
   if (typeof options.version !== 'string') fail('cannot start: serve() needs a `version` string');
   const interfaces = buildInterfaces(options.interfaces);
-  const session = new Session({ name: options.name, version: options.version, interfaces });
+  const initialCredit = options.streams?.initialCredit ?? DEFAULT_INITIAL_CREDIT;
+  if (!Number.isSafeInteger(initialCredit) || initialCredit < 1) fail('cannot start: streams.initialCredit must be a positive integer (bytes)');
+  const session = new Session({ name: options.name, version: options.version, interfaces, initialCredit });
   current = session;
   if (process.listenerCount('uncaughtException') === 0) {
     process.on('uncaughtException', (err) => {

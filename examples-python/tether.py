@@ -25,6 +25,15 @@ Section numbers (``§2.5``) refer to ``spec/SPEC.md``, the Tether protocol, vers
 * converts params: ``{"type": "string", "contentEncoding": "base64"}`` becomes ``bytes``, a
   handle becomes a :class:`RemoteHandle` you can call, and bad params are answered -32602;
   ``bytes`` in results are sent as base64;
+* negotiates attachments (§2.8): when the host announces them, every ``bytes`` value travels
+  raw after the JSON of its frame (``{"$bytes": i}``), written with ``writev`` without a copy,
+  and frames with attachments are read bounded by the maximum frame size; base64 keeps
+  working, and handlers see ``bytes`` either way;
+* negotiates streams (§12): a ``tether.stream("read")`` parameter is a :class:`StreamReader`
+  (a binary file and an iterator of chunks), ``tether.stream("write")`` a
+  :class:`StreamWriter`, and a :class:`Stream` in a result is sent after the answer, all with
+  credit-based flow control: never more than granted, credit granted as the handler reads,
+  at most a window buffered per stream, aborts on early return, cancel and session end;
 * cancels a handler on ``$/cancelRequest`` and cancels the calls it was waiting for (§7);
 * forwards :func:`log` and, once your program imports it, the ``logging`` module to ``$/log``
   at the session's level (§8);
@@ -43,6 +52,7 @@ import binascii
 import os
 import sys
 import time
+from _collections import deque as _deque
 from _thread import allocate_lock, get_ident, start_new_thread
 
 TYPE_CHECKING = False
@@ -58,6 +68,10 @@ __all__ = [
     "Interface",
     "RemoteError",
     "RemoteHandle",
+    "Stream",
+    "StreamError",
+    "StreamReader",
+    "StreamWriter",
     "current",
     "handle",
     "log",
@@ -66,6 +80,7 @@ __all__ = [
     "request",
     "schema",
     "serve",
+    "stream",
 ]
 
 #: The cookie of the reference interfaces, the examples and the conformance binary (§1.4).
@@ -78,6 +93,10 @@ DEFAULT_MAX_FRAME_SIZE = 33554432
 MIN_MAX_FRAME_SIZE = 1048576
 #: The longest header block a reader accepts (§2.3).
 MAX_HEADER_BLOCK = 4096
+#: The credit a consumer grants on each stream before any ``$/stream.credit`` (§12.3).
+DEFAULT_INITIAL_CREDIT = 1048576
+#: The largest stream chunk this SDK writes (shared decision of the SDKs).
+MAX_CHUNK = 1048576
 
 _LEVELS = {"trace": 0, "debug": 1, "info": 2, "warn": 3, "error": 4}
 _LEVEL_ALIASES = {"warning": "warn"}
@@ -172,12 +191,34 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Per thread, while it encodes a frame once attachments are negotiated: the frame's
+# attachments so far (§2.8). The JSON encoder's hook has no other way to reach them.
+_attaching: dict[int, list[Any]] = {}
+# Per thread, while it converts the params of a frame that had attachments: those attachments.
+_reading_parts: dict[int, list[memoryview]] = {}
+
+
 def _to_json(o: Any) -> Any:
-    """Encoder hook for values JSON does not know: bytes become base64, handles their object."""
+    """Encoder hook for values JSON does not know: bytes become base64 (or an attachment once
+    negotiated), handles and streams their objects."""
     if isinstance(o, (bytes, bytearray, memoryview)):
-        return binascii.b2a_base64(o, newline=False).decode("ascii")
+        parts = _attaching.get(get_ident())
+        if parts is None:
+            return binascii.b2a_base64(o, newline=False).decode("ascii")
+        # Written later, maybe by another thread: immutable values go as they are (no copy).
+        if type(o) is not bytes and not (type(o) is memoryview and o.readonly and o.ndim == 1
+                                         and o.itemsize == 1):
+            o = bytes(o)
+        parts.append(o)
+        return {"$bytes": len(parts) - 1}
     if isinstance(o, (RemoteHandle, Export)):
         return o._wire()
+    if isinstance(o, Stream):
+        session = _session
+        if session is None or not session.streams_on:
+            raise TypeError("a stream can be sent only when the host announced the streams "
+                            "capability (SPEC.md §12)")
+        return session._open(o)
     raise TypeError(f"a {type(o).__name__} cannot be sent as JSON")
 
 
@@ -355,6 +396,8 @@ def _compile(s: dict[str, Any]) -> Callable[[Any, str], Any]:
     if isinstance(props, dict) and "$handle" in props:
         iface = props.get("interface", {}).get("const")
         return _handle_converter(iface)
+    if isinstance(props, dict) and "$stream" in props:
+        return _stream_converter(props.get("mode", {}).get("const", "read"))
     steps: list[Callable[[Any, str], Any]] = []
     types = s.get("type")
     if types is not None:
@@ -422,14 +465,48 @@ def _compile(s: dict[str, Any]) -> Callable[[Any, str], Any]:
     if not steps:
         return lambda v, path: v
     if len(steps) == 1:
-        return steps[0]
+        run = steps[0]
+    else:
 
-    def run(v: Any, path: str) -> Any:
-        for step in steps:
-            v = step(v, path)
-        return v
+        def run(v: Any, path: str) -> Any:
+            for step in steps:
+                v = step(v, path)
+            return v
 
-    return run
+    if s.get("contentEncoding") != "base64":
+        return run
+
+    def bytes_value(v: Any, path: str) -> Any:  # base64, or an attachment (§2.8.2)
+        return _attachment(v, path) if type(v) is dict else run(v, path)
+
+    return bytes_value
+
+
+def _attachment(v: dict[str, Any], path: str) -> bytes:
+    """The bytes of ``{"$bytes": i}`` in the frame being converted; _Invalid otherwise."""
+    i = v.get("$bytes")
+    if len(v) != 1 or type(i) is not int or i < 0:
+        raise _Invalid(path, 'expected base64 or an attachment reference {"$bytes": i}')
+    parts = _reading_parts.get(get_ident()) or ()
+    if i >= len(parts):
+        raise _Invalid(path, f'{{"$bytes": {i}}} but the frame has {len(parts)} attachments')
+    return bytes(parts[i])
+
+
+def _resolve_attachments(value: Any, parts: list[memoryview]) -> Any:
+    """``value`` with every ``{"$bytes": i}`` made ``bytes`` (a response has no schema here);
+    ValueError for a reference to an attachment the frame does not have."""
+    if type(value) is dict:
+        if len(value) == 1 and "$bytes" in value:
+            i = value["$bytes"]
+            if type(i) is int and 0 <= i < len(parts):
+                return bytes(parts[i])
+            raise ValueError(f'{{"$bytes": {i!r}}} but the frame has {len(parts)} attachments')
+        return {k: _resolve_attachments(v, parts) if type(v) in (dict, list) else v
+                for k, v in value.items()}
+    if type(value) is list:
+        return [_resolve_attachments(v, parts) if type(v) in (dict, list) else v for v in value]
+    return value
 
 
 _BOUNDS: list[tuple[str, Any, Callable[[Any, Any], bool], str]] = [
@@ -532,8 +609,12 @@ class _Method:
         self._simple = self._by_name and set(self.params_schema) <= {
             "type", "properties", "required", "description", "title"}
 
-    def invoke(self, params: dict[str, Any]) -> Any:
-        """Check and convert ``params`` (-32602 when they do not match), call the handler."""
+    def invoke(self, params: dict[str, Any], parts: list[memoryview] | None = None) -> Any:
+        """Check and convert ``params`` (-32602 when they do not match), call the handler.
+        ``parts`` are the frame's attachments, which ``{"$bytes": i}`` references (§2.8)."""
+        if parts is not None:
+            tid = get_ident()
+            _reading_parts[tid] = parts
         try:
             if self._simple:
                 kwargs = {}
@@ -552,6 +633,9 @@ class _Method:
         except _Invalid as e:
             raise Error(-32602, f"invalid params: {e}", {"path": e.path, "reason": e.reason}) \
                 from None
+        finally:
+            if parts is not None:
+                del _reading_parts[tid]
         return self.fn(**kwargs)
 
 
@@ -684,6 +768,397 @@ class Export:
 
 
 # --------------------------------------------------------------------------------------------
+# Streams (§12)
+# --------------------------------------------------------------------------------------------
+
+
+def stream(mode: str = "read") -> dict[str, Any]:
+    """The schema of a stream parameter (§12.1).
+
+    ``{"data": tether.stream("read")}``: the handler gets a :class:`StreamReader` and reads
+    what the host sends; ``tether.stream("write")``: a :class:`StreamWriter` to write to.
+    In a result schema it describes a :class:`Stream` the handler returns.
+    """
+    if mode not in ("read", "write"):
+        raise ValueError(f"a stream's mode is 'read' or 'write', not {mode!r}")
+    return {
+        "type": "object",
+        "properties": {"$stream": {"type": "integer", "minimum": 1},
+                       "mode": {"type": "string", "const": mode}},
+        "required": ["$stream", "mode"],
+        "additionalProperties": False,
+    }
+
+
+class StreamError(Error):
+    """A stream failed: the host aborted it, broke the credit rules, or the session ended
+    (-32006, ``data`` ``{"stream": id}``, plus ``"cause"``: the error object of the host's
+    ``$/stream.abort`` when it sent one, SPEC.md §12.4). A handler that lets it out answers with
+    it."""
+
+    def __init__(self, stream_id: int, message: str, cause: dict[str, Any] | None = None) -> None:
+        data: dict[str, Any] = {"stream": stream_id}
+        if cause is not None:
+            data["cause"] = cause
+        super().__init__(-32006, message, data)
+        self.stream = stream_id
+        self.cause = cause  # the error object of the host's $/stream.abort, when it sent one
+
+
+class Stream:
+    """Bytes to send as a stream the plugin opens (§12.1): return it in a result, or put it in
+    the params of :func:`request`. The SDK writes it after the message that carries it, as fast
+    as the host grants credit, then ends it.
+
+    ``source`` is a bytes-like value, an iterable of bytes-like chunks (a generator), or a
+    binary file-like object with ``read(n)``; it is closed (when it has ``close``) once sent.
+    """
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def _chunks(self, size: int) -> Iterable[Any]:
+        source = self.source
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return (source,)
+        read = getattr(source, "read", None)
+        if callable(read):
+            return iter(lambda: read(size), b"")
+        return source
+
+
+class _Channel:
+    """What both ends of a stream share: its id, its session and a latch to wait on."""
+
+    def __init__(self, session: _Session, stream_id: int, call: Call | None) -> None:
+        self._session = session
+        self.id = stream_id
+        self._call = call
+        self._error: Error | None = None  # set once the stream failed
+        self._done = False  # ended or aborted: no more messages about it
+        self._waiting = False
+        self._ready = allocate_lock()  # released to wake a thread blocked on the stream
+        self._ready.acquire()
+
+    def _wait(self) -> None:
+        """Block until :meth:`_wake` (the caller set ``_waiting`` under the session lock)."""
+        self._session.yield_lead()  # what we wait for is read by another thread
+        self._ready.acquire()
+
+    def _wake(self) -> None:
+        """Wake the waiting thread, if any (the caller holds the session lock)."""
+        if self._waiting:
+            self._waiting = False
+            self._ready.release()
+
+    def _fail(self, error: Error) -> None:
+        """The stream failed (the caller holds the session lock): later operations raise."""
+        if self._error is None and not self._done:
+            self._error = error
+        self._done = True
+        self._session.streams.pop(self.id, None)
+        self._wake()
+
+    def _abort(self, error: Error) -> None:
+        """Abort the stream: tell the host (§12.4) unless it is over, and fail it here."""
+        session = self._session
+        with session.lock:
+            tell = not self._done
+            self._fail(error)
+        if tell:
+            err = error.to_json()
+            if err.get("code") == -32006 and err.get("data") is None:
+                err["data"] = {"stream": self.id}
+            session.notify("$/stream.abort", {"stream": self.id, "error": err})
+
+
+class StreamReader(_Channel):
+    """A stream the host writes and the plugin reads (``mode: "read"``), as a binary file.
+
+    ``read(n)``, ``read()`` (everything up to the end), ``readinto(buffer)`` (these fill what
+    they are asked for unless the end comes first), ``read1(n)`` (what has arrived, up to
+    ``n``), and iteration over the chunks as they arrive. A read blocks until data comes, and
+    returns ``b""`` at the end; it raises :class:`StreamError` when the host aborts the stream or the session ends,
+    and :class:`Cancelled` when the request is cancelled. The plugin grants the host credit as
+    the data is read (§12.3), so a reader that stops reading stops the host. A handler that
+    returns before the end aborts the stream; so does :meth:`close`.
+    """
+
+    def __init__(self, session: _Session, stream_id: int, call: Call | None) -> None:
+        super().__init__(session, stream_id, call)
+        self._chunks: Any = _deque()
+        self._offset = 0  # of the first chunk, already read
+        self._window = session.our_credit
+        self._allowed = self._window  # bytes the host may still send
+        self._consumed = 0  # read since the last grant
+        self._ended = False  # $/stream.end arrived
+
+    mode = "read"
+
+    def readable(self) -> bool:
+        return True
+
+    @property
+    def closed(self) -> bool:
+        """Whether the stream is over: read to its end, failed, or closed."""
+        return self._done and not self._chunks
+
+    def _on_data(self, data: Any) -> None:
+        """A chunk arrived (on the reading thread; the caller holds the session lock)."""
+        n = len(data)
+        if n > self._allowed:
+            raise StreamError(self.id, f"the host sent {n} bytes on stream {self.id} with only "
+                              f"{self._allowed} bytes of credit (SPEC.md §12.3)")
+        self._allowed -= n
+        if n:
+            self._chunks.append(data)
+            self._wake()
+
+    def _on_end(self) -> None:
+        self._ended = True
+        self._done = True
+        self._session.streams.pop(self.id, None)
+        self._wake()
+
+    def _next_chunk(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes (at least one unless at the end), waiting for them."""
+        session = self._session
+        while True:
+            with session.lock:
+                if self._error is not None:
+                    raise self._error
+                chunks = self._chunks
+                if chunks:
+                    first = chunks[0]
+                    start = self._offset
+                    if limit >= len(first) - start:
+                        chunks.popleft()
+                        self._offset = 0
+                        out = first if not start else first[start:]
+                    else:
+                        self._offset = start + limit
+                        out = first[start: start + limit]
+                    self._consumed += len(out)
+                    grant = self._consumed
+                    if grant * 2 >= self._window and not self._done:
+                        self._consumed = 0
+                        self._allowed += grant
+                    else:
+                        grant = 0
+                    break
+                if self._ended or self._done:
+                    return b""
+                call = self._call
+                if call is not None and call._cancelled:
+                    raise Cancelled()
+                self._waiting = True
+            self._wait()
+        if grant:
+            session.notify("$/stream.credit", {"stream": self.id, "bytes": grant})
+        return out
+
+    def read(self, n: int = -1) -> bytes:
+        """``n`` bytes, fewer only at the end (all the rest when ``n`` is negative); ``b""``
+        at the end."""
+        if n is None or n < 0:
+            return b"".join(iter(lambda: self._next_chunk(1 << 62), b""))
+        first = self._next_chunk(n) if n else b""
+        if len(first) == n or not first:
+            return first
+        pieces, got = [first], len(first)
+        while got < n:
+            piece = self._next_chunk(n - got)
+            if not piece:
+                break
+            pieces.append(piece)
+            got += len(piece)
+        return b"".join(pieces)
+
+    def read1(self, n: int = -1) -> bytes:
+        """What is there, up to ``n`` bytes (any number when negative), waiting for one."""
+        return self._next_chunk(n if n is not None and n >= 0 else 1 << 62)
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` (fewer bytes only at the end); the number read (0 at the end)."""
+        view = memoryview(buffer).cast("B")
+        got = 0
+        while got < len(view):
+            data = self._next_chunk(len(view) - got)
+            if not data:
+                break
+            view[got: got + len(data)] = data
+            got += len(data)
+        return got
+
+    def __iter__(self) -> StreamReader:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = self._next_chunk(1 << 62)
+        if not chunk:
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        """Stop reading: the host is told to stop (an abort, -32006) unless the stream ended."""
+        self._abort(StreamError(self.id, f"the plugin stopped reading stream {self.id}"))
+        with self._session.lock:
+            self._chunks.clear()
+
+    def __enter__(self) -> StreamReader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _finish(self, error: Error | None) -> None:
+        """The request that carried the stream is answered: abort the stream unless it was
+        read to its end (§12.4.1, §12.4.3)."""
+        if not self._done:
+            self._abort(error or StreamError(self.id, f"the plugin stopped reading stream "
+                                             f"{self.id} before its end"))
+
+    def __repr__(self) -> str:
+        return f"<StreamReader {self.id}>"
+
+
+class StreamWriter(_Channel):
+    """A stream the plugin writes and the host reads, as a binary file: ``write(b)`` blocks
+    while the host has granted no credit (§12.3); ``close()`` ends the stream; ``abort()``
+    ends it with an error. A handler's writer still open when it returns is closed for it
+    (aborted when the handler fails). Writes raise :class:`StreamError` once the host aborted
+    the stream or the session ended.
+    """
+
+    mode = "write"
+
+    def __init__(self, session: _Session, stream_id: int, call: Call | None) -> None:
+        super().__init__(session, stream_id, call)
+        self._credit = session.peer_credit
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def closed(self) -> bool:
+        return self._done
+
+    def _on_credit(self, n: int) -> None:
+        self._credit += n
+        self._wake()
+
+    def write(self, data: Any) -> int:
+        """Send ``data`` (bytes-like), in chunks of at most the credit granted; its length."""
+        session = self._session
+        view = memoryview(data).cast("B")
+        if not view.readonly:  # may be queued for another thread to write: keep a copy
+            view = memoryview(bytes(view))
+        total = len(view)
+        if not total:
+            return 0
+        sent = 0
+        while True:
+            with session.lock:
+                if self._error is not None:
+                    raise self._error
+                if self._done:
+                    raise ValueError(f"write to stream {self.id}, which is closed")
+                call = self._call
+                if call is not None and call._cancelled:
+                    raise Cancelled()
+                n = min(total - sent, self._credit, session.max_chunk)
+                if n == 0:
+                    self._waiting = True
+                else:
+                    self._credit -= n
+            if n == 0:
+                self._wait()
+                continue
+            session.send_data(self.id, view[sent: sent + n])
+            sent += n
+            if sent == total:
+                return total
+
+    def flush(self) -> None:
+        """Nothing to do: every write is sent when credit allows."""
+
+    def close(self) -> None:
+        """End the stream (``$/stream.end``); closing it again does nothing."""
+        session = self._session
+        with session.lock:
+            if self._done:
+                return
+            self._done = True
+            session.streams.pop(self.id, None)
+        session.notify("$/stream.end", {"stream": self.id})
+
+    def abort(self, message: str = "the plugin aborted the stream", code: int = -32006) -> None:
+        """End the stream with an error (``$/stream.abort``): the host's reads fail."""
+        self._abort(Error(code, message, {"stream": self.id}))
+
+    def __enter__(self) -> StreamWriter:
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort(f"the plugin failed while writing: {exc!r}"[:500])
+
+    def _finish(self, error: Error | None) -> None:
+        """The request that carried the stream is answered: end it, or abort it on error."""
+        if error is None:
+            self.close()
+        elif not self._done:
+            self._abort(error)
+
+    def _pump(self, source: Stream) -> None:
+        """Send a :class:`Stream`'s source, then end (on its own thread)."""
+        chunks = None
+        try:
+            chunks = source._chunks(self._session.max_chunk)
+            for chunk in chunks:
+                self.write(chunk)
+            self.close()
+        except Error as e:
+            if not self._done:
+                self._abort(e)
+        except BaseException as e:  # noqa: BLE001 - the source failed: abort (§12.4.2)
+            _report(f"the source of stream {self.id} failed: {e!r}")
+            self._abort(StreamError(self.id, f"the plugin's source of stream {self.id} "
+                                    f"failed: {type(e).__name__}: {e}"[:500]))
+        finally:
+            for thing in (source.source, chunks):
+                close = getattr(thing, "close", None)
+                if callable(close):
+                    try:
+                        close()
+                    except Exception:  # noqa: BLE001
+                        pass
+
+    def __repr__(self) -> str:
+        return f"<StreamWriter {self.id}>"
+
+
+def _stream_converter(mode: str) -> Callable[[Any, str], Any]:
+    """Params conversion of a stream (§12.1): the objects were made when the request arrived."""
+    kind = StreamReader if mode == "read" else StreamWriter
+
+    def convert(v: Any, path: str) -> Any:
+        if isinstance(v, kind):
+            return v
+        if isinstance(v, _Channel):
+            raise _Invalid(path, f"expected a stream of mode {mode}, not {v.mode}")
+        if type(v) is dict and "$stream" in v:
+            raise _Invalid(path, "a stream, but the streams capability was not negotiated")
+        raise _Invalid(path, f'expected a stream {{"$stream": id, "mode": "{mode}"}}')
+
+    return convert
+
+
+# --------------------------------------------------------------------------------------------
 # Calls being handled
 # --------------------------------------------------------------------------------------------
 
@@ -691,7 +1166,7 @@ class Export:
 class Call:
     """The request a handler is serving; :func:`current` returns it inside a handler."""
 
-    __slots__ = ("id", "method", "version", "_cancelled", "_latch", "_outgoing")
+    __slots__ = ("id", "method", "version", "_cancelled", "_latch", "_outgoing", "_streams")
 
     def __init__(self, request_id: int | str, method: str, version: int | None) -> None:
         self.id = request_id
@@ -701,6 +1176,7 @@ class Call:
         self._latch = allocate_lock()  # held until the call is cancelled
         self._latch.acquire()
         self._outgoing: dict[int, _Pending] = {}  # our unanswered requests made for this call
+        self._streams: list[_Channel] = []  # the streams its params carried (§12.4.3)
 
     @property
     def cancelled(self) -> bool:
@@ -742,6 +1218,30 @@ class _Pending:
         self.latch.acquire()
         self.response: dict[str, Any] | None = None
         self.cancelled = False
+
+
+class _Attached:
+    """A frame with attachments (§2.8): its JSON and its attachments, views of one buffer."""
+
+    __slots__ = ("body", "parts")
+
+    def __init__(self, data: bytes | bytearray, lengths: list[int]) -> None:
+        view = memoryview(data)
+        at = len(data) - sum(lengths)
+        self.body = view[:at]
+        self.parts: list[memoryview] = []
+        for n in lengths:
+            self.parts.append(view[at: at + n])
+            at += n
+
+
+class _Unreadable:
+    """A frame skipped whole because its attachment header is malformed (answered -32700)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 class _Oversized:
@@ -801,6 +1301,7 @@ class _Reader:
         self.buf = bytearray()
         self.pos = 0
         self.max_frame = DEFAULT_MAX_FRAME_SIZE
+        self.attachments = False  # whether Tether-Attachments is read (negotiated, §2.8.3)
 
     def _fill(self) -> bool:
         """Append what the pipe has (at least one byte); False at end of file."""
@@ -811,8 +1312,9 @@ class _Reader:
         self.buf += data
         return bool(data)
 
-    def next(self) -> bytes | bytearray | _Oversized | None:
-        """The next frame's body, an :class:`_Oversized` record, or None at end of file."""
+    def next(self) -> bytes | bytearray | _Attached | _Unreadable | _Oversized | None:
+        """The next frame's body (an :class:`_Attached` frame when it has attachments), a
+        record of a frame skipped whole, or None at end of file."""
         buf = self.buf
         while True:
             pos = self.pos
@@ -828,10 +1330,11 @@ class _Reader:
                     return None
                 continue
             header = bytes(buf[pos:end])
+            lengths: list[int] | None = None
             if header.startswith(b"Content-Length: ") and header[16:].isdigit():
                 length = int(header[16:])  # the writer form of §2.2: the common case
             else:
-                length, problem = _parse_header(header)
+                length, problem, listed = _parse_header(header)
                 if length < 0:
                     if not self._resync(pos, problem):
                         return None
@@ -841,17 +1344,26 @@ class _Reader:
                     if self._skip(end + 4, length) is None:
                         return None
                     continue
+                if listed is not None and self.attachments and length <= self.max_frame:
+                    # Checked against the total before anything is reserved (§2.8.5).
+                    lengths = _attachment_lengths(listed, length)
+                    if type(lengths) is str:
+                        skipped = self._skip(end + 4, length)
+                        return None if skipped is None else _Unreadable(lengths)
             start = end + 4
             if length > self.max_frame:
                 return self._skip(start, length)
             if len(buf) - start < length:
-                return self._read_body(start, length)
-            self.pos = start + length
-            body = bytes(memoryview(buf)[start: self.pos])
-            if self.pos == len(buf):
-                buf.clear()
-                self.pos = 0
-            return body
+                body = self._read_body(start, length)
+            else:
+                self.pos = start + length
+                body = bytes(memoryview(buf)[start: self.pos])
+                if self.pos == len(buf):
+                    buf.clear()
+                    self.pos = 0
+            if lengths is None or body is None:
+                return body
+            return _Attached(body, lengths)
 
     def _read_body(self, start: int, length: int) -> bytearray | None:
         """Read the rest of a body straight into a buffer of its (bounded) declared length."""
@@ -930,27 +1442,32 @@ def _find_marker(buf: bytearray, start: int) -> int:
     return -1
 
 
-def _parse_header(header: bytes) -> tuple[int, str]:
+def _parse_header(header: bytes) -> tuple[int, str, bytes | None]:
     """Parse a header block (without its empty line) as the LSP base protocol allows (§2.3).
 
     Returns the body length and no problem; -1 and what is broken; or the length and a
     problem that spoils only this frame (a charset other than UTF-8), which is skipped whole.
+    The third item is the value of ``Tether-Attachments`` (§2.8), or None without one (a
+    second such header makes the value malformed).
     """
     length = -1
     charset_problem = ""
+    listed: bytes | None = None
     for line in header.split(b"\r\n"):
         name, colon, value = line.partition(b":")
         if not colon or not name or name.translate(None, _TOKEN) or \
                 value.translate(None, _VALUE_BYTES):
-            return -1, f"a header line that is not 'Name: value': {line[:80]!r}"
+            return -1, f"a header line that is not 'Name: value': {line[:80]!r}", None
         name = name.lower()
         value = value.strip(b" \t")
         if name == b"content-length":
             if length >= 0:
-                return -1, "Content-Length given twice"
+                return -1, "Content-Length given twice", None
             if not value.isdigit():
-                return -1, f"Content-Length is not a decimal integer: {value[:40]!r}"
+                return -1, f"Content-Length is not a decimal integer: {value[:40]!r}", None
             length = int(value)
+        elif name == b"tether-attachments":
+            listed = b"" if listed is not None else value  # given twice: malformed
         elif name == b"content-type":
             for param in value.split(b";")[1:]:
                 key, _, charset = param.partition(b"=")
@@ -959,8 +1476,22 @@ def _parse_header(header: bytes) -> tuple[int, str]:
                     if charset not in (b"utf-8", b"utf8"):
                         charset_problem = f"its charset is {charset[:40]!r}, not utf-8"
     if length < 0:
-        return -1, "no Content-Length header"
-    return length, charset_problem
+        return -1, "no Content-Length header", None
+    return length, charset_problem, listed
+
+
+def _attachment_lengths(listed: bytes, total: int) -> list[int] | str:
+    """The attachment lengths of a ``Tether-Attachments`` value (§2.8.1), checked against the
+    frame's total length; a string saying what is wrong when the value is malformed."""
+    items = listed.split(b",")
+    if not listed or not all(item.isdigit() and len(item) <= 20 for item in items):
+        return (f"a malformed Tether-Attachments header {listed[:80]!r} (decimal lengths "
+                "separated by commas expected)")
+    lengths = [int(item) for item in items]
+    if sum(lengths) > total:
+        return (f"the attachment lengths {listed[:80]!r} add up to more than the frame's "
+                f"{total} bytes")
+    return lengths
 
 
 def _peek_members(prefix: bytes) -> dict[str, Any]:
@@ -1036,6 +1567,16 @@ class _Session:
         self.export_scopes: dict[int, list[Export]] = {}
         self.next_handle = 1
         self.exporting: dict[int, list[Export]] = {}  # per thread, while encoding a request
+        # Attachments (§2.8) and streams (§12), once negotiated in tether/initialize.
+        self.attachments = False
+        self.streams_on = False
+        self.our_credit = DEFAULT_INITIAL_CREDIT  # what the host may send before our grants
+        self.peer_credit = DEFAULT_INITIAL_CREDIT  # what we may send before the host's grants
+        self.max_chunk = MAX_CHUNK
+        self.streams: dict[int, _Channel] = {}  # live streams by id (guarded by self.lock)
+        self.host_stream_ids: set[int] = set()  # every id the host opened: never reused
+        self.next_stream = 2  # the plugin opens even ids (§12.1)
+        self.opening: dict[int, list[tuple[StreamWriter, Stream]]] = {}  # per thread, encoding
         self.idle: list[Any] = []  # the latches of idle threads, waiting to lead
         # The leader runs a handler itself and goes on reading when it returns; the watchdog
         # (or the handler's first wait in this SDK) hands the reading to another thread when
@@ -1048,14 +1589,33 @@ class _Session:
 
     # ---- writing -----------------------------------------------------------------------
 
-    def send(self, body: bytes) -> None:
-        """Write one frame in the exact form of §2.2, one writer at a time.
+    def encode(self, msg: dict[str, Any]) -> tuple[bytes, list[Any]]:
+        """A message's body and its attachments: once attachments are negotiated every bytes
+        value becomes one (§2.8), otherwise base64 (no attachments)."""
+        if not self.attachments:
+            return _dumps(msg), ()  # type: ignore[return-value]
+        tid = get_ident()
+        _attaching[tid] = parts = []
+        try:
+            return _dumps(msg), parts
+        finally:
+            del _attaching[tid]
+
+    def send(self, body: bytes, parts: list[Any] | tuple[()] = ()) -> None:
+        """Write one frame in the exact form of §2.2 (§2.8 with attachments), one writer at a
+        time.
 
         Frames queue up while another thread is writing, and that thread writes them all in
-        one system call (``writev``), without copying the bodies.
+        one system call (``writev``), without copying the bodies or the attachments.
         """
         queue = self.out_queue
-        queue += (b"Content-Length: %d\r\n\r\n" % len(body), body)
+        if parts:
+            sizes = [len(p) for p in parts]
+            queue += (b"Content-Length: %d\r\nTether-Attachments: %s\r\n\r\n" % (
+                len(body) + sum(sizes), ",".join(map(str, sizes)).encode("ascii")),
+                body, *parts)
+        else:
+            queue += (b"Content-Length: %d\r\n\r\n" % len(body), body)
         while queue:
             if not self.write_lock.acquire(False):
                 return  # the writer re-checks the queue after releasing the lock
@@ -1113,10 +1673,11 @@ class _Session:
 
     def notify(self, method: str, params: dict[str, Any]) -> None:
         """Send a notification."""
-        body = _dumps({"jsonrpc": "2.0", "method": method, "params": params})
-        if len(body) > self.reader.max_frame:
-            raise ValueError(f"{method} of {len(body)} bytes exceeds the maximum frame size")
-        self.send(body)
+        body, parts = self.encode({"jsonrpc": "2.0", "method": method, "params": params})
+        size = len(body) + sum(map(len, parts))
+        if size > self.reader.max_frame:
+            raise ValueError(f"{method} of {size} bytes exceeds the maximum frame size")
+        self.send(body, parts)
 
     def log(self, level: str, message: str, target: str | None, fields: dict[str, Any]) -> None:
         """Send a ``$/log`` when the session's level allows it (§8.1)."""
@@ -1128,14 +1689,15 @@ class _Session:
         if fields:
             params["fields"] = fields
         try:
-            body = _dumps({"jsonrpc": "2.0", "method": "$/log", "params": params})
+            body, parts = self.encode({"jsonrpc": "2.0", "method": "$/log", "params": params})
         except (TypeError, ValueError):
             params["fields"] = {k: repr(v) for k, v in fields.items()}
-            body = _dumps({"jsonrpc": "2.0", "method": "$/log", "params": params})
-        if len(body) > self.reader.max_frame:
-            _report(f"a $/log of {len(body)} bytes is too large to send: {message[:200]}")
+            body, parts = self.encode({"jsonrpc": "2.0", "method": "$/log", "params": params})
+        size = len(body) + sum(map(len, parts))
+        if size > self.reader.max_frame:
+            _report(f"a $/log of {size} bytes is too large to send: {message[:200]}")
             return
-        self.send(body)
+        self.send(body, parts)
 
     # ---- reading and dispatching -------------------------------------------------------
 
@@ -1166,8 +1728,15 @@ class _Session:
             if frame is None:
                 self.on_eof()  # does not return
             try:
-                job = self.on_oversized(frame) if type(frame) is _Oversized \
-                    else self.dispatch(frame)
+                kind = type(frame)
+                if kind is _Oversized:
+                    job = self.on_oversized(frame)
+                elif kind is _Attached:
+                    job = self.dispatch(frame.body, frame.parts)
+                elif kind is _Unreadable:
+                    job = self.reply_error(None, -32700, f"parse error: {frame.reason}")
+                else:
+                    job = self.dispatch(frame)
             except Exception as e:  # noqa: BLE001 - the reader must go on (§2.6)
                 _report(f"internal error while handling a frame: {e!r}")
                 continue
@@ -1243,10 +1812,13 @@ class _Session:
             self.idle.append(latch)
             latch.acquire()  # released by promote()
 
-    def dispatch(self, body: bytes | bytearray) -> Any:
-        """Route one frame body (§3); a job when it starts a handler."""
+    def dispatch(self, body: bytes | bytearray | memoryview,
+                 parts: list[memoryview] | None = None) -> Any:
+        """Route one frame body (§3) with its attachments (§2.8); a job when it starts a
+        handler."""
         try:
-            msg = _loads(body.decode("utf-8"))
+            text = str(body, "utf-8")
+            msg = _loads(text)
         except RecursionError:
             return self.reply_error(None, -32700, "parse error: the JSON is nested too deeply")
         except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
@@ -1258,9 +1830,9 @@ class _Session:
             return self.reply_error(None, -32600, "invalid request: a message is a JSON object")
         method = msg.get("method", _MISSING)
         if method is _MISSING:
-            return self.on_response(msg)
+            return self.on_response(msg, parts, self.streams_on and '"$stream"' in text)
         if "id" not in msg:
-            return self.on_notification(msg, method)
+            return self.on_notification(msg, method, parts)
         rid = msg["id"]
         if not _valid_id(rid):
             what = "null" if rid is None else "not a string or a 64-bit integer"
@@ -1281,9 +1853,109 @@ class _Session:
                                         "object, not an array", {"path": "params",
                                                                   "reason": "expected an object"})
             return self.reply_error(rid, -32600, "invalid request: params must be an object")
-        return self.on_request(rid, method, params)
+        if self.streams_on and '"$stream"' in text:
+            return self.on_request_with_streams(rid, method, params, parts)
+        return self.on_request(rid, method, params, parts)
 
-    def on_request(self, rid: Any, method: str, params: dict[str, Any]) -> Any:
+    def on_request_with_streams(self, rid: Any, method: str, params: dict[str, Any],
+                                parts: list[memoryview] | None) -> Any:
+        """A request whose params hold streams: they become stream objects bound to the call,
+        and are aborted at once when the request is refused (§12.4.4)."""
+        entry = self.methods.get(method) if not self.shutting_down else None
+        if entry is None:  # refused, whatever the reason: the streams are not read
+            self.abort_raw_streams(params, "the request that carried it was refused")
+            return self.on_request(rid, method, params, parts)
+        channels: list[_Channel] = []
+        try:
+            params = self.adopt_streams(params, channels, None, "")
+        except _Invalid as e:
+            for channel in channels:
+                channel._abort(StreamError(channel.id, f"invalid params: {e}"))
+            self.abort_raw_streams(params, f"invalid params: {e}")
+            return self.reply_error(rid, -32602, f"invalid params: {e}",
+                                    {"path": e.path, "reason": e.reason})
+        job = self.on_request(rid, method, params, parts)
+        if job is None:  # answered at once (a duplicate id): nobody reads the streams
+            for channel in channels:
+                channel._abort(StreamError(channel.id, "the request that carried it was "
+                                           "refused"))
+            return None
+        job[0]._streams = channels
+        for channel in channels:
+            channel._call = job[0]
+        return job
+
+    def adopt_streams(self, value: Any, out: list[_Channel], call: Call | None,
+                      path: str) -> Any:
+        """``value`` with each stream object of the host made a :class:`StreamReader` or
+        :class:`StreamWriter` (§12.1), collected in ``out``; _Invalid for a wrong one."""
+        if type(value) is dict:
+            if "$stream" in value:
+                return self.adopt_stream(value, out, call, path)
+            changed = None
+            for k, v in value.items():
+                if type(v) is dict or type(v) is list:
+                    new = self.adopt_streams(v, out, call, _join(path, k))
+                    if new is not v:
+                        if changed is None:
+                            changed = dict(value)
+                        changed[k] = new
+            return value if changed is None else changed
+        if type(value) is list:
+            return [self.adopt_streams(v, out, call, f"{path}[{i}]") if type(v) in (dict, list)
+                    else v for i, v in enumerate(value)]
+        return value
+
+    def adopt_stream(self, v: dict[str, Any], out: list[_Channel], call: Call | None,
+                     path: str) -> _Channel:
+        sid, mode = v.get("$stream"), v.get("mode")
+        if v.keys() != {"$stream", "mode"}:
+            raise _Invalid(path, 'a stream has exactly the members "$stream" and "mode"')
+        if type(sid) is not int or sid < 1 or sid > _I64_MAX:
+            raise _Invalid(path, "$stream must be a positive integer")
+        if mode not in ("read", "write"):
+            raise _Invalid(path, f'the mode of stream {sid} is not "read" or "write"')
+        with self.lock:
+            if sid % 2 == 0:
+                raise _Invalid(path, f"stream {sid} is not an id the host may open (the "
+                               "host's ids are odd, SPEC.md §12.1)")
+            if sid in self.host_stream_ids:
+                raise _Invalid(path, f"stream {sid} is not a new id of the host (ids are "
+                               "never reused, SPEC.md §12.1)")
+            self.host_stream_ids.add(sid)
+            channel = (StreamReader if mode == "read" else StreamWriter)(self, sid, call)
+            self.streams[sid] = channel
+        out.append(channel)
+        return channel
+
+    def abort_raw_streams(self, value: Any, why: str) -> None:
+        """Abort the host's new streams found in ``value``, which nobody will read or write."""
+        found: list[int] = []
+
+        def walk(v: Any) -> None:
+            if type(v) is dict:
+                sid = v.get("$stream")
+                if type(sid) is int and sid > 0 and sid % 2 == 1 and v.get("mode") in (
+                        "read", "write"):
+                    found.append(sid)
+                for item in v.values():
+                    walk(item)
+            elif type(v) is list:
+                for item in v:
+                    walk(item)
+
+        walk(value)
+        for sid in found:
+            with self.lock:
+                new = sid not in self.host_stream_ids
+                self.host_stream_ids.add(sid)
+            if new:
+                self.notify("$/stream.abort", {"stream": sid, "error": {
+                    "code": -32006, "message": f"stream {sid} was not taken: {why}",
+                    "data": {"stream": sid}}})
+
+    def on_request(self, rid: Any, method: str, params: dict[str, Any],
+                   parts: list[memoryview] | None = None) -> Any:
         """Answer a request, or return the job that will (§4, §5, §6)."""
         if self.shutting_down and method not in ("tether/invoke", "tether/retain"):
             # Calls on our handles are let through: they serve requests still in flight.
@@ -1295,12 +1967,12 @@ class _Session:
                                     "tether/initialize first")
         entry = self.methods.get(method)
         if entry is not None:
-            return self.start(rid, method, entry[1], entry[0], params)
+            return self.start(rid, method, entry[1], entry[0], params, parts)
         if method.startswith("tether/"):
             if method == "tether/ping":
                 return self.reply(rid, {})
             if method == "tether/invoke":
-                return self.on_invoke(rid, params)
+                return self.on_invoke(rid, params, parts)
             if method == "tether/retain":
                 return self.on_retain(rid, params)
             if method == "tether/shutdown":
@@ -1329,13 +2001,16 @@ class _Session:
         self.reply_error(rid, -32601, f"method not found: {method} ({reason})",
                          {"method": method, "reason": reason})
 
-    def on_notification(self, msg: dict[str, Any], method: Any) -> None:
+    def on_notification(self, msg: dict[str, Any], method: Any,
+                        parts: list[memoryview] | None = None) -> None:
         """Handle a notification; none is ever answered (§3.5)."""
         params = msg.get("params", {})
         if msg.get("jsonrpc") != "2.0" or type(method) is not str or type(params) is not dict:
             return _report(f"ignored a malformed notification: {_shown(_dumps(msg))}")
         if not self.initialized:
             return  # notifications before initialize are ignored (§4.1)
+        if method.startswith("$/stream.") and self.streams_on:
+            return self.on_stream_message(method, params, parts)
         if method == "$/cancelRequest":
             rid = params.get("id")
             call = self.calls.get(rid) if _valid_id(rid) else None
@@ -1355,7 +2030,48 @@ class _Session:
                     if not export.scopes:
                         del self.exports[export.id]  # type: ignore[arg-type]
 
-    def on_response(self, msg: dict[str, Any]) -> None:
+    def on_stream_message(self, method: str, params: dict[str, Any],
+                          parts: list[memoryview] | None) -> None:
+        """``$/stream.data``, ``.end``, ``.credit`` and ``.abort`` from the host (§12.2-§12.4).
+        Runs on the reading thread and never waits: data is buffered within the window."""
+        sid = params.get("stream")
+        with self.lock:
+            channel = self.streams.get(sid) if type(sid) is int else None  # type: ignore
+            if channel is None:
+                return  # unknown, or no longer known: they may cross an abort (§12.4.6)
+            problem: StreamError | None = None
+            if method == "$/stream.data" and type(channel) is StreamReader:
+                data = params.get("data")
+                try:
+                    if type(data) is str:
+                        chunk: Any = _b64decode(data)
+                    elif type(data) is dict:
+                        chunk = bytes(_attachment_of(data, parts))
+                    else:
+                        raise ValueError("its data is not bytes")
+                    channel._on_data(chunk)
+                except ValueError as e:
+                    problem = StreamError(sid, f"stream {sid}: a $/stream.data the plugin "  # type: ignore[arg-type]
+                                          f"cannot read: {e}")
+                except StreamError as e:
+                    problem = e
+            elif method == "$/stream.end" and type(channel) is StreamReader:
+                channel._on_end()
+            elif method == "$/stream.credit" and type(channel) is StreamWriter:
+                n = params.get("bytes")
+                if type(n) is int and n > 0:
+                    channel._on_credit(n)
+            elif method == "$/stream.abort":
+                err = params.get("error")
+                cause = err if _valid_error(err) and type(err) is dict else None
+                why = str(cause["message"]) if cause else "no reason given"
+                channel._fail(StreamError(sid, f"the host aborted stream {sid}: {why}",  # type: ignore[arg-type]
+                                          cause))
+        if problem is not None:  # the host broke the rules: stop it and fail the reader
+            channel._abort(problem)
+
+    def on_response(self, msg: dict[str, Any], parts: list[memoryview] | None = None,
+                    has_streams: bool = False) -> None:
         """Route a message without ``method``: a response to one of our requests (§3.4)."""
         rid = msg.get("id", _MISSING)
         # What looks like a response (a result or an error) is never answered, even when
@@ -1385,6 +2101,21 @@ class _Session:
                 return _report(f"ignored a malformed response: {_shown(_dumps(msg))}")
             return self.reply_error(rid, -32600, "invalid request: a response has \"jsonrpc\": "
                                     "\"2.0\" and exactly one of result (an object) or error")
+        if "result" in msg and (parts is not None or has_streams):
+            waiting = type(rid) is int and rid in self.pending
+            try:
+                result = msg["result"]
+                if parts is not None:
+                    result = _resolve_attachments(result, parts)
+                if has_streams:
+                    if not waiting:  # nobody will read or write them (§12.4.4)
+                        self.abort_raw_streams(result, "the response answered no request")
+                    else:
+                        result = self.adopt_streams(result, [], None, "result")
+                msg = {**msg, "result": result}
+            except (ValueError, _Invalid) as e:  # a local error (§2.8.2, §12.1)
+                msg = {"jsonrpc": "2.0", "id": rid, "error": {
+                    "code": -32602, "message": f"the host's answer cannot be read: {e}"}}
         self.resolve(rid, msg)
 
     def resolve(self, rid: Any, msg: dict[str, Any], quiet: bool = False) -> None:
@@ -1446,16 +2177,32 @@ class _Session:
             for name, version in chosen.items()
             for short, method in self.interfaces[name].tables[version].items()
         }
-        self.reader.max_frame = params.get("maxFrameSize", DEFAULT_MAX_FRAME_SIZE)
+        self.reader.max_frame = max_frame = params.get("maxFrameSize", DEFAULT_MAX_FRAME_SIZE)
         level = params.get("logLevel", "info")
         self.set_log_level(_LEVELS[_LEVEL_ALIASES.get(level, level)])
+        # Each capability is announced back only when the host announced it (§10.2).
+        host_caps = params.get("capabilities", {})
+        capabilities = dict(self.capabilities)
+        attachments = type(host_caps.get("attachments")) is dict
+        streams = host_caps.get("streams")
+        if attachments:
+            capabilities["attachments"] = {}
+        if type(streams) is dict:
+            self.peer_credit = streams.get("initialCredit", DEFAULT_INITIAL_CREDIT)
+            capabilities["streams"] = {"initialCredit": self.our_credit}
+        # A chunk and its frame fit the maximum frame size: raw, or a third larger in base64.
+        room = max_frame - 256
+        self.max_chunk = min(MAX_CHUNK, room if attachments else room // 4 * 3)
         self.initialized = True
         self.reply(rid, {
             "protocolVersion": max(common),
             "plugin": {"name": self.name, "version": self.version},
-            "capabilities": self.capabilities,
+            "capabilities": capabilities,
             "interfaces": {n: self.interfaces[n].described[v] for n, v in chosen.items()},
         })
+        # From the frame after this answer both sides may use them (§2.8.3).
+        self.attachments = self.reader.attachments = attachments
+        self.streams_on = type(streams) is dict
 
     def unsupported(self, rid: Any, name: str, host: list[int], plugin: list[int]) -> None:
         """Answer -32001 naming both sides' versions (§4.3)."""
@@ -1481,6 +2228,7 @@ class _Session:
         """Stdin is closed: exit 0 within 2 seconds (§1.6). After a shutdown, in-flight requests
         may finish; otherwise, or when they take too long, they are cancelled."""
         self.eof = True
+        self.fail_streams("the host closed the plugin's input (end of the session)")
         started = time.monotonic()
         while self.shutting_down and self.calls and time.monotonic() < started + 1.2:
             time.sleep(0.005)
@@ -1503,7 +2251,7 @@ class _Session:
     # ---- requests from the host -------------------------------------------------------
 
     def start(self, rid: Any, method: str, version: int | None, target: _Method,
-              params: dict[str, Any]) -> tuple[Call, _Method, dict[str, Any]] | None:
+              params: dict[str, Any], parts: list[memoryview] | None = None) -> Any:
         """Register a request whose handler is about to run; the job for :meth:`run_call`."""
         call = Call(rid, method, version)
         with self.lock:
@@ -1513,21 +2261,24 @@ class _Session:
         if duplicate:
             return self.reply_error(rid, -32600, "invalid request: this id is already used by a "
                                     "request in flight (SPEC.md §3.2)")
-        return call, target, params
+        return call, target, params, parts
 
-    def run_call(self, call: Call, target: _Method, params: dict[str, Any]) -> None:
+    def run_call(self, call: Call, target: _Method, params: dict[str, Any],
+                 parts: list[memoryview] | None = None) -> None:
         """Call a handler on this worker thread and answer its request."""
         tid = get_ident()
         _calls_by_thread[tid] = call
         try:
-            body = self.answer(call, target, params)
+            body, attached, opened = self.answer(call, target, params, parts)
         except SystemExit as e:  # sys.exit() in a handler ends the plugin, as without threads
             if e.code is not None and not isinstance(e.code, int):
                 _report(str(e.code))
             _exit(e.code if isinstance(e.code, int) else 0 if e.code is None else 1)
         finally:
             del _calls_by_thread[tid]
-        self.send(body)
+        self.send(body, attached)
+        if opened:
+            self.start_streams(opened)
         with self.lock:
             del self.calls[call.id]
             shutdown_id = _MISSING
@@ -1536,21 +2287,36 @@ class _Session:
         if shutdown_id is not _MISSING:  # the last in-flight request: shutdown completes
             self.reply(shutdown_id, {})
 
-    def answer(self, call: Call, target: _Method, params: dict[str, Any]) -> bytes:
-        """Run the handler; its response, encoded."""
+    def answer(self, call: Call, target: _Method, params: dict[str, Any],
+               parts: list[memoryview] | None = None
+               ) -> tuple[bytes, list[Any], list[tuple[StreamWriter, Stream]]]:
+        """Run the handler; its response, encoded: body, attachments, streams it opens."""
+        opened: list[tuple[StreamWriter, Stream]] = []
         try:
             if call._cancelled:
                 raise Cancelled()
-            result = target.invoke(params)
+            result = target.invoke(params, parts)
             if result is None:
                 result = {}
             elif type(result) is not dict:
                 raise TypeError(f"the handler returned a {type(result).__name__}, not a dict")
-            body = _dumps({"jsonrpc": "2.0", "id": call.id, "result": result})
-            if len(body) > self.reader.max_frame:
-                raise ValueError(f"its result of {len(body)} bytes exceeds the session's maximum "
+            msg = {"jsonrpc": "2.0", "id": call.id, "result": result}
+            if not self.streams_on:
+                body, attached = self.encode(msg)
+            else:
+                if call._streams:
+                    self.finish_streams(call, None)
+                tid = get_ident()
+                self.opening[tid] = opened
+                try:
+                    body, attached = self.encode(msg)
+                finally:
+                    del self.opening[tid]
+            size = len(body) + sum(map(len, attached))
+            if size > self.reader.max_frame:
+                raise ValueError(f"its result of {size} bytes exceeds the session's maximum "
                                  f"frame size of {self.reader.max_frame}")
-            return body
+            return body, attached, opened
         except Error as e:
             error = e.to_json()
         except RemoteError as e:
@@ -1565,11 +2331,71 @@ class _Session:
                     + "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip())
             error = {"code": -32603, "message": f"internal error: {type(e).__name__}: {e}",
                      "data": {"exception": type(e).__name__}}
+        if opened:
+            self.drop_streams(opened)
+        if call._streams:
+            self.finish_streams(call, Error(error["code"], error["message"],
+                                            error.get("data", _MISSING)))
         try:
-            return _dumps({"jsonrpc": "2.0", "id": call.id, "error": error})
+            return _dumps({"jsonrpc": "2.0", "id": call.id, "error": error}), [], []
         except (TypeError, ValueError):  # data that JSON cannot carry
             del error["data"]
-            return _dumps({"jsonrpc": "2.0", "id": call.id, "error": error})
+            return _dumps({"jsonrpc": "2.0", "id": call.id, "error": error}), [], []
+
+    # ---- streams (§12) -----------------------------------------------------------------
+
+    def finish_streams(self, call: Call, error: Error | None) -> None:
+        """The call is about to be answered: settle the streams its params carried."""
+        streams, call._streams = call._streams, []
+        for channel in streams:
+            try:
+                channel._finish(error)
+            except Exception as e:  # noqa: BLE001 - the answer goes out whatever happens
+                _report(f"cannot finish stream {channel.id}: {e!r}")
+
+    def _open(self, source: Stream) -> dict[str, Any]:
+        """Encoder hook: a :class:`Stream` in a message we send gets an even id (§12.1)."""
+        opened = self.opening.get(get_ident())
+        if opened is None:
+            raise TypeError("a Stream can be sent only in a result or in request params")
+        with self.lock:
+            sid = self.next_stream
+            self.next_stream += 2
+            writer = StreamWriter(self, sid, None)
+            self.streams[sid] = writer
+        opened.append((writer, source))
+        return {"$stream": sid, "mode": "read"}
+
+    def drop_streams(self, opened: list[tuple[StreamWriter, Stream]]) -> None:
+        """Streams opened in a message that was not sent: the host never knew them."""
+        with self.lock:
+            self.drop_streams_locked(opened)
+
+    def drop_streams_locked(self, opened: list[tuple[StreamWriter, Stream]]) -> None:
+        for writer, _ in opened:
+            writer._done = True
+            self.streams.pop(writer.id, None)
+
+    def start_streams(self, opened: list[tuple[StreamWriter, Stream]]) -> None:
+        """The message that carried them is sent: write each stream on a thread of its own,
+        so that a host that reads slowly never holds up the reading (§12.5)."""
+        for writer, source in opened:
+            start_new_thread(writer._pump, (source,))
+
+    def send_data(self, sid: int, chunk: Any) -> None:
+        """Write one ``$/stream.data`` (§12.2): as an attachment when negotiated."""
+        if self.attachments:
+            self.send(b'{"jsonrpc":"2.0","method":"$/stream.data","params":{"stream":%d,'
+                      b'"data":{"$bytes":0}}}' % sid, [chunk])
+        else:
+            self.send(b'{"jsonrpc":"2.0","method":"$/stream.data","params":{"stream":%d,'
+                      b'"data":"%s"}}' % (sid, binascii.b2a_base64(chunk, newline=False)))
+
+    def fail_streams(self, why: str) -> None:
+        """The session ended: every unfinished stream fails with the reason (§12.4.5)."""
+        with self.lock:
+            for channel in list(self.streams.values()):
+                channel._fail(StreamError(channel.id, f"stream {channel.id} failed: {why}"))
 
     def cancel(self, call: Call) -> None:
         """Cancel a handler and the requests it is waiting for (§7.2)."""
@@ -1584,12 +2410,15 @@ class _Session:
                 self.abandoned.add(pending.id)
                 pending.cancelled = True
         call._latch.release()
+        for channel in call._streams:  # at both ends, with -32800 (§12.4.3)
+            channel._abort(Cancelled())
         for pending in waiting:
             self.notify("$/cancelRequest", {"id": pending.id})
         for pending in waiting:
             pending.latch.release()
 
-    def on_invoke(self, rid: Any, params: dict[str, Any]) -> Any:
+    def on_invoke(self, rid: Any, params: dict[str, Any],
+                  parts: list[memoryview] | None = None) -> Any:
         """The host calls a method of an object this plugin exported (§6.2)."""
         hid, method, args = params.get("handle"), params.get("method"), params.get("params", {})
         if type(hid) is not str or type(method) is not str or type(args) is not dict:
@@ -1603,7 +2432,7 @@ class _Session:
         if target is None:
             return self.not_found(rid, method, f"interface {export.interface} of handle {hid} "
                                   f"has no method {method}")
-        return self.start(rid, f"{export.interface}.{method}", None, target, args)
+        return self.start(rid, f"{export.interface}.{method}", None, target, args, parts)
 
     def on_retain(self, rid: Any, params: dict[str, Any]) -> None:
         """The host keeps a handle of ours after the request that carried it (§6.3)."""
@@ -1634,16 +2463,24 @@ class _Session:
             self.next_id += 1
         tid = get_ident()
         self.exporting[tid] = exported = []
+        self.opening[tid] = opened = []
         try:
-            body = _dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
+            body, attached = self.encode({"jsonrpc": "2.0", "id": rid, "method": method,
+                                          "params": params})
+            size = len(body) + sum(map(len, attached))
+            if size > self.reader.max_frame:
+                raise ValueError(f"the {method} request of {size} bytes exceeds the session's "
+                                 f"maximum frame size of {self.reader.max_frame}")
+        except BaseException:
+            self.drop_streams(opened)
+            raise
         finally:
             del self.exporting[tid]
-        if len(body) > self.reader.max_frame:
-            raise ValueError(f"the {method} request of {len(body)} bytes exceeds the session's "
-                             f"maximum frame size of {self.reader.max_frame}")
+            del self.opening[tid]
         with self.lock:
             if call is not None:
                 if call._cancelled:
+                    self.drop_streams_locked(opened)
                     raise Cancelled()
                 call._outgoing[rid] = pending
             self.pending[rid] = pending
@@ -1651,7 +2488,8 @@ class _Session:
                 self.export_scopes[rid] = exported
                 for export in exported:
                     export.scopes.add(rid)
-        self.send(body)
+        self.send(body, attached)
+        self.start_streams(opened)
         self.yield_lead()  # the answer is read by another thread
         if not pending.latch.acquire(True, -1 if timeout is None else max(timeout, 0)):
             with self.lock:
@@ -1694,6 +2532,16 @@ class _Session:
                 self.exports.pop(export.id, None)  # type: ignore[arg-type]
 
 
+def _attachment_of(ref: dict[str, Any], parts: list[memoryview] | None) -> memoryview:
+    """The attachment ``{"$bytes": i}`` stands for; ValueError when the frame lacks it."""
+    i = ref.get("$bytes")
+    if len(ref) != 1 or type(i) is not int or i < 0:
+        raise ValueError('expected base64 or {"$bytes": i}')
+    if parts is None or i >= len(parts):
+        raise ValueError(f'{{"$bytes": {i}}} but the frame has {len(parts or ())} attachments')
+    return parts[i]
+
+
 def _valid_error(err: Any) -> bool:
     return err is _MISSING or (type(err) is dict and type(err.get("code")) is int
                                and type(err.get("message")) is str)
@@ -1713,8 +2561,14 @@ def _check_initialize(p: dict[str, Any]) -> str | None:
     host = p.get("host", {})
     if type(host) is not dict:
         return "host must be an object {name, version}"
-    if type(p.get("capabilities", {})) is not dict:
+    caps = p.get("capabilities", {})
+    if type(caps) is not dict:
         return "capabilities must be an object"
+    streams = caps.get("streams")
+    if type(streams) is dict:
+        credit = streams.get("initialCredit", DEFAULT_INITIAL_CREDIT)
+        if type(credit) is not int or not 0 <= credit <= _I64_MAX:
+            return "capabilities.streams.initialCredit must be a non-negative integer"
     size = p.get("maxFrameSize", DEFAULT_MAX_FRAME_SIZE)
     if type(size) is not int or size < MIN_MAX_FRAME_SIZE:
         return f"maxFrameSize must be an integer of at least {MIN_MAX_FRAME_SIZE}"
@@ -1869,7 +2723,8 @@ def _exit(code: int) -> None:
 
 def serve(name: str, version: str, *interfaces: Interface,
           cookie: tuple[str, str] | None = REFERENCE_COOKIE, host_app: str | None = None,
-          capabilities: dict[str, Any] | None = None) -> None:
+          capabilities: dict[str, Any] | None = None,
+          initial_credit: int = DEFAULT_INITIAL_CREDIT) -> None:
     """Serve the interfaces over stdin and stdout until stdin closes; never returns.
 
     ``cookie`` is the (name, value) environment variable the host sets (§1.3), None to skip the
@@ -1877,8 +2732,14 @@ def serve(name: str, version: str, *interfaces: Interface,
     plugin by hand. The process exits 0 at the end of stdin, 1 when the cookie is wrong, 2 when
     the session cannot go on (§1.5). Exit happens through ``os._exit`` after flushing stdio, so
     ``atexit`` functions do not run: clean up in a handler of ``tether/shutdown`` instead.
+
+    Attachments (§2.8) and streams (§12) are used when the host announces them.
+    ``initial_credit`` is the number of bytes the host may send on each stream the plugin reads
+    before the plugin grants more: the most a stream buffers while nobody reads it (§12.3).
     """
     global _session
+    if type(initial_credit) is not int or initial_credit < 1:
+        raise ValueError("initial_credit must be a positive number of bytes")
     if cookie is not None and os.environ.get(cookie[0]) != cookie[1]:
         host = f"by {host_app}" if host_app else "by its host application"
         sys.stderr.write(
@@ -1899,6 +2760,7 @@ def serve(name: str, version: str, *interfaces: Interface,
     os.dup2(null, 0)
     os.close(null)
     _session = _Session(name, version, interfaces, dict(capabilities or {}), in_fd, out_fd)
+    _session.our_credit = initial_credit
     if "logging" in sys.modules:
         _bridge_logging(sys.modules["logging"])
     else:

@@ -10,7 +10,11 @@ export const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, '..');
 export const NODE = process.execPath;
 export const COOKIE = { TETHER_MAGIC_COOKIE: '7c1e4b9a-tether-reference-plugin' };
-export const PLUGINS = { kv: path.join(ROOT, 'kv.mjs'), counter: path.join(ROOT, 'counter.mjs') };
+export const PLUGINS = {
+  kv: path.join(ROOT, 'kv.mjs'),
+  counter: path.join(ROOT, 'counter.mjs'),
+  blob: path.join(ROOT, 'blob.mjs'),
+};
 
 /** Encodes a message (object, or a raw body string/Buffer) as a frame in writer form. */
 export function frame(body) {
@@ -18,13 +22,30 @@ export function frame(body) {
   return Buffer.concat([Buffer.from(`Content-Length: ${b.length}\r\n\r\n`), b]);
 }
 
-/** A strict reader of writer-form frames: anything else is a failure, recorded in `errors`. */
+/** A frame with attachments (SPEC.md §2.8): the JSON, then each buffer of `atts` in order. */
+export function attachmentFrame(body, atts) {
+  const b = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+  const total = atts.reduce((n, a) => n + a.length, b.length);
+  const head = `Content-Length: ${total}\r\nTether-Attachments: ${atts.map((a) => a.length).join(',')}\r\n\r\n`;
+  return Buffer.concat([Buffer.from(head), b, ...atts]);
+}
+
+const WRITER_HEAD = /^Content-Length: (0|[1-9][0-9]*)\r\n(?:Tether-Attachments: ((?:0|[1-9][0-9]*)(?:,(?:0|[1-9][0-9]*))*)\r\n)?\r\n/;
+
+/**
+ * A strict reader of writer-form frames (SPEC.md §2.7): anything else is a failure, recorded in
+ * `errors`. A `Tether-Attachments` header right after `Content-Length` is accepted only while
+ * `attachmentsAllowed()` says both sides announced them; `onFrame(json, atts)` gets the JSON and
+ * the attachments apart.
+ */
 export class StrictReader {
-  constructor(onFrame) {
+  constructor(onFrame, attachmentsAllowed = () => false) {
     this.onFrame = onFrame;
+    this.attachmentsAllowed = attachmentsAllowed;
     this.chunks = [];
     this.total = 0;
     this.need = -1;
+    this.lengths = null;
     this.errors = [];
   }
   push(chunk) {
@@ -33,26 +54,40 @@ export class StrictReader {
     for (;;) {
       if (this.need < 0) {
         if (this.total === 0) return;
-        const head = this.peek(Math.min(this.total, 64));
-        const m = /^Content-Length: (0|[1-9][0-9]*)\r\n\r\n/.exec(head.toString('latin1'));
+        const h = this.peek(Math.min(this.total, 4200)).toString('latin1');
+        const m = WRITER_HEAD.exec(h);
         if (!m) {
+          const end = h.indexOf('\r\n\r\n');
           const prefix = 'Content-Length: ';
-          const h = head.toString('latin1');
-          const ok = h.length < 64 && (prefix.startsWith(h) || (h.startsWith(prefix) && /^Content-Length: [0-9]*(\r(\n(\r)?)?)?$/.test(h)));
-          if (!ok) {
-            this.errors.push(`not a frame in writer form: ${JSON.stringify(h)}`);
+          const partial = end < 0 && h.length < 4200 && (h.length < prefix.length ? prefix.startsWith(h) : h.startsWith(prefix));
+          if (!partial) {
+            this.errors.push(`not a frame in writer form: ${JSON.stringify(h.slice(0, 200))}`);
             this.chunks = [];
             this.total = 0;
           }
           return;
         }
+        if (m[2] !== undefined && !this.attachmentsAllowed()) {
+          this.errors.push(`an attachment frame before attachments were negotiated: ${JSON.stringify(m[0])}`);
+        }
         this.take(m[0].length);
         this.need = Number(m[1]);
+        this.lengths = m[2] === undefined ? null : m[2].split(',').map(Number);
+        if (this.lengths && this.lengths.reduce((a, b) => a + b, 0) > this.need) {
+          this.errors.push(`attachments longer than the frame: ${JSON.stringify(m[0])}`);
+        }
       }
       if (this.total < this.need) return;
-      const body = this.take(this.need);
+      const frameBytes = this.take(this.need);
       this.need = -1;
-      this.onFrame(body);
+      if (!this.lengths) {
+        this.onFrame(frameBytes, null);
+        continue;
+      }
+      const sum = this.lengths.reduce((a, b) => a + b, 0);
+      let at = frameBytes.length - sum;
+      const atts = this.lengths.map((n) => frameBytes.subarray(at, (at += n)));
+      this.onFrame(frameBytes.subarray(0, frameBytes.length - sum), atts);
     }
   }
   peek(n) {
@@ -79,6 +114,13 @@ export class StrictReader {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** The bytes of a bytes value of `msg`: a base64 string or `{"$bytes": i}` (one of its attachments). */
+export function bytesOf(msg, v) {
+  if (typeof v === 'string') return Buffer.from(v, 'base64');
+  if (v && typeof v === 'object' && Number.isInteger(v.$bytes) && msg.$atts && v.$bytes < msg.$atts.length) return msg.$atts[v.$bytes];
+  throw new Error(`not a bytes value: ${JSON.stringify(v)} (attachments: ${msg.$atts?.length ?? 'none'})`);
+}
+
 /** A plugin child process with host-side helpers. */
 export class Plugin {
   /**
@@ -96,7 +138,14 @@ export class Plugin {
     this.stdoutBytes = 0;
     this.stderr = '';
     this.nextId = 1;
-    this.reader = new StrictReader((body) => this.onBody(body));
+    /** Whether both sides announced attachments (set when the initialize answer is read). */
+    this.attachments = false;
+    this.initIds = new Set();
+    this.hostCaps = {};
+    this.reader = new StrictReader(
+      (body, atts) => this.onBody(body, atts),
+      () => this.attachments,
+    );
     this.child.stdout.on('data', (c) => {
       this.stdoutBytes += c.length;
       this.reader.push(c);
@@ -112,7 +161,7 @@ export class Plugin {
     });
   }
 
-  onBody(body) {
+  onBody(body, atts) {
     let msg;
     try {
       msg = JSON.parse(body.toString('utf8'));
@@ -121,6 +170,11 @@ export class Plugin {
       return;
     }
     Object.defineProperty(msg, '$raw', { value: body, enumerable: false });
+    Object.defineProperty(msg, '$atts', { value: atts, enumerable: false });
+    if (this.initIds.has(msg.id) && msg.result && !('method' in msg)) {
+      this.attachments = this.hostCaps.attachments !== undefined && msg.result.capabilities?.attachments !== undefined;
+    }
+    if (this.onMessage?.(msg)) return;
     this.queue.push(msg);
     for (const w of [...this.waiters]) w();
   }
@@ -135,6 +189,10 @@ export class Plugin {
   }
   sendBytes(bytes) {
     this.child.stdin.write(bytes);
+  }
+  /** Writes a message with attachments (`{"$bytes": i}` in `msg` refers to `atts[i]`). */
+  sendWithAttachments(msg, atts) {
+    this.child.stdin.write(attachmentFrame(msg, atts));
   }
 
   /** Sends a request; returns its id. */
@@ -194,7 +252,10 @@ export class Plugin {
       logLevel: 'info',
       ...overrides,
     };
-    return this.call('tether/initialize', params);
+    this.hostCaps = params.capabilities ?? {};
+    const id = this.nextId++;
+    this.initIds.add(id);
+    return this.response(this.request('tether/initialize', params, id));
   }
   /** Waits a little and returns whatever is queued (to check that nothing came). */
   async drain(ms = 100) {

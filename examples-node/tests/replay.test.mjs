@@ -4,24 +4,33 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, readFileSync, readdirSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { ROOT } from './harness.mjs';
 import { replay, parseTranscript } from './replay.mjs';
 
 const TRANSCRIPTS = path.resolve(ROOT, '..', 'spec', 'transcripts');
 
-/** Writes a transcript: a list of ['# comment'] / ['-->', message] / ['<--', message]. */
+/**
+ * Writes a transcript: a list of ['# comment'] / ['-->', message] / ['<--', message] /
+ * [dir, message, attachments] (a frame with attachments, SPEC.md §2.8).
+ */
 function transcript(plugin, items) {
-  let out = `# plugin: ${plugin}\n`;
-  for (const [dir, msg] of items) {
+  const out = [Buffer.from(`# plugin: ${plugin}\n`)];
+  for (const [dir, msg, atts] of items) {
     if (dir.startsWith('#')) {
-      out += `${dir}\n`;
+      out.push(Buffer.from(`${dir}\n`));
       continue;
     }
-    const body = typeof msg === 'string' ? msg : JSON.stringify(msg);
-    out += `${dir}\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}\n`;
+    const body = Buffer.from(typeof msg === 'string' ? msg : JSON.stringify(msg));
+    if (atts) {
+      const total = atts.reduce((n, a) => n + a.length, body.length);
+      out.push(Buffer.from(`${dir}\nContent-Length: ${total}\r\nTether-Attachments: ${atts.map((a) => a.length).join(',')}\r\n\r\n`), body, ...atts, Buffer.from('\n'));
+    } else {
+      out.push(Buffer.from(`${dir}\nContent-Length: ${body.length}\r\n\r\n`), body, Buffer.from('\n'));
+    }
   }
-  return Buffer.from(out);
+  return Buffer.concat(out);
 }
 
 const init = (id, interfaces, logLevel = 'info') => ({
@@ -109,9 +118,86 @@ describe('the replayer on transcripts written here', () => {
     const tooMany = kvSession.filter(([d, m]) => !(d === '<--' && m?.method === '$/log'));
     await assert.rejects(replay(transcript('kv', tooMany)), /more than the expectation group|do not match/);
     const tooFew = kvSession.flatMap((x) => (x[1]?.id === 4 && x[0] === '<--' ? [x, ['<--', ok(99)]] : [x]));
-    await assert.rejects(replay(transcript('kv', tooFew), { frameTimeout: 500 }), /wants 3 frames, the plugin sent 2/);
+    await assert.rejects(replay(transcript('kv', tooFew), { frameTimeout: 500 }), /wants 3 frames.*the plugin sent 2 frames/);
     const wrongCancel = counterSession.map(([d, m]) => (d === '<--' && m?.method === '$/cancelRequest' ? [d, { ...m, params: { id: 100 } }] : [d, m]));
     await assert.rejects(replay(transcript('counter', wrongCancel)), /do not match/);
+  });
+});
+
+// The 1.1 rules: bytes as base64 or attachments (a), the plugin's stream ids bound (b), its
+// credit grants skipped (c), and its data compared per stream as one concatenation (d).
+const caps = { attachments: {}, streams: {} };
+const init11 = (id, interfaces) => ({ ...init(id, interfaces), params: { ...init(id, interfaces).params, capabilities: caps } });
+const b64 = (b) => Buffer.from(b).toString('base64');
+const sha = (b) => createHash('sha256').update(b).digest('hex');
+const note = (method, params) => ({ jsonrpc: '2.0', method, params });
+const big = Buffer.alloc(600000, 'z');
+const produced = Buffer.from(Array.from({ length: 300 }, (_, i) => i % 251));
+
+const kvAttachments = [
+  ['-->', init11(1, { kv: [2] })],
+  ['<--', initResult(1, 'kv', 2, ['put', 'get', 'delete'])],
+  ['-->', req(2, 'kv.put', { key: 'k', value: { $bytes: 0 } }), [Buffer.from('raw bytes')]],
+  ['<--', ok(2)],
+  ['# The plugin answers with an attachment; the transcript writes the same bytes in base64.'],
+  ['-->', req(3, 'kv.get', { key: 'k' })],
+  ['<--', ok(3, { value: b64('raw bytes') })],
+  ['-->', req(4, 'kv.put', { key: 'e', value: '' })],
+  ['<--', ok(4)],
+  ['-->', req(5, 'kv.get', { key: 'e' })],
+  ['<--', ok(5, { value: { $bytes: 0 } }), [Buffer.alloc(0)]],
+  ['-->', req(6, 'tether/shutdown')],
+  ['<--', ok(6)],
+];
+
+const blobSession = [
+  ['-->', init11(1, { blob: [1] })],
+  ['<--', initResult(1, 'blob', 1, ['upload', 'download', 'count', 'produce'])],
+  ['-->', req(2, 'blob.upload', { name: 'a', data: { $stream: 1, mode: 'read' } })],
+  ['-->', note('$/stream.data', { stream: 1, data: { $bytes: 0 } }), [Buffer.from('hello ')]],
+  ['-->', note('$/stream.data', { stream: 1, data: b64('world') })],
+  ['-->', note('$/stream.end', { stream: 1 })],
+  ['<--', ok(2, { size: 11, sha256: sha('hello world') })],
+  ['# The transcript says the plugin chose stream 6; the plugin chooses its own even id.'],
+  ['-->', req(3, 'blob.download', { name: 'a' })],
+  ['<--', ok(3, { size: 11, data: { $stream: 6, mode: 'read' } })],
+  ['<--', note('$/stream.data', { stream: 6, data: b64('hel') })],
+  ['<--', note('$/stream.data', { stream: 6, data: { $bytes: 0 } }), [Buffer.from('lo world')]],
+  ['<--', note('$/stream.end', { stream: 6 })],
+  ['# A window-sized upload: the plugin grants credit back, which is not an expectation.'],
+  ['-->', req(4, 'blob.count', { data: { $stream: 3, mode: 'read' } })],
+  ['-->', note('$/stream.data', { stream: 3, data: { $bytes: 0 } }), [big]],
+  ['-->', note('$/stream.end', { stream: 3 })],
+  ['<--', note('$/stream.credit', { stream: 3, bytes: 600000 })],
+  ['<--', ok(4, { size: big.length, sha256: sha(big) })],
+  ['-->', req(5, 'blob.produce', { size: 300 })],
+  ['<--', ok(5, { data: { $stream: 8, mode: 'read' } })],
+  ['<--', note('$/stream.data', { stream: 8, data: b64(produced) })],
+  ['<--', note('$/stream.end', { stream: 8 })],
+  ['-->', req(6, 'blob.download', { name: 'nope' })],
+  ['<--', err(6, 1002, 'not compared', { name: 'nope' })],
+  ['-->', req(7, 'tether/shutdown')],
+  ['<--', ok(7)],
+];
+
+describe('the replayer on attachments and streams (rules a to d)', () => {
+  test('a kv session with attachments replays whether bytes are base64 or attachments', async () => {
+    const r = await replay(transcript('kv', kvAttachments), { name: 'kv-attachments' });
+    assert.equal(r.groups, 6);
+  });
+
+  test('a blob session replays: stream ids bound, credit skipped, data compared as concatenations', async () => {
+    const r = await replay(transcript('blob', blobSession), { name: 'blob-streams' });
+    assert.equal(r.groups, 7);
+  });
+
+  test('wrong stream data, or a wrong size, fails the replay', async () => {
+    const wrongData = blobSession.map((x) => (x[1]?.params?.stream === 6 && x[2] ? ['<--', x[1], [Buffer.from('lo WORLD')]] : x));
+    await assert.rejects(replay(transcript('blob', wrongData)), /data of stream 6 differs/);
+    const shortData = blobSession.map((x) => (x[1]?.params?.stream === 8 && x[1].method === '$/stream.data' ? ['<--', note('$/stream.data', { stream: 8, data: b64(produced.subarray(0, 200)) })] : x));
+    await assert.rejects(replay(transcript('blob', shortData)), /more than the expectation group|do not match/);
+    const wrongBytes = kvAttachments.map((x) => (x[1]?.id === 3 && x[0] === '<--' ? ['<--', ok(3, { value: b64('other bytes') })] : x));
+    await assert.rejects(replay(transcript('kv', wrongBytes)), /do not match/);
   });
 });
 

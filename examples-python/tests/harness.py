@@ -6,6 +6,7 @@ frame in exactly the writer form of §2.2 is recorded as a violation and fails t
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
@@ -36,10 +37,40 @@ def precompile() -> None:
         _compiled = True
 
 
-def encode(obj: Any) -> bytes:
-    """A frame in the writer form of §2.2."""
+def encode(obj: Any, parts: list[bytes] | None = None) -> bytes:
+    """A frame in the writer form of §2.2, or of §2.8 when it has attachments."""
     body = obj if isinstance(obj, bytes) else json.dumps(obj, separators=(",", ":")).encode()
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+    if parts is None:
+        return b"Content-Length: %d\r\n\r\n" % len(body) + body
+    return (b"Content-Length: %d\r\nTether-Attachments: %s\r\n\r\n"
+            % (len(body) + sum(map(len, parts)), ",".join(str(len(p)) for p in parts).encode())
+            + body + b"".join(parts))
+
+
+class Msg(dict):
+    """A message the plugin wrote; ``parts`` are its attachments (SPEC.md §2.8)."""
+
+    parts: list[bytes] = []
+
+
+def resolve(value: Any, parts: list[bytes]) -> Any:
+    """``value`` with every ``{"$bytes": i}`` made the bytes of attachment i, and every
+    base64 string left as it is."""
+    if isinstance(value, dict):
+        if set(value) == {"$bytes"}:
+            return parts[value["$bytes"]]
+        return {k: resolve(v, parts) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, parts) for v in value]
+    return value
+
+
+def data_of(msg: dict[str, Any]) -> bytes:
+    """The bytes of a ``$/stream.data``, written as base64 or as an attachment."""
+    data = msg["params"]["data"]
+    if isinstance(data, str):
+        return base64.b64decode(data, validate=True)
+    return msg.parts[data["$bytes"]]  # type: ignore[attr-defined]
 
 
 class EOF:
@@ -68,6 +99,9 @@ class Plugin:
         self.stderr = bytearray()
         self.notifications: list[dict[str, Any]] = []
         self.next_id = 1
+        # Set once the plugin's initialize answer announced attachments: only then may its
+        # frames carry them (§2.8.3), and only right after Content-Length (§2.8.6).
+        self.attachments = False
         self._threads = [threading.Thread(target=self._read_stdout, daemon=True),
                          threading.Thread(target=self._read_stderr, daemon=True)]
         for t in self._threads:
@@ -94,17 +128,34 @@ class Plugin:
             if not digits.isdigit() or (digits.startswith(b"0") and digits != b"0"):
                 return self._violation(b"Content-Length: " + digits + c)
             rest = f.read(3)
+            lengths: list[int] = []
             if rest != b"\n\r\n":
-                return self._violation(b"Content-Length: " + digits + c + rest)
-            body = f.read(int(digits))
-            if len(body) != int(digits):
-                return self._violation(b"truncated body: " + body[:200])
+                line = rest[1:] + f.readline(4096)
+                name = b"Tether-Attachments: "
+                listed = line[len(name):-2].split(b",")
+                if not (self.attachments and rest[:1] == b"\n" and line.startswith(name)
+                        and line.endswith(b"\r\n") and f.read(2) == b"\r\n"
+                        and all(x.isdigit() and (x == b"0" or not x.startswith(b"0"))
+                                for x in listed)):
+                    return self._violation(b"Content-Length: " + digits + c + rest + line)
+                lengths = [int(x) for x in listed]
+            total = int(digits)
+            data = f.read(total)
+            if len(data) != total or sum(lengths) > total:
+                return self._violation(b"truncated body: " + data[:200])
+            at = total - sum(lengths)
+            body, parts = data[:at], []
+            for n in lengths:
+                parts.append(data[at: at + n])
+                at += n
             try:
-                msg = json.loads(body.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                return self._violation(b"body is not UTF-8 JSON: " + body[:200])
-            if not isinstance(msg, dict):
-                return self._violation(b"body is not an object: " + body[:200])
+                msg = Msg(json.loads(body.decode("utf-8")))
+            except (UnicodeDecodeError, ValueError, TypeError):
+                return self._violation(b"body is not a UTF-8 JSON object: " + body[:200])
+            msg.parts = parts
+            if "result" in msg and isinstance(msg["result"], dict) and "attachments" in \
+                    msg["result"].get("capabilities", {}) and "protocolVersion" in msg["result"]:
+                self.attachments = True
             self.frames.put(msg)
 
     def _violation(self, data: bytes) -> None:
@@ -174,8 +225,8 @@ class Plugin:
         self.proc.stdin.write(data)
         self.proc.stdin.flush()
 
-    def send(self, obj: Any) -> None:
-        self.send_raw(encode(obj))
+    def send(self, obj: Any, parts: list[bytes] | None = None) -> None:
+        self.send_raw(encode(obj, parts))
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -214,12 +265,14 @@ class Plugin:
         self.send({"jsonrpc": "2.0", "id": rid, "result": result})
 
     def initialize(self, interfaces: dict[str, list[int]] | None = None,
-                   log_level: str = "info", max_frame: int = 33554432) -> dict[str, Any]:
+                   log_level: str = "info", max_frame: int = 33554432,
+                   capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
         """Initialize; the response message."""
         return self.call("tether/initialize", {
             "protocolVersions": [1], "interfaces": interfaces or {"kv": [1, 2]},
-            "host": {"name": "python-tests", "version": "0"}, "capabilities": {},
-            "maxFrameSize": max_frame, "logLevel": log_level})
+            "host": {"name": "python-tests", "version": "0"},
+            "capabilities": capabilities or {}, "maxFrameSize": max_frame,
+            "logLevel": log_level})
 
     # ---- ending ----------------------------------------------------------------------
 
@@ -230,8 +283,10 @@ class Plugin:
         except BrokenPipeError:
             pass
 
-    def expect_exit(self, status: int = 0, within: float = 2.0) -> float:
-        """Wait for the exit; check its status and that stdout ended cleanly. The time taken."""
+    def expect_exit(self, status: int = 0, within: float = 2.0,
+                    ignore: Any = None) -> float:
+        """Wait for the exit; check its status and that stdout ended cleanly (frames for which
+        ``ignore`` says True excepted). The time taken."""
         start = time.monotonic()
         try:
             got = self.proc.wait(timeout=within)
@@ -249,7 +304,8 @@ class Plugin:
             msg = self.frames.get_nowait()
             if msg is EOF:
                 break
-            leftover.append(msg)
+            if ignore is None or isinstance(msg, Violation) or not ignore(msg):
+                leftover.append(msg)
         if leftover:
             raise AssertionError(f"frames left on stdout at exit: {leftover!r}")
         return elapsed

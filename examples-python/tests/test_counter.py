@@ -158,7 +158,9 @@ class EndWithCallbacksTest(unittest.TestCase):
         got = [self.p.recv(), self.p.recv()]  # $/cancelRequest for the sum, -32800 for the put
         self.assertIn({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": sid}}, got)
         self.assertIn(-32800, [m.get("error", {}).get("code") for m in got if m.get("id") == rid])
-        self.assertLess(self.p.expect_exit(0, within=2.0), 2.0)
+        # The sum is never answered: the cancelled put did not wait for it (§7.2), and the
+        # plugin still exits 0 within §1.6's 2 s (expect_exit's bound).
+        self.p.expect_exit(0)
 
 
 if __name__ == "__main__":

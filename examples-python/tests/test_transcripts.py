@@ -1,8 +1,12 @@
 """Replays every spec/transcripts/*.tether against the example it names, by the rules of
-spec/transcripts/README.md (format, expectation groups, matching, id binding, clean exit)."""
+spec/transcripts/README.md (format, expectation groups, matching, id binding, clean exit), and
+the rules for attachments and streams: (a) bytes compare equal as base64 or as attachments,
+(b) stream ids the plugin chooses are bound like its request ids, (c) its $/stream.credit
+notifications are skipped, (d) its $/stream.data for a stream is compared as one concatenation."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import glob
 import json
@@ -14,8 +18,8 @@ from typing import Any
 from harness import EXAMPLES, Plugin, precompile
 
 TRANSCRIPTS = os.path.join(os.path.dirname(EXAMPLES), "spec", "transcripts")
-PLUGINS = {"kv": "kv.py", "counter": "counter.py"}
-DATA_COMPARED = {-32001, -32003, -32004, 1001}  # codes whose data Appendix A fixes (rule 3)
+PLUGINS = {"kv": "kv.py", "counter": "counter.py", "blob": "blob.py"}
+DATA_COMPARED = {-32001, -32003, -32004, 1001, 1002}  # codes whose data Appendix A fixes
 
 
 def setUpModule() -> None:
@@ -30,13 +34,14 @@ class ReplayError(AssertionError):
     """The plugin did not behave as the transcript says."""
 
 
-def parse(data: bytes) -> tuple[str, list[tuple[str, bytes]]]:
-    """The plugin name and the blocks, (direction, body), of a transcript (README "Format")."""
+def parse(data: bytes) -> tuple[str, list[tuple[str, bytes, list[bytes]]]]:
+    """The plugin name and the blocks, (direction, body, attachments), of a transcript
+    (README "Format"; a frame may carry attachments, SPEC.md §2.8)."""
     first = data.split(b"\n", 1)[0]
     if not first.startswith(b"# plugin: "):
         raise FormatError("the first line must be '# plugin: kv' or '# plugin: counter'")
     plugin = first[len(b"# plugin: "):].decode().strip()
-    blocks: list[tuple[str, bytes]] = []
+    blocks: list[tuple[str, bytes, list[bytes]]] = []
     pos = 0
     while pos < len(data):
         if data.startswith(b"#", pos):
@@ -53,16 +58,81 @@ def parse(data: bytes) -> tuple[str, list[tuple[str, bytes]]]:
         if not data.startswith(b"Content-Length: ", pos):
             raise FormatError(f"expected a frame at byte {pos}")
         end = data.find(b"\r\n\r\n", pos)
-        digits = data[pos + 16: end]
-        if end < 0 or not digits.isdigit() or (digits.startswith(b"0") and digits != b"0"):
+        lines = data[pos + 16: end].split(b"\r\n") if end >= 0 else [b""]
+        digits, lengths = lines[0], []
+        if len(lines) == 2 and lines[1].startswith(b"Tether-Attachments: "):
+            listed = lines[1][20:].split(b",")
+            if not all(_plain_decimal(x) for x in listed):
+                raise FormatError(f"a Tether-Attachments header not in the writer form at {pos}")
+            lengths = [int(x) for x in listed]
+        elif len(lines) != 1:
+            raise FormatError(f"a header not in the writer form at byte {pos}")
+        if not _plain_decimal(digits) or sum(lengths) > int(digits):
             raise FormatError(f"a header not in the writer form at byte {pos}")
         start = end + 4
-        body = data[start: start + int(digits)]
-        if len(body) != int(digits) or data[start + len(body): start + len(body) + 1] != b"\n":
+        frame = data[start: start + int(digits)]
+        if len(frame) != int(digits) or data[start + len(frame): start + len(frame) + 1] != b"\n":
             raise FormatError(f"a frame body not followed by one \\n at byte {start}")
-        blocks.append((direction[:3].decode(), body))
-        pos = start + len(body) + 1
+        at = len(frame) - sum(lengths)
+        body, parts = frame[:at], []
+        for n in lengths:
+            parts.append(frame[at: at + n])
+            at += n
+        blocks.append((direction[:3].decode(), body, parts))
+        pos = start + len(frame) + 1
     return plugin, blocks
+
+
+def _plain_decimal(digits: bytes) -> bool:
+    return digits.isdigit() and (digits == b"0" or not digits.startswith(b"0"))
+
+
+def resolve(value: Any, parts: list[bytes]) -> Any:
+    """Rule (a): every ``{"$bytes": i}`` replaced by the base64 of attachment i (a reference
+    to a missing attachment stays as it is)."""
+    if isinstance(value, dict):
+        i = value.get("$bytes")
+        if len(value) == 1 and type(i) is int and 0 <= i < len(parts):
+            return base64.b64encode(parts[i]).decode()
+        return {k: resolve(v, parts) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, parts) for v in value]
+    return value
+
+
+def stream_method(msg: Any) -> str | None:
+    method = msg.get("method") if isinstance(msg, dict) else None
+    return method if isinstance(method, str) and method.startswith("$/stream.") else None
+
+
+def stream_slots(msg: Any) -> list[tuple[Any, Any]]:
+    """Where a message names stream ids: (container, key) pairs for every ``$stream`` member
+    and for ``params.stream`` of a ``$/stream.*`` notification (rule (b))."""
+    out: list[tuple[Any, Any]] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            if type(v.get("$stream")) is int:
+                out.append((v, "$stream"))
+            for item in v.values():
+                walk(item)
+        elif isinstance(v, list):
+            for item in v:
+                walk(item)
+
+    walk(msg)
+    if stream_method(msg) and isinstance(msg.get("params"), dict) and \
+            type(msg["params"].get("stream")) is int:
+        out.append((msg["params"], "stream"))
+    return out
+
+
+def chunk_of(msg: dict[str, Any]) -> bytes:
+    data = msg.get("params", {}).get("data")
+    try:
+        return base64.b64decode(data, validate=True) if isinstance(data, str) else b""
+    except ValueError:
+        return b""
 
 
 def is_request(msg: Any) -> bool:
@@ -76,13 +146,22 @@ class Replayer:
         self.p = plugin
         self.timeout = timeout
         self.bound: dict[Any, Any] = {}  # the transcript's ids of plugin requests -> real ids
+        self.streams: dict[int, int] = {}  # the transcript's ids of plugin streams -> real ids
         self.initialize_ids: list[Any] = []  # ids of the host's tether/initialize requests
 
     def rebind(self, value: Any) -> Any:
         return self.bound.get(_key(value), value)
 
-    def send(self, body: bytes) -> None:
-        """Rule 1 and rule 4: write a --> frame, rewriting ids bound to the plugin's ids."""
+    def rebind_streams(self, msg: Any, streams: dict[int, int]) -> None:
+        """Rule (b): the plugin's (even) stream ids of ``msg`` replaced by the bound ones."""
+        for holder, key in stream_slots(msg):
+            sid = holder[key]
+            if sid % 2 == 0 and sid in streams:
+                holder[key] = streams[sid]
+
+    def send(self, body: bytes, parts: list[bytes] | None = None) -> None:
+        """Rule 1, rule 4 and rule (b): write a --> frame, rewriting ids bound to the plugin's
+        ids, with its attachments."""
         try:
             msg = json.loads(body)
         except ValueError:
@@ -96,21 +175,57 @@ class Replayer:
             if msg.get("method") == "$/cancelRequest" and isinstance(msg.get("params"), dict) \
                     and _key(msg["params"].get("id")) in self.bound:
                 changed["params"]["id"] = self.rebind(msg["params"]["id"])
+            self.rebind_streams(changed, self.streams)
             if changed != msg:
                 body = json.dumps(changed, separators=(",", ":"), ensure_ascii=False).encode()
-        self.p.send_raw(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.p.send(body, parts or None)
 
-    def expect(self, group: list[bytes]) -> None:
-        """Rule 2: read exactly len(group) frames and match them in any order."""
-        expected = [json.loads(body) for body in group]
-        actual = [self.p.recv(self.timeout) for _ in expected]
+    def expect(self, group: list[tuple[bytes, list[bytes]]]) -> None:
+        """Rule 2 with rules (a), (c) and (d): read the group's frames (skipping the plugin's
+        credit, the data counted in bytes per stream) and match them in any order."""
+        expected, expected_data = [], {}
+        for body, parts in group:
+            msg = resolve(json.loads(body), parts)
+            method = stream_method(msg)
+            if method == "$/stream.credit":
+                continue
+            if method == "$/stream.data":
+                sid = msg["params"]["stream"]
+                expected_data[sid] = expected_data.get(sid, b"") + chunk_of(msg)
+                continue
+            expected.append(msg)
+        actual: list[Any] = []
+        actual_data: dict[Any, bytes] = {}
+        data_total, got_data = sum(map(len, expected_data.values())), 0
+        while len(actual) < len(expected) or got_data < data_total:
+            got = self.p.recv(self.timeout)
+            msg = resolve(dict(got), got.parts)
+            method = stream_method(msg)
+            if method == "$/stream.credit":
+                continue
+            if method == "$/stream.data":
+                chunk = chunk_of(msg)
+                sid = msg["params"].get("stream")
+                actual_data[sid] = actual_data.get(sid, b"") + chunk
+                got_data += len(chunk)
+                continue
+            actual.append(msg)
         pairing = self.match(expected, actual, [False] * len(actual), {})
         if pairing is None:
             raise ReplayError("the plugin's frames do not match the transcript:\n  expected: "
                               + "\n            ".join(json.dumps(e) for e in expected)
                               + "\n  got:      "
                               + "\n            ".join(json.dumps(a) for a in actual))
-        self.bound.update(pairing)
+        for key, value in pairing.items():
+            if isinstance(key, tuple) and key[0] == "stream":
+                self.streams[key[1]] = value
+            else:
+                self.bound[key] = value
+        real = {self.streams.get(sid, sid) if sid % 2 == 0 else sid: data
+                for sid, data in expected_data.items()}
+        if real != actual_data:
+            raise ReplayError(f"the plugin's stream data does not match the transcript: "
+                              f"expected {real!r}, got {actual_data!r}")
 
     def match(self, expected: list[Any], actual: list[Any], used: list[bool],
               bindings: dict[Any, Any]) -> dict[Any, Any] | None:
@@ -133,10 +248,29 @@ class Replayer:
 
     def frame_matches(self, want: Any, got: Any, bindings: dict[Any, Any]
                       ) -> dict[Any, Any] | None:
-        """Rule 3: None when the frames differ; else the id bindings the match makes."""
+        """Rule 3 and rule (b): None when the frames differ; else the id bindings the match
+        makes (stream bindings keyed ("stream", id))."""
         if not isinstance(want, dict) or not isinstance(got, dict):
             return {} if want == got else None
         want = copy.deepcopy(want)
+        known_streams = {**self.streams, **{k[1]: v for k, v in bindings.items()
+                                            if isinstance(k, tuple) and k[0] == "stream"}}
+        self.rebind_streams(want, known_streams)
+        fresh: dict[Any, Any] = {}
+        for holder, key in stream_slots(want):
+            sid = holder[key]
+            if sid % 2 == 0 and sid not in known_streams:  # chosen by the plugin: bind it
+                real = _at_same_place(want, holder, key, got)
+                if type(real) is not int or real % 2 or fresh.get(("stream", sid), real) != real:
+                    return None
+                fresh[("stream", sid)] = real
+                holder[key] = real
+        found = self.match_ids(want, got, bindings)
+        return None if found is None else {**fresh, **found}
+
+    def match_ids(self, want: Any, got: Any, bindings: dict[Any, Any]
+                  ) -> dict[Any, Any] | None:
+        """Rule 3 with rule 4, on a frame whose stream ids are already bound."""
         if is_request(want):  # a request the plugin sends: its id is bound, not compared
             if not is_request(got):
                 return None
@@ -163,6 +297,28 @@ class Replayer:
             if _key(want["id"]) in self.initialize_ids:
                 return {} if _initialize_matches(want["result"], got["result"]) else None
         return {} if _equal(want, got) else None
+
+
+def _at_same_place(root: Any, holder: Any, key: Any, other: Any) -> Any:
+    """The value in ``other`` at the place where ``root`` holds ``holder[key]``."""
+    def path_to(v: Any, trail: list[Any]) -> list[Any] | None:
+        if v is holder:
+            return trail + [key]
+        items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
+        for k, item in items:
+            if isinstance(item, (dict, list)):
+                found = path_to(item, trail + [k])
+                if found is not None:
+                    return found
+        return None
+
+    path = path_to(root, [])
+    for step in path or [object()]:
+        try:
+            other = other[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return other
 
 
 def _key(value: Any) -> Any:
@@ -206,6 +362,10 @@ def _log_matches(want: Any, got: Any) -> bool:
     return True
 
 
+def _is_credit(msg: Any) -> bool:
+    return stream_method(msg) == "$/stream.credit"
+
+
 def replay(path: str, timeout: float = 10.0) -> None:
     """Replay one transcript against the example it names (README rules 1-5); ``timeout`` is
     how long to wait for each expected frame."""
@@ -216,19 +376,19 @@ def replay(path: str, timeout: float = 10.0) -> None:
     p = Plugin(PLUGINS[plugin_name])
     try:
         r = Replayer(p, timeout)
-        group: list[bytes] = []
-        for direction, body in blocks:
+        group: list[tuple[bytes, list[bytes]]] = []
+        for direction, body, parts in blocks:
             if direction == "<--":
-                group.append(body)
+                group.append((body, parts))
                 continue
             if group:
                 r.expect(group)
                 group = []
-            r.send(body)
+            r.send(body, parts)
         if group:
             r.expect(group)
         p.close_stdin()
-        p.expect_exit(0, within=2.0)  # rule 5, and nothing more on stdout
+        p.expect_exit(0, within=2.0, ignore=_is_credit)  # rule 5 (and rule (c))
     except AssertionError as e:
         raise ReplayError(f"{os.path.basename(path)}: {e}\nstderr:\n{p.stderr_text()}") from None
     finally:
@@ -245,8 +405,12 @@ class TranscriptTest(unittest.TestCase):
                 replay(path)
 
 
-def frame(obj: Any) -> bytes:
+def frame(obj: Any, parts: list[bytes] | None = None) -> bytes:
     body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    if parts:
+        return b"Content-Length: %d\r\nTether-Attachments: %s\r\n\r\n%s%s\n" % (
+            len(body) + sum(map(len, parts)), ",".join(str(len(x)) for x in parts).encode(),
+            body, b"".join(parts))
     return b"Content-Length: %d\r\n\r\n%s\n" % (len(body), body)
 
 
@@ -258,15 +422,28 @@ INIT_RESULT = {"jsonrpc": "2.0", "id": 1, "result": {
     "interfaces": {"counter": {"version": 1, "methods": {"get": {}, "put": {}}}}}}
 
 
-def sample(middle: list[tuple[str, Any]]) -> bytes:
-    """A counter transcript: initialize, the given blocks, shutdown."""
-    out = [b"# plugin: counter\n# A replayer self-test.\n", b"-->\n", frame(INIT), b"<--\n",
-           frame(INIT_RESULT)]
+def sample(middle: list[tuple[str, Any]], plugin: str = "counter",
+           caps: dict[str, Any] | None = None) -> bytes:
+    """A transcript: initialize (of ``plugin``'s interface, with ``caps``), the given blocks
+    (an object, or an (object, attachments) pair), shutdown."""
+    init, result = copy.deepcopy(INIT), copy.deepcopy(INIT_RESULT)
+    if plugin != "counter":
+        methods = {"kv": ["put", "get", "delete"], "blob": ["upload", "download", "count",
+                                                         "produce"]}[plugin]
+        init["params"]["interfaces"] = {plugin: [1] if plugin == "blob" else [2]}
+        init["params"]["logLevel"] = "info"  # no $/log for kv.put
+        result["result"]["interfaces"] = {plugin: {
+            "version": init["params"]["interfaces"][plugin][0],
+            "methods": {m: {} for m in methods}}}
+    init["params"]["capabilities"] = caps or {}
+    out = [b"# plugin: %s\n# A replayer self-test.\n" % plugin.encode(), b"-->\n", frame(init),
+           b"<--\n", frame(result)]
     for direction, obj in middle:
         if direction == "#":
             out.append(b"# " + obj.encode() + b"\n")
         else:
-            out += [direction.encode() + b"\n", frame(obj)]
+            body, parts = obj if isinstance(obj, tuple) else (obj, None)
+            out += [direction.encode() + b"\n", frame(body, parts)]
     out += [b"-->\n", frame({"jsonrpc": "2.0", "id": 99, "method": "tether/shutdown"}),
             b"<--\n", frame({"jsonrpc": "2.0", "id": 99, "result": {}}), b"# the end\n"]
     return b"".join(out)
@@ -282,12 +459,70 @@ INVOKE = {"jsonrpc": "2.0", "id": 41, "method": "tether/invoke",
 class ReplayerSelfTest(unittest.TestCase):
     """The replayer accepts a good session and rejects wrong ones (a transcript in a temp dir)."""
 
-    def run_sample(self, middle: list[tuple[str, Any]], timeout: float = 10.0) -> None:
+    def run_sample(self, middle: list[tuple[str, Any]], timeout: float = 10.0,
+                   plugin: str = "counter", caps: dict[str, Any] | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "sample.tether")
             with open(path, "wb") as f:
-                f.write(sample(middle))
+                f.write(sample(middle, plugin, caps))
             replay(path, timeout)
+
+    def kv_bytes(self, caps: dict[str, Any], put_parts: bool, get_parts: bool) -> None:
+        put = {"jsonrpc": "2.0", "id": 2, "method": "kv.put",
+               "params": {"key": "k", "value": {"$bytes": 0} if put_parts else "d29ybGQ="}}
+        get = {"jsonrpc": "2.0", "id": 3, "result": {"value": {"$bytes": 0} if get_parts
+                                                      else "d29ybGQ="}}
+        self.run_sample([
+            ("-->", (put, [b"world"]) if put_parts else put),
+            ("<--", {"jsonrpc": "2.0", "id": 2, "result": {}}),
+            ("-->", {"jsonrpc": "2.0", "id": 3, "method": "kv.get", "params": {"key": "k"}}),
+            ("<--", (get, [b"world"]) if get_parts else get),
+        ], plugin="kv", caps=caps)
+
+    def test_bytes_compare_as_base64_or_attachment(self) -> None:
+        # Rule (a): the plugin writes an attachment where the transcript has base64, and
+        # base64 (attachments not negotiated) where it has an attachment.
+        self.kv_bytes({"attachments": {}}, put_parts=True, get_parts=False)
+        self.kv_bytes({}, put_parts=False, get_parts=True)
+
+    def blob_download(self, chunks: list[bytes], size: int) -> list[tuple[str, Any]]:
+        data = b"".join(chunks)
+        out: list[tuple[str, Any]] = [
+            ("-->", {"jsonrpc": "2.0", "id": 2, "method": "blob.upload", "params": {
+                "name": "n", "data": {"$stream": 1, "mode": "read"}}}),
+            ("-->", {"jsonrpc": "2.0", "method": "$/stream.data", "params": {
+                "stream": 1, "data": base64.b64encode(data).decode()}}),
+            ("-->", {"jsonrpc": "2.0", "method": "$/stream.end", "params": {"stream": 1}}),
+            ("<--", {"jsonrpc": "2.0", "id": 2, "result": {
+                "size": len(data), "sha256": __import__("hashlib").sha256(data).hexdigest()}}),
+            ("-->", {"jsonrpc": "2.0", "id": 3, "method": "blob.download",
+                     "params": {"name": "n"}}),
+            ("#", "the plugin's stream id is bound: 8 here, whatever it chose"),
+            ("<--", {"jsonrpc": "2.0", "id": 3, "result": {
+                "size": size, "data": {"$stream": 8, "mode": "read"}}}),
+            ("<--", {"jsonrpc": "2.0", "method": "$/stream.credit", "params": {
+                "stream": 8, "bytes": 5}}),
+        ]
+        for chunk in chunks:
+            out.append(("<--", ({"jsonrpc": "2.0", "method": "$/stream.data", "params": {
+                "stream": 8, "data": {"$bytes": 0}}}, [chunk])))
+        out += [("<--", {"jsonrpc": "2.0", "method": "$/stream.end", "params": {"stream": 8}}),
+                ("-->", {"jsonrpc": "2.0", "method": "$/stream.credit", "params": {
+                    "stream": 8, "bytes": 100}})]
+        return out
+
+    def test_stream_rules(self) -> None:
+        # Rules (b), (c), (d): a bound stream id, the plugin's credit skipped (here one the
+        # plugin never sends), data in three chunks where the plugin writes one.
+        self.run_sample(self.blob_download([b"hel", b"lo, wo", b"rld"], 12), plugin="blob",
+                        caps={"streams": {}, "attachments": {}})
+
+    def test_rejects_wrong_stream_data(self) -> None:
+        middle = self.blob_download([b"hello, world"], 12)
+        middle[-3] = ("<--", ({"jsonrpc": "2.0", "method": "$/stream.data", "params": {
+            "stream": 8, "data": {"$bytes": 0}}}, [b"hello, WORLD"]))
+        with self.assertRaises(ReplayError):
+            self.run_sample(middle, plugin="blob", caps={"streams": {}})
 
     def test_good_session(self) -> None:
         self.run_sample([

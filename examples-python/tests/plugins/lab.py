@@ -102,6 +102,74 @@ def call_host(method: str, timeout: float) -> dict:
         return {"remote_error": e.code}
 
 
+def many_bytes(first: bytes, rest: list, note: str) -> dict:
+    """Bytes in several places of one frame (attachments in document order, §2.8)."""
+    return {"rest": rest, "note": note, "first": first, "nested": {"again": first}}
+
+
+def sink(data: tether.StreamReader, stop_after: int) -> dict:
+    """Reads up to ``stop_after`` bytes with readinto, then returns: the SDK aborts the rest."""
+    buf = bytearray(stop_after)
+    view, got = memoryview(buf), 0
+    while got < stop_after:
+        n = data.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return {"got": got, "head": bytes(buf[:got][:16])}
+
+
+def read_all(data: tether.StreamReader, chunk: int) -> dict:
+    """Reads to the end with read(chunk); the size, and the number of reads of each length."""
+    total, lengths = 0, {}
+    while True:
+        piece = data.read(chunk)
+        if not piece:
+            return {"size": total, "reads": lengths}
+        total += len(piece)
+        lengths[str(len(piece))] = lengths.get(str(len(piece)), 0) + 1
+
+
+def hold(data: tether.StreamReader) -> dict:
+    """Never reads: waits for the request to be cancelled, or for the session to end."""
+    call = tether.current()
+    call.wait_cancelled(60)
+    if call.cancelled:
+        raise tether.Cancelled()
+    return {}
+
+
+def block_reading(data: tether.StreamReader) -> dict:
+    """Blocks in a read until data, the end, an abort or the end of the session."""
+    return {"first": data.read(1)}
+
+
+def write_to(out: tether.StreamWriter, size: int, fail: bool = False) -> dict:
+    """Writes ``size`` bytes (byte i = i mod 256) to a stream the host reads."""
+    pattern = bytes(range(256)) * 256
+    sent = 0
+    while sent < size:
+        n = min(size - sent, len(pattern))
+        out.write(pattern[:n])
+        sent += n
+    if fail:
+        raise tether.Error(4243, "failed after writing")
+    return {"written": sent}
+
+
+def fetch(method: str) -> dict:
+    """Asks the host for a stream and reads it (a stream in the result of our own call)."""
+    result = tether.request(method, {})
+    return {"got": result["data"].read(), "value": result.get("value")}
+
+
+def note(data: bytes) -> dict:
+    """Bytes in a $/log and in a notification of ours: attachments too, once negotiated."""
+    tether.log("info", "note", target="lab", raw=data)
+    tether.notify("host.note", {"data": data})
+    return {}
+
+
 def read_stdin() -> dict:
     return {"read": sys.stdin.read()}
 
@@ -109,6 +177,8 @@ def read_stdin() -> dict:
 def bad_result() -> list:
     return [1, 2]
 
+
+schema_bytes = tether.schema(bytes)
 
 V1 = {
     "shout": ({"text": str}, {}),
@@ -125,8 +195,18 @@ V1 = {
                "items": {"type": "integer", "minimum": 0}}, "obj": dict, "opt?": int}, dict),
     "call_host": ({"method": str, "timeout": float}, dict),
     "read_stdin": ({}, {"read": str}),
+    "many_bytes": ({"first": bytes, "rest": {"type": "array", "items": schema_bytes},
+                    "note": str}, dict),
+    "sink": ({"data": tether.stream("read"), "stop_after": int}, {"got": int, "head": bytes}),
+    "read_all": ({"data": tether.stream("read"), "chunk": int}, {"size": int, "reads": dict}),
+    "hold": ({"data": tether.stream("read")}, {}),
+    "block_reading": ({"data": tether.stream("read")}, {"first": bytes}),
+    "write_to": ({"out": tether.stream("write"), "size": int, "fail?": bool}, {"written": int}),
+    "fetch": ({"method": str}, dict),
+    "note": ({"data": bytes}, {}),
     "bad_result": ({}, {}),
 }
 
 if __name__ == "__main__":
-    tether.serve("lab", "0.0.1", tether.Interface("lab", {1: V1}, globals()))
+    tether.serve("lab", "0.0.1", tether.Interface("lab", {1: V1}, globals()),
+                 initial_credit=int(os.environ.get("LAB_CREDIT", tether.DEFAULT_INITIAL_CREDIT)))
