@@ -366,6 +366,7 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
         progress.done(cli, &r);
         results.insert(check.id, r);
     }
+    progress.stop("handshake.initialize");
     let probe = out.probe.clone();
     observations.push(out.obs);
     let probe_check = all.iter().find(|c| matches!(c.kind, Kind::Probe)).copied();
@@ -556,6 +557,13 @@ impl Progress {
             st.1.push(id);
         }
         self.draw();
+    }
+
+    /// A check is no longer in progress (without counting it: the probe when not selected).
+    fn stop(&self, id: &str) {
+        if let Ok(mut st) = self.state.lock() {
+            st.1.retain(|running| *running != id);
+        }
     }
 
     fn done(&self, cli: &Cli, r: &CheckResult) {
