@@ -134,6 +134,8 @@ fn every_example_plugin_passes_every_check() {
         ("python/counter", vec![PathBuf::from(PYTHON), root.join("examples-python/counter.py")]),
         ("node/kv", vec![PathBuf::from(NODE), root.join("examples-node/kv.mjs")]),
         ("node/counter", vec![PathBuf::from(NODE), root.join("examples-node/counter.mjs")]),
+        ("python/blob", vec![PathBuf::from(PYTHON), root.join("examples-python/blob.py")]),
+        ("node/blob", vec![PathBuf::from(NODE), root.join("examples-node/blob.mjs")]),
     ];
     let missing: Vec<String> = plugins
         .iter()
@@ -160,7 +162,11 @@ fn every_example_plugin_passes_every_check() {
             problems += &format!("{label}: {failed:?}\n{}\n", details(plugin));
         }
         let passed = ids_with(plugin, "pass");
-        let iface = if label.ends_with("kv") { "kv.put-get" } else { "counter.callback" };
+        let iface = match label.rsplit('/').next() {
+            Some("kv") => "kv.put-get",
+            Some("blob") => "blob.slow-reader",
+            _ => "counter.callback",
+        };
         for id in [
             "launch.no-cookie",
             "handshake.initialize",
