@@ -217,6 +217,15 @@ async fn blob_abort_download(ctx: Arc<Ctx>) -> ScenarioOut {
         if after == 0 {
             return Ok(());
         }
+        if let Some(over) = b.incoming.get(&sid).and_then(|i| i.over_credit.clone()) {
+            return Err(Failure::new(format!(
+                "the stream went on beyond its credit, so past the abort: {over}"
+            ))
+            .expected(format!(
+                "at most the {SMALL_WINDOW} bytes of credit, then nothing once the judge aborted the stream"
+            ))
+            .fix("respect the credit (§12.3.3), and stop producing a stream its consumer aborted (§12.4)"));
+        }
         Err(Failure::new(format!("the plugin kept sending stream {sid} after the judge aborted it: {after} more bytes"))
             .expected("nothing more on a stream once its consumer sent $/stream.abort, even when credit for it arrives after the abort")
             .fix("on $/stream.abort from the consumer, stop producing that stream, forget it and ignore later messages about it (§12.4, §12.4.6)"))
