@@ -75,6 +75,8 @@ pub(crate) enum Needs {
     KvAttachments,
     /// The `blob` interface (and so the `streams` capability, §9.5).
     Blob,
+    /// The `kv` or the `blob` interface (something that carries bytes).
+    KvOrBlob,
 }
 
 /// Which hosts a check's behaviour matters to (README.md, "Tiers").

@@ -441,6 +441,8 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
                 }
             }
             Needs::Blob => (!declared("blob")).then(|| missing("blob")).flatten(),
+            Needs::KvOrBlob => (!declared("kv") && !declared("blob"))
+                .then(|| "the plugin implements neither kv nor blob (no bytes to carry)".to_owned()),
         }
     };
 

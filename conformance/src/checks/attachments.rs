@@ -117,45 +117,84 @@ fn unnegotiated(s: &Session, when: &str) -> Result<(), Failure> {
     }
 }
 
-async fn only_negotiated(ctx: Arc<Ctx>) -> ScenarioOut {
-    // 1. Offered nothing: a large value comes back as base64 in a plain frame.
-    let r1 = {
-        let mut s = match ctx.open_init(LogLevel::Info).await {
-            Ok(s) => s,
-            Err(e) => return ctx.fail_open(e).await,
-        };
-        let r = async {
-            let t = ctx.t().max(Duration::from_secs(60));
-            let value = pattern(256 * 1024);
-            kv_put(&ctx, &mut s, "plain", &value, t).await?;
-            let got = kv_get_value(&mut s, "plain", t).await?;
-            same_bytes(&got, &value, "kv.get without attachments")?;
-            unnegotiated(&s, "in a session where the host did not announce attachments")
-        }
-        .await;
-        ctx.close(s, r).await
+/// 1. Offered nothing: a large value comes back as base64 in a plain frame.
+async fn plain_value(ctx: &Ctx) -> ScenarioOut {
+    let mut s = match ctx.open_init(LogLevel::Info).await {
+        Ok(s) => s,
+        Err(e) => return ctx.fail_open(e).await,
     };
-    if !matches!(r1.verdict, Verdict::Pass) || !ctx.has("blob") {
-        return r1;
+    let r = async {
+        let t = ctx.t().max(Duration::from_secs(60));
+        let value = pattern(256 * 1024);
+        kv_put(ctx, &mut s, "plain", &value, t).await?;
+        let got = kv_get_value(&mut s, "plain", t).await?;
+        same_bytes(&got, &value, "kv.get without attachments")?;
+        unnegotiated(&s, "in a session where the host did not announce attachments")
     }
-    // 2. Streams without attachments: the chunks are base64 too.
-    let mut out = {
-        let (mut s, mut b) = match ctx.open_streams(capabilities(false, 1 << 20)).await {
-            Ok(x) => x,
-            Err(e) => return ctx.fail_open(e).await,
-        };
-        let r = async {
-            let resp = b.call(&mut s, "blob.produce", json!({"size": 50_000}), ctx.t()).await?;
-            let sid = super::streams::result_stream(&resp, "blob.produce")?.1;
-            b.read_until(&mut s, sid, ctx.t(), "the produced bytes", |i| i.ended || i.received >= 50_000)
-                .await?;
-            unnegotiated(&s, "on a stream, in a session with streams but without attachments")
-        }
-        .await;
-        ctx.close(s, r).await
+    .await;
+    ctx.close(s, r).await
+}
+
+/// 2. Offered attachments: the initialize answer itself is a plain frame (§2.8.3).
+async fn plain_answer(ctx: &Ctx) -> ScenarioOut {
+    let mut s = match open_attached(ctx).await {
+        Ok(s) => s,
+        Err(e) => return ctx.fail_open(e).await,
     };
-    merge(&mut out.obs, r1.obs);
-    out
+    let r = async {
+        ping(ctx, &mut s, "the initialize answer").await?;
+        unnegotiated(&s, "as or before the initialize answer that announced attachments")
+    }
+    .await;
+    ctx.close(s, r).await
+}
+
+/// 3. Streams without attachments: the chunks are base64 too.
+async fn plain_chunks(ctx: &Ctx) -> ScenarioOut {
+    let (mut s, mut b) = match ctx.open_streams(capabilities(false, 1 << 20)).await {
+        Ok(x) => x,
+        Err(e) => return ctx.fail_open(e).await,
+    };
+    let r = async {
+        let resp = b.call(&mut s, "blob.produce", json!({"size": 50_000}), ctx.t()).await?;
+        let sid = super::streams::result_stream(&resp, "blob.produce")?.1;
+        b.read_until(&mut s, sid, ctx.t(), "the produced bytes", |i| i.ended || i.received >= 50_000).await?;
+        unnegotiated(&s, "on a stream, in a session with streams but without attachments")
+    }
+    .await;
+    ctx.close(s, r).await
+}
+
+async fn only_negotiated(ctx: Arc<Ctx>) -> ScenarioOut {
+    let announced = ctx.probe.as_ref().is_some_and(|p| p.capabilities.attachments.is_some());
+    let kv = ctx.has("kv");
+    let mut done: Option<ScenarioOut> = None;
+    for part in 1..=3 {
+        let out = match part {
+            1 if kv => plain_value(&ctx).await,
+            2 if kv && announced => plain_answer(&ctx).await,
+            3 if ctx.has("blob") => plain_chunks(&ctx).await,
+            _ => continue,
+        };
+        let mut out = out;
+        if let Some(before) = done.take() {
+            merge(&mut out.obs, before.obs);
+        }
+        let passed = matches!(out.verdict, Verdict::Pass);
+        done = Some(out);
+        if !passed {
+            break;
+        }
+    }
+    match done {
+        Some(out) => out,
+        // Needs::KvOrBlob: one of the parts always runs.
+        None => ScenarioOut {
+            verdict: Verdict::Skip("the plugin implements neither kv nor blob".to_owned()),
+            obs: Observations::default(),
+            probe: None,
+        },
+    }
 }
 
 /// Keeps what the first session observed for the checks that span every scenario.
@@ -204,7 +243,7 @@ pub(super) fn checks() -> Vec<Check> {
             id: "attachments.only-negotiated",
             section: "§2.8.3",
             title: "no attachment frame unless the host announced attachments (a kv value; blob chunks with streams alone)",
-            needs: Needs::Kv,
+            needs: Needs::KvOrBlob,
             tier: Tier::Core,
             kind: s!(only_negotiated),
         },
