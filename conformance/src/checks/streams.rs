@@ -400,6 +400,24 @@ impl Book {
         }
     }
 
+    /// Waits until the producer of stream `id` has stopped for want of credit: it used the whole
+    /// credit, or a ping round trip brought no data (a producer MAY wait for more credit before
+    /// it uses what is left, §12.3.3), or the stream ended.
+    pub(super) async fn wait_stall(&mut self, s: &mut Session, id: u64, t: Duration) -> Result<(), Failure> {
+        self.read_until(s, id, t, &format!("data on stream {id}"), |i| i.received > 0 || i.ended).await?;
+        loop {
+            let Some(i) = self.incoming.get(&id) else { return Ok(()) };
+            if i.ended || i.remaining == 0 || i.over_credit.is_some() {
+                return Ok(());
+            }
+            let before = i.received;
+            self.call(s, "tether/ping", json!({}), t).await?;
+            if self.incoming.get(&id).is_some_and(|i| i.received == before) {
+                return Ok(());
+            }
+        }
+    }
+
     /// Reads stream `id` to `$/stream.end`, which must come after exactly `size` bytes: `t` for
     /// the bytes, then `end_t` for the end (a plugin may write the end on another thread, later
     /// than answers to other requests, so only a time-out tells that it never comes).
