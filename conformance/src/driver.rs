@@ -762,10 +762,14 @@ async fn read_stdout(
                         recovering = false;
                         let _ = tx.send(Event::Attached(frame.body, frame.attachments));
                     }
-                    Ok(Some(other @ Frame::BadAttachments { .. })) => {
+                    Ok(Some(Frame::BadAttachments { bytes, reason })) => {
                         recovering = false;
+                        // The reason, not the bytes: they may be megabytes long.
                         let _ = tx.send(Event::Violation(
-                            format!("an attachment frame: {other:?}"),
+                            format!(
+                                "a frame whose {ATTACHMENTS_HEADER} header is wrong ({reason:?}; {} bytes skipped)",
+                                bytes.len()
+                            ),
                             Vec::new(),
                             false,
                         ));
