@@ -76,8 +76,6 @@ pub(crate) struct Observations {
     pub(crate) late_retains: Vec<String>,
     /// Frames with a `Tether-Attachments` header before attachments were negotiated (§2.8.3).
     pub(crate) unnegotiated_attachments: Vec<String>,
-    /// How many frames with attachments were read (after negotiation).
-    pub(crate) attached_frames: usize,
 }
 
 /// Shared state the reader tasks fill.
@@ -475,7 +473,6 @@ impl Session {
                 }
                 Event::Attached(json, attachments) => {
                     self.obs.frames += 1;
-                    self.obs.attached_frames += 1;
                     self.note("<<att", &json);
                     match attach::resolve(&json, &attachments) {
                         Ok(body) => {

@@ -209,7 +209,6 @@ fn merge(into: &mut Observations, from: Observations) {
     into.handles_given += from.handles_given;
     into.late_retains.extend(from.late_retains);
     into.unnegotiated_attachments.extend(from.unnegotiated_attachments);
-    into.attached_frames += from.attached_frames;
 }
 
 /// The checks of this section, in report order.
@@ -242,7 +241,7 @@ pub(super) fn checks() -> Vec<Check> {
         Check {
             id: "attachments.only-negotiated",
             section: "§2.8.3",
-            title: "no attachment frame unless the host announced attachments (a kv value; blob chunks with streams alone)",
+            title: "no attachment frame unless both sides announced attachments (a kv value, the initialize answer, blob chunks with streams alone)",
             needs: Needs::KvOrBlob,
             tier: Tier::Core,
             kind: s!(only_negotiated),
