@@ -37,6 +37,8 @@ macro_rules! s {
 
 // One module per section of the report; a new section (a reference interface, say) is a new
 // module here and one line in `all`.
+mod attachments;
+mod blob;
 mod counter;
 mod ctx;
 mod diagnose;
@@ -50,6 +52,7 @@ mod logs;
 mod output;
 mod rpc;
 mod stop;
+mod streams;
 
 pub(crate) use diagnose::classify;
 pub(crate) use handshake::probe;
@@ -68,6 +71,12 @@ pub(crate) enum Needs {
     KvV2,
     /// The `counter` interface.
     Counter,
+    /// The `kv` interface and the `attachments` capability.
+    KvAttachments,
+    /// The `blob` interface (and so the `streams` capability, §9.5).
+    Blob,
+    /// The `kv` or the `blob` interface (something that carries bytes).
+    KvOrBlob,
 }
 
 /// Which hosts a check's behaviour matters to (README.md, "Tiers").
@@ -242,6 +251,8 @@ pub(crate) struct Opts {
 pub(crate) struct Probe {
     /// Each declared interface: chosen version and methods with their schemas.
     pub(crate) interfaces: BTreeMap<String, (u64, BTreeMap<String, Value>)>,
+    /// The capabilities its initialize answer announced, when every one was offered (§10.2).
+    pub(crate) capabilities: tether_spec::Capabilities,
 }
 
 /// Everything a scenario needs.
@@ -279,7 +290,7 @@ impl Ctx {
 }
 
 /// The reference interfaces and the versions the judge offers for each.
-pub(crate) const REFERENCE: &[(&str, &[u32])] = &[("kv", &[1, 2]), ("counter", &[1])];
+pub(crate) const REFERENCE: &[(&str, &[u32])] = &[("kv", &[1, 2]), ("counter", &[1]), ("blob", &[1])];
 
 /// Every check, in the order they are reported.
 pub(crate) fn all() -> Vec<Check> {
@@ -290,6 +301,8 @@ pub(crate) fn all() -> Vec<Check> {
         rpc::checks(),
         kv::checks(),
         counter::checks(),
+        attachments::checks(),
+        blob::checks(),
         handles::checks(),
         logs::checks(),
         stop::checks(),

@@ -29,6 +29,10 @@ use tokio_util::codec::Decoder;
 
 use crate::procs;
 
+mod attach;
+
+pub(crate) use attach::ATTACHMENTS_HEADER;
+
 /// How a plugin is started.
 #[derive(Debug, Clone)]
 pub(crate) struct PluginSpec {
@@ -70,6 +74,8 @@ pub(crate) struct Observations {
     pub(crate) handles_given: usize,
     /// `tether/retain` of a handle whose carrying request was already answered (§6.3).
     pub(crate) late_retains: Vec<String>,
+    /// Frames with a `Tether-Attachments` header before attachments were negotiated (§2.8.3).
+    pub(crate) unnegotiated_attachments: Vec<String>,
 }
 
 /// Shared state the reader tasks fill.
@@ -82,6 +88,12 @@ struct Shared {
     stdout_bytes: u64,
     /// The first bytes the plugin wrote on stdout, kept to show in a diagnosis.
     stdout_head: Vec<u8>,
+    /// The judge offered `attachments` in its initialize request: the reader switches its codec
+    /// to attachments right after the first response, when that response announces them too
+    /// (the reader runs ahead of the checks, so it must decide this itself, frame by frame).
+    attachments_offered: bool,
+    /// Both sides announced `attachments`: the reader accepts attachment frames.
+    attachments_on: bool,
 }
 
 /// How many of the first stdout bytes a session keeps for its diagnosis.
@@ -104,6 +116,8 @@ const SCHEMA_CHECKED_BODY: usize = 4 * 1024 * 1024;
 
 enum Event {
     Body(bytes::Bytes),
+    /// A frame with attachments (once negotiated): its JSON body and its attachments.
+    Attached(bytes::Bytes, Vec<bytes::Bytes>),
     /// What the codec said, the first bytes from where the violation starts, and whether the
     /// frame read before them had a body that is not JSON (a sign of a wrong length).
     Violation(String, Vec<u8>, bool),
@@ -330,6 +344,35 @@ impl Session {
         }
     }
 
+    /// Writes a message whose JSON references `attachments` (§2.8): the judge sends these only
+    /// after reading an initialize answer that announced them, or on purpose to test a plugin.
+    pub(crate) async fn send_attached(
+        &mut self,
+        msg: &Message,
+        attachments: &[bytes::Bytes],
+    ) -> anyhow::Result<()> {
+        let json = msg.to_body();
+        self.note(">>att", &json);
+        let mut frame = BytesMut::new();
+        tether_spec::encode_attached_frame_head(&json, attachments, &mut frame);
+        for a in attachments {
+            frame.extend_from_slice(a);
+        }
+        self.send_wire(&frame).await
+    }
+
+    /// Whether the reader accepts attachment frames (both sides announced `attachments`).
+    pub(crate) fn attachments_on(&self) -> bool {
+        self.shared.lock().map(|s| s.attachments_on).unwrap_or(false)
+    }
+
+    /// The next initialize request offers `attachments`: the reader watches the answer.
+    pub(crate) fn offer_attachments(&self) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.attachments_offered = true;
+        }
+    }
+
     /// Writes a message.
     pub(crate) async fn send(&mut self, msg: &Message) -> anyhow::Result<()> {
         self.send_raw(&msg.to_body()).await
@@ -419,8 +462,30 @@ impl Session {
                         crate::checks::classify(&head, previous_bad)
                     };
                     violation.get_or_insert_with(|| fault.clone());
+                    if attach::has_attachments_header(&head) {
+                        self.obs.unnegotiated_attachments.push(format!(
+                            "a frame with a {ATTACHMENTS_HEADER} header before attachments were negotiated: {}",
+                            show_bytes(&head, 160)
+                        ));
+                    }
                     self.obs.stdout_violations.push(format!("{fault} ({v})"));
                     self.obs.stdout_fixes.push(fix);
+                }
+                Event::Attached(json, attachments) => {
+                    self.obs.frames += 1;
+                    self.note("<<att", &json);
+                    match attach::resolve(&json, &attachments) {
+                        Ok(body) => {
+                            if let Some(msg) = self.classify(&body) {
+                                return Ok(msg);
+                            }
+                        }
+                        Err(e) => self.obs.bad_messages.push(format!(
+                            "a frame with {} attachments: {e}: {}",
+                            attachments.len(),
+                            show_bytes(&json, SHOWN_BYTES)
+                        )),
+                    }
                 }
                 Event::Body(body) => {
                     self.obs.frames += 1;
@@ -586,6 +651,9 @@ impl Session {
         timeout: Duration,
     ) -> anyhow::Result<Response> {
         self.level = params.log_level.unwrap_or_default();
+        if params.capabilities.attachments.is_some() {
+            self.offer_attachments();
+        }
         let value = serde_json::to_value(params)?;
         self.call(tether_spec::Initialize::METHOD, value, timeout + START_ALLOWANCE).await
     }
@@ -679,15 +747,29 @@ async fn read_stdout(
                 match got {
                     Ok(Some(Frame::Message(body))) => {
                         recovering = false;
+                        if attach::negotiates(&shared, &body) {
+                            strict.set_attachments(true);
+                            lenient.set_attachments(true);
+                        }
                         last_body = Some(body.clone());
                         let _ = tx.send(Event::Body(body));
                     }
                     Ok(Some(Frame::Garbage { .. })) => recovering = false,
-                    // The judge does not negotiate attachments yet, so the lenient codec never
-                    // yields these; should it, they are frames the plugin had no right to send.
-                    Ok(Some(other @ (Frame::Attached(_) | Frame::BadAttachments { .. }))) => {
+                    Ok(Some(Frame::Attached(frame))) => {
                         recovering = false;
-                        let _ = tx.send(Event::Violation(format!("an attachment frame: {other:?}")));
+                        let _ = tx.send(Event::Attached(frame.body, frame.attachments));
+                    }
+                    Ok(Some(Frame::BadAttachments { bytes, reason })) => {
+                        recovering = false;
+                        // The reason, not the bytes: they may be megabytes long.
+                        let _ = tx.send(Event::Violation(
+                            format!(
+                                "a frame whose {ATTACHMENTS_HEADER} header is wrong ({reason:?}; {} bytes skipped)",
+                                bytes.len()
+                            ),
+                            Vec::new(),
+                            false,
+                        ));
                     }
                     Ok(Some(Frame::Oversized(o))) => {
                         recovering = false;
@@ -717,8 +799,16 @@ async fn read_stdout(
                 let got = if eof { strict.decode_eof(&mut buf) } else { strict.decode(&mut buf) };
                 match got {
                     Ok(Some(Frame::Message(body))) => {
+                        if attach::negotiates(&shared, &body) {
+                            strict.set_attachments(true);
+                            lenient.set_attachments(true);
+                        }
                         last_body = Some(body.clone());
                         let _ = tx.send(Event::Body(body));
+                    }
+                    Ok(Some(Frame::Attached(frame))) => {
+                        last_body = None;
+                        let _ = tx.send(Event::Attached(frame.body, frame.attachments));
                     }
                     Ok(Some(other)) => {
                         // The strict codec reports problems as errors; keep this arm total.
@@ -787,11 +877,20 @@ fn empty_raw() -> Box<RawValue> {
 
 /// Initialize params with the judge as host.
 pub(crate) fn init_params(interfaces: &[(&str, Vec<u32>)], level: LogLevel) -> InitializeParams {
+    init_params_with(interfaces, level, tether_spec::Capabilities::new())
+}
+
+/// Initialize params with the judge as host, announcing `capabilities` (§10.2).
+pub(crate) fn init_params_with(
+    interfaces: &[(&str, Vec<u32>)],
+    level: LogLevel,
+    capabilities: tether_spec::Capabilities,
+) -> InitializeParams {
     InitializeParams {
         protocol_versions: vec![tether_spec::PROTOCOL_VERSION],
         interfaces: interfaces.iter().map(|(n, v)| ((*n).to_owned(), v.clone())).collect(),
         host: PeerInfo::new("tether-conformance", env!("CARGO_PKG_VERSION")),
-        capabilities: tether_spec::Capabilities::new(),
+        capabilities,
         max_frame_size: tether_spec::DEFAULT_MAX_FRAME_SIZE as u64,
         log_level: Some(level),
     }

@@ -83,6 +83,7 @@ struct Cli {
 enum Interface {
     Kv,
     Counter,
+    Blob,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -319,6 +320,7 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
         .map(|i| match i {
             Interface::Kv => "kv".to_owned(),
             Interface::Counter => "counter".to_owned(),
+            Interface::Blob => "blob".to_owned(),
         })
         .collect();
     let opts = Opts {
@@ -412,7 +414,7 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
         match needs {
             Needs::Any => None,
             Needs::SomeInterface => {
-                if declared("kv") || declared("counter") {
+                if declared("kv") || declared("counter") || declared("blob") {
                     None
                 } else {
                     Some("the plugin implements no selected reference interface".to_owned())
@@ -429,6 +431,18 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
                 }
             }
             Needs::Counter => (!declared("counter")).then(|| missing("counter")).flatten(),
+            Needs::KvAttachments => {
+                if !declared("kv") {
+                    missing("kv")
+                } else if probe.as_ref().is_some_and(|p| p.capabilities.attachments.is_none()) {
+                    Some("the plugin did not announce the attachments capability when offered it (§2.8, §10.2)".to_owned())
+                } else {
+                    None
+                }
+            }
+            Needs::Blob => (!declared("blob")).then(|| missing("blob")).flatten(),
+            Needs::KvOrBlob => (!declared("kv") && !declared("blob"))
+                .then(|| "the plugin implements neither kv nor blob (no bytes to carry)".to_owned()),
         }
     };
 

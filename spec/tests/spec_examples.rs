@@ -158,8 +158,10 @@ fn every_json_example_of_the_spec_is_valid() {
     // $/log, a kv error. A new example is checked automatically; this count only guards the
     // extraction itself.
     assert!(checked >= 7, "only {checked} JSON examples found in SPEC.md");
-    // The non-JSON blocks: the reference cookie and the frame layouts (plain and attachments).
-    assert_eq!(other.len(), 3, "unexpected non-JSON blocks: {other:?}");
+    // The non-JSON blocks: the reference cookie and the frame layouts (plain, with the optional
+    // Content-Type line, and with attachments).
+    assert_eq!(other.len(), 4, "unexpected non-JSON blocks: {other:?}");
+    assert!(other.iter().any(|b| b.starts_with("Content-Length: <N>") && b.contains("Content-Type: ")));
     assert!(other.iter().any(|b| b.starts_with("Content-Length: <T>") && b.contains("Tether-Attachments: ")));
     assert!(other.iter().any(|b| b.starts_with("TETHER_MAGIC_COOKIE=")));
     assert!(other.iter().any(|b| b.starts_with("Content-Length: <N>")));

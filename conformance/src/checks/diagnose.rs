@@ -36,6 +36,14 @@ pub(crate) fn classify(head: &[u8], previous_body_bad: bool) -> (String, String)
         if !next.is_empty() {
             let name = next.split(|&b| b == b':').next().unwrap_or(next);
             let name = String::from_utf8_lossy(name);
+            if name.eq_ignore_ascii_case(crate::driver::ATTACHMENTS_HEADER) {
+                return (
+                    format!("an attachment frame before attachments were negotiated: {shown}"),
+                    "send attachment frames only once both sides announced `attachments`, from the frame after the \
+                     initialize answer on; until then bytes are base64 (§2.8.3)"
+                        .into(),
+                );
+            }
             if name.eq_ignore_ascii_case("content-type") {
                 return (
                     format!("a Content-Type line that §2.2 does not allow: {shown}"),
@@ -154,6 +162,11 @@ mod tests {
             (b"Content-Length:2\r\n\r\n{}", false, "misspelt"),
             (b"Content-Length: 2\n\n{}", false, "LF instead of CRLF"),
             (b"Content-Length: 2\r\nX-Extra: 1\r\n\r\n{}", false, "extra header \"X-Extra\""),
+            (
+                b"Content-Length: 3\r\nTether-Attachments: 1\r\n\r\n{}x",
+                false,
+                "before attachments were negotiated",
+            ),
             (b"Content-Length: 2\r\nContent-Type: text/plain\r\n\r\n{}", false, "Content-Type line"),
             (
                 b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",

@@ -12,7 +12,10 @@ pub(crate) async fn probe(ctx: Arc<Ctx>) -> ScenarioOut {
     let offer = ctx.offer();
     let mut found = None;
     let r: Result<(), Failure> = async {
-        let params = init_params(&offer, LogLevel::Info);
+        // Every capability is offered, so that the checks of attachments and streams know
+        // whether the plugin announces them (§10.2); the probe itself only pings.
+        let params = crate::driver::init_params_with(&offer, LogLevel::Info, tether_spec::Capabilities::all());
+        s.offer_attachments();
         let started = std::time::Instant::now();
         let value = serde_json::to_value(&params).map_err(anyhow::Error::from)?;
         // A plugin that exited at once has closed its stdin: the write fails, and the diagnosis
@@ -49,7 +52,11 @@ pub(crate) async fn probe(ctx: Arc<Ctx>) -> ScenarioOut {
             return Err(f);
         }
         let interfaces = declared_interfaces(&result);
-        found = Some(Probe { interfaces });
+        let capabilities = result
+            .get("capabilities")
+            .and_then(|c| serde_json::from_value(c.clone()).ok())
+            .unwrap_or_default();
+        found = Some(Probe { interfaces, capabilities });
         let errors = crate::schema::initialize_result_errors(&result);
         if !errors.is_empty() {
             return Err(Failure::new(format!("the initialize result does not match the spec schema: {}", errors[0]))
@@ -116,6 +123,20 @@ fn samples(iface: &str, method: &str) -> (Vec<Value>, Vec<Value>) {
         ("kv", "delete") => (vec![json!({"key": "k"})], vec![json!({"existed": true})]),
         ("counter", "put") => (vec![json!({"key": "k", "value": 5, "adder": adder("h1")})], vec![json!({})]),
         ("counter", "get") => (vec![json!({"key": "k"})], vec![json!({"value": 5})]),
+        ("blob", "upload") => (
+            vec![json!({"name": "n", "data": {"$stream": 1, "mode": "read"}})],
+            vec![json!({"size": 2, "sha256": "ab"})],
+        ),
+        ("blob", "download") => {
+            (vec![json!({"name": "n"})], vec![json!({"size": 2, "data": {"$stream": 2, "mode": "read"}})])
+        }
+        ("blob", "count") => {
+            (vec![json!({"data": {"$stream": 1, "mode": "read"}})], vec![json!({"size": 2, "sha256": "ab"})])
+        }
+        ("blob", "produce") => (
+            vec![json!({"size": 0}), json!({"size": 1})],
+            vec![json!({"data": {"$stream": 2, "mode": "read"}})],
+        ),
         _ => (vec![], vec![]),
     }
 }
@@ -124,6 +145,7 @@ fn expected_methods(iface: &str, version: u64) -> Option<BTreeSet<&'static str>>
     match (iface, version) {
         ("kv", 1) | ("counter", 1) => Some(BTreeSet::from(["put", "get"])),
         ("kv", 2) => Some(BTreeSet::from(["put", "get", "delete"])),
+        ("blob", 1) => Some(BTreeSet::from(["upload", "download", "count", "produce"])),
         _ => None,
     }
 }

@@ -41,19 +41,25 @@ async fn unknown_method(ctx: Arc<Ctx>) -> ScenarioOut {
 
 async fn invalid_params(ctx: Arc<Ctx>) -> ScenarioOut {
     scenario!(ctx, LogLevel::Info, |s| {
-        let method = if ctx.has("kv") { "kv.get" } else { "counter.get" };
-        let resp = s.call(method, json!({"key": 42}), ctx.t()).await?;
+        let (method, member) = if ctx.has("kv") {
+            ("kv.get", "key")
+        } else if ctx.has("counter") {
+            ("counter.get", "key")
+        } else {
+            ("blob.download", "name")
+        };
+        let resp = s.call(method, json!({member: 42}), ctx.t()).await?;
         expect_error(
             &resp,
             codes::INVALID_PARAMS,
-            &format!("{method} with key 42"),
+            &format!("{method} with {member} 42"),
             "check params against the method's schema and answer -32602 (§5.2)",
         )?;
         let resp = s.call(method, json!({}), ctx.t()).await?;
         expect_error(
             &resp,
             codes::INVALID_PARAMS,
-            &format!("{method} without key"),
+            &format!("{method} without {member}"),
             "check params against the method's schema and answer -32602 (§5.2)",
         )?;
         ping(&ctx, &mut s, "invalid params").await

@@ -51,6 +51,21 @@ BREAKS = {
     "rounds-big-ids": "echoes integer ids above 2^32 wrapped to 32 bits, as an int32 would",
 }
 
+# Attachments and streams (§2.8, §9.5, §12), which this plugin does not implement: for these
+# flags streams.py serves kv and blob through the Python SDK with that one rule broken.
+STREAM_BREAKS = {
+    "exceeds-credit": "sends stream chunks beyond the credit the host granted",
+    "ignores-abort": "keeps producing a stream after the host's $/stream.abort",
+    "odd-stream-ids": "opens its streams with odd ids (the host's parity)",
+    "no-stream-end": "never sends $/stream.end",
+    "stores-partial-upload": "blob.upload stores what it read of an aborted or cancelled stream",
+    "blocks-when-stalled": "a stream waiting for credit blocks every other blob call",
+    "attachments-with-streams": "uses attachments whenever streams are negotiated, announced or not",
+    "attachments-bad-ref": "reads a reference to a missing attachment as empty bytes",
+    "attachments-no-base64": "refuses base64 bytes once attachments are negotiated",
+}
+BREAKS.update(STREAM_BREAKS)
+
 COOKIE_KEY = "TETHER_MAGIC_COOKIE"
 COOKIE_VALUE = "7c1e4b9a-tether-reference-plugin"
 LEVELS = ["trace", "debug", "info", "warn", "error"]
@@ -66,6 +81,12 @@ elif len(sys.argv) != 1:
 if flag != "no-cookie-check" and os.environ.get(COOKIE_KEY) != COOKIE_VALUE:
     sys.stderr.write("This program is a Tether plugin; it is not meant to be run directly.\n")
     sys.exit(1)
+
+if flag in STREAM_BREAKS:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import streams  # noqa: E402
+
+    streams.run(flag)
 
 # §8.4: keep a private descriptor for frames, point fd 1 at stderr.
 frames_fd = os.dup(1)
