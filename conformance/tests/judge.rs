@@ -130,6 +130,7 @@ fn every_example_plugin_passes_every_check() {
     let plugins = [
         ("rust/kv", vec![examples.join("kv")]),
         ("rust/counter", vec![examples.join("counter")]),
+        ("rust/blob", vec![examples.join("blob")]),
         ("python/kv", vec![PathBuf::from(PYTHON), root.join("examples-python/kv.py")]),
         ("python/counter", vec![PathBuf::from(PYTHON), root.join("examples-python/counter.py")]),
         ("node/kv", vec![PathBuf::from(NODE), root.join("examples-node/kv.mjs")]),

@@ -113,6 +113,9 @@ fn declared_interfaces(result: &Value) -> BTreeMap<String, (u64, BTreeMap<String
     out
 }
 
+/// The SHA-256 of `ab` in lowercase hex: a `blob` digest as SPEC.md §9.5 writes it.
+const SHA256_OF_AB: &str = "fb8e20fc2e4c3f248c60c39bd652f3c1347298bb977b8b4d5903b85055620603";
+
 /// Sample params and results of the reference methods that a declared schema must accept.
 fn samples(iface: &str, method: &str) -> (Vec<Value>, Vec<Value>) {
     match (iface, method) {
@@ -125,14 +128,15 @@ fn samples(iface: &str, method: &str) -> (Vec<Value>, Vec<Value>) {
         ("counter", "get") => (vec![json!({"key": "k"})], vec![json!({"value": 5})]),
         ("blob", "upload") => (
             vec![json!({"name": "n", "data": {"$stream": 1, "mode": "read"}})],
-            vec![json!({"size": 2, "sha256": "ab"})],
+            vec![json!({"size": 2, "sha256": SHA256_OF_AB})],
         ),
         ("blob", "download") => {
             (vec![json!({"name": "n"})], vec![json!({"size": 2, "data": {"$stream": 2, "mode": "read"}})])
         }
-        ("blob", "count") => {
-            (vec![json!({"data": {"$stream": 1, "mode": "read"}})], vec![json!({"size": 2, "sha256": "ab"})])
-        }
+        ("blob", "count") => (
+            vec![json!({"data": {"$stream": 1, "mode": "read"}})],
+            vec![json!({"size": 2, "sha256": SHA256_OF_AB})],
+        ),
         ("blob", "produce") => (
             vec![json!({"size": 0}), json!({"size": 1})],
             vec![json!({"data": {"$stream": 2, "mode": "read"}})],
