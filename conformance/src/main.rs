@@ -547,65 +547,68 @@ async fn run_scenarios(
 }
 
 /// The live progress line on a terminal: the plugin, checks done of total, a check in progress.
-/// Nothing when stderr is not a terminal (CI logs, tests) or with `--verbose`.
+/// Nothing when stderr is not a terminal (CI logs, tests) or with `--verbose`: indicatif hides a
+/// stderr bar by itself when stderr is not a terminal.
 struct Progress {
-    live: bool,
-    label: String,
-    total: usize,
-    state: std::sync::Mutex<(usize, Vec<&'static str>)>,
+    bar: indicatif::ProgressBar,
+    running: std::sync::Mutex<Vec<&'static str>>,
 }
 
 impl Progress {
     fn new(cli: &Cli, label: &str, total: usize) -> Progress {
-        use std::io::IsTerminal as _;
-        Progress {
-            live: !cli.verbose && std::io::stderr().is_terminal(),
-            label: label.to_owned(),
-            total,
-            state: std::sync::Mutex::new((0, Vec::new())),
+        let bar = if cli.verbose {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::with_draw_target(
+                Some(total as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            )
+        };
+        // The template is a constant; should indicatif ever refuse it, its default style serves.
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix}: {pos}/{len} checks  {wide_msg}")
+        {
+            bar.set_style(style);
         }
+        bar.set_prefix(label.to_owned());
+        Progress { bar, running: std::sync::Mutex::new(Vec::new()) }
     }
 
     fn start(&self, id: &'static str) {
-        if let Ok(mut st) = self.state.lock() {
-            st.1.push(id);
+        if let Ok(mut running) = self.running.lock() {
+            running.push(id);
         }
-        self.draw();
+        self.show_running();
     }
 
     /// A check is no longer in progress (without counting it: the probe when not selected).
     fn stop(&self, id: &str) {
-        if let Ok(mut st) = self.state.lock() {
-            st.1.retain(|running| *running != id);
+        if let Ok(mut running) = self.running.lock() {
+            running.retain(|r| *r != id);
         }
+        self.show_running();
     }
 
     fn done(&self, cli: &Cli, r: &CheckResult) {
         if cli.verbose {
             eprintln!("  {:<30} {:?} {}ms {}", r.id, r.status, r.duration.as_millis(), r.reason);
         }
-        if let Ok(mut st) = self.state.lock() {
-            st.0 += 1;
-            st.1.retain(|id| *id != r.id);
+        if let Ok(mut running) = self.running.lock() {
+            running.retain(|id| *id != r.id);
         }
-        self.draw();
+        if self.bar.position() < self.bar.length().unwrap_or(u64::MAX) {
+            self.bar.inc(1);
+        }
+        self.show_running();
     }
 
-    fn draw(&self) {
-        if !self.live {
-            return;
-        }
-        let Ok(st) = self.state.lock() else { return };
-        let current = st.1.first().copied().unwrap_or("");
-        let line = format!("{}: {}/{} checks  {current}", self.label, st.0.min(self.total), self.total);
-        let line: String = line.chars().take(100).collect();
-        eprint!("\r\x1b[2K{line}");
+    /// The first check still running, as the bar's message.
+    fn show_running(&self) {
+        let current = self.running.lock().ok().and_then(|r| r.first().copied()).unwrap_or("");
+        self.bar.set_message(current);
     }
 
     fn clear(&self) {
-        if self.live {
-            eprint!("\r\x1b[2K");
-        }
+        self.bar.finish_and_clear();
     }
 }
 
