@@ -114,6 +114,36 @@ impl Drop for Unsent {
     }
 }
 
+/// A stream field's schema is the wire form's, `{"$stream", "mode"}` (SPEC.md §12.1).
+macro_rules! stream_ref_schema {
+    ($t:ty) => {
+        impl JsonSchema for $t {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                StreamRef::schema_name()
+            }
+            fn schema_id() -> std::borrow::Cow<'static, str> {
+                StreamRef::schema_id()
+            }
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                StreamRef::json_schema(generator)
+            }
+        }
+    };
+}
+
+/// The id of a received stream whose mode must be `want`: a field typed for reading cannot take
+/// a stream to write, and the other way round.
+fn stream_id_of_mode(r: StreamRef, want: StreamMode) -> Result<u64, String> {
+    if r.mode == want {
+        return Ok(r.stream);
+    }
+    let (got, expected) = match want {
+        StreamMode::Read => ("write", "read"),
+        StreamMode::Write => ("read", "write"),
+    };
+    Err(format!("stream {} has mode \"{got}\" where a stream to {expected} is expected", r.stream))
+}
+
 impl Serialize for ReadStream {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match &self.inner {
@@ -128,29 +158,14 @@ impl Serialize for ReadStream {
 
 impl<'de> Deserialize<'de> for ReadStream {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let r = StreamRef::deserialize(deserializer)?;
-        if r.mode != StreamMode::Read {
-            return Err(serde::de::Error::custom(format!(
-                "stream {} has mode \"write\" where a stream to read is expected",
-                r.stream
-            )));
-        }
-        let end = claim_inbound(r.stream).map_err(serde::de::Error::custom)?;
+        let id = stream_id_of_mode(StreamRef::deserialize(deserializer)?, StreamMode::Read)
+            .map_err(serde::de::Error::custom)?;
+        let end = claim_inbound(id).map_err(serde::de::Error::custom)?;
         Ok(ReadStream { inner: Inner::Incoming(StreamReader { end, done: false }) })
     }
 }
 
-impl JsonSchema for ReadStream {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        StreamRef::schema_name()
-    }
-    fn schema_id() -> std::borrow::Cow<'static, str> {
-        StreamRef::schema_id()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        StreamRef::json_schema(generator)
-    }
-}
+stream_ref_schema!(ReadStream);
 
 impl AsyncRead for ReadStream {
     fn poll_read(
@@ -228,29 +243,14 @@ impl Serialize for WriteStream {
 
 impl<'de> Deserialize<'de> for WriteStream {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let r = StreamRef::deserialize(deserializer)?;
-        if r.mode != StreamMode::Write {
-            return Err(serde::de::Error::custom(format!(
-                "stream {} has mode \"read\" where a stream to write is expected",
-                r.stream
-            )));
-        }
-        let end = claim_outbound(r.stream).map_err(serde::de::Error::custom)?;
+        let id = stream_id_of_mode(StreamRef::deserialize(deserializer)?, StreamMode::Write)
+            .map_err(serde::de::Error::custom)?;
+        let end = claim_outbound(id).map_err(serde::de::Error::custom)?;
         Ok(WriteStream { inner: WriteInner::Incoming(StreamWriter { end, done: false }) })
     }
 }
 
-impl JsonSchema for WriteStream {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        StreamRef::schema_name()
-    }
-    fn schema_id() -> std::borrow::Cow<'static, str> {
-        StreamRef::schema_id()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        StreamRef::json_schema(generator)
-    }
-}
+stream_ref_schema!(WriteStream);
 
 /// The consuming end of a stream: `AsyncRead`, and a `futures::Stream` of chunks (no copy).
 /// Dropping it before the end aborts the stream with -32006.
