@@ -56,6 +56,7 @@ mod logs;
 mod plugin_process;
 mod process;
 mod stderr;
+mod stdout_tail;
 
 pub use crate::builder::{PluginBuilder, DEFAULT_GRACE_PERIOD, DEFAULT_START_TIMEOUT};
 pub use crate::error::Error;

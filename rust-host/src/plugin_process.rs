@@ -31,6 +31,7 @@ use crate::exit::{ExitInfo, ShutdownReport, Stopped};
 use crate::logs;
 use crate::process::{self, Ctl};
 use crate::stderr::SharedTail;
+use crate::stdout_tail::{Recording, StdoutTail};
 
 /// How long a failed call without a deadline waits for the exit status of a plugin whose
 /// session ended, to report it instead of a bare "connection closed". A call with a time-out
@@ -65,6 +66,8 @@ pub struct PluginProcess {
     deliberate: Arc<AtomicBool>,
     reaped: Arc<AtomicBool>,
     seen: Seen,
+    /// The last bytes on stdout, kept until the handshake completes.
+    stdout_tail: StdoutTail,
 }
 
 impl std::fmt::Debug for PluginProcess {
@@ -107,7 +110,9 @@ impl PluginProcess {
             options = options.default_timeout(timeout);
         }
         let service = HostService { name: name.clone() };
-        let peer = Session::start(spawned.stdout, stdin.clone(), options, service).into_peer();
+        let stdout_tail = StdoutTail::default();
+        let stdout = Recording::new(spawned.stdout, stdout_tail.clone());
+        let peer = Session::start(stdout, stdin.clone(), options, service).into_peer();
         tokio::spawn(watch_exit(ExitWatch {
             name: name.clone(),
             peer: peer.clone(),
@@ -137,6 +142,7 @@ impl PluginProcess {
             deliberate,
             reaped: spawned.reaped,
             seen,
+            stdout_tail,
         };
         plugin.handshake(&config, deadline).await
     }
@@ -166,11 +172,15 @@ impl PluginProcess {
                     Some(exit) => exit.stderr_tail,
                     None => self.tail.lines(),
                 };
+                let mut seen = self.seen.lines();
+                if let Some(bytes) = self.stdout_tail.shown() {
+                    seen.push(format!("its last bytes on stdout: {bytes}"));
+                }
                 return Err(Error::StartTimeout {
                     plugin: self.name.to_string(),
                     timeout: config.start_timeout,
                     stderr_tail,
-                    seen: self.seen.lines(),
+                    seen,
                 });
             }
             Err(CallError::Remote(error)) => return Err(self.refused(error)),
@@ -221,6 +231,7 @@ impl PluginProcess {
             "plugin started"
         );
         self.init = result;
+        self.stdout_tail.stop();
         Ok(self)
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{alive, assert_reaped, eventually, logged, test_plugin};
 use serde_json::json;
-use tether_host::ExitInfo;
+use tether_host::{Error, ExitInfo};
 
 /// A call made once the session ended because the plugin closed its stdout (it lives on) fails
 /// within its own time-out, not after a fixed wait for an exit report.
@@ -148,4 +148,32 @@ async fn errors_after_a_crash_carry_the_exit_as_a_value() {
         .expect("the typed client's error has the exit");
     assert_eq!(exit.code, Some(3));
     assert!(exit.stderr_tail.iter().any(|l| l.contains("crashing on purpose")), "{exit:?}");
+}
+
+/// A plugin that writes a frame header far above the limit, then hangs: the start error shows
+/// the header, not only "did not complete the handshake".
+#[tokio::test]
+async fn a_start_time_out_shows_the_huge_header_it_saw() {
+    let err = test_plugin("huge-start", "huge-header-at-start")
+        .start_timeout(Duration::from_secs(1))
+        .start()
+        .await
+        .expect_err("no handshake");
+    let Error::StartTimeout { seen, stderr_tail, .. } = &err else { panic!("not a start time-out: {err}") };
+    assert!(seen.iter().any(|l| l.contains("Content-Length: 99999999999")), "{seen:?}");
+    assert!(stderr_tail.iter().any(|l| l.contains("wrote a huge header")), "{stderr_tail:?}");
+    assert!(err.to_string().contains("99999999999"), "{err}");
+}
+
+/// Half a frame, then silence: the start error shows the bytes, escaped.
+#[tokio::test]
+async fn a_start_time_out_shows_the_half_frame_it_saw() {
+    let err = test_plugin("half-start", "half-frame-at-start")
+        .start_timeout(Duration::from_secs(1))
+        .start()
+        .await
+        .expect_err("no handshake");
+    let text = err.to_string();
+    assert!(text.contains(r#"Content-Length: 200\r\n\r\n{\"jsonrpc\":\"2.0\""#), "{text}");
+    assert!(text.contains("half-start") && text.contains("1s"), "{text}");
 }

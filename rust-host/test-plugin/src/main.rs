@@ -20,6 +20,8 @@
 //! | `ignore-sigterm` | answers; the plugin ignores SIGTERM and does not exit at end of stdin |
 //! | `grandchild` | answers; at start the plugin spawned a grandchild that keeps stdout open |
 //! | `silent-init` | (never answers `tether/initialize`) |
+//! | `huge-header-at-start` | (answers `tether/initialize` with the header `Content-Length: 99999999999` alone, then hangs) |
+//! | `half-frame-at-start` | (answers `tether/initialize` with half a frame, then hangs) |
 //! | `close-stdout` | answers, then closes its stdout (fd 1 becomes `/dev/null`) and lives on until the end of stdin |
 //! | `close-stdout-at-start` | (closes its stdout before the handshake and lives on until the end of stdin) |
 //!
@@ -237,6 +239,19 @@ impl State {
     fn initialize(&mut self, id: &Id, params: Value) {
         if self.mode == "silent-init" {
             eprintln!("test plugin: not answering initialize (silent-init mode)");
+            return;
+        }
+        if self.mode == "huge-header-at-start" {
+            write_raw(&self.out, b"Content-Length: 99999999999\r\n\r\n");
+            self.silent = true;
+            eprintln!("test plugin: wrote a huge header, now silent");
+            return;
+        }
+        if self.mode == "half-frame-at-start" {
+            let head = format!("Content-Length: 200\r\n\r\n{{\"jsonrpc\":\"2.0\",\"id\":{id},\"res");
+            write_raw(&self.out, head.as_bytes());
+            self.silent = true;
+            eprintln!("test plugin: wrote half a frame, now silent");
             return;
         }
         let params: InitializeParams = match serde_json::from_value(params) {
