@@ -552,6 +552,9 @@ fn report_event(name: &str, eof: &Notify, seen: &Seen, event: &Event) {
             logs::garbage(name, shown, &reason.to_string());
         }
         Event::EndOfInput => eof.notify_one(),
+        // The end of a frame whose header the decoder already consumed: nothing to show (the
+        // header itself is in the start error's last bytes of stdout).
+        Event::Truncated { shown } if shown == "\"\"" => logs::protocol_warning(name, &event.to_string()),
         other => {
             let text = other.to_string();
             seen.push(text.clone());

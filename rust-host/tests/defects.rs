@@ -163,6 +163,7 @@ async fn a_start_time_out_shows_the_huge_header_it_saw() {
     assert!(seen.iter().any(|l| l.contains("Content-Length: 99999999999")), "{seen:?}");
     assert!(stderr_tail.iter().any(|l| l.contains("wrote a huge header")), "{stderr_tail:?}");
     assert!(err.to_string().contains("99999999999"), "{err}");
+    assert!(!seen.iter().any(|l| l.contains(": \"\"")), "an empty showing: {seen:?}");
 }
 
 /// Half a frame, then silence: the start error shows the bytes, escaped.
