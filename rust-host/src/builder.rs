@@ -197,7 +197,10 @@ impl PluginBuilder {
         self
     }
 
-    /// The plugin's name in logs and errors (the program's file name by default).
+    /// The plugin's name in logs and errors. By default, the script's file stem when the program
+    /// is a known interpreter (`python3 -u plugins/kv.py` is `kv`, `python3 -m my_plugin` is
+    /// `my_plugin`, `node kv.mjs` is `kv`; also `ruby`, `perl`, `sh`, `bash`, `deno`, `bun`,
+    /// … with any path and version suffix), else the program's file stem (`kv-rust`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -233,14 +236,18 @@ impl PluginBuilder {
         self
     }
 
-    /// The plugin's name in logs and errors.
+    /// The plugin's name in logs and errors: the one given, else the script's file stem when
+    /// the program is a known interpreter (`python3 kv.py` is `kv`), else the program's stem.
     pub(crate) fn plugin_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| {
-            self.program.file_name().map_or_else(
-                || self.program.display().to_string(),
-                |name| name.to_string_lossy().into_owned(),
-            )
-        })
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        if is_interpreter(&self.program) {
+            if let Some(script) = script_name(&self.args) {
+                return script;
+            }
+        }
+        stem(&self.program).unwrap_or_else(|| self.program.display().to_string())
     }
 
     pub(crate) fn validate(&self, plugin: &str) -> Result<(), Error> {
@@ -275,6 +282,48 @@ impl PluginBuilder {
     pub async fn start(self) -> Result<PluginProcess, Error> {
         PluginProcess::start(self).await
     }
+}
+
+/// Interpreters that run a plugin given as a script (or module) argument.
+const INTERPRETERS: &[&str] = &[
+    "python", "pypy", "node", "nodejs", "deno", "bun", "ruby", "perl", "php", "lua", "luajit", "sh", "bash",
+    "dash", "zsh", "ksh", "fish", "pwsh", "tclsh", "rscript", "julia", "elixir",
+];
+
+/// Whether `program` is a known interpreter, whatever its directory and version suffix
+/// (`/usr/bin/python3.12`, `node22`, `ruby-3.3`).
+fn is_interpreter(program: &Path) -> bool {
+    let Some(name) = stem(program) else { return false };
+    let name = name.to_ascii_lowercase();
+    let base = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.' || c == '-' || c == '_');
+    INTERPRETERS.contains(&base)
+}
+
+/// The stem of the script (or `-m` module) an interpreter runs, from its arguments: the first
+/// argument that is not an option and looks like a file (it has a `/` or a `.`). `None` when the
+/// code is inline (`-c`, `-e`, `--eval`) or no argument looks like a file.
+fn script_name(args: &[OsString]) -> Option<String> {
+    let mut args = args.iter().map(|a| a.to_string_lossy());
+    while let Some(arg) = args.next() {
+        match arg.as_ref() {
+            "-c" | "-e" | "-E" | "--eval" | "-p" | "--print" | "--command" => return None,
+            "-m" => {
+                let module = args.next()?;
+                return module.rsplit('.').next().map(str::to_owned).filter(|m| !m.is_empty());
+            }
+            option if option.starts_with('-') => continue,
+            candidate if candidate.contains('/') || candidate.contains('.') => {
+                return stem(Path::new(candidate));
+            }
+            _ => continue,
+        }
+    }
+    None
+}
+
+/// A path's file name without its extension (`kv.py` is `kv`).
+fn stem(path: &Path) -> Option<String> {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
 }
 
 /// Parses 64 hex digits.
@@ -321,6 +370,30 @@ mod tests {
     fn name_defaults_to_the_file_name() {
         assert_eq!(PluginBuilder::new("/opt/plugins/kv-python").plugin_name(), "kv-python");
         assert_eq!(PluginBuilder::new("x").name("mine").plugin_name(), "mine");
+    }
+
+    #[test]
+    fn interpreted_plugins_are_named_after_their_script() {
+        let name = |program: &str, args: &[&str]| PluginBuilder::new(program).args(args).plugin_name();
+        assert_eq!(name("python3", &["examples-python/kv.py"]), "kv");
+        assert_eq!(name("/usr/bin/python3.12", &["-u", "/opt/p/counter_plugin.py"]), "counter_plugin");
+        assert_eq!(name("python", &["-X", "dev", "kv.py"]), "kv");
+        assert_eq!(name("node", &["--no-warnings", "examples-node/kv.mjs"]), "kv");
+        assert_eq!(name("/usr/local/bin/node22", &["plugin.js"]), "plugin");
+        assert_eq!(name("ruby3.3", &["tools/greeter.rb"]), "greeter");
+        assert_eq!(name("perl", &["-w", "x.pl"]), "x");
+        assert_eq!(name("bash", &["run-plugin.sh"]), "run-plugin");
+        assert_eq!(name("sh", &["-c", "exec ./p"]), "sh");
+        assert_eq!(name("deno", &["run", "--allow-read", "kv.ts"]), "kv");
+        assert_eq!(name("bun", &["run", "kv.ts"]), "kv");
+        assert_eq!(name("python3", &[]), "python3");
+        assert_eq!(name("python3", &["-m", "my_plugin"]), "my_plugin");
+        assert_eq!(name("python3", &["-u"]), "python3");
+        // Not an interpreter: the program's own stem.
+        assert_eq!(name("/opt/plugins/kv-rust", &["kv.py"]), "kv-rust");
+        assert_eq!(name("/opt/plugins/kv.exe", &[]), "kv");
+        assert_eq!(name("pythonista", &["kv.py"]), "pythonista");
+        assert_eq!(PluginBuilder::new("python3").arg("kv.py").name("mine").plugin_name(), "mine");
     }
 
     #[test]

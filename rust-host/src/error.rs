@@ -64,7 +64,11 @@ pub enum Error {
         exit: ExitInfo,
     },
     /// The plugin did not answer `tether/initialize` within the start timeout; it was killed.
-    #[error("plugin {plugin} did not complete the handshake within {timeout:?}{}", tail_suffix(stderr_tail))]
+    #[error(
+        "plugin {plugin} did not complete the handshake within {timeout:?}{}{}",
+        seen_suffix(seen),
+        tail_suffix(stderr_tail)
+    )]
     StartTimeout {
         /// The plugin's name.
         plugin: String,
@@ -72,6 +76,9 @@ pub enum Error {
         timeout: Duration,
         /// The last lines of its stderr.
         stderr_tail: Vec<String>,
+        /// What its stdout showed that was not an answer: the last protocol warnings (bytes that
+        /// are not frames, shown escaped; a frame header above the size limit), oldest first.
+        seen: Vec<String>,
     },
     /// No common version of the core protocol or of an interface (SPEC.md §4.3).
     #[error(
@@ -139,10 +146,13 @@ impl Error {
         }
     }
 
-    /// How the plugin exited, when the error is about its exit.
+    /// How the plugin exited (status, signal, stderr tail), when the error is about its exit:
+    /// [`Error::Exited`], [`Error::ExitedBeforeHandshake`], or a call failed by the end of the
+    /// session that carries the exit ([`ExitInfo::of`]).
     pub fn exit(&self) -> Option<&ExitInfo> {
         match self {
             Error::Exited { exit, .. } | Error::ExitedBeforeHandshake { exit, .. } => Some(exit),
+            Error::Call { source, .. } => ExitInfo::of(source),
             _ => None,
         }
     }
@@ -166,6 +176,13 @@ fn tail_suffix(tail: &[String]) -> String {
         [] => String::new(),
         [line] => format!("; stderr: {line}"),
         lines => format!("; stderr (last {} lines):\n    {}", lines.len(), lines.join("\n    ")),
+    }
+}
+
+fn seen_suffix(seen: &[String]) -> String {
+    match seen {
+        [] => String::new(),
+        lines => format!("; its stdout showed:\n    {}", lines.join("\n    ")),
     }
 }
 

@@ -24,6 +24,14 @@ impl ExitInfo {
         ExitInfo { code: status.and_then(|s| s.code()), signal, stderr_tail }
     }
 
+    /// How the plugin exited, when a call failed because its session ended with its exit: the
+    /// error of a typed client (`KvClient`, `Peer::call`), which is a [`tether_core::CallError`]
+    /// rather than the host's [`Error`](crate::Error). `None` for other failures (a time-out, an
+    /// error answer) and while the exit is not known yet.
+    pub fn of(error: &tether_core::CallError) -> Option<&ExitInfo> {
+        error.close_reason().and_then(|reason| reason.detail::<ExitInfo>())
+    }
+
     /// Whether the process exited with status 0.
     pub fn success(&self) -> bool {
         self.code == Some(0)

@@ -39,7 +39,10 @@
 //!   [`STDERR_TAIL_LINES`] and [`STDERR_TAIL_BYTES`].
 //! - **Crashes**: when the plugin exits, every pending call fails at once with
 //!   [`Error::Exited`] (or, through a typed client, a closed-session error whose reason says the
-//!   same), carrying the exit status and the last lines of stderr.
+//!   same), carrying the exit status and the last lines of stderr as a value:
+//!   [`Error::exit`], or [`ExitInfo::of`] for a typed client's error.
+//! - **Deadlines**: no call outlives its time-out and `start()` does not outlive the start
+//!   time-out; a plugin that closes its stdout and lives on is killed after the grace period.
 //! - **No orphans**: the plugin runs in its own process group, killed when the plugin exits,
 //!   when the [`PluginProcess`] is dropped, and at the end of a shutdown; on Linux the plugin is also
 //!   killed when the host dies (`PR_SET_PDEATHSIG`, tied to the thread that started it).
@@ -59,6 +62,7 @@ mod logs;
 mod plugin_process;
 mod process;
 mod stderr;
+mod stdout_tail;
 
 pub use crate::builder::{PluginBuilder, DEFAULT_GRACE_PERIOD, DEFAULT_START_TIMEOUT};
 pub use crate::error::Error;

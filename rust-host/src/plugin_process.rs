@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -30,10 +31,19 @@ use crate::exit::{ExitInfo, ShutdownReport, Stopped};
 use crate::logs;
 use crate::process::{self, Ctl};
 use crate::stderr::SharedTail;
+use crate::stdout_tail::{Recording, StdoutTail};
 
-/// How long a failed call waits for the exit status of a plugin whose session ended, to report
-/// it instead of a bare "connection closed".
+/// How long a failed call without a deadline waits for the exit status of a plugin whose
+/// session ended, to report it instead of a bare "connection closed". A call with a time-out
+/// waits at most until its deadline.
 const EXIT_REPORT_WAIT: Duration = Duration::from_secs(2);
+/// The part of the start time-out kept, at most, to kill a plugin that did not complete the
+/// handshake and collect its exit status, so that `start()` fails within its time-out.
+const START_REPORT_RESERVE: Duration = Duration::from_millis(250);
+/// How many of the last protocol warnings (bytes on stdout that are not frames, oversized
+/// frames) a start error shows, and how long each may be.
+const SEEN_WARNINGS: usize = 8;
+const SEEN_WARNING_BYTES: usize = 1024;
 
 /// A running plugin: a child process in its own process group and the Tether session over its
 /// stdin and stdout.
@@ -51,6 +61,13 @@ pub struct PluginProcess {
     exit: watch::Receiver<Option<ExitInfo>>,
     stdin: ClosableStdin,
     tail: SharedTail,
+    call_timeout: Option<Duration>,
+    /// Set before the host kills or ends the plugin on purpose: its exit is then not a warning.
+    deliberate: Arc<AtomicBool>,
+    reaped: Arc<AtomicBool>,
+    seen: Seen,
+    /// The last bytes on stdout, kept until the handshake completes.
+    stdout_tail: StdoutTail,
 }
 
 impl std::fmt::Debug for PluginProcess {
@@ -80,18 +97,31 @@ impl PluginProcess {
         let deadline = Instant::now() + config.start_timeout;
         let stdin = ClosableStdin::new(spawned.stdin);
         let eof = Arc::new(Notify::new());
+        let seen = Seen::default();
+        let deliberate = Arc::new(AtomicBool::new(false));
         let mut options =
             Options::new().max_frame_size(config.max_frame_size).close_on_eof(false).on_event({
                 let name = name.clone();
                 let eof = eof.clone();
-                move |event| report_event(&name, &eof, event)
+                let seen = seen.clone();
+                move |event| report_event(&name, &eof, &seen, event)
             });
         if let Some(timeout) = config.call_timeout {
             options = options.default_timeout(timeout);
         }
         let service = HostService { name: name.clone() };
-        let peer = Session::start(spawned.stdout, stdin.clone(), options, service).into_peer();
-        tokio::spawn(watch_exit(name.clone(), peer.clone(), spawned.exit.clone(), eof, config.grace));
+        let stdout_tail = StdoutTail::default();
+        let stdout = Recording::new(spawned.stdout, stdout_tail.clone());
+        let peer = Session::start(stdout, stdin.clone(), options, service).into_peer();
+        tokio::spawn(watch_exit(ExitWatch {
+            name: name.clone(),
+            peer: peer.clone(),
+            exit: spawned.exit.clone(),
+            eof,
+            grace: config.grace,
+            ctl: spawned.ctl.clone(),
+            deliberate: deliberate.clone(),
+        }));
 
         let plugin = PluginProcess {
             name,
@@ -108,6 +138,11 @@ impl PluginProcess {
             exit: spawned.exit,
             stdin,
             tail: spawned.tail,
+            call_timeout: config.call_timeout,
+            deliberate,
+            reaped: spawned.reaped,
+            seen,
+            stdout_tail,
         };
         plugin.handshake(&config, deadline).await
     }
@@ -121,7 +156,10 @@ impl PluginProcess {
             max_frame_size: config.max_frame_size as u64,
             log_level: Some(config.log_level),
         };
-        let timeout = deadline.saturating_duration_since(Instant::now());
+        // The handshake gets the start time-out less a reserve in which a plugin that did not
+        // complete it is killed and its exit collected: `start()` never outlives its time-out.
+        let reserve = START_REPORT_RESERVE.min(config.start_timeout / 10);
+        let timeout = deadline.saturating_duration_since(Instant::now() + reserve);
         let answer = self.peer.call::<Initialize>(&params).timeout(timeout).await;
         let result = match answer {
             Ok(result) => result,
@@ -129,23 +167,38 @@ impl PluginProcess {
                 if let Some(exit) = self.exit_within(Duration::ZERO).await {
                     return Err(Error::ExitedBeforeHandshake { plugin: self.name.to_string(), exit });
                 }
-                let _ = self.ctl.send(Ctl::KillGroup);
-                let stderr_tail = match self.exit_within(EXIT_REPORT_WAIT).await {
+                self.kill_on_purpose();
+                let stderr_tail = match self.exit_until(deadline).await {
                     Some(exit) => exit.stderr_tail,
                     None => self.tail.lines(),
                 };
+                let mut seen = self.seen.lines();
+                if let Some(bytes) = self.stdout_tail.shown() {
+                    seen.push(format!("its last bytes on stdout: {bytes}"));
+                }
                 return Err(Error::StartTimeout {
                     plugin: self.name.to_string(),
                     timeout: config.start_timeout,
                     stderr_tail,
+                    seen,
                 });
             }
             Err(CallError::Remote(error)) => return Err(self.refused(error)),
             Err(other) => {
-                return Err(match self.exit_within(EXIT_REPORT_WAIT).await {
+                // The session ended (the plugin closed its stdout, or exited): the exit status
+                // says more, if it comes before the deadline; a plugin still running is of no
+                // use and is killed.
+                let exit = match self.exit_until(deadline).await {
+                    Some(exit) => Some(exit),
+                    None => {
+                        self.kill_on_purpose();
+                        None
+                    }
+                };
+                return Err(match exit {
                     Some(exit) => Error::ExitedBeforeHandshake { plugin: self.name.to_string(), exit },
                     None => Error::Handshake { plugin: self.name.to_string(), reason: other.to_string() },
-                })
+                });
             }
         };
         if result.protocol_version != PROTOCOL_VERSION {
@@ -178,6 +231,7 @@ impl PluginProcess {
             "plugin started"
         );
         self.init = result;
+        self.stdout_tail.stop();
         Ok(self)
     }
 
@@ -265,7 +319,12 @@ impl PluginProcess {
     /// time, the call fails and `$/cancelRequest` is sent. For the methods of an interface, a
     /// typed client ([`client`](Self::client)) is handier.
     pub fn call<M: RequestMethod>(&self, params: &M::Params) -> PluginCall<'_, M::Result> {
-        PluginCall { process: self, method: Cow::Borrowed(M::METHOD), call: self.peer.call::<M>(params) }
+        PluginCall {
+            process: self,
+            method: Cow::Borrowed(M::METHOD),
+            call: self.peer.call::<M>(params),
+            timeout: self.call_timeout,
+        }
     }
 
     /// Calls a method by name with JSON params (an object); the result is plain JSON. Same
@@ -275,17 +334,31 @@ impl PluginProcess {
             process: self,
             method: Cow::Owned(method.to_owned()),
             call: self.peer.call_as(method.to_owned(), &params),
+            timeout: self.call_timeout,
         }
     }
 
-    /// Turns a failed call into an error, with the exit status when the plugin is gone.
-    async fn call_error(&self, method: &str, source: CallError) -> Error {
-        if matches!(source, CallError::Closed(_)) {
-            if let Some(exit) = self.exit_within(EXIT_REPORT_WAIT).await {
+    /// Turns a failed call into an error, with the exit status when the plugin is gone. A call
+    /// that failed because the session ended waits for the exit status at most until its own
+    /// deadline (`deadline`, when it has a time-out), or [`EXIT_REPORT_WAIT`] without one.
+    async fn call_error(&self, method: &str, source: CallError, deadline: Option<Instant>) -> Error {
+        if let Some(reason) = source.close_reason() {
+            if let Some(exit) = reason.detail::<ExitInfo>() {
+                return Error::Exited { plugin: self.name.to_string(), exit: exit.clone() };
+            }
+            let wait_until = Instant::now() + EXIT_REPORT_WAIT;
+            let wait_until = deadline.map_or(wait_until, |d| d.min(wait_until));
+            if let Some(exit) = self.exit_until(wait_until).await {
                 return Error::Exited { plugin: self.name.to_string(), exit };
             }
         }
         Error::Call { plugin: self.name.to_string(), method: method.to_owned(), source: Box::new(source) }
+    }
+
+    /// Kills the process group on the host's own decision: the exit is not a warning.
+    fn kill_on_purpose(&self) {
+        self.deliberate.store(true, Ordering::SeqCst);
+        let _ = self.ctl.send(Ctl::KillGroup);
     }
 
     /// Checks that the plugin answers (`tether/ping`).
@@ -330,6 +403,10 @@ impl PluginProcess {
         self.tail.retained_bytes()
     }
 
+    async fn exit_until(&self, deadline: Instant) -> Option<ExitInfo> {
+        self.exit_within(deadline.saturating_duration_since(Instant::now())).await
+    }
+
     async fn exit_within(&self, wait: Duration) -> Option<ExitInfo> {
         let mut exit = self.exit.clone();
         let waited =
@@ -362,6 +439,7 @@ impl PluginProcess {
         };
         if exit.is_none() {
             stopped = Stopped::Terminated;
+            self.deliberate.store(true, Ordering::SeqCst);
             let _ = self.ctl.send(Ctl::Terminate);
             exit = self.exit_within(self.grace).await;
         }
@@ -369,7 +447,7 @@ impl PluginProcess {
             Some(exit) => exit,
             None => {
                 stopped = Stopped::Killed;
-                let _ = self.ctl.send(Ctl::KillGroup);
+                self.kill_on_purpose();
                 self.exited().await
             }
         };
@@ -386,15 +464,24 @@ impl PluginProcess {
         if let Some(exit) = self.try_exited() {
             return exit;
         }
-        let _ = self.ctl.send(Ctl::KillGroup);
+        self.kill_on_purpose();
         self.exited().await
     }
 }
 
 impl Drop for PluginProcess {
     /// Kills the plugin's process group (nothing happens when it has already exited).
+    ///
+    /// The signal is sent here, synchronously, not when the runtime next polls the supervisor:
+    /// the plugin dies even if the runtime is blocked or shutting down. The supervisor still
+    /// reaps it. (The check that the plugin was not reaped yet and the signal are two steps; the
+    /// window in which its pid could be reused between them is a few instructions wide.)
     fn drop(&mut self) {
         if self.exit.borrow().is_none() {
+            self.deliberate.store(true, Ordering::SeqCst);
+            if !self.reaped.load(Ordering::SeqCst) {
+                process::signal(self.pid, Ctl::KillGroup);
+            }
             let _ = self.ctl.send(Ctl::KillGroup);
         }
     }
@@ -404,16 +491,26 @@ fn unknown_exit() -> ExitInfo {
     ExitInfo { code: None, signal: None, stderr_tail: Vec::new() }
 }
 
-/// Ends the session when the plugin exits, failing every pending call with the exit status and
-/// the last lines of stderr; and when the plugin closed its stdout but lives on, after the
-/// grace period.
-async fn watch_exit(
+/// What [`watch_exit`] needs.
+struct ExitWatch {
     name: Arc<str>,
     peer: Peer,
-    mut exit: watch::Receiver<Option<ExitInfo>>,
+    exit: watch::Receiver<Option<ExitInfo>>,
     eof: Arc<Notify>,
     grace: Duration,
-) {
+    ctl: mpsc::UnboundedSender<Ctl>,
+    deliberate: Arc<AtomicBool>,
+}
+
+/// Ends the session when the plugin exits, failing every pending call with the exit status and
+/// the last lines of stderr (as text, and as an [`ExitInfo`] attached to the close reason); and
+/// when the plugin closed its stdout but lives on, after the grace period, killing its process
+/// group: nothing it does can reach the host any more.
+///
+/// An exit is a warning unless the host ended the plugin on purpose (a kill, a drop, a shutdown
+/// that escalated): then it is a debug event.
+async fn watch_exit(watch: ExitWatch) {
+    let ExitWatch { name, peer, mut exit, eof, grace, ctl, deliberate } = watch;
     let exited = async {
         match exit.wait_for(Option::is_some).await {
             Ok(info) => info.clone().unwrap_or_else(unknown_exit),
@@ -427,21 +524,69 @@ async fn watch_exit(
     };
     let reason = match info {
         Some(info) => {
-            if !info.success() {
+            if info.success() || deliberate.load(Ordering::SeqCst) {
+                tracing::debug!(target: logs::LOG_TARGET, plugin = %name, "plugin exited with {info}");
+            } else {
                 tracing::warn!(target: logs::LOG_TARGET, plugin = %name, "plugin exited with {info}");
             }
             CloseReason::new(CloseKind::EndOfInput, format!("plugin {name} exited with {info}"))
+                .with_detail(info)
         }
-        None => CloseReason::new(CloseKind::EndOfInput, format!("plugin {name} closed its stdout")),
+        None => {
+            logs::protocol_warning(
+                &name,
+                &format!("the plugin closed its stdout but still runs after {grace:?}: killing it"),
+            );
+            deliberate.store(true, Ordering::SeqCst);
+            let _ = ctl.send(Ctl::KillGroup);
+            CloseReason::new(CloseKind::EndOfInput, format!("plugin {name} closed its stdout (killed)"))
+        }
     };
     peer.close_with(reason);
 }
 
-fn report_event(name: &str, eof: &Notify, event: &Event) {
+fn report_event(name: &str, eof: &Notify, seen: &Seen, event: &Event) {
     match event {
-        Event::Garbage { shown, reason } => logs::garbage(name, shown, &reason.to_string()),
+        Event::Garbage { shown, reason } => {
+            seen.push(format!("bytes on stdout that are not a frame ({reason}): {shown}"));
+            logs::garbage(name, shown, &reason.to_string());
+        }
         Event::EndOfInput => eof.notify_one(),
-        other => logs::protocol_warning(name, &other.to_string()),
+        // The end of a frame whose header the decoder already consumed: nothing to show (the
+        // header itself is in the start error's last bytes of stdout).
+        Event::Truncated { shown } if shown == "\"\"" => logs::protocol_warning(name, &event.to_string()),
+        other => {
+            let text = other.to_string();
+            seen.push(text.clone());
+            logs::protocol_warning(name, &text);
+        }
+    }
+}
+
+/// The last protocol warnings about what the plugin wrote on stdout (bounded in count and
+/// size), for a start error to show what was seen.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<std::collections::VecDeque<String>>>);
+
+impl Seen {
+    fn push(&self, mut line: String) {
+        if line.len() > SEEN_WARNING_BYTES {
+            let mut cut = SEEN_WARNING_BYTES;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push('…');
+        }
+        let mut lines = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if lines.len() == SEEN_WARNINGS {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
     }
 }
 
@@ -520,6 +665,8 @@ pub struct PluginCall<'a, R> {
     process: &'a PluginProcess,
     method: Cow<'static, str>,
     call: Call<R>,
+    /// The call's own time-out (else the builder's), to bound the wait for an exit report.
+    timeout: Option<Duration>,
 }
 
 impl<R> std::fmt::Debug for PluginCall<'_, R> {
@@ -533,6 +680,7 @@ impl<R> PluginCall<'_, R> {
     /// within `timeout`, instead of the builder's default.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.call = self.call.timeout(timeout);
+        self.timeout = Some(timeout);
         self
     }
 }
@@ -543,9 +691,10 @@ impl<'a, R: DeserializeOwned + Send + 'static> IntoFuture for PluginCall<'a, R> 
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
+            let deadline = self.timeout.map(|t| Instant::now() + t);
             match self.call.await {
                 Ok(result) => Ok(result),
-                Err(source) => Err(self.process.call_error(&self.method, source).await),
+                Err(source) => Err(self.process.call_error(&self.method, source, deadline).await),
             }
         })
     }

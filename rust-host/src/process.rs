@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,9 @@ pub(crate) struct Spawned {
     pub(crate) ctl: mpsc::UnboundedSender<Ctl>,
     pub(crate) exit: watch::Receiver<Option<ExitInfo>>,
     pub(crate) tail: SharedTail,
+    /// Set by the supervisor as soon as the plugin is reaped: from then on its pid may be
+    /// reused, and no signal may be sent to it from outside the supervisor.
+    pub(crate) reaped: Arc<AtomicBool>,
 }
 
 /// The program file, hashed and found to match the pinned digest; kept open so that on Linux the
@@ -135,8 +139,9 @@ pub(crate) fn spawn(
     let stderr_task = tokio::spawn(stderr::forward(stderr_pipe, tail.clone(), plugin.clone()));
     let (ctl, ctl_rx) = mpsc::unbounded_channel();
     let (exit_tx, exit) = watch::channel(None);
-    tokio::spawn(supervise(child, pid, ctl_rx, stderr_task, tail.clone(), exit_tx));
-    Ok(Spawned { stdin, stdout, pid, ctl, exit, tail })
+    let reaped = Arc::new(AtomicBool::new(false));
+    tokio::spawn(supervise(child, pid, ctl_rx, stderr_task, tail.clone(), exit_tx, reaped.clone()));
+    Ok(Spawned { stdin, stdout, pid, ctl, exit, tail, reaped })
 }
 
 type SpawnResult = std::io::Result<Box<dyn TokioChildWrapper>>;
@@ -243,7 +248,9 @@ fn parent_death_signal(command: &mut tokio::process::Command) {
     }
 }
 
-fn signal(pid: u32, ctl: Ctl) {
+/// Sends a signal to the plugin (SIGTERM) or its process group (SIGKILL). Only the supervisor
+/// and `Drop` of the plugin (which checks that the plugin was not reaped yet) call it.
+pub(crate) fn signal(pid: u32, ctl: Ctl) {
     let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else { return };
     let _ = match ctl {
         Ctl::Terminate => rustix::process::kill_process(pid, rustix::process::Signal::TERM),
@@ -278,6 +285,7 @@ async fn supervise(
     stderr_task: tokio::task::JoinHandle<()>,
     tail: SharedTail,
     exit_tx: watch::Sender<Option<ExitInfo>>,
+    reaped: Arc<AtomicBool>,
 ) {
     let mut guard = GroupGuard { pid, armed: true };
     let status = {
@@ -297,6 +305,7 @@ async fn supervise(
             }
         }
     };
+    reaped.store(true, Ordering::SeqCst);
     // The plugin is reaped; its group lives on while any member does (so its id cannot be
     // reused yet): kill the members left, such as a grandchild holding stdout open.
     signal(pid, Ctl::KillGroup);

@@ -20,7 +20,12 @@
 //! | `ignore-sigterm` | answers; the plugin ignores SIGTERM and does not exit at end of stdin |
 //! | `grandchild` | answers; at start the plugin spawned a grandchild that keeps stdout open |
 //! | `silent-init` | (never answers `tether/initialize`) |
+//! | `huge-header-at-start` | (answers `tether/initialize` with the header `Content-Length: 99999999999` alone, then hangs) |
+//! | `half-frame-at-start` | (answers `tether/initialize` with half a frame, then hangs) |
+//! | `close-stdout` | answers, then closes its stdout (fd 1 becomes `/dev/null`) and lives on until the end of stdin |
+//! | `close-stdout-at-start` | (closes its stdout before the handshake and lives on until the end of stdin) |
 //!
+//! With `TETHER_TEST_LINGER` set, it does not exit at the end of stdin (it waits for a signal).
 //! With `TETHER_TEST_IGNORE_SHUTDOWN` set, it does not answer `tether/shutdown` (but still exits
 //! at the end of stdin). Every `$/cancelRequest` it receives is written to stderr as `cancel received for id <id>`.
 
@@ -58,6 +63,9 @@ fn main() {
     if mode == "ignore-sigterm" {
         ignore_sigterm();
     }
+    if mode == "close-stdout-at-start" {
+        close_stdout();
+    }
     let out: Out = Arc::new(Mutex::new(std::io::stdout()));
     let mut state = State { mode, out, kv: BTreeMap::new(), initialized: false, silent: false };
     let mut codec = FrameCodec::new();
@@ -81,13 +89,25 @@ fn main() {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    if state.mode == "ignore-sigterm" {
-        eprintln!("test plugin: stdin closed, but not exiting (ignore-sigterm mode)");
+    if state.mode == "ignore-sigterm" || std::env::var_os("TETHER_TEST_LINGER").is_some() {
+        eprintln!("test plugin: stdin closed, but not exiting ({} mode)", state.mode);
         loop {
             std::thread::sleep(Duration::from_secs(60));
         }
     }
     eprintln!("test plugin: stdin closed, exiting");
+}
+
+/// Closes the pipe on fd 1 (the host sees the end of stdout) while the process lives on: fd 1
+/// becomes `/dev/null`, so later writes go nowhere instead of failing.
+fn close_stdout() {
+    match std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        Ok(null) => match rustix::stdio::dup2_stdout(&null) {
+            Ok(()) => eprintln!("test plugin: closed stdout, still alive"),
+            Err(e) => eprintln!("test plugin: could not close stdout: {e}"),
+        },
+        Err(e) => eprintln!("test plugin: cannot open /dev/null: {e}"),
+    }
 }
 
 /// Installs a SIGTERM handler (tokio's) that only writes a line to stderr.
@@ -221,6 +241,19 @@ impl State {
             eprintln!("test plugin: not answering initialize (silent-init mode)");
             return;
         }
+        if self.mode == "huge-header-at-start" {
+            write_raw(&self.out, b"Content-Length: 99999999999\r\n\r\n");
+            self.silent = true;
+            eprintln!("test plugin: wrote a huge header, now silent");
+            return;
+        }
+        if self.mode == "half-frame-at-start" {
+            let head = format!("Content-Length: 200\r\n\r\n{{\"jsonrpc\":\"2.0\",\"id\":{id},\"res");
+            write_raw(&self.out, head.as_bytes());
+            self.silent = true;
+            eprintln!("test plugin: wrote half a frame, now silent");
+            return;
+        }
         let params: InitializeParams = match serde_json::from_value(params) {
             Ok(p) => p,
             Err(e) => return self.fail(id, ErrorObject::invalid_params(e)),
@@ -284,6 +317,11 @@ impl State {
                 eprintln!("test plugin: something went badly wrong");
                 eprintln!("test plugin: crashing on purpose with status {code}");
                 std::process::exit(code);
+            }
+            "close-stdout" => {
+                self.answer(id, json!({}));
+                close_stdout();
+                self.silent = true;
             }
             "never-answer" => eprintln!("test plugin: not answering request {id}"),
             "log-flood" => {

@@ -1,5 +1,6 @@
 //! How a session ends ([`CloseKind`], [`CloseReason`]) and how a call fails ([`CallError`]).
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,21 +22,54 @@ pub enum CloseKind {
     Closed,
 }
 
-/// Why a session ended, with a sentence for people.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a session ended, with a sentence for people, and optionally a value for programs (a host
+/// attaches the plugin's exit status, see [`CloseReason::with_detail`]).
+#[derive(Clone)]
 pub struct CloseReason {
     /// The kind of end.
     pub kind: CloseKind,
     /// What happened, for messages (a host may put the exit status and stderr here).
     pub message: Arc<str>,
+    /// A structured value for programs; not part of equality.
+    detail: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl CloseReason {
     /// A reason.
     pub fn new(kind: CloseKind, message: impl Into<Arc<str>>) -> Self {
-        CloseReason { kind, message: message.into() }
+        CloseReason { kind, message: message.into(), detail: None }
+    }
+
+    /// Attaches a structured value that every call failed by this end carries (a host attaches
+    /// the plugin's exit status, so that typed clients get it as a value, not only as text).
+    pub fn with_detail<T: Any + Send + Sync>(mut self, detail: T) -> Self {
+        self.detail = Some(Arc::new(detail));
+        self
+    }
+
+    /// The structured value attached with [`with_detail`](Self::with_detail), if it is a `T`.
+    pub fn detail<T: Any>(&self) -> Option<&T> {
+        self.detail.as_deref().and_then(|d| (d as &dyn Any).downcast_ref::<T>())
     }
 }
+
+impl fmt::Debug for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloseReason")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("has_detail", &self.detail.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for CloseReason {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.message == other.message
+    }
+}
+
+impl Eq for CloseReason {}
 
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -84,6 +118,14 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// Why the session ended, when the call failed because it did.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        match self {
+            CallError::Closed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
     /// The remote error object, when the other side answered with an error.
     pub fn remote(&self) -> Option<&ErrorObject> {
         match self {
