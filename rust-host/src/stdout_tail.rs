@@ -36,7 +36,7 @@ impl StdoutTail {
         }
         let (a, b) = bytes.as_slices();
         let all = [a, b].concat();
-        Some(tether_spec::show_bytes(&all, KEPT_BYTES))
+        Some(tether_spec::format::show_bytes(&all, KEPT_BYTES))
     }
 
     fn record(&self, read: &[u8]) {
