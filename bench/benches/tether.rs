@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tether_bench::{config, Flavor, Lang, Mode, Options};
 
-/// Tether against the raw pipe baseline and go-plugin's figures, in one run.
+/// Tether against the raw pipe baseline and go-plugin, in one run.
 #[derive(Debug, Parser)]
 #[command(name = "tether-bench")]
 struct Args {
@@ -17,8 +17,9 @@ struct Args {
     /// The smoke test's tiny counts (checks that every path runs; the numbers mean little).
     #[arg(long)]
     smoke: bool,
-    /// Only these plugin languages: rust, python, node (comma-separated). The pipe baseline
-    /// always runs.
+    /// Only these plugin languages: rust, python, node, and go for go-plugin measured in the
+    /// same run (comma-separated; default all, go-plugin when Go is installed). The pipe
+    /// baseline always runs.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only this host runtime: ct (current_thread) or mt (multi-thread); default both.
@@ -46,16 +47,21 @@ fn main() -> ExitCode {
         Mode::Full
     };
     let mut langs = Vec::new();
+    let mut go_plugin = args.only.is_empty();
     for name in &args.only {
+        if name.trim() == "go" {
+            go_plugin = true;
+            continue;
+        }
         match Lang::ALL.iter().find(|l| l.id() == name.trim()) {
             Some(l) => langs.push(*l),
             None => {
-                eprintln!("--only: unknown language {name:?} (rust, python, node)");
+                eprintln!("--only: unknown language {name:?} (rust, python, node, go)");
                 return ExitCode::from(2);
             }
         }
     }
-    if langs.is_empty() {
+    if args.only.is_empty() {
         langs = Lang::ALL.to_vec();
     }
     let flavors = match args.runtime.as_deref() {
@@ -70,6 +76,7 @@ fn main() -> ExitCode {
     let opts = Options {
         mode,
         langs,
+        go_plugin,
         flavors,
         json: args
             .json

@@ -207,6 +207,8 @@ pub struct Options {
     pub mode: Mode,
     /// Languages to measure.
     pub langs: Vec<Lang>,
+    /// Measure go-plugin in the same run (`bench/go-plugin/`) when Go is installed.
+    pub go_plugin: bool,
     /// Runtimes to measure the host side in.
     pub flavors: Vec<Flavor>,
     /// Where the JSON goes.

@@ -9,6 +9,7 @@
 pub mod child;
 pub mod config;
 pub mod direct;
+pub mod go_plugin;
 pub mod host;
 pub mod in_memory;
 pub mod memory;
@@ -95,6 +96,16 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
             .with_context(|| format!("{} start", program.display()))?;
         let label = format!("bare {} {}", program.display(), args.join(" "));
         r.add(id, PIPE, label, Unit::Millis, stats::of_costs(&s));
+    }
+
+    // go-plugin in the same run, when Go and its packages are installed (bench/go-plugin/).
+    if opts.go_plugin {
+        eprintln!("building and measuring go-plugin...");
+        match go_plugin::build() {
+            Ok(Ok(built)) => go_plugin::measure(&built, &c, &mut r),
+            Ok(Err(skipped)) => r.note(skipped),
+            Err(e) => r.note(format!("go-plugin: {e:#}")),
+        }
     }
 
     // The connection alone, in memory (no process): what it costs per call by itself.

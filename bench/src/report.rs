@@ -159,14 +159,16 @@ pub struct Target {
     pub met: bool,
 }
 
-/// A figure measured by go-plugin 1.0.1 on this machine kind (from ANCHORS.md; not measured
-/// in this run).
+/// go-plugin's figure for the same workload: measured in this run (`go.grpc.<figure>`) when Go
+/// was installed, else the reference constant of [`GO_PLUGIN`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Reference {
     /// The value in the figure's unit.
     pub value: f64,
     /// How much better this figure's median is (> 1: Tether is better).
     pub gain: f64,
+    /// `measured` (the id of this run's go-plugin figure) or `reference` (ANCHORS.md's constant).
+    pub source: String,
 }
 
 /// One measured figure.
@@ -278,7 +280,9 @@ impl Results {
             let base_id: Option<String> = if f.id.contains(".cpu_") {
                 Some(if median(&local_cpu).is_some() { local_cpu } else { ids::PIPE_CPU.to_owned() })
             } else if f.id.ends_with(ids::GET_SEQ_ONE_CPU) {
-                Some(format!("{section_prefix}.{}", ids::PIPE_INTERLEAVED_ONE_CPU))
+                // go-plugin's section has no interleaved series: the run's pinned ping-pong.
+                let local = format!("{section_prefix}.{}", ids::PIPE_INTERLEAVED_ONE_CPU);
+                Some(if median(&local).is_some() { local } else { ids::PIPE_PING_PONG_PINNED.to_owned() })
             } else if f.id.ends_with(ids::PIPE_INTERLEAVED_ONE_CPU) {
                 None
             } else if matches!(f.unit, Unit::Micros | Unit::CallsPerSec) && median(&local).is_some() {
@@ -299,9 +303,16 @@ impl Results {
             let (lang, rt, name) =
                 (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             if matches!(lang, "rust" | "python" | "node") {
-                if let Some((_, value, _, _)) = GO_PLUGIN.iter().find(|(n, ..)| *n == name) {
+                let measured_id = format!("{}.{name}", crate::go_plugin::GRPC_PREFIX);
+                let go = match median(&measured_id) {
+                    Some(v) => Some((v, measured_id)),
+                    None => {
+                        GO_PLUGIN.iter().find(|(n, ..)| *n == name).map(|(_, v, ..)| (*v, "reference".into()))
+                    }
+                };
+                if let Some((value, source)) = go {
                     let gain = if f.unit.higher_is_better() { m / value } else { value / m };
-                    f.go_plugin = Some(Reference { value: *value, gain });
+                    f.go_plugin = Some(Reference { value, gain, source });
                 }
             }
             let at_most = |limit: f64, text: String| Target { met: m <= limit, limit, text };
@@ -314,7 +325,10 @@ impl Results {
                     median(&format!("rust.{rt}.{}", ids::PIPE_INTERLEAVED_ONE_CPU))
                         .map(|b| at_most(2.0 * b, "<= 2x pipe, both one CPU".into()))
                 }
-                ("rust", "tput_64") => Some(at_least(410_000.0, ">= 10x go-plugin (410k/s)".into())),
+                ("rust", "tput_64") => match median(&format!("{}.tput_64", crate::go_plugin::GRPC_PREFIX)) {
+                    Some(go) => Some(at_least(10.0 * go, ">= 10x go-plugin, this run".into())),
+                    None => Some(at_least(410_000.0, ">= 10x go-plugin (ANCHORS.md)".into())),
+                },
                 ("rust", ids::CALLBACK_PUT) => median(&format!("rust.{rt}.{}", ids::GET_SEQ))
                     .map(|b| at_most(2.0 * b, "<= 2x plain call".into())),
                 ("rust", ids::PUT_16M | ids::GET_16M) => {
@@ -393,11 +407,22 @@ impl Results {
              ping-pong (one round trip per ping-pong time); MB/s: fraction of the echo bandwidth; ms: over spawn + first echo of the \
              raw helper."
         );
-        let _ = writeln!(
-            out,
-            "go-plugin: reference figures from ANCHORS.md (go-plugin 1.0.1, gRPC, this machine kind), \
-             NOT measured in this run; gain = how many times better the median is."
-        );
+        let measured = self.figures.iter().any(|f| f.id.starts_with(crate::go_plugin::GRPC_PREFIX));
+        if measured {
+            let _ = writeln!(
+                out,
+                "go-plugin: its gRPC figure for the same workload measured in this run (the section \
+                 above); gain = how many times better the median is. For comparison, ANCHORS.md's \
+                 figures from another day:"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "go-plugin: reference figures from ANCHORS.md (go-plugin 1.0.1, gRPC, this machine kind), \
+                 NOT measured in this run (Go not installed: bench/go-plugin/setup.sh); gain = how many \
+                 times better the median is."
+            );
+        }
         for (name, value, unit, words) in GO_PLUGIN {
             let _ = writeln!(
                 out,

@@ -14,6 +14,7 @@ fn short_mode_runs_every_path_and_writes_json() {
     let opts = Options {
         mode: Mode::Smoke,
         langs: Lang::ALL.to_vec(),
+        go_plugin: true,
         flavors: Flavor::ALL.to_vec(),
         json: json.clone(),
         helper: PathBuf::from(env!("CARGO_BIN_EXE_tether-bench-helper")),
@@ -58,6 +59,31 @@ fn short_mode_runs_every_path_and_writes_json() {
         } else {
             eprintln!("{} is not installed: {lang} figures not expected", interpreter.display());
         }
+    }
+    // go-plugin measured in the same run, when Go and its Debian packages are installed
+    // (bench/go-plugin/setup.sh); CI has no Go, and the run notes the skip instead.
+    if tether_bench::go_plugin::available() {
+        for fig in [
+            "get_seq",
+            "get_seq_one_cpu",
+            "tput_64",
+            "put_16m",
+            "get_16m",
+            "callback_put",
+            "start_first_call",
+        ] {
+            expected.push(Box::leak(format!("go.grpc.{fig}").into_boxed_str()));
+        }
+        expected.push("go.netrpc.get_seq");
+        let tether_get = results.figures.iter().find(|f| f.id == "rust.ct.get_seq").expect("rust.ct.get_seq");
+        let go = tether_get.go_plugin.as_ref().expect("a go-plugin figure beside rust.ct.get_seq");
+        assert_eq!(go.source, "go.grpc.get_seq", "the gain divides two figures of this run");
+    } else {
+        assert!(
+            results.notes.iter().any(|n| n.contains("go-plugin rows skipped")),
+            "no Go, yet no note that go-plugin was skipped: {:#?}",
+            results.notes
+        );
     }
     for id in expected {
         assert!(ids.contains(&id), "figure {id} missing; notes: {:#?}", results.notes);
