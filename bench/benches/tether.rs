@@ -25,6 +25,10 @@ struct Args {
     /// Only this host runtime: ct (current_thread) or mt (multi-thread); default both.
     #[arg(long)]
     runtime: Option<String>,
+    /// Skip the rows of how cost grows (calls in flight, value size, live plugins) and their
+    /// plots.
+    #[arg(long)]
+    no_scaling: bool,
     /// Where to write the JSON (default: bench-results/latest.json at the repository root;
     /// also the environment variable TETHER_BENCH_JSON).
     #[arg(long)]
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         mode,
         langs,
         go_plugin,
+        scaling: !args.no_scaling,
         flavors,
         json: args
             .json

@@ -83,7 +83,8 @@ pub fn store() -> io::Result<()> {
     Ok(())
 }
 
-/// Runs the mode named by the first argument (`echo`, `store`, `memory` (see [`crate::memory`])
+/// Runs the mode named by the first argument (`echo`, `store`, `memory` (see [`crate::memory`]),
+/// `fleet` (see [`crate::scaling`])
 /// or `workload` (see [`crate::workload`])); the exit status of the helper binary.
 pub fn main_with_args(args: &[String]) -> i32 {
     let result = match args.first().map(String::as_str) {
@@ -92,11 +93,14 @@ pub fn main_with_args(args: &[String]) -> i32 {
         Some("workload") => {
             crate::workload::child_main(&args[1..]).map_err(|e| io::Error::other(format!("{e:#}")))
         }
+        Some("fleet") => {
+            crate::scaling::child_main(&args[1..]).map_err(|e| io::Error::other(format!("{e:#}")))
+        }
         Some("memory") => {
             crate::memory::child_main(&args[1..]).map_err(|e| io::Error::other(format!("{e:#}")))
         }
         _ => {
-            eprintln!("tether-bench-helper: the raw pipe child of the Tether benchmark; usage: tether-bench-helper echo|store|memory|workload ...");
+            eprintln!("tether-bench-helper: the raw pipe child of the Tether benchmark; usage: tether-bench-helper echo|store|memory|fleet|workload ...");
             return 1;
         }
     };

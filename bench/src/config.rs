@@ -209,6 +209,9 @@ pub struct Options {
     pub langs: Vec<Lang>,
     /// Measure go-plugin in the same run (`bench/go-plugin/`) when Go is installed.
     pub go_plugin: bool,
+    /// Measure how cost grows (calls in flight, value size, live plugins) with the Rust plugin,
+    /// and draw the plots beside the JSON.
+    pub scaling: bool,
     /// Runtimes to measure the host side in.
     pub flavors: Vec<Flavor>,
     /// Where the JSON goes.

@@ -31,11 +31,17 @@ pub struct Built {
 
 /// The raw repetitions one workload of the Go host printed.
 #[derive(Debug, Deserialize)]
-struct Output {
-    unit: String,
+pub struct Output {
+    /// `us`, `ms` or `s` (seconds per repetition of `work`).
+    pub unit: String,
+    /// Calls or bytes per repetition, for the rates.
     #[serde(default)]
-    work: f64,
-    values: Vec<f64>,
+    pub work: f64,
+    /// The wall time of the whole workload in seconds (the `latency` workload).
+    #[serde(default)]
+    pub wall: f64,
+    /// The repetitions.
+    pub values: Vec<f64>,
 }
 
 /// Where the Go build goes: `<target dir>/go-plugin`.
@@ -64,6 +70,11 @@ pub fn build() -> anyhow::Result<Result<Built, String>> {
         Some(3) => Ok(Err(format!("{stderr}; go-plugin rows skipped, reference figures used instead"))),
         _ => bail!("bench/go-plugin/build.sh failed ({}): {stderr}", output.status),
     }
+}
+
+/// One workload of the Go host, unpinned, with its raw output (for [`crate::scaling`]).
+pub fn run_raw(built: &Built, protocol: &str, workload: &str, args: &[String]) -> anyhow::Result<Output> {
+    run(built, protocol, workload, args, false)
 }
 
 /// One workload of the Go host. `pin` runs it under `taskset -c 0` (host and plugin on CPU 0).

@@ -15,8 +15,10 @@ pub mod in_memory;
 pub mod memory;
 pub mod mini;
 pub mod pipe;
+pub mod plot;
 pub mod plugins;
 pub mod report;
+pub mod scaling;
 pub mod scenario;
 pub mod stats;
 pub mod streams;
@@ -99,10 +101,14 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
     }
 
     // go-plugin in the same run, when Go and its packages are installed (bench/go-plugin/).
+    let mut go = None;
     if opts.go_plugin {
         eprintln!("building and measuring go-plugin...");
         match go_plugin::build() {
-            Ok(Ok(built)) => go_plugin::measure(&built, &c, &mut r),
+            Ok(Ok(built)) => {
+                go_plugin::measure(&built, &c, &mut r);
+                go = Some(built);
+            }
             Ok(Err(skipped)) => r.note(skipped),
             Err(e) => r.note(format!("go-plugin: {e:#}")),
         }
@@ -244,6 +250,19 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
                 }
             }
         }
+        // How cost grows with calls in flight, value size and live plugins (Rust, current_thread),
+        // beside go-plugin and the pipe; plotted by `run_and_report`.
+        if lang == Lang::Rust && opts.scaling {
+            const SECTION: &str = "How cost grows";
+            eprintln!("measuring: {SECTION}...");
+            let rt = Flavor::CurrentThread.runtime().context("building the tokio runtime")?;
+            if let Err(e) =
+                rt.block_on(scaling::measure(helper, &plugins.kv, go.as_ref(), &c, opts.mode, &mut r))
+            {
+                r.note(format!("{SECTION}: {e:#}"));
+            }
+            scaling::measure_fleet(helper, &plugins.kv, &c, opts.mode, &mut r);
+        }
         // The Rust plugins through the connection alone (`Session` over the child's pipes, no
         // tether-host supervision), on the first runtime flavor: what the host adds.
         if lang == Lang::Rust {
@@ -328,6 +347,17 @@ pub fn run_and_report(opts: &Options) -> anyhow::Result<Results> {
         machine.cores, machine.kernel, machine.loadavg_start, machine.loadavg_end
     );
     write_json(opts, machine, &results)?;
+    if opts.scaling {
+        let dir = opts.json.parent().map(Path::to_path_buf).unwrap_or_default();
+        match plot::draw_scaling(&results, &dir) {
+            Ok(paths) => {
+                for p in paths {
+                    println!("plot written to {}", p.display());
+                }
+            }
+            Err(e) => eprintln!("note: the scaling plots were not drawn: {e:#}"),
+        }
+    }
     Ok(results)
 }
 

@@ -11,10 +11,14 @@ use tether_bench::{config, Flavor, Lang, Mode, Options};
 fn short_mode_runs_every_path_and_writes_json() {
     let json = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tether-bench-smoke").join("results.json");
     let _ = std::fs::remove_file(&json);
+    for plot in ["scaling-latency.svg", "scaling-bandwidth.svg"] {
+        let _ = std::fs::remove_file(json.with_file_name(plot));
+    }
     let opts = Options {
         mode: Mode::Smoke,
         langs: Lang::ALL.to_vec(),
         go_plugin: true,
+        scaling: true,
         flavors: Flavor::ALL.to_vec(),
         json: json.clone(),
         helper: PathBuf::from(env!("CARGO_BIN_EXE_tether-bench-helper")),
@@ -60,6 +64,15 @@ fn short_mode_runs_every_path_and_writes_json() {
             eprintln!("{} is not installed: {lang} figures not expected", interpreter.display());
         }
     }
+    // How cost grows, with its plots beside the JSON.
+    for n in [1, 8, 64, 512] {
+        expected.push(Box::leak(format!("scale.rust.inflight_{n}.latency").into_boxed_str()));
+    }
+    for size in ["16B", "64KiB", "64MiB"] {
+        expected.push(Box::leak(format!("scale.rust.size_{size}.get").into_boxed_str()));
+        expected.push(Box::leak(format!("scale.pipe.size_{size}.put").into_boxed_str()));
+    }
+    expected.extend(["scale.fleet_1.tput", "scale.fleet_4.host_rss_per_plugin", "scale.fleet_4.idle_cpu"]);
     // go-plugin measured in the same run, when Go and its Debian packages are installed
     // (bench/go-plugin/setup.sh); CI has no Go, and the run notes the skip instead.
     if tether_bench::go_plugin::available() {
@@ -97,4 +110,11 @@ fn short_mode_runs_every_path_and_writes_json() {
     assert_eq!(doc["mode"], "smoke");
     assert_eq!(doc["figures"].as_array().map(Vec::len), Some(results.figures.len()));
     assert_ne!(config::default_json(), json, "the smoke test must not overwrite the real results");
+    for plot in ["scaling-latency.svg", "scaling-bandwidth.svg"] {
+        let svg = std::fs::read_to_string(json.with_file_name(plot)).expect("the plot was drawn");
+        assert!(
+            svg.starts_with("<svg") && svg.contains("Tether"),
+            "{plot} is not a plot of Tether's figures"
+        );
+    }
 }

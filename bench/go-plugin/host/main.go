@@ -24,6 +24,7 @@ type output struct {
 	Protocol string    `json:"protocol"`
 	Unit     string    `json:"unit"`
 	Work     float64   `json:"work,omitempty"`
+	Wall     float64   `json:"wall,omitempty"`
 	Values   []float64 `json:"values"`
 }
 
@@ -65,7 +66,7 @@ func fail(format string, args ...interface{}) {
 func main() {
 	path := flag.String("plugin", "", "the go-plugin plugin binary")
 	protocol := flag.String("protocol", "grpc", "grpc or netrpc")
-	workload := flag.String("workload", "get_seq", "start, get_seq, tput, put, get or callback")
+	workload := flag.String("workload", "get_seq", "start, get_seq, tput, latency, put, get or callback")
 	n := flag.Int("n", 1000, "timed repetitions")
 	warmup := flag.Int("warmup", 100, "untimed repetitions first")
 	size := flag.Int("size", 16, "value size in bytes for put and get")
@@ -104,7 +105,7 @@ func main() {
 	c := newClient(*path, *protocol)
 	defer c.Kill()
 	switch *workload {
-	case "get_seq", "tput", "put", "get":
+	case "get_seq", "tput", "latency", "put", "get":
 		raw, err := dispense(c, "kv")
 		if err != nil {
 			fail("start: %v", err)
@@ -157,6 +158,45 @@ func main() {
 				if rep > 0 {
 					out.Values = append(out.Values, time.Since(t).Seconds()*float64(*calls)/float64(per**inflight))
 				}
+			}
+		case "latency":
+			// -inflight goroutines share -calls gets; each call's own time, and the wall time
+			// of all of them (calls/s = calls / wall).
+			out.Unit = "us"
+			per := *calls / *inflight
+			out.Work = float64(per * *inflight)
+			for i := 0; i < *warmup; i++ {
+				if _, err := kv.Get("k"); err != nil {
+					fail("get: %v", err)
+				}
+			}
+			samples := make([][]float64, *inflight)
+			errs := make([]error, *inflight)
+			var wg sync.WaitGroup
+			t := time.Now()
+			for w := 0; w < *inflight; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					mine := make([]float64, 0, per)
+					for j := 0; j < per; j++ {
+						c := time.Now()
+						if _, err := kv.Get("k"); err != nil {
+							errs[w] = err
+							return
+						}
+						mine = append(mine, micros(time.Since(c)))
+					}
+					samples[w] = mine
+				}(w)
+			}
+			wg.Wait()
+			out.Wall = time.Since(t).Seconds()
+			for w := range samples {
+				if errs[w] != nil {
+					fail("get in flight: %v", errs[w])
+				}
+				out.Values = append(out.Values, samples[w]...)
 			}
 		case "put", "get":
 			out.Unit = "s"

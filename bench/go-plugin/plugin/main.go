@@ -13,9 +13,9 @@ import (
 	"tetherbench/shared"
 )
 
-// The gRPC server's default receive limit is 4 MiB; the 16 MiB rows need more, as any
+// The gRPC server's default receive limit is 4 MiB; the 16 and 64 MiB rows need more, as any
 // application moving large values through go-plugin must configure.
-const maxMessage = 64 << 20
+const maxMessage = 128 << 20
 
 type store struct {
 	mu sync.Mutex
