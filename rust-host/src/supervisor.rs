@@ -76,10 +76,13 @@ impl Supervised {
                 builder.validate(&builder.plugin_name())?;
                 None
             }
-            false => Some(builder.clone().start().await?),
+            false => Some(Arc::new(builder.clone().start().await?)),
         };
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let (phase, _) = watch::channel(Phase::Starting);
+        let (phase, _) = watch::channel(match &first {
+            Some(process) => Phase::Running(process.clone()),
+            None => Phase::Idle,
+        });
         let shared = Arc::new(Shared {
             name: Arc::from(builder.plugin_name()),
             phase,
@@ -90,6 +93,9 @@ impl Supervised {
             call_timeout: builder.call_timeout,
             grace: builder.grace,
         });
+        if let Some(process) = &first {
+            shared.emit(run::started(&shared.name, process));
+        }
         let (commands, receiver) = mpsc::unbounded_channel();
         let supervisor = Supervisor { shared: shared.clone(), builder, supervision, commands: receiver };
         tokio::spawn(supervisor.run(first));

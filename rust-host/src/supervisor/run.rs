@@ -43,7 +43,8 @@ pub(crate) struct Supervisor {
 impl Supervisor {
     /// Runs until the plugin is stopped for good. `first` is the incarnation started by
     /// [`Supervised::start`](crate::Supervised), `None` for a lazy start.
-    pub(crate) async fn run(mut self, first: Option<PluginProcess>) {
+    /// Its phase is already `Running` and its `Started` event emitted.
+    pub(crate) async fn run(mut self, first: Option<Arc<PluginProcess>>) {
         let mut restarts =
             Restarts { times: VecDeque::new(), delay: self.supervision.backoff.initial, attempt: 0 };
         let mut next = first;
@@ -62,7 +63,18 @@ impl Supervisor {
                         started = self.builder.clone().start() => started,
                     };
                     match started {
-                        Ok(process) => process,
+                        Ok(process) => {
+                            let process = Arc::new(process);
+                            self.running(&process);
+                            if restarting {
+                                self.shared.emit(PluginEvent::Restarted {
+                                    plugin: self.shared.name.clone(),
+                                    pid: process.pid(),
+                                    attempt: restarts.attempt,
+                                });
+                            }
+                            process
+                        }
                         Err(error) => {
                             let reason = format!("the start failed: {error}");
                             let restart = self.supervision.restart.restarts(true);
@@ -90,22 +102,7 @@ impl Supervisor {
                 }
             };
             let pid = process.pid();
-            let process = Arc::new(process);
-            self.shared.emit(PluginEvent::Started {
-                plugin: self.shared.name.clone(),
-                pid,
-                protocol_version: process.protocol_version(),
-                interfaces: process.interfaces().iter().map(|(n, i)| (n.clone(), i.version)).collect(),
-            });
-            if restarting {
-                self.shared.emit(PluginEvent::Restarted {
-                    plugin: self.shared.name.clone(),
-                    pid,
-                    attempt: restarts.attempt,
-                });
-            }
             let up_since = Instant::now();
-            self.shared.set_phase(Phase::Running(process.clone()));
             let outcome = tokio::select! {
                 biased;
                 command = stop_command(&mut self.commands) => match command {
@@ -178,6 +175,12 @@ impl Supervisor {
                 None => return self.end_for_good(restart, reason),
             }
         }
+    }
+
+    /// Makes `process` the current incarnation and says so.
+    fn running(&self, process: &Arc<PluginProcess>) {
+        self.shared.set_phase(Phase::Running(process.clone()));
+        self.shared.emit(started(&self.shared.name, process));
     }
 
     /// Counts a restart within the window and says the delay before it; `None` when the limit
@@ -315,5 +318,15 @@ async fn idle(shared: &Shared, idle: Option<Duration>) {
                 }
             }
         }
+    }
+}
+
+/// The `Started` event of an incarnation.
+pub(crate) fn started(plugin: &Arc<str>, process: &PluginProcess) -> PluginEvent {
+    PluginEvent::Started {
+        plugin: plugin.clone(),
+        pid: process.pid(),
+        protocol_version: process.protocol_version(),
+        interfaces: process.interfaces().iter().map(|(n, i)| (n.clone(), i.version)).collect(),
     }
 }

@@ -1,0 +1,178 @@
+//! Supervision with real plugin processes: restarts with back-off seen through the events, the
+//! on-failure policy after a clean exit, giving up after too many restarts in the window, the
+//! health check killing and restarting a plugin that stopped answering; the test plugin
+//! (`rust-host/test-plugin/`) and the Python kv example (`examples-python/kv.py`).
+
+#![allow(clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_reaped, next_event, python_kv, test_plugin};
+use serde_json::json;
+use tether_host::{Backoff, Error, PluginEvent, RestartPolicy, Supervised, Supervision};
+
+/// Short delays for tests: 100 ms doubling, at most 1 s.
+fn quick_backoff() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+        multiplier: 2.0,
+        reset_after: Duration::from_secs(60),
+    }
+}
+
+fn started_pid(event: &PluginEvent) -> u32 {
+    match event {
+        PluginEvent::Started { pid, .. } => *pid,
+        other => panic!("not a start: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_crashed_plugin_is_restarted_after_a_growing_back_off() {
+    let builder = test_plugin("crashy", "exit-mid-call").call_timeout(Duration::from_secs(30));
+    let plugin = Supervised::start(builder, Supervision::new().backoff(quick_backoff())).await.expect("start");
+    let mut events = plugin.subscribe();
+    let mut pid = plugin.pid().expect("running");
+    for (attempt, delay_ms) in [(1, 100), (2, 200)] {
+        // The call in flight fails with the exit; it is not retried.
+        let crash = plugin.call_raw("test.go", json!({})).await.expect_err("the plugin crashes");
+        assert_eq!(crash.exit().and_then(|e| e.code), Some(3), "{crash}");
+        let exited = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
+        let PluginEvent::Exited { pid: gone, exit, restarting, delay, .. } = exited else { unreachable!() };
+        assert_eq!((gone, exit.code, restarting), (pid, Some(3), true));
+        assert_eq!(delay, Duration::from_millis(delay_ms), "attempt {attempt}");
+        assert!(exit.stderr_tail.iter().any(|l| l.contains("crashing on purpose")), "{exit:?}");
+        let left = std::time::Instant::now();
+        let started = next_event(&mut events, "start", |e| matches!(e, PluginEvent::Started { .. })).await;
+        // Not before the back-off (a lower bound: the machine may be slow, never fast).
+        assert!(left.elapsed() + Duration::from_millis(20) >= delay, "restarted before its back-off");
+        let new_pid = started_pid(&started);
+        assert_ne!(new_pid, pid);
+        let restarted = next_event(&mut events, "restart", |e| matches!(e, PluginEvent::Restarted { .. })).await;
+        assert_eq!(restarted, PluginEvent::Restarted { plugin: "crashy".into(), pid: new_pid, attempt });
+        assert_reaped(pid).await;
+        pid = new_pid;
+        // The new incarnation answers (with fresh state).
+        plugin.call_raw("kv.put", json!({"key": "k", "value": "v"})).await.expect("put after the restart");
+    }
+    let report = plugin.shutdown().await.expect("a process was running");
+    assert!(report.exit.success(), "{report:?}");
+    let stopped = next_event(&mut events, "stop", |e| matches!(e, PluginEvent::Stopped { .. })).await;
+    assert!(matches!(stopped, PluginEvent::Stopped { report: Some(_), .. }));
+    // Shut down by the application: calls fail, and no restart follows.
+    let after = plugin.call_raw("kv.get", json!({"key": "k"})).await.expect_err("shut down");
+    assert!(matches!(after, Error::NotRunning { .. }), "{after}");
+    assert_eq!(after.to_string(), "plugin crashy is not running: it was shut down by the application");
+    assert_reaped(pid).await;
+}
+
+#[tokio::test]
+async fn on_failure_does_not_restart_a_plugin_that_exited_with_status_0() {
+    let builder = test_plugin("clean-exit", "normal")
+        .env("TETHER_TEST_EXIT_AFTER_INIT_MS", "300")
+        .env("TETHER_TEST_EXIT_CODE", "0");
+    let supervision = Supervision::new().restart(RestartPolicy::OnFailure).backoff(quick_backoff());
+    let plugin = Supervised::start(builder, supervision).await.expect("start");
+    let mut events = plugin.subscribe();
+    let pid = plugin.pid().expect("running");
+    let exited = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
+    let PluginEvent::Exited { pid: gone, exit, restarting, .. } = exited else { unreachable!() };
+    assert_eq!((gone, exit.code, restarting), (pid, Some(0), false));
+    let error = plugin.call_raw("kv.get", json!({"key": "k"})).await.expect_err("not restarted");
+    assert!(matches!(error, Error::NotRunning { .. }), "{error}");
+    assert!(error.to_string().contains("the restart policy does not restart it"), "{error}");
+    assert_eq!(plugin.pid(), None);
+    assert!(plugin.shutdown().await.is_none(), "nothing was running");
+}
+
+#[tokio::test]
+async fn always_restarts_a_plugin_that_exited_with_status_0() {
+    let builder = test_plugin("always", "normal")
+        .env("TETHER_TEST_EXIT_AFTER_INIT_MS", "300")
+        .env("TETHER_TEST_EXIT_CODE", "0");
+    let supervision = Supervision::new().restart(RestartPolicy::Always).backoff(quick_backoff());
+    let plugin = Supervised::start(builder, supervision).await.expect("start");
+    let mut events = plugin.subscribe();
+    let exited = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
+    assert!(matches!(exited, PluginEvent::Exited { restarting: true, .. }), "{exited:?}");
+    next_event(&mut events, "restart", |e| matches!(e, PluginEvent::Restarted { attempt: 1, .. })).await;
+    drop(plugin.shutdown().await);
+}
+
+#[tokio::test]
+async fn the_supervisor_gives_up_after_too_many_restarts_in_the_window() {
+    let builder = test_plugin("crash-loop", "normal").env("TETHER_TEST_EXIT_AFTER_INIT_MS", "100");
+    let backoff = Backoff { initial: Duration::from_millis(50), ..quick_backoff() };
+    let supervision = Supervision::new().backoff(backoff).max_restarts(2, Duration::from_secs(60));
+    let plugin = Supervised::start(builder, supervision).await.expect("start");
+    let mut events = plugin.subscribe();
+    for attempt in [1, 2] {
+        let exited = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
+        assert!(matches!(exited, PluginEvent::Exited { restarting: true, .. }), "{exited:?}");
+        next_event(&mut events, "restart", |e| matches!(e, PluginEvent::Restarted { .. })).await;
+        let _ = attempt;
+    }
+    let last = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
+    assert!(matches!(&last, PluginEvent::Exited { restarting: false, exit, .. } if exit.code == Some(3)), "{last:?}");
+    let gave_up = next_event(&mut events, "give-up", |e| matches!(e, PluginEvent::GaveUp { .. })).await;
+    let PluginEvent::GaveUp { restarts, window, reason, .. } = gave_up else { unreachable!() };
+    assert_eq!((restarts, window), (2, Duration::from_secs(60)));
+    assert!(reason.contains("exited with status 3"), "{reason}");
+    let error = plugin.call_raw("kv.get", json!({"key": "k"})).await.expect_err("given up");
+    assert!(matches!(error, Error::GaveUp { .. }), "{error}");
+    let text = error.to_string();
+    assert!(text.starts_with("plugin crash-loop: gave up restarting it after 2 restarts within 60s"), "{text}");
+    assert!(text.contains("stderr"), "the last exit shows its stderr: {text}");
+}
+
+#[tokio::test]
+async fn an_unhealthy_plugin_is_killed_and_restarted() {
+    let builder = test_plugin("deaf", "deaf");
+    let supervision = Supervision::new()
+        .backoff(quick_backoff())
+        .health_check(Duration::from_millis(100), Duration::from_millis(300), 2);
+    let plugin = Supervised::start(builder, supervision).await.expect("start");
+    let mut events = plugin.subscribe();
+    let pid = plugin.pid().expect("running");
+    // From this call on, the plugin answers nothing, not even `tether/ping`.
+    let deaf = plugin.call_raw("test.go", json!({})).timeout(Duration::from_millis(200)).await;
+    assert!(deaf.is_err(), "the deaf plugin answered: {deaf:?}");
+    let unhealthy = next_event(&mut events, "unhealthy", |e| matches!(e, PluginEvent::Unhealthy { .. })).await;
+    let PluginEvent::Unhealthy { pid: sick, reason, .. } = unhealthy else { unreachable!() };
+    assert_eq!(sick, pid);
+    assert!(reason.starts_with("2 failed pings in a row"), "{reason}");
+    let exited = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
+    let PluginEvent::Exited { pid: gone, exit, restarting, .. } = exited else { unreachable!() };
+    assert_eq!((gone, exit.signal, restarting), (pid, Some(9), true));
+    let started = next_event(&mut events, "start", |e| matches!(e, PluginEvent::Started { .. })).await;
+    assert_ne!(started_pid(&started), pid);
+    assert_reaped(pid).await;
+    plugin.call_raw("kv.put", json!({"key": "k", "value": "v"})).await.expect("the new incarnation answers");
+    drop(plugin.shutdown().await);
+}
+
+#[tokio::test]
+async fn a_killed_python_plugin_is_restarted_and_answers_again() {
+    let supervision = Supervision::new().backoff(quick_backoff());
+    let plugin = Supervised::start(python_kv("kv-python"), supervision).await.expect("start");
+    let mut events = plugin.subscribe();
+    let pid = plugin.pid().expect("running");
+    plugin.call_raw("kv.put", json!({"key": "a", "value": "YQ=="})).await.expect("put");
+    let killed = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let exited = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
+    assert!(matches!(&exited, PluginEvent::Exited { exit, restarting: true, .. } if exit.signal == Some(9)), "{exited:?}");
+    let restarted = next_event(&mut events, "restart", |e| matches!(e, PluginEvent::Restarted { .. })).await;
+    let PluginEvent::Restarted { pid: new_pid, attempt, .. } = restarted else { unreachable!() };
+    assert_eq!(attempt, 1);
+    assert_ne!(new_pid, pid);
+    // A fresh incarnation: the old value is gone, the store works.
+    let missing = plugin.call_raw("kv.get", json!({"key": "a"})).await.expect_err("fresh state");
+    assert_eq!(missing.remote().map(|e| e.code), Some(1001), "{missing}");
+    plugin.call_raw("kv.put", json!({"key": "a", "value": "YQ=="})).await.expect("put after the restart");
+    let report = plugin.shutdown().await.expect("running");
+    assert!(report.exit.success(), "{report:?}");
+}
