@@ -38,7 +38,11 @@ impl Default for PluginSet {
 impl PluginSet {
     /// An empty set.
     pub fn new() -> Self {
-        PluginSet { configured: BTreeMap::new(), running: BTreeMap::new(), events: broadcast::channel(EVENT_CAPACITY).0 }
+        PluginSet {
+            configured: BTreeMap::new(),
+            running: BTreeMap::new(),
+            events: broadcast::channel(EVENT_CAPACITY).0,
+        }
     }
 
     /// Adds a plugin without supervision ([`Supervision::none`]): started by

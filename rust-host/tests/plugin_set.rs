@@ -26,7 +26,10 @@ fn set_of_seven() -> PluginSet {
         .insert("kv-python", python_kv("ignored"))
         .insert_supervised(
             "kv-node",
-            PluginProcess::builder("node").arg(node_kv).interface("kv", [1, 2]).start_timeout(Duration::from_secs(30)),
+            PluginProcess::builder("node")
+                .arg(node_kv)
+                .interface("kv", [1, 2])
+                .start_timeout(Duration::from_secs(30)),
             Supervision::new(),
         );
     // Plugins that answer neither `tether/shutdown` nor SIGTERM: only the kill ends them.
@@ -48,7 +51,8 @@ async fn a_set_starts_its_plugins_together_and_shuts_them_down_within_one_grace_
             other => panic!("expected a start: {other:?}"),
         };
     }
-    let expected: BTreeSet<String> = KV_MEMBERS.iter().chain(STUBBORN.iter()).map(|s| s.to_string()).collect();
+    let expected: BTreeSet<String> =
+        KV_MEMBERS.iter().chain(STUBBORN.iter()).map(|s| s.to_string()).collect();
     assert_eq!(started, expected);
     assert_eq!(set.names().count(), 7);
     for name in KV_MEMBERS {
@@ -96,7 +100,10 @@ async fn a_member_that_does_not_start_is_named_and_the_others_run() {
     assert!(matches!(failed[0].1, Error::Spawn { .. }), "{}", failed[0].1);
     assert!(matches!(failed[1].1, Error::VersionMismatch { .. }), "{}", failed[1].1);
     let text = error.to_string();
-    assert!(text.starts_with("2 of the plugins did not start: missing: plugin missing: cannot start"), "{text}");
+    assert!(
+        text.starts_with("2 of the plugins did not start: missing: plugin missing: cannot start"),
+        "{text}"
+    );
     assert!(text.contains("too-new: plugin too-new: no common version for interface kv"), "{text}");
     // The good one runs and answers.
     assert!(set.get("missing").is_none());

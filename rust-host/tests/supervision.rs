@@ -33,7 +33,8 @@ fn started_pid(event: &PluginEvent) -> u32 {
 #[tokio::test]
 async fn a_crashed_plugin_is_restarted_after_a_growing_back_off() {
     let builder = test_plugin("crashy", "exit-mid-call").call_timeout(Duration::from_secs(30));
-    let plugin = Supervised::start(builder, Supervision::new().backoff(quick_backoff())).await.expect("start");
+    let plugin =
+        Supervised::start(builder, Supervision::new().backoff(quick_backoff())).await.expect("start");
     let mut events = plugin.subscribe();
     let mut pid = plugin.pid().expect("running");
     for (attempt, delay_ms) in [(1, 100), (2, 200)] {
@@ -51,7 +52,8 @@ async fn a_crashed_plugin_is_restarted_after_a_growing_back_off() {
         assert!(left.elapsed() + Duration::from_millis(20) >= delay, "restarted before its back-off");
         let new_pid = started_pid(&started);
         assert_ne!(new_pid, pid);
-        let restarted = next_event(&mut events, "restart", |e| matches!(e, PluginEvent::Restarted { .. })).await;
+        let restarted =
+            next_event(&mut events, "restart", |e| matches!(e, PluginEvent::Restarted { .. })).await;
         assert_eq!(restarted, PluginEvent::Restarted { plugin: "crashy".into(), pid: new_pid, attempt });
         assert_reaped(pid).await;
         pid = new_pid;
@@ -116,7 +118,10 @@ async fn the_supervisor_gives_up_after_too_many_restarts_in_the_window() {
         let _ = attempt;
     }
     let last = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
-    assert!(matches!(&last, PluginEvent::Exited { restarting: false, exit, .. } if exit.code == Some(3)), "{last:?}");
+    assert!(
+        matches!(&last, PluginEvent::Exited { restarting: false, exit, .. } if exit.code == Some(3)),
+        "{last:?}"
+    );
     let gave_up = next_event(&mut events, "give-up", |e| matches!(e, PluginEvent::GaveUp { .. })).await;
     let PluginEvent::GaveUp { restarts, window, reason, .. } = gave_up else { unreachable!() };
     assert_eq!((restarts, window), (2, Duration::from_secs(60)));
@@ -124,23 +129,29 @@ async fn the_supervisor_gives_up_after_too_many_restarts_in_the_window() {
     let error = plugin.call_raw("kv.get", json!({"key": "k"})).await.expect_err("given up");
     assert!(matches!(error, Error::GaveUp { .. }), "{error}");
     let text = error.to_string();
-    assert!(text.starts_with("plugin crash-loop: gave up restarting it after 2 restarts within 60s"), "{text}");
+    assert!(
+        text.starts_with("plugin crash-loop: gave up restarting it after 2 restarts within 60s"),
+        "{text}"
+    );
     assert!(text.contains("stderr"), "the last exit shows its stderr: {text}");
 }
 
 #[tokio::test]
 async fn an_unhealthy_plugin_is_killed_and_restarted() {
     let builder = test_plugin("deaf", "deaf");
-    let supervision = Supervision::new()
-        .backoff(quick_backoff())
-        .health_check(Duration::from_millis(100), Duration::from_millis(300), 2);
+    let supervision = Supervision::new().backoff(quick_backoff()).health_check(
+        Duration::from_millis(100),
+        Duration::from_millis(300),
+        2,
+    );
     let plugin = Supervised::start(builder, supervision).await.expect("start");
     let mut events = plugin.subscribe();
     let pid = plugin.pid().expect("running");
     // From this call on, the plugin answers nothing, not even `tether/ping`.
     let deaf = plugin.call_raw("test.go", json!({})).timeout(Duration::from_millis(200)).await;
     assert!(deaf.is_err(), "the deaf plugin answered: {deaf:?}");
-    let unhealthy = next_event(&mut events, "unhealthy", |e| matches!(e, PluginEvent::Unhealthy { .. })).await;
+    let unhealthy =
+        next_event(&mut events, "unhealthy", |e| matches!(e, PluginEvent::Unhealthy { .. })).await;
     let PluginEvent::Unhealthy { pid: sick, reason, .. } = unhealthy else { unreachable!() };
     assert_eq!(sick, pid);
     assert!(reason.starts_with("2 failed pings in a row"), "{reason}");
@@ -164,7 +175,10 @@ async fn a_killed_python_plugin_is_restarted_and_answers_again() {
     let killed = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().expect("kill");
     assert!(killed.success());
     let exited = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
-    assert!(matches!(&exited, PluginEvent::Exited { exit, restarting: true, .. } if exit.signal == Some(9)), "{exited:?}");
+    assert!(
+        matches!(&exited, PluginEvent::Exited { exit, restarting: true, .. } if exit.signal == Some(9)),
+        "{exited:?}"
+    );
     let restarted = next_event(&mut events, "restart", |e| matches!(e, PluginEvent::Restarted { .. })).await;
     let PluginEvent::Restarted { pid: new_pid, attempt, .. } = restarted else { unreachable!() };
     assert_eq!(attempt, 1);

@@ -163,7 +163,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_to_its_cap() {
-        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_millis(350), ..Backoff::default() };
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(350),
+            ..Backoff::default()
+        };
         assert_eq!(b.next(Duration::from_millis(100)), Duration::from_millis(200));
         assert_eq!(b.next(Duration::from_millis(200)), Duration::from_millis(350));
         let flat = Backoff { multiplier: 0.5, ..b };

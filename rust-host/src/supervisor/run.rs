@@ -132,13 +132,21 @@ impl Supervisor {
                 Outcome::Idle => {
                     // The phase is already `Stopping` (set under the activity lock).
                     let report = process.end(self.shared.grace).await;
-                    self.shared.emit(PluginEvent::IdleStopped { plugin: self.shared.name.clone(), pid, report });
+                    self.shared.emit(PluginEvent::IdleStopped {
+                        plugin: self.shared.name.clone(),
+                        pid,
+                        report,
+                    });
                     restarting = false;
                     continue;
                 }
                 Outcome::Unhealthy(reason) => {
                     self.shared.set_phase(Phase::Stopping);
-                    self.shared.emit(PluginEvent::Unhealthy { plugin: self.shared.name.clone(), pid, reason });
+                    self.shared.emit(PluginEvent::Unhealthy {
+                        plugin: self.shared.name.clone(),
+                        pid,
+                        reason,
+                    });
                     (process.kill_shared().await, true)
                 }
                 Outcome::Exited(exit) => {
@@ -247,21 +255,18 @@ impl Supervisor {
     /// Waits, idle, for a call; `false` when a command ended the supervision instead.
     async fn wait_for_wake(&mut self) -> bool {
         self.shared.set_phase(Phase::Idle);
-        loop {
-            match self.commands.recv().await {
-                Some(Command::Wake) => return true,
-                Some(Command::Stop { grace, reply }) => {
-                    self.end_without_process(Some((grace, reply)));
-                    return false;
-                }
-                None => {
-                    self.end_without_process(None);
-                    return false;
-                }
+        match self.commands.recv().await {
+            Some(Command::Wake) => true,
+            Some(Command::Stop { grace, reply }) => {
+                self.end_without_process(Some((grace, reply)));
+                false
+            }
+            None => {
+                self.end_without_process(None);
+                false
             }
         }
     }
-
 }
 
 /// The next stop command (wakes are ignored: the plugin is not idle); `None` when every handle

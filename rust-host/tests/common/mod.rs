@@ -171,4 +171,3 @@ pub async fn next_event(
         _ => panic!("no {what} event; seen: {seen:#?}"),
     }
 }
-
