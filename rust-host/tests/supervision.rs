@@ -114,8 +114,12 @@ async fn the_supervisor_gives_up_after_too_many_restarts_in_the_window() {
     for attempt in [1, 2] {
         let exited = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
         assert!(matches!(exited, PluginEvent::Exited { restarting: true, .. }), "{exited:?}");
-        next_event(&mut events, "restart", |e| matches!(e, PluginEvent::Restarted { .. })).await;
-        let _ = attempt;
+        let restarted =
+            next_event(&mut events, "restart", |e| matches!(e, PluginEvent::Restarted { .. })).await;
+        assert!(
+            matches!(restarted, PluginEvent::Restarted { attempt: a, .. } if a == attempt),
+            "{restarted:?}"
+        );
     }
     let last = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
     assert!(
@@ -189,4 +193,86 @@ async fn a_killed_python_plugin_is_restarted_and_answers_again() {
     plugin.call_raw("kv.put", json!({"key": "a", "value": "YQ=="})).await.expect("put after the restart");
     let report = plugin.shutdown().await.expect("running");
     assert!(report.exit.success(), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_call_during_the_back_off_waits_for_the_restart_within_its_time_out() {
+    let builder = test_plugin("patient", "exit-mid-call");
+    let backoff = Backoff { initial: Duration::from_millis(1500), ..quick_backoff() };
+    let plugin = Supervised::start(builder, Supervision::new().backoff(backoff)).await.expect("start");
+    let mut events = plugin.subscribe();
+    plugin.call_raw("test.go", json!({})).await.expect_err("the plugin crashes");
+    next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { restarting: true, .. })).await;
+    // Too short a time-out for the back-off: the call fails, saying what the plugin was doing.
+    let early = plugin.call_raw("kv.get", json!({"key": "k"})).timeout(Duration::from_millis(100)).await;
+    let early = early.expect_err("still backing off");
+    assert!(matches!(early, Error::NotReady { .. }), "{early}");
+    assert_eq!(early.to_string(), "plugin patient was not running within 100ms (it was waiting to restart)");
+    // A long enough one waits for the new incarnation and is answered by it.
+    plugin
+        .call_raw("kv.put", json!({"key": "k", "value": "v"}))
+        .timeout(Duration::from_secs(30))
+        .await
+        .expect("answered after the restart");
+    next_event(&mut events, "restart", |e| matches!(e, PluginEvent::Restarted { attempt: 1, .. })).await;
+    drop(plugin.shutdown().await);
+}
+
+#[tokio::test]
+async fn the_back_off_resets_once_the_plugin_stayed_up() {
+    let builder = test_plugin("steady", "normal").env("TETHER_TEST_EXIT_AFTER_INIT_MS", "600");
+    let backoff = Backoff { reset_after: Duration::from_millis(300), ..quick_backoff() };
+    let plugin = Supervised::start(builder, Supervision::new().backoff(backoff)).await.expect("start");
+    let mut events = plugin.subscribe();
+    for _ in 0..3 {
+        let exited = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
+        assert!(
+            matches!(exited, PluginEvent::Exited { restarting: true, delay, .. } if delay == Duration::from_millis(100)),
+            "{exited:?}"
+        );
+        let restarted =
+            next_event(&mut events, "restart", |e| matches!(e, PluginEvent::Restarted { .. })).await;
+        assert!(matches!(restarted, PluginEvent::Restarted { attempt: 1, .. }), "{restarted:?}");
+    }
+    drop(plugin.shutdown().await);
+}
+
+#[tokio::test]
+async fn a_restart_that_fails_to_start_counts_as_a_failure_until_the_supervisor_gives_up() {
+    // A wrapper that runs the test plugin once, then refuses to start it.
+    let dir = std::env::temp_dir().join(format!("tether-supervision-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let marker = dir.join("ran-once");
+    let script = dir.join("once.sh");
+    let body = format!(
+        "#!/bin/sh\nif [ -e '{marker}' ]; then echo 'refusing to start again' >&2; exit 1; fi\n\
+         touch '{marker}'\nexec '{plugin}'\n",
+        marker = marker.display(),
+        plugin = tether_testkit::test_plugin().display()
+    );
+    std::fs::write(&script, body).expect("script");
+    let made_executable = std::process::Command::new("chmod").arg("+x").arg(&script).status().expect("chmod");
+    assert!(made_executable.success());
+    let builder =
+        common::test_plugin_at(&script, "once", "normal").env("TETHER_TEST_EXIT_AFTER_INIT_MS", "200");
+    let backoff = Backoff { initial: Duration::from_millis(50), ..quick_backoff() };
+    let supervision = Supervision::new().backoff(backoff).max_restarts(2, Duration::from_secs(60));
+    let plugin = Supervised::start(builder, supervision).await.expect("the first start");
+    let mut events = plugin.subscribe();
+    next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { restarting: true, .. })).await;
+    for restarting in [true, false] {
+        let failed =
+            next_event(&mut events, "failed start", |e| matches!(e, PluginEvent::StartFailed { .. })).await;
+        let PluginEvent::StartFailed { error, restarting: again, .. } = failed else { unreachable!() };
+        assert_eq!(again, restarting);
+        assert!(error.contains("refusing to start again"), "{error}");
+    }
+    let gave_up = next_event(&mut events, "give-up", |e| matches!(e, PluginEvent::GaveUp { .. })).await;
+    assert!(
+        matches!(&gave_up, PluginEvent::GaveUp { reason, .. } if reason.contains("the start failed")),
+        "{gave_up:?}"
+    );
+    let error = plugin.call_raw("kv.get", json!({"key": "k"})).await.expect_err("given up");
+    assert!(error.to_string().contains("refusing to start again"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
