@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use common::{assert_reaped, next_event, python_kv, test_plugin};
 use serde_json::json;
+use tether_host::interfaces::KvClient;
+use tether_host::spec::interfaces::kv;
 use tether_host::{PluginEvent, Stopped, Supervised, Supervision};
 
 /// Asserts the plugin was stopped for idleness, gracefully, and returns the pid stopped.
@@ -102,8 +104,14 @@ async fn an_idle_python_plugin_is_stopped_and_started_again() {
     plugin.call_raw("kv.put", json!({"key": "b", "value": "Yg=="})).await.expect("put after the idle stop");
     let second = started(&mut events).await;
     assert_ne!(second, first);
-    let got = plugin.call_raw("kv.get", json!({"key": "b"})).await.expect("get");
-    assert_eq!(got, json!({"value": "Yg=="}));
+    // Typed: a call, and a client through a lease.
+    let got = plugin.call::<kv::Get>(&kv::KeyParams { key: "b".into() }).await.expect("get");
+    assert_eq!(&got.value[..], b"b");
+    let lease = plugin.lease(Some(Duration::from_secs(30))).await.expect("lease");
+    assert_eq!(lease.pid(), second);
+    let store = lease.client::<KvClient>().expect("kv client");
+    store.put(&kv::PutParams { key: "c".into(), value: "c".into() }).await.expect("typed put");
+    drop((store, lease));
     drop(plugin.shutdown().await);
 }
 

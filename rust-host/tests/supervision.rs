@@ -276,3 +276,27 @@ async fn a_restart_that_fails_to_start_counts_as_a_failure_until_the_supervisor_
     assert!(error.to_string().contains("refusing to start again"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn dropping_the_last_handle_kills_the_plugin_and_ends_the_supervisor() {
+    let supervision = Supervision::new().restart(RestartPolicy::Always).backoff(quick_backoff());
+    let plugin = Supervised::start(test_plugin("dropped", "normal"), supervision).await.expect("start");
+    let mut events = plugin.subscribe();
+    let pid = plugin.pid().expect("running");
+    let clone = plugin.clone();
+    drop(plugin);
+    // A clone keeps it running.
+    clone.call_raw("kv.put", json!({"key": "k", "value": "v"})).await.expect("put through the clone");
+    drop(clone);
+    assert_reaped(pid).await;
+    // The supervisor ended without restarting it (even with `Always`): the events end.
+    let rest = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut rest = Vec::new();
+        while let Ok(event) = events.recv().await {
+            rest.push(event);
+        }
+        rest
+    });
+    let rest = rest.await.expect("the supervisor ended");
+    assert!(rest.is_empty(), "{rest:?}");
+}

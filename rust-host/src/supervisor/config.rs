@@ -56,7 +56,9 @@ impl Default for Backoff {
 impl Backoff {
     /// The delay after `delay`.
     pub(crate) fn next(&self, delay: Duration) -> Duration {
-        delay.mul_f64(self.multiplier.max(1.0)).min(self.max)
+        // `try_from`: an infinite or overflowing product is the cap, not a panic.
+        let next = delay.as_secs_f64() * self.multiplier.max(1.0);
+        Duration::try_from_secs_f64(next).unwrap_or(self.max).min(self.max)
     }
 }
 
@@ -172,6 +174,10 @@ mod tests {
         assert_eq!(b.next(Duration::from_millis(200)), Duration::from_millis(350));
         let flat = Backoff { multiplier: 0.5, ..b };
         assert_eq!(flat.next(Duration::from_millis(100)), Duration::from_millis(100));
+        let wild = Backoff { multiplier: f64::INFINITY, ..b };
+        assert_eq!(wild.next(Duration::from_millis(100)), Duration::from_millis(350));
+        let nan = Backoff { multiplier: f64::NAN, ..b };
+        assert_eq!(nan.next(Duration::from_millis(100)), Duration::from_millis(100));
     }
 
     #[test]
