@@ -32,11 +32,12 @@ async fn started(events: &mut tokio::sync::broadcast::Receiver<PluginEvent>) -> 
 
 #[tokio::test]
 async fn an_idle_plugin_is_stopped_and_the_next_call_starts_it_again() {
-    let supervision = Supervision::new().idle_timeout(Duration::from_millis(300));
+    // Lazy, so that the idle time-out cannot run out between the start and the first call.
+    let supervision = Supervision::new().idle_timeout(Duration::from_millis(300)).lazy(true);
     let plugin = Supervised::start(test_plugin("idler", "normal"), supervision).await.expect("start");
     let mut events = plugin.subscribe();
-    let first = plugin.pid().expect("running");
     plugin.call_raw("kv.put", json!({"key": "k", "value": "v"})).await.expect("put");
+    let first = started(&mut events).await;
     assert_eq!(idle_stopped(&mut events).await, first);
     assert_reaped(first).await;
     assert_eq!(plugin.pid(), None, "no process while idle");
@@ -55,12 +56,12 @@ async fn an_idle_plugin_is_stopped_and_the_next_call_starts_it_again() {
 
 #[tokio::test]
 async fn a_lease_or_a_call_in_flight_keeps_the_plugin_up() {
-    let supervision = Supervision::new().idle_timeout(Duration::from_millis(200));
+    let supervision = Supervision::new().idle_timeout(Duration::from_millis(200)).lazy(true);
     let builder = test_plugin("leased", "never-answer");
     let plugin = Supervised::start(builder, supervision).await.expect("start");
     let mut events = plugin.subscribe();
-    let pid = plugin.pid().expect("running");
     let lease = plugin.lease(Some(Duration::from_secs(30))).await.expect("lease");
+    let pid = started(&mut events).await;
     assert_eq!(lease.pid(), pid);
     // Five idle time-outs with the lease held: nothing happens.
     let quiet = tokio::time::timeout(Duration::from_secs(1), events.recv()).await;
@@ -95,11 +96,11 @@ async fn a_lazy_plugin_starts_on_its_first_call() {
 
 #[tokio::test]
 async fn an_idle_python_plugin_is_stopped_and_started_again() {
-    let supervision = Supervision::new().idle_timeout(Duration::from_millis(300));
+    let supervision = Supervision::new().idle_timeout(Duration::from_millis(300)).lazy(true);
     let plugin = Supervised::start(python_kv("kv-idle-python"), supervision).await.expect("start");
     let mut events = plugin.subscribe();
-    let first = plugin.pid().expect("running");
     plugin.call_raw("kv.put", json!({"key": "a", "value": "YQ=="})).await.expect("put");
+    let first = started(&mut events).await;
     assert_eq!(idle_stopped(&mut events).await, first);
     plugin.call_raw("kv.put", json!({"key": "b", "value": "Yg=="})).await.expect("put after the idle stop");
     let second = started(&mut events).await;

@@ -23,6 +23,19 @@ fn quick_backoff() -> Backoff {
     }
 }
 
+/// Starts a crash-prone plugin with its events watched from the first: lazily, subscribed, then
+/// woken by a lease. Returns the first pid.
+async fn start_watched(
+    builder: tether_host::PluginBuilder,
+    supervision: Supervision,
+) -> (Supervised, tokio::sync::broadcast::Receiver<PluginEvent>, u32) {
+    let plugin = Supervised::start(builder, supervision.lazy(true)).await.expect("configured");
+    let mut events = plugin.subscribe();
+    drop(plugin.lease(Some(Duration::from_secs(30))).await.expect("started"));
+    let first = next_event(&mut events, "start", |e| matches!(e, PluginEvent::Started { .. })).await;
+    (plugin, events, started_pid(&first))
+}
+
 fn started_pid(event: &PluginEvent) -> u32 {
     match event {
         PluginEvent::Started { pid, .. } => *pid,
@@ -77,9 +90,7 @@ async fn on_failure_does_not_restart_a_plugin_that_exited_with_status_0() {
         .env("TETHER_TEST_EXIT_AFTER_INIT_MS", "300")
         .env("TETHER_TEST_EXIT_CODE", "0");
     let supervision = Supervision::new().restart(RestartPolicy::OnFailure).backoff(quick_backoff());
-    let plugin = Supervised::start(builder, supervision).await.expect("start");
-    let mut events = plugin.subscribe();
-    let pid = plugin.pid().expect("running");
+    let (plugin, mut events, pid) = start_watched(builder, supervision).await;
     let exited = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
     let PluginEvent::Exited { pid: gone, exit, restarting, .. } = exited else { unreachable!() };
     assert_eq!((gone, exit.code, restarting), (pid, Some(0), false));
@@ -96,8 +107,7 @@ async fn always_restarts_a_plugin_that_exited_with_status_0() {
         .env("TETHER_TEST_EXIT_AFTER_INIT_MS", "300")
         .env("TETHER_TEST_EXIT_CODE", "0");
     let supervision = Supervision::new().restart(RestartPolicy::Always).backoff(quick_backoff());
-    let plugin = Supervised::start(builder, supervision).await.expect("start");
-    let mut events = plugin.subscribe();
+    let (plugin, mut events, _) = start_watched(builder, supervision).await;
     let exited = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
     assert!(matches!(exited, PluginEvent::Exited { restarting: true, .. }), "{exited:?}");
     next_event(&mut events, "restart", |e| matches!(e, PluginEvent::Restarted { attempt: 1, .. })).await;
@@ -109,8 +119,7 @@ async fn the_supervisor_gives_up_after_too_many_restarts_in_the_window() {
     let builder = test_plugin("crash-loop", "normal").env("TETHER_TEST_EXIT_AFTER_INIT_MS", "100");
     let backoff = Backoff { initial: Duration::from_millis(50), ..quick_backoff() };
     let supervision = Supervision::new().backoff(backoff).max_restarts(2, Duration::from_secs(60));
-    let plugin = Supervised::start(builder, supervision).await.expect("start");
-    let mut events = plugin.subscribe();
+    let (plugin, mut events, _) = start_watched(builder, supervision).await;
     for attempt in [1, 2] {
         let exited = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
         assert!(matches!(exited, PluginEvent::Exited { restarting: true, .. }), "{exited:?}");
@@ -222,8 +231,7 @@ async fn a_call_during_the_back_off_waits_for_the_restart_within_its_time_out() 
 async fn the_back_off_resets_once_the_plugin_stayed_up() {
     let builder = test_plugin("steady", "normal").env("TETHER_TEST_EXIT_AFTER_INIT_MS", "600");
     let backoff = Backoff { reset_after: Duration::from_millis(300), ..quick_backoff() };
-    let plugin = Supervised::start(builder, Supervision::new().backoff(backoff)).await.expect("start");
-    let mut events = plugin.subscribe();
+    let (plugin, mut events, _) = start_watched(builder, Supervision::new().backoff(backoff)).await;
     for _ in 0..3 {
         let exited = next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { .. })).await;
         assert!(
@@ -257,8 +265,7 @@ async fn a_restart_that_fails_to_start_counts_as_a_failure_until_the_supervisor_
         common::test_plugin_at(&script, "once", "normal").env("TETHER_TEST_EXIT_AFTER_INIT_MS", "200");
     let backoff = Backoff { initial: Duration::from_millis(50), ..quick_backoff() };
     let supervision = Supervision::new().backoff(backoff).max_restarts(2, Duration::from_secs(60));
-    let plugin = Supervised::start(builder, supervision).await.expect("the first start");
-    let mut events = plugin.subscribe();
+    let (plugin, mut events, _) = start_watched(builder, supervision).await;
     next_event(&mut events, "exit", |e| matches!(e, PluginEvent::Exited { restarting: true, .. })).await;
     for restarting in [true, false] {
         let failed =
