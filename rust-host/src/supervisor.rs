@@ -119,7 +119,10 @@ impl Supervised {
         }
     }
 
-    /// The events from now on: starts, exits, restarts, giving up, health, idle stops.
+    /// The events from now on: starts, exits, restarts, giving up, health, idle stops. The
+    /// `Started` event of the first incarnation of an eager plugin is sent before
+    /// [`start`](Self::start) returns; to see it, subscribe to a [`PluginSet`](crate::PluginSet)
+    /// before `start_all`, or start lazily and subscribe before the first call.
     pub fn subscribe(&self) -> broadcast::Receiver<PluginEvent> {
         self.shared().events.subscribe()
     }
