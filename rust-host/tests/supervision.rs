@@ -307,3 +307,22 @@ async fn dropping_the_last_handle_kills_the_plugin_and_ends_the_supervisor() {
     let rest = rest.await.expect("the supervisor ended");
     assert!(rest.is_empty(), "{rest:?}");
 }
+
+#[tokio::test]
+async fn giving_up_on_an_unhealthy_plugin_says_it_was_unhealthy() {
+    let supervision = Supervision::new().max_restarts(0, Duration::from_secs(60)).health_check(
+        Duration::from_millis(100),
+        Duration::from_millis(300),
+        1,
+    );
+    let plugin = Supervised::start(test_plugin("deaf-once", "deaf"), supervision).await.expect("start");
+    let mut events = plugin.subscribe();
+    let deaf = plugin.call_raw("test.go", json!({})).timeout(Duration::from_millis(200)).await;
+    assert!(deaf.is_err(), "the deaf plugin answered: {deaf:?}");
+    let gave_up = next_event(&mut events, "give-up", |e| matches!(e, PluginEvent::GaveUp { .. })).await;
+    let PluginEvent::GaveUp { reason, .. } = gave_up else { unreachable!() };
+    assert!(reason.contains("was unhealthy (1 failed pings in a row"), "{reason}");
+    assert!(reason.contains("and was killed: signal 9 (SIGKILL)"), "{reason}");
+    let error = plugin.call_raw("kv.get", json!({"key": "k"})).await.expect_err("given up");
+    assert!(matches!(error, Error::GaveUp { .. }), "{error}");
+}

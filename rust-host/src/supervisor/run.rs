@@ -113,7 +113,7 @@ impl Supervisor {
                 reason = health(&process, self.supervision.health) => Outcome::Unhealthy(reason),
                 () = idle(&self.shared, self.supervision.idle_timeout) => Outcome::Idle,
             };
-            let (exit, failure) = match outcome {
+            let (exit, failure, unhealthy) = match outcome {
                 Outcome::Orphaned => {
                     process.kill_shared().await;
                     return;
@@ -145,13 +145,13 @@ impl Supervisor {
                     self.shared.emit(PluginEvent::Unhealthy {
                         plugin: self.shared.name.clone(),
                         pid,
-                        reason,
+                        reason: reason.clone(),
                     });
-                    (process.kill_shared().await, true)
+                    (process.kill_shared().await, true, Some(reason))
                 }
                 Outcome::Exited(exit) => {
                     let failure = !exit.success();
-                    (exit, failure)
+                    (exit, failure, None)
                 }
             };
             self.shared.set_phase(Phase::Stopping);
@@ -160,7 +160,10 @@ impl Supervisor {
                 restarts.delay = self.supervision.backoff.initial;
                 restarts.attempt = 0;
             }
-            let reason = format!("process {pid} exited with {exit}");
+            let reason = match unhealthy {
+                Some(why) => format!("process {pid} was unhealthy ({why}) and was killed: {exit}"),
+                None => format!("process {pid} exited with {exit}"),
+            };
             let restart = self.supervision.restart.restarts(failure);
             let delay = match restart {
                 true => self.admit_restart(&mut restarts),
