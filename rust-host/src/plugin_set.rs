@@ -52,7 +52,8 @@ impl PluginSet {
         self.insert_supervised(name, builder, Supervision::none())
     }
 
-    /// Adds a supervised plugin. A plugin of the same name not started yet is replaced.
+    /// Adds a supervised plugin. A plugin of the same name not started yet is replaced; one
+    /// already started is replaced (and killed) by the next [`start_all`](Self::start_all).
     pub fn insert_supervised(
         &mut self,
         name: impl Into<String>,
