@@ -135,6 +135,39 @@ pub enum Error {
         /// Why it failed.
         source: Box<CallError>,
     },
+    /// A supervised plugin is stopped for good: it exited and its restart policy does not
+    /// restart it, or the application shut it down.
+    #[error("plugin {plugin} is not running: {reason}")]
+    NotRunning {
+        /// The plugin's name.
+        plugin: String,
+        /// Why it stopped.
+        reason: String,
+    },
+    /// The supervisor of a plugin gave up restarting it (too many restarts within the window).
+    #[error("plugin {plugin}: gave up restarting it after {reason}")]
+    GaveUp {
+        /// The plugin's name.
+        plugin: String,
+        /// The restarts within the window and the last failure.
+        reason: String,
+    },
+    /// A call to a supervised plugin waited for it to (re)start longer than its time-out.
+    #[error("plugin {plugin} was not running within {waited:?} (it was {phase})")]
+    NotReady {
+        /// The plugin's name.
+        plugin: String,
+        /// How long the call waited.
+        waited: Duration,
+        /// What the plugin was doing: starting, idle, waiting to restart, stopping.
+        phase: String,
+    },
+    /// Some plugins of a [`PluginSet`](crate::PluginSet) did not start; the others run.
+    #[error("{} of the plugins did not start: {}", failed.len(), failed_list(failed))]
+    SetStart {
+        /// Each plugin that did not start, by name, with its error.
+        failed: Vec<(String, Error)>,
+    },
 }
 
 impl Error {
@@ -192,4 +225,9 @@ fn declared_list(declared: &[(String, u32)]) -> String {
     }
     let names: Vec<String> = declared.iter().map(|(name, version)| format!("{name} v{version}")).collect();
     names.join(", ")
+}
+
+fn failed_list(failed: &[(String, Error)]) -> String {
+    let each: Vec<String> = failed.iter().map(|(name, error)| format!("{name}: {error}")).collect();
+    each.join("; ")
 }

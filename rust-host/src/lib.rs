@@ -49,6 +49,12 @@
 //! - **Shutdown**: `tether/shutdown`, close stdin, wait the grace period, SIGTERM, wait again,
 //!   SIGKILL to the group ([`PluginProcess::shutdown`] says which step ended it).
 //!
+//! **Supervision**: [`Supervised`] runs a builder under a [`Supervision`]: a
+//! [`RestartPolicy`] with exponential [`Backoff`] and a limit of restarts within a window
+//! (then it gives up), a [`HealthCheck`] by `tether/ping`, an idle stop with a lazy start on
+//! the next call; [`PluginEvent`]s through [`Supervised::subscribe`]. A [`PluginSet`] owns many
+//! plugins by name, starts them in parallel and shuts them all down within one grace period.
+//!
 //! Unix first. On Windows the process group's equivalent is a job object (process-wrap's
 //! `JobObject`), and there is no SIGTERM step; this crate does not implement them yet.
 //!
@@ -60,17 +66,24 @@ mod error;
 mod exit;
 mod logs;
 mod plugin_process;
+mod plugin_set;
 mod process;
 mod stderr;
 mod stdout_tail;
+mod supervisor;
 
 pub use crate::builder::{PluginBuilder, DEFAULT_GRACE_PERIOD, DEFAULT_START_TIMEOUT};
 pub use crate::error::Error;
 pub use crate::exit::{ExitInfo, ShutdownReport, Stopped};
 pub use crate::logs::LOG_TARGET;
 pub use crate::plugin_process::{PluginCall, PluginProcess};
+pub use crate::plugin_set::PluginSet;
 pub use crate::process::sha256_file;
 pub use crate::stderr::{STDERR_TAIL_BYTES, STDERR_TAIL_LINES};
+pub use crate::supervisor::{
+    Backoff, HealthCheck, Lease, PluginEvent, RestartPolicy, Supervised, SupervisedCall, Supervision,
+    EVENT_CAPACITY,
+};
 
 // The role-neutral connection the host is built on (`tether-core`), so that a host names only
 // this crate: typed clients of the reference interfaces, handles, routers, errors.

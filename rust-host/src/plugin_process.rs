@@ -420,11 +420,17 @@ impl PluginProcess {
     /// within the grace period gets SIGTERM as soon as its stdin is closed. Says how it ended;
     /// in every case the process group is gone and the process reaped when this returns.
     pub async fn shutdown(self) -> ShutdownReport {
+        self.end(self.grace).await
+    }
+
+    /// The steps of [`shutdown`](Self::shutdown), with `grace` for each wait, on a shared
+    /// process (a supervisor's current incarnation, which leases may still hold).
+    pub(crate) async fn end(&self, grace: Duration) -> ShutdownReport {
         let started = Instant::now();
         if let Some(exit) = self.try_exited() {
             return ShutdownReport { stopped: Stopped::AlreadyExited, exit, elapsed: started.elapsed() };
         }
-        let asked = self.peer.call::<Shutdown>(&Empty {}).timeout(self.grace);
+        let asked = self.peer.call::<Shutdown>(&Empty {}).timeout(grace);
         let answered = tokio::select! {
             answer = asked => !matches!(answer, Err(CallError::Timeout(_))),
             _ = self.exited() => true,
@@ -434,14 +440,14 @@ impl PluginProcess {
         // A plugin that did not answer `tether/shutdown` within the grace period gets SIGTERM at
         // once (SPEC.md §4.6); one that answered has the grace period to exit.
         let mut exit = match answered {
-            true => self.exit_within(self.grace).await,
+            true => self.exit_within(grace).await,
             false => self.try_exited(),
         };
         if exit.is_none() {
             stopped = Stopped::Terminated;
             self.deliberate.store(true, Ordering::SeqCst);
             let _ = self.ctl.send(Ctl::Terminate);
-            exit = self.exit_within(self.grace).await;
+            exit = self.exit_within(grace).await;
         }
         let exit = match exit {
             Some(exit) => exit,
@@ -469,6 +475,28 @@ impl PluginProcess {
     }
 }
 
+impl PluginProcess {
+    /// Kills the process group and waits for the exit, on a shared process.
+    pub(crate) async fn kill_shared(&self) -> ExitInfo {
+        if let Some(exit) = self.try_exited() {
+            return exit;
+        }
+        self.kill_on_purpose();
+        self.exited().await
+    }
+
+    /// Kills the process group at once, synchronously (see [`Drop`]).
+    pub(crate) fn kill_now(&self) {
+        if self.exit.borrow().is_none() {
+            self.deliberate.store(true, Ordering::SeqCst);
+            if !self.reaped.load(Ordering::SeqCst) {
+                process::signal(self.pid, Ctl::KillGroup);
+            }
+            let _ = self.ctl.send(Ctl::KillGroup);
+        }
+    }
+}
+
 impl Drop for PluginProcess {
     /// Kills the plugin's process group (nothing happens when it has already exited).
     ///
@@ -477,13 +505,7 @@ impl Drop for PluginProcess {
     /// reaps it. (The check that the plugin was not reaped yet and the signal are two steps; the
     /// window in which its pid could be reused between them is a few instructions wide.)
     fn drop(&mut self) {
-        if self.exit.borrow().is_none() {
-            self.deliberate.store(true, Ordering::SeqCst);
-            if !self.reaped.load(Ordering::SeqCst) {
-                process::signal(self.pid, Ctl::KillGroup);
-            }
-            let _ = self.ctl.send(Ctl::KillGroup);
-        }
+        self.kill_now();
     }
 }
 

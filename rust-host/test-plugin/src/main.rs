@@ -24,7 +24,10 @@
 //! | `half-frame-at-start` | (answers `tether/initialize` with half a frame, then hangs) |
 //! | `close-stdout` | answers, then closes its stdout (fd 1 becomes `/dev/null`) and lives on until the end of stdin |
 //! | `close-stdout-at-start` | (closes its stdout before the handshake and lives on until the end of stdin) |
+//! | `deaf` | answers nothing more, `tether/ping` included, but goes on reading; exits at the end of stdin |
 //!
+//! With `TETHER_TEST_EXIT_AFTER_INIT_MS` set to a number, it exits with `TETHER_TEST_EXIT_CODE`
+//! (default 3) that many milliseconds after it answered `tether/initialize` (a crash loop).
 //! With `TETHER_TEST_LINGER` set, it does not exit at the end of stdin (it waits for a signal).
 //! With `TETHER_TEST_IGNORE_SHUTDOWN` set, it does not answer `tether/shutdown` (but still exits
 //! at the end of stdin). Every `$/cancelRequest` it receives is written to stderr as `cancel received for id <id>`.
@@ -286,6 +289,9 @@ impl State {
         if self.mode == "grandchild" {
             spawn_grandchild();
         }
+        if let Some(ms) = std::env::var("TETHER_TEST_EXIT_AFTER_INIT_MS").ok().and_then(|v| v.parse().ok()) {
+            exit_later(Duration::from_millis(ms));
+        }
         self.answer(
             id,
             json!({
@@ -324,6 +330,11 @@ impl State {
                 self.silent = true;
             }
             "never-answer" => eprintln!("test plugin: not answering request {id}"),
+            "deaf" => {
+                // The same flag as after half a frame: nothing more goes to stdout.
+                self.silent = true;
+                eprintln!("test plugin: deaf from now on (not answering ping either)");
+            }
             "log-flood" => {
                 self.flood();
                 self.answer(id, json!({}));
@@ -389,4 +400,14 @@ fn spawn_grandchild() {
         Ok(child) => eprintln!("grandchild pid {}", child.id()),
         Err(e) => eprintln!("test plugin: could not spawn the grandchild: {e}"),
     }
+}
+
+/// Exits with `TETHER_TEST_EXIT_CODE` (default 3) after `delay`, whatever the plugin is doing.
+fn exit_later(delay: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let code = env_or("TETHER_TEST_EXIT_CODE", 3);
+        eprintln!("test plugin: crashing on purpose with status {code} after {delay:?}");
+        std::process::exit(code);
+    });
 }

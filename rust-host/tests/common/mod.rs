@@ -132,3 +132,42 @@ pub fn number_after(lines: &[String], prefix: &str) -> Option<u32> {
         rest.split_whitespace().next()?.parse().ok()
     })
 }
+
+/// The Python kv example (`examples-python/kv.py`), run by `/usr/bin/python3`, offering kv.
+pub fn python_kv(name: &str) -> PluginBuilder {
+    capture_logs();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples-python/kv.py");
+    PluginProcess::builder("/usr/bin/python3")
+        .arg("-u")
+        .arg(script)
+        .name(name)
+        .interface("kv", [1, 2])
+        .start_timeout(Duration::from_secs(30))
+        .grace_period(Duration::from_secs(2))
+}
+
+/// The next event that `matches`, skipping others, within a generous 30 s; panics (a failed
+/// test) with the events seen when none comes.
+pub async fn next_event(
+    events: &mut tokio::sync::broadcast::Receiver<tether_host::PluginEvent>,
+    what: &str,
+    mut matches: impl FnMut(&tether_host::PluginEvent) -> bool,
+) -> tether_host::PluginEvent {
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match events.recv().await {
+                Ok(event) if matches(&event) => return Some(event),
+                Ok(event) => seen.push(event),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    panic!("the test fell {n} events behind; seen: {seen:#?}")
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    match found.await {
+        Ok(Some(event)) => event,
+        _ => panic!("no {what} event; seen: {seen:#?}"),
+    }
+}
