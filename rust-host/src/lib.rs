@@ -30,6 +30,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Plugins can also be found: [`discover`] scans a directory for manifests
+//! (`tether-plugin.toml`, `NAME.tether.toml`) and [`Manifest::builder`] starts one with its
+//! checksum pinned.
+//!
 //! What the host guarantees, whatever the plugin does:
 //!
 //! - **Logs**: `$/log` notifications and every stderr line become `tracing` events (target
@@ -56,18 +60,22 @@
 //! that breaks the protocol on purpose.
 
 mod builder;
+mod discovery;
 mod error;
 mod exit;
 mod logs;
+mod manifest;
 mod plugin_process;
 mod process;
 mod stderr;
 mod stdout_tail;
 
 pub use crate::builder::{PluginBuilder, DEFAULT_GRACE_PERIOD, DEFAULT_START_TIMEOUT};
+pub use crate::discovery::{discover, Discovery};
 pub use crate::error::Error;
 pub use crate::exit::{ExitInfo, ShutdownReport, Stopped};
 pub use crate::logs::LOG_TARGET;
+pub use crate::manifest::{Manifest, ManifestError, MANIFEST_FILE, MANIFEST_SUFFIX};
 pub use crate::plugin_process::{PluginCall, PluginProcess};
 pub use crate::process::sha256_file;
 pub use crate::stderr::{STDERR_TAIL_BYTES, STDERR_TAIL_LINES};

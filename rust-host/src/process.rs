@@ -58,7 +58,7 @@ pub(crate) struct Pinned {
 /// build), which must not stall the runtime thread that serves other plugins.
 pub(crate) async fn check_pinned(config: &PluginBuilder, plugin: &Arc<str>) -> Result<Option<Pinned>, Error> {
     let Some(expected) = config.sha256.as_deref().and_then(parse_digest) else { return Ok(None) };
-    let resolved = config.resolved_program();
+    let resolved = config.pinned_path();
     let path = resolved.clone();
     let hashed = tokio::task::spawn_blocking(move || hash_file(&path))
         .await
@@ -76,6 +76,8 @@ pub(crate) async fn check_pinned(config: &PluginBuilder, plugin: &Arc<str>) -> R
             actual: hex(&actual),
         });
     }
+    // A pinned script of an interpreter is not the program: the program runs by its path.
+    let is_script = is_script || config.pinned_file.is_some();
     Ok(Some(Pinned { file, path: resolved, is_script }))
 }
 
@@ -89,7 +91,7 @@ pub(crate) fn spawn(
     let mut exec_path: PathBuf = config.program.clone();
     // Kept open until the spawn returned: the child execs it through /proc/self/fd.
     let mut _hashed_file: Option<File> = None;
-    if let Some(pinned) = pinned {
+    if let Some(pinned) = pinned.filter(|_| config.pinned_file.is_none()) {
         exec_path = pinned.path;
         if cfg!(target_os = "linux") && !pinned.is_script {
             exec_path = fd_path(&pinned.file);
