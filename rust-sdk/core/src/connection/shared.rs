@@ -29,6 +29,10 @@ use super::scope::{Encoded, Opened};
 use super::service::{Reply, Service};
 use super::streams::{Outbound, StreamTable};
 
+/// What the reader gives back when it stops for a hand-over: its stream and the bytes read and
+/// not decoded.
+pub(super) type ReaderBack = (Box<dyn Any + Send>, Vec<u8>);
+
 /// The maps keyed by request ids use the Fx hash: SipHash cost several hundred instructions per
 /// call on them. The ids of `pending` are minted by this side; those of `incoming` come from the
 /// peer, which could at worst slow down its own requests by choosing colliding ids.
@@ -65,7 +69,7 @@ pub(crate) struct Shared {
     pub(super) detaching: AtomicBool,
     /// Asks the reader to stop at a frame boundary and give back its stream and unread bytes.
     pub(super) reader_detach: CancellationToken,
-    pub(super) reader_back: Mutex<Option<oneshot::Sender<(Box<dyn Any + Send>, Vec<u8>)>>>,
+    pub(super) reader_back: Mutex<Option<oneshot::Sender<ReaderBack>>>,
     /// Asks the writer to write what is queued and give back its stream.
     pub(super) writer_detach: CancellationToken,
     pub(super) writer_back: Mutex<Option<oneshot::Sender<Box<dyn Any + Send>>>>,
