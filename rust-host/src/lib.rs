@@ -63,6 +63,8 @@ mod builder;
 mod discovery;
 mod error;
 mod exit;
+#[cfg(unix)]
+mod fd_passing;
 mod logs;
 mod manifest;
 mod plugin_process;
@@ -74,6 +76,8 @@ pub use crate::builder::{PluginBuilder, DEFAULT_GRACE_PERIOD, DEFAULT_START_TIME
 pub use crate::discovery::{discover, Discovery};
 pub use crate::error::Error;
 pub use crate::exit::{ExitInfo, ShutdownReport, Stopped};
+#[cfg(unix)]
+pub use crate::fd_passing::{receive_with_fds, send_with_fds, MAX_PASSED_FDS};
 pub use crate::logs::LOG_TARGET;
 pub use crate::manifest::{Manifest, ManifestError, MANIFEST_FILE, MANIFEST_SUFFIX};
 pub use crate::plugin_process::{PluginCall, PluginProcess};
