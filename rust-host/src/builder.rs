@@ -41,6 +41,7 @@ pub struct PluginBuilder {
     /// The file the digest covers when it is not the program (an interpreter's script).
     pub(crate) pinned_file: Option<PathBuf>,
     pub(crate) parent_death_signal: bool,
+    pub(crate) handover: bool,
     pub(crate) attachments: bool,
     pub(crate) streams: Option<u64>,
 }
@@ -66,6 +67,7 @@ impl PluginBuilder {
             sha256: None,
             pinned_file: None,
             parent_death_signal: true,
+            handover: false,
             attachments: true,
             streams: Some(tether_spec::DEFAULT_INITIAL_CREDIT),
         }
@@ -248,6 +250,18 @@ impl PluginBuilder {
     /// about 1.2 ms in both. Hosts that start many plugins from a large heap may turn it off.
     pub fn parent_death_signal(mut self, enabled: bool) -> Self {
         self.parent_death_signal = enabled;
+        self
+    }
+
+    /// Lets this plugin be handed over to another host process
+    /// ([`PluginProcess::hand_over`]), so that a host can be upgraded without restarting it.
+    /// Turns the parent-death signal off (the plugin must outlive this host), and the plugin is
+    /// not tied to the host's child handle: it is still killed when the [`PluginProcess`] is
+    /// dropped, but not by the kernel if the host process dies; it then exits at the end of its
+    /// stdin (SPEC.md §1.6) unless it stopped reading.
+    pub fn handover_capable(mut self) -> Self {
+        self.handover = true;
+        self.parent_death_signal = false;
         self
     }
 

@@ -65,6 +65,8 @@ mod error;
 mod exit;
 #[cfg(unix)]
 mod fd_passing;
+#[cfg(target_os = "linux")]
+mod handover;
 mod logs;
 mod manifest;
 mod plugin_process;
@@ -78,6 +80,8 @@ pub use crate::error::Error;
 pub use crate::exit::{ExitInfo, ShutdownReport, Stopped};
 #[cfg(unix)]
 pub use crate::fd_passing::{receive_with_fds, send_with_fds, MAX_PASSED_FDS};
+#[cfg(target_os = "linux")]
+pub use crate::handover::{Handover, HandoverState};
 pub use crate::logs::LOG_TARGET;
 pub use crate::manifest::{Manifest, ManifestError, MANIFEST_FILE, MANIFEST_SUFFIX};
 pub use crate::plugin_process::{PluginCall, PluginProcess};
@@ -90,7 +94,7 @@ pub use crate::stderr::{STDERR_TAIL_BYTES, STDERR_TAIL_LINES};
 pub use tether_core::Error as HandlerError;
 pub use tether_core::{
     interfaces, spec, stream, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Event,
-    Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router,
+    Handled, InterfaceServer, HANDED_OVER, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router,
     Service, Session,
 };
 /// Declares an interface for a host: the trait, a server (`KvServer`) for host objects served

@@ -1,0 +1,64 @@
+//! A host that hands a running kv plugin to a successor host process over a Unix socket, and
+//! the successor; used by `rust-host/tests/handover.rs`.
+//!
+//! ```text
+//! handover take SOCKET                 # the successor: waits for a plugin, gets key `k`, stops it
+//! handover give SOCKET PROGRAM [ARGS]  # the first host: starts the plugin, puts `k`, hands over
+//! ```
+//!
+//! Each prints `pid N` (the plugin's process id); `take` prints `got VALUE` and `stopped HOW`.
+
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tether_host::interfaces::KvClient;
+use tether_host::spec::interfaces::kv;
+use tether_host::{Handover, PluginProcess};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [role, socket] if role == "take" => take(socket).await,
+        [role, socket, program, rest @ ..] if role == "give" => give(socket, program, rest).await,
+        _ => bail!("usage: handover take SOCKET | handover give SOCKET PROGRAM [ARGS]"),
+    }
+}
+
+async fn give(socket: &str, program: &str, args: &[String]) -> anyhow::Result<()> {
+    let plugin = PluginProcess::builder(program)
+        .args(args)
+        .name("kv")
+        .offer::<KvClient>()
+        .handover_capable()
+        .call_timeout(Duration::from_secs(30))
+        .start()
+        .await?;
+    println!("pid {}", plugin.pid());
+    let store = plugin.client::<KvClient>()?;
+    store.put(&kv::PutParams { key: "k".into(), value: "from the first host".into() }).await?;
+    let handover = plugin.hand_over(Duration::from_secs(5)).await.map_err(|(e, _)| e)?;
+    let stream = UnixStream::connect(socket).with_context(|| format!("connecting to {socket}"))?;
+    tokio::task::spawn_blocking(move || handover.send(&stream)).await??;
+    // This host now exits: the plugin, started without the parent-death signal, lives on.
+    Ok(())
+}
+
+async fn take(socket: &str) -> anyhow::Result<()> {
+    let listener = UnixListener::bind(socket).with_context(|| format!("binding {socket}"))?;
+    println!("listening");
+    let handover = tokio::task::spawn_blocking(move || -> anyhow::Result<Handover> {
+        let (stream, _) = listener.accept()?;
+        Ok(Handover::receive(&stream)?)
+    })
+    .await??;
+    let plugin = PluginProcess::adopt(handover)?;
+    println!("pid {}", plugin.pid());
+    let store = plugin.client::<KvClient>()?;
+    let got = store.get(&kv::KeyParams { key: "k".into() }).await?;
+    println!("got {}", String::from_utf8_lossy(&got.value));
+    let report = plugin.shutdown().await;
+    println!("stopped {:?}", report.stopped);
+    Ok(())
+}
