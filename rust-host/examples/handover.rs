@@ -2,7 +2,8 @@
 //! the successor; used by `rust-host/tests/handover.rs`.
 //!
 //! ```text
-//! handover take SOCKET                 # the successor: waits for a plugin, gets key `k`, stops it
+//! handover take SOCKET                 # the successor: adopts a plugin, gets key `k` once a
+//!                                      # line comes on stdin, stops it
 //! handover give SOCKET PROGRAM [ARGS]  # the first host: starts the plugin, puts `k`, hands over
 //! ```
 //!
@@ -55,6 +56,10 @@ async fn take(socket: &str) -> anyhow::Result<()> {
     .await??;
     let plugin = PluginProcess::adopt(handover)?;
     println!("pid {}", plugin.pid());
+    // Used only once a line comes on stdin: the test sends it after the first host has exited,
+    // to show that the plugin outlives it.
+    let mut line = String::new();
+    tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await??;
     let store = plugin.client::<KvClient>()?;
     let got = store.get(&kv::KeyParams { key: "k".into() }).await?;
     println!("got {}", String::from_utf8_lossy(&got.value));

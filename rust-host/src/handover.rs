@@ -62,7 +62,8 @@ impl Handover {
     /// Sends the state and the pipes over a Unix socket (`SCM_RIGHTS`); blocking, so call it
     /// from a blocking thread in async code. This process's copies close when `self` is dropped.
     pub fn send(&self, socket: &UnixStream) -> Result<(), Error> {
-        let json = serde_json::to_vec(&self.state).map_err(|e| self.error(format!("encoding the state: {e}")))?;
+        let json =
+            serde_json::to_vec(&self.state).map_err(|e| self.error(format!("encoding the state: {e}")))?;
         let fds = [self.stdin.as_fd(), self.stdout.as_fd(), self.stderr.as_fd()];
         send_with_fds(socket, &json, &fds).map_err(|e| self.error(format!("sending over the socket: {e}")))
     }
@@ -70,7 +71,8 @@ impl Handover {
     /// Receives what [`send`](Self::send) sent; blocking.
     pub fn receive(socket: &UnixStream) -> Result<Handover, Error> {
         let error = |reason: String| Error::Handover { plugin: "(being received)".into(), reason };
-        let (json, fds) = receive_with_fds(socket, MAX_STATE).map_err(|e| error(format!("receiving: {e}")))?;
+        let (json, fds) =
+            receive_with_fds(socket, MAX_STATE).map_err(|e| error(format!("receiving: {e}")))?;
         let state: HandoverState =
             serde_json::from_slice(&json).map_err(|e| error(format!("a malformed state: {e}")))?;
         let Ok::<[OwnedFd; 3], _>([stdin, stdout, stderr]) = fds.try_into() else {
@@ -121,8 +123,9 @@ impl PluginProcess {
         // From here the session has ended in this host: the plugin is the successor's.
         self.handed_over = true;
         let _ = self.ctl.send(Ctl::Release);
-        let fail = |plugin: &PluginProcess, reason: &str| {
-            Error::Handover { plugin: plugin.name.to_string(), reason: reason.to_owned() }
+        let fail = |plugin: &PluginProcess, reason: &str| Error::Handover {
+            plugin: plugin.name.to_string(),
+            reason: reason.to_owned(),
         };
         let stdout = detached
             .reader
@@ -163,8 +166,9 @@ impl PluginProcess {
         let stdin = pipe::Sender::from_owned_fd(stdin).map_err(|e| error(format!("stdin: {e}")))?;
         let stdout = pipe::Receiver::from_owned_fd(stdout).map_err(|e| error(format!("stdout: {e}")))?;
         let stderr = pipe::Receiver::from_owned_fd(stderr).map_err(|e| error(format!("stderr: {e}")))?;
-        let (ctl, exit, tail, reaped) = process::supervise_adopted(state.pid, name.clone(), stderr)
-            .map_err(|e| error(format!("cannot watch process {}: {e}", state.pid)))?;
+        let process::Supervised { ctl, exit, tail, reaped } =
+            process::supervise_adopted(state.pid, name.clone(), stderr)
+                .map_err(|e| error(format!("cannot watch process {}: {e}", state.pid)))?;
         let resume = tether_core::Resume {
             next_id: state.next_id,
             unread: state.unread,

@@ -94,8 +94,8 @@ pub use crate::stderr::{STDERR_TAIL_BYTES, STDERR_TAIL_LINES};
 pub use tether_core::Error as HandlerError;
 pub use tether_core::{
     interfaces, spec, stream, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Event,
-    Handled, InterfaceServer, HANDED_OVER, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router,
-    Service, Session,
+    Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router,
+    Service, Session, HANDED_OVER,
 };
 /// Declares an interface for a host: the trait, a server (`KvServer`) for host objects served
 /// as handles, and a typed client (`KvClient`). Same attribute as `tether::interface`.

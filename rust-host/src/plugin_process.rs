@@ -353,7 +353,7 @@ impl PluginProcess {
     /// that failed because the session ended waits for the exit status at most until its own
     /// deadline (`deadline`, when it has a time-out), or [`EXIT_REPORT_WAIT`] without one.
     async fn call_error(&self, method: &str, source: CallError, deadline: Option<Instant>) -> Error {
-        if let Some(reason) = source.close_reason() {
+        if let Some(reason) = source.close_reason().filter(|r| &*r.message != tether_core::HANDED_OVER) {
             if let Some(exit) = reason.detail::<ExitInfo>() {
                 return Error::Exited { plugin: self.name.to_string(), exit: exit.clone() };
             }

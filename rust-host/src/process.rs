@@ -347,6 +347,15 @@ async fn supervise(
     let _ = exit_tx.send(Some(ExitInfo::from_status(status, tail.lines())));
 }
 
+/// The handles on an adopted plugin's supervisor.
+#[cfg(target_os = "linux")]
+pub(crate) struct Supervised {
+    pub(crate) ctl: mpsc::UnboundedSender<Ctl>,
+    pub(crate) exit: watch::Receiver<Option<ExitInfo>>,
+    pub(crate) tail: SharedTail,
+    pub(crate) reaped: Arc<AtomicBool>,
+}
+
 /// Supervises a plugin this host adopted from another (a hand-over): not its child, so its exit
 /// is seen through a pidfd (its status is not known), and signals go to its process group.
 #[cfg(target_os = "linux")]
@@ -354,7 +363,7 @@ pub(crate) fn supervise_adopted(
     pid: u32,
     plugin: Arc<str>,
     stderr: pipe::Receiver,
-) -> std::io::Result<(mpsc::UnboundedSender<Ctl>, watch::Receiver<Option<ExitInfo>>, SharedTail, Arc<AtomicBool>)> {
+) -> std::io::Result<Supervised> {
     let raw = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw);
     let raw = raw.ok_or_else(|| std::io::Error::other(format!("{pid} is not a process id")))?;
     let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())?;
@@ -398,5 +407,5 @@ pub(crate) fn supervise_adopted(
         let _ = tokio::time::timeout(STDERR_DRAIN, stderr_task).await;
         let _ = exit_tx.send(Some(ExitInfo::from_status(None, lines.lines())));
     });
-    Ok((ctl, exit, tail, reaped))
+    Ok(Supervised { ctl, exit, tail, reaped })
 }
