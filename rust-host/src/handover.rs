@@ -17,6 +17,28 @@ use crate::plugin_process::{Adopted, PluginProcess};
 use crate::process::{self, Ctl};
 use crate::stdout_tail::Recording;
 
+/// The environment variable that carries the descriptor numbers of a hand-over across `exec`
+/// ([`Handover::exec`]): the state's memory file, stdin, stdout, stderr.
+pub const HANDOVER_ENV: &str = "TETHER_HANDOVER_FDS";
+
+/// Takes ownership of descriptors inherited across `exec`, named by [`HANDOVER_ENV`].
+#[allow(unsafe_code)]
+fn adopt_inherited(numbers: &[i32]) -> Vec<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let mut seen = std::collections::BTreeSet::new();
+    numbers
+        .iter()
+        .filter(|&&n| seen.insert(n))
+        // SAFETY: the numbers come from `HANDOVER_ENV`, which `Handover::exec` set just before
+        // the exec to descriptors it made inheritable, and which `from_exec` removes before
+        // calling this, so each is taken once and nothing else in this process owns them; the
+        // standard streams (0-2) and duplicates are refused. A variable set by someone else
+        // could name a descriptor this process did not inherit for this purpose: the variable
+        // is an interface between two versions of the same host, documented as such.
+        .map(|&n| unsafe { OwnedFd::from_raw_fd(n) })
+        .collect()
+}
+
 /// The largest hand-over state a successor accepts (the unread bytes are at most one frame).
 const MAX_STATE: usize = 64 << 20;
 
@@ -82,6 +104,64 @@ impl Handover {
             });
         };
         Ok(Handover { state, stdin, stdout, stderr })
+    }
+
+    /// Replaces this process with `command` (typically the new version of the host), which
+    /// takes the plugin over with [`Handover::from_exec`]: the three pipes and a memory file
+    /// holding the state are inherited (close-on-exec cleared), their numbers in the
+    /// environment variable [`HANDOVER_ENV`]. Returns only if the exec failed.
+    pub fn exec(self, mut command: std::process::Command) -> Error {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let result = (|| -> std::io::Result<std::convert::Infallible> {
+            let json = serde_json::to_vec(&self.state).map_err(std::io::Error::other)?;
+            let memfd = rustix::fs::memfd_create("tether-handover", rustix::fs::MemfdFlags::empty())?;
+            let mut file = std::fs::File::from(memfd);
+            std::io::Write::write_all(&mut file, &json)?;
+            let fds = [file.as_fd(), self.stdin.as_fd(), self.stdout.as_fd(), self.stderr.as_fd()];
+            for fd in fds {
+                rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+            }
+            let numbers: Vec<String> = fds.iter().map(|fd| fd.as_raw_fd().to_string()).collect();
+            command.env(HANDOVER_ENV, numbers.join(","));
+            Err(command.exec())
+        })();
+        match result {
+            Err(e) => self.error(format!("exec failed: {e}")),
+            Ok(never) => match never {},
+        }
+    }
+
+    /// Takes over the plugin a predecessor handed over with [`Handover::exec`] before it
+    /// exec'd this program: `None` when [`HANDOVER_ENV`] is not set. The variable is removed,
+    /// so the descriptors are taken once.
+    pub fn from_exec() -> Result<Option<Handover>, Error> {
+        let Some(value) = std::env::var_os(HANDOVER_ENV) else { return Ok(None) };
+        std::env::remove_var(HANDOVER_ENV);
+        let error = |reason: String| Error::Handover { plugin: "(after exec)".into(), reason };
+        let numbers: Vec<i32> = value
+            .to_str()
+            .map(|v| v.split(',').map(str::parse).collect::<Result<Vec<i32>, _>>())
+            .and_then(Result::ok)
+            .filter(|n| n.len() == 4 && n.iter().all(|&fd| fd > 2))
+            .ok_or_else(|| {
+                error(format!("{HANDOVER_ENV}={value:?} is not four descriptor numbers above 2"))
+            })?;
+        let mut owned = adopt_inherited(&numbers).into_iter();
+        let (Some(state), Some(stdin), Some(stdout), Some(stderr)) =
+            (owned.next(), owned.next(), owned.next(), owned.next())
+        else {
+            return Err(error("four descriptors expected".into()));
+        };
+        let mut file = std::fs::File::from(state);
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
+            .map_err(|e| error(format!("state: {e}")))?;
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, MAX_STATE as u64), &mut json)
+            .map_err(|e| error(format!("reading the state: {e}")))?;
+        let state: HandoverState =
+            serde_json::from_slice(&json).map_err(|e| error(format!("a malformed state: {e}")))?;
+        Ok(Some(Handover { state, stdin, stdout, stderr }))
     }
 
     fn error(&self, reason: String) -> Error {

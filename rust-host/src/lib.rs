@@ -81,7 +81,7 @@ pub use crate::exit::{ExitInfo, ShutdownReport, Stopped};
 #[cfg(unix)]
 pub use crate::fd_passing::{receive_with_fds, send_with_fds, MAX_PASSED_FDS};
 #[cfg(target_os = "linux")]
-pub use crate::handover::{Handover, HandoverState};
+pub use crate::handover::{Handover, HandoverState, HANDOVER_ENV};
 pub use crate::logs::LOG_TARGET;
 pub use crate::manifest::{Manifest, ManifestError, MANIFEST_FILE, MANIFEST_SUFFIX};
 pub use crate::plugin_process::{PluginCall, PluginProcess};

@@ -347,6 +347,11 @@ async fn supervise(
     let _ = exit_tx.send(Some(ExitInfo::from_status(status, tail.lines())));
 }
 
+#[cfg(target_os = "linux")]
+fn raw_pid(pid: u32) -> Option<rustix::process::Pid> {
+    i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw)
+}
+
 /// The handles on an adopted plugin's supervisor.
 #[cfg(target_os = "linux")]
 pub(crate) struct Supervised {
@@ -400,12 +405,22 @@ pub(crate) fn supervise_adopted(
                 },
             }
         }
-        // Not this host's child: whoever reaps it may let its pid be reused, so no signal is sent
-        // from now on (the group may still have members; they are the other parent's to end).
+        // After a hand-over across exec the plugin is this process's child (exec keeps the
+        // pid): reap it, which gives its status. Otherwise (ECHILD) its parent reaps it, which
+        // may let its pid be reused: no signal is sent from now on either way.
+        let status = rustix::process::waitpid(raw_pid(pid), rustix::process::WaitOptions::NOHANG)
+            .ok()
+            .flatten()
+            .map(|(_, status)| status);
         done.store(true, Ordering::SeqCst);
         guard.armed = false;
         let _ = tokio::time::timeout(STDERR_DRAIN, stderr_task).await;
-        let _ = exit_tx.send(Some(ExitInfo::from_status(None, lines.lines())));
+        let exit = ExitInfo {
+            code: status.and_then(|s| s.exit_status()),
+            signal: status.and_then(|s| s.terminating_signal()),
+            stderr_tail: lines.lines(),
+        };
+        let _ = exit_tx.send(Some(exit));
     });
     Ok(Supervised { ctl, exit, tail, reaped })
 }

@@ -82,6 +82,21 @@ fn the_python_kv_plugin_moves_to_a_successor_host_process_with_its_data() {
     hand_over_between_processes("python", &["python3".as_ref(), "-u".as_ref(), script.as_os_str()]);
 }
 
+#[test]
+fn the_rust_kv_plugin_moves_to_a_new_image_of_the_host_across_exec() {
+    let kv = sdk_example("kv");
+    let run = Command::new(handover_host()).arg("exec-give").arg(&kv).output().expect("run the host");
+    assert!(run.status.success(), "{run:?}");
+    let out = String::from_utf8_lossy(&run.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    let [host_a, pid_a, host_b, pid_b, got, stopped, exit] = lines[..] else { panic!("{lines:?}") };
+    assert_eq!((host_a, pid_a), (host_b, pid_b), "same host process (exec), same plugin");
+    assert_eq!((got, stopped, exit), ("got from the first host", "stopped Gracefully", "exit Some(0)"));
+    let pid: u32 = pid_a.strip_prefix("pid ").and_then(|p| p.parse().ok()).expect("pid");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(assert_reaped(pid));
+}
+
 /// Sends a hand-over through a socket pair in this process, as to another process.
 async fn through_a_socket(handover: Handover) -> Handover {
     let (a, b) = UnixStream::pair().expect("pair");
