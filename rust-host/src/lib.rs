@@ -34,6 +34,10 @@
 //! (`tether-plugin.toml`, `NAME.tether.toml`) and [`Manifest::builder`] starts one with its
 //! checksum pinned.
 //!
+//! On Linux, a plugin started [`PluginBuilder::handover_capable`] can be handed over to a
+//! successor host process without a restart ([`PluginProcess::hand_over`], [`Handover`],
+//! [`PluginProcess::adopt`]), over a Unix socket or across `exec`.
+//!
 //! What the host guarantees, whatever the plugin does:
 //!
 //! - **Logs**: `$/log` notifications and every stderr line become `tracing` events (target
@@ -49,7 +53,8 @@
 //!   time-out; a plugin that closes its stdout and lives on is killed after the grace period.
 //! - **No orphans**: the plugin runs in its own process group, killed when the plugin exits,
 //!   when the [`PluginProcess`] is dropped, and at the end of a shutdown; on Linux the plugin is also
-//!   killed when the host dies (`PR_SET_PDEATHSIG`, tied to the thread that started it).
+//!   killed when the host dies (`PR_SET_PDEATHSIG`, tied to the thread that started it; not for a
+//!   plugin started [`PluginBuilder::handover_capable`], which must outlive its host).
 //! - **Shutdown**: `tether/shutdown`, close stdin, wait the grace period, SIGTERM, wait again,
 //!   SIGKILL to the group ([`PluginProcess::shutdown`] says which step ended it).
 //!
