@@ -38,7 +38,10 @@ pub struct PluginBuilder {
     pub(crate) log_level: LogLevel,
     pub(crate) name: Option<String>,
     pub(crate) sha256: Option<String>,
+    /// The file the digest covers when it is not the program (an interpreter's script).
+    pub(crate) pinned_file: Option<PathBuf>,
     pub(crate) parent_death_signal: bool,
+    pub(crate) handover: bool,
     pub(crate) attachments: bool,
     pub(crate) streams: Option<u64>,
 }
@@ -62,7 +65,9 @@ impl PluginBuilder {
             log_level: LogLevel::Info,
             name: None,
             sha256: None,
+            pinned_file: None,
             parent_death_signal: true,
+            handover: false,
             attachments: true,
             streams: Some(tether_spec::DEFAULT_INITIAL_CREDIT),
         }
@@ -219,6 +224,18 @@ impl PluginBuilder {
     /// program with the script as an argument, if that matters.
     pub fn sha256(mut self, hex_digest: impl Into<String>) -> Self {
         self.sha256 = Some(hex_digest.into());
+        self.pinned_file = None;
+        self
+    }
+
+    /// Pins a file other than the program to a SHA-256 digest: the script an interpreter runs
+    /// (`python3 kv.py` pins `kv.py`). The file is hashed before the plugin starts, which is not
+    /// started on a mismatch; the program then runs by its path, so the check covers that file
+    /// only and leaves the short window described at [`sha256`](Self::sha256). A relative
+    /// `file` is taken from the working directory set by [`current_dir`](Self::current_dir).
+    pub fn sha256_of(mut self, file: impl Into<PathBuf>, hex_digest: impl Into<String>) -> Self {
+        self.sha256 = Some(hex_digest.into());
+        self.pinned_file = Some(file.into());
         self
     }
 
@@ -233,6 +250,18 @@ impl PluginBuilder {
     /// about 1.2 ms in both. Hosts that start many plugins from a large heap may turn it off.
     pub fn parent_death_signal(mut self, enabled: bool) -> Self {
         self.parent_death_signal = enabled;
+        self
+    }
+
+    /// Lets this plugin be handed over to another host process
+    /// ([`PluginProcess::hand_over`]), so that a host can be upgraded without restarting it.
+    /// Turns the parent-death signal off (the plugin must outlive this host), and the plugin is
+    /// not tied to the host's child handle: it is still killed when the [`PluginProcess`] is
+    /// dropped, but not by the kernel if the host process dies; it then exits at the end of its
+    /// stdin (SPEC.md §1.6) unless it stopped reading.
+    pub fn handover_capable(mut self) -> Self {
+        self.handover = true;
+        self.parent_death_signal = false;
         self
     }
 
@@ -263,6 +292,18 @@ impl PluginBuilder {
                 .ok_or_else(|| config(format!("{digest:?} is not a SHA-256 digest in hex")))?;
         }
         Ok(())
+    }
+
+    /// The file a pinned digest covers: the one given to [`sha256_of`](Self::sha256_of), else
+    /// the program.
+    pub(crate) fn pinned_path(&self) -> PathBuf {
+        match &self.pinned_file {
+            Some(file) => match &self.cwd {
+                Some(cwd) if file.is_relative() => cwd.join(file),
+                _ => file.clone(),
+            },
+            None => self.resolved_program(),
+        }
     }
 
     /// Where the program is: as given when it has a `/`, else the first match in `PATH`.

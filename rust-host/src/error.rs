@@ -125,6 +125,15 @@ pub enum Error {
         /// How it exited, with the last lines of its stderr.
         exit: ExitInfo,
     },
+    /// A hand-over to another host was refused (the plugin goes on here, unchanged), or
+    /// failed, or a plugin handed over could not be adopted.
+    #[error("plugin {plugin}: hand-over: {reason}")]
+    Handover {
+        /// The plugin's name.
+        plugin: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A call failed: an error answer, a timeout, a frame too large, a closed session.
     #[error("plugin {plugin}: {method}: {source}")]
     Call {

@@ -30,6 +30,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Plugins can also be found: [`discover`] scans a directory for manifests
+//! (`tether-plugin.toml`, `NAME.tether.toml`) and [`Manifest::builder`] starts one with its
+//! checksum pinned.
+//!
+//! On Linux, a plugin started [`PluginBuilder::handover_capable`] can be handed over to a
+//! successor host process without a restart ([`PluginProcess::hand_over`], [`Handover`],
+//! [`PluginProcess::adopt`]), over a Unix socket or across `exec`.
+//!
 //! What the host guarantees, whatever the plugin does:
 //!
 //! - **Logs**: `$/log` notifications and every stderr line become `tracing` events (target
@@ -45,7 +53,8 @@
 //!   time-out; a plugin that closes its stdout and lives on is killed after the grace period.
 //! - **No orphans**: the plugin runs in its own process group, killed when the plugin exits,
 //!   when the [`PluginProcess`] is dropped, and at the end of a shutdown; on Linux the plugin is also
-//!   killed when the host dies (`PR_SET_PDEATHSIG`, tied to the thread that started it).
+//!   killed when the host dies (`PR_SET_PDEATHSIG`, tied to the thread that started it; not for a
+//!   plugin started [`PluginBuilder::handover_capable`], which must outlive its host).
 //! - **Shutdown**: `tether/shutdown`, close stdin, wait the grace period, SIGTERM, wait again,
 //!   SIGKILL to the group ([`PluginProcess::shutdown`] says which step ended it).
 //!
@@ -62,9 +71,15 @@
 //! that breaks the protocol on purpose.
 
 mod builder;
+mod discovery;
 mod error;
 mod exit;
+#[cfg(unix)]
+mod fd_passing;
+#[cfg(target_os = "linux")]
+mod handover;
 mod logs;
+mod manifest;
 mod plugin_process;
 mod plugin_set;
 mod process;
@@ -73,9 +88,15 @@ mod stdout_tail;
 mod supervisor;
 
 pub use crate::builder::{PluginBuilder, DEFAULT_GRACE_PERIOD, DEFAULT_START_TIMEOUT};
+pub use crate::discovery::{discover, Discovery};
 pub use crate::error::Error;
 pub use crate::exit::{ExitInfo, ShutdownReport, Stopped};
+#[cfg(unix)]
+pub use crate::fd_passing::{receive_with_fds, send_with_fds, MAX_PASSED_FDS};
+#[cfg(target_os = "linux")]
+pub use crate::handover::{Handover, HandoverState, HANDOVER_ENV};
 pub use crate::logs::LOG_TARGET;
+pub use crate::manifest::{Manifest, ManifestError, MANIFEST_FILE, MANIFEST_SUFFIX};
 pub use crate::plugin_process::{PluginCall, PluginProcess};
 pub use crate::plugin_set::PluginSet;
 pub use crate::process::sha256_file;
@@ -92,7 +113,7 @@ pub use tether_core::Error as HandlerError;
 pub use tether_core::{
     interfaces, spec, stream, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Event,
     Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router,
-    Service, Session,
+    Service, Session, HANDED_OVER,
 };
 /// Declares an interface for a host: the trait, a server (`KvServer`) for host objects served
 /// as handles, and a typed client (`KvClient`). Same attribute as `tether::interface`.

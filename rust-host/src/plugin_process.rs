@@ -21,7 +21,7 @@ use tether_spec::{
     PROTOCOL_VERSION,
 };
 use tokio::io::AsyncWrite;
-use tokio::process::ChildStdin;
+use tokio::net::unix::pipe::Sender as ChildStdin;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
@@ -52,22 +52,29 @@ const SEEN_WARNING_BYTES: usize = 1024;
 /// gracefully. Typed clients ([`client`](Self::client)) share the session and may outlive the
 /// handle, but not the process: once the plugin is gone their calls fail.
 pub struct PluginProcess {
-    name: Arc<str>,
-    peer: Peer,
-    init: InitializeResult,
-    pid: u32,
-    grace: Duration,
-    ctl: mpsc::UnboundedSender<Ctl>,
-    exit: watch::Receiver<Option<ExitInfo>>,
-    stdin: ClosableStdin,
-    tail: SharedTail,
-    call_timeout: Option<Duration>,
+    pub(crate) name: Arc<str>,
+    pub(crate) peer: Peer,
+    pub(crate) init: InitializeResult,
+    pub(crate) pid: u32,
+    pub(crate) grace: Duration,
+    pub(crate) ctl: mpsc::UnboundedSender<Ctl>,
+    pub(crate) exit: watch::Receiver<Option<ExitInfo>>,
+    pub(crate) stdin: ClosableStdin,
+    pub(crate) tail: SharedTail,
+    pub(crate) call_timeout: Option<Duration>,
     /// Set before the host kills or ends the plugin on purpose: its exit is then not a warning.
-    deliberate: Arc<AtomicBool>,
-    reaped: Arc<AtomicBool>,
+    pub(crate) deliberate: Arc<AtomicBool>,
+    pub(crate) reaped: Arc<AtomicBool>,
     seen: Seen,
     /// The last bytes on stdout, kept until the handshake completes.
     stdout_tail: StdoutTail,
+    /// What a hand-over needs: the capabilities the host announced, the frame size, and a copy
+    /// of the read end of stderr (handover-capable plugins only).
+    pub(crate) own_capabilities: tether_spec::Capabilities,
+    pub(crate) max_frame_size: usize,
+    pub(crate) stderr_copy: Option<std::os::fd::OwnedFd>,
+    /// Set once the plugin was handed over: `Drop` then leaves it alone.
+    pub(crate) handed_over: bool,
 }
 
 impl std::fmt::Debug for PluginProcess {
@@ -143,6 +150,10 @@ impl PluginProcess {
             reaped: spawned.reaped,
             seen,
             stdout_tail,
+            own_capabilities: config.capabilities(),
+            max_frame_size: config.max_frame_size,
+            stderr_copy: spawned.stderr_copy,
+            handed_over: false,
         };
         plugin.handshake(&config, deadline).await
     }
@@ -342,7 +353,7 @@ impl PluginProcess {
     /// that failed because the session ended waits for the exit status at most until its own
     /// deadline (`deadline`, when it has a time-out), or [`EXIT_REPORT_WAIT`] without one.
     async fn call_error(&self, method: &str, source: CallError, deadline: Option<Instant>) -> Error {
-        if let Some(reason) = source.close_reason() {
+        if let Some(reason) = source.close_reason().filter(|r| &*r.message != tether_core::HANDED_OVER) {
             if let Some(exit) = reason.detail::<ExitInfo>() {
                 return Error::Exited { plugin: self.name.to_string(), exit: exit.clone() };
             }
@@ -505,7 +516,10 @@ impl Drop for PluginProcess {
     /// reaps it. (The check that the plugin was not reaped yet and the signal are two steps; the
     /// window in which its pid could be reused between them is a few instructions wide.)
     fn drop(&mut self) {
-        self.kill_now();
+        // A plugin handed over to another host is no longer ours to kill.
+        if !self.handed_over {
+            self.kill_now();
+        }
     }
 }
 
@@ -565,6 +579,76 @@ async fn watch_exit(watch: ExitWatch) {
         }
     };
     peer.close_with(reason);
+}
+
+/// The session of a plugin adopted from another host (a hand-over), and the task that ends it
+/// when the plugin exits.
+pub(crate) struct Adopted {
+    pub(crate) name: Arc<str>,
+    pub(crate) pid: u32,
+    pub(crate) init: InitializeResult,
+    pub(crate) own_capabilities: tether_spec::Capabilities,
+    pub(crate) max_frame_size: usize,
+    pub(crate) grace: Duration,
+    pub(crate) call_timeout: Option<Duration>,
+    pub(crate) resume: tether_core::Resume,
+    pub(crate) stdin: ChildStdin,
+    pub(crate) stdout: tokio::net::unix::pipe::Receiver,
+    pub(crate) ctl: mpsc::UnboundedSender<Ctl>,
+    pub(crate) exit: watch::Receiver<Option<ExitInfo>>,
+    pub(crate) tail: SharedTail,
+    pub(crate) reaped: Arc<AtomicBool>,
+}
+
+impl PluginProcess {
+    pub(crate) fn from_adopted(a: Adopted) -> PluginProcess {
+        let stdin = ClosableStdin::new(a.stdin);
+        let eof = Arc::new(Notify::new());
+        let seen = Seen::default();
+        let deliberate = Arc::new(AtomicBool::new(false));
+        let mut options = Options::new().max_frame_size(a.max_frame_size).close_on_eof(false).on_event({
+            let name = a.name.clone();
+            let eof = eof.clone();
+            let seen = seen.clone();
+            move |event| report_event(&name, &eof, &seen, event)
+        });
+        if let Some(timeout) = a.call_timeout {
+            options = options.default_timeout(timeout);
+        }
+        let service = HostService { name: a.name.clone() };
+        let peer = Session::resume(a.stdout, stdin.clone(), options, service, a.resume).into_peer();
+        tokio::spawn(watch_exit(ExitWatch {
+            name: a.name.clone(),
+            peer: peer.clone(),
+            exit: a.exit.clone(),
+            eof,
+            grace: a.grace,
+            ctl: a.ctl.clone(),
+            deliberate: deliberate.clone(),
+        }));
+        let stdout_tail = StdoutTail::default();
+        stdout_tail.stop();
+        PluginProcess {
+            name: a.name,
+            peer,
+            init: a.init,
+            pid: a.pid,
+            grace: a.grace,
+            ctl: a.ctl,
+            exit: a.exit,
+            stdin,
+            tail: a.tail,
+            call_timeout: a.call_timeout,
+            deliberate,
+            reaped: a.reaped,
+            seen,
+            stdout_tail,
+            own_capabilities: a.own_capabilities,
+            max_frame_size: a.max_frame_size,
+            stderr_copy: None,
+            handed_over: false,
+        }
+    }
 }
 
 fn report_event(name: &str, eof: &Notify, seen: &Seen, event: &Event) {
@@ -638,11 +722,16 @@ impl Service for HostService {
 /// The plugin's stdin, which the host closes to end the session (SPEC.md §4.6) while it goes on
 /// reading stdout and stderr.
 #[derive(Clone)]
-struct ClosableStdin(Arc<Mutex<Option<ChildStdin>>>);
+pub(crate) struct ClosableStdin(Arc<Mutex<Option<ChildStdin>>>);
 
 impl ClosableStdin {
-    fn new(stdin: ChildStdin) -> Self {
+    pub(crate) fn new(stdin: ChildStdin) -> Self {
         ClosableStdin(Arc::new(Mutex::new(Some(stdin))))
+    }
+
+    /// Takes the pipe out (for a hand-over); the host's writes fail from then on.
+    pub(crate) fn take(&self) -> Option<ChildStdin> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 
     fn close(&self) {

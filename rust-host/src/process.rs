@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use process_wrap::tokio::{KillOnDrop, ProcessGroup, TokioChildWrapper, TokioCommandWrap};
 use sha2::{Digest, Sha256};
-use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
+use tokio::net::unix::pipe;
+use tokio::process::ChildStderr;
 use tokio::sync::{mpsc, watch};
 
 use crate::builder::{parse_digest, PluginBuilder};
@@ -30,12 +31,16 @@ pub(crate) enum Ctl {
     Terminate,
     /// SIGKILL to the plugin's whole process group.
     KillGroup,
+    /// The plugin was handed over to another host: stop supervising it, without a signal.
+    Release,
 }
 
 /// A started plugin process.
 pub(crate) struct Spawned {
-    pub(crate) stdin: ChildStdin,
-    pub(crate) stdout: ChildStdout,
+    pub(crate) stdin: pipe::Sender,
+    pub(crate) stdout: pipe::Receiver,
+    /// A copy of the read end of stderr, kept for a hand-over (handover-capable plugins only).
+    pub(crate) stderr_copy: Option<std::os::fd::OwnedFd>,
     pub(crate) pid: u32,
     pub(crate) ctl: mpsc::UnboundedSender<Ctl>,
     pub(crate) exit: watch::Receiver<Option<ExitInfo>>,
@@ -58,7 +63,7 @@ pub(crate) struct Pinned {
 /// build), which must not stall the runtime thread that serves other plugins.
 pub(crate) async fn check_pinned(config: &PluginBuilder, plugin: &Arc<str>) -> Result<Option<Pinned>, Error> {
     let Some(expected) = config.sha256.as_deref().and_then(parse_digest) else { return Ok(None) };
-    let resolved = config.resolved_program();
+    let resolved = config.pinned_path();
     let path = resolved.clone();
     let hashed = tokio::task::spawn_blocking(move || hash_file(&path))
         .await
@@ -76,6 +81,8 @@ pub(crate) async fn check_pinned(config: &PluginBuilder, plugin: &Arc<str>) -> R
             actual: hex(&actual),
         });
     }
+    // A pinned script of an interpreter is not the program: the program runs by its path.
+    let is_script = is_script || config.pinned_file.is_some();
     Ok(Some(Pinned { file, path: resolved, is_script }))
 }
 
@@ -89,7 +96,7 @@ pub(crate) fn spawn(
     let mut exec_path: PathBuf = config.program.clone();
     // Kept open until the spawn returned: the child execs it through /proc/self/fd.
     let mut _hashed_file: Option<File> = None;
-    if let Some(pinned) = pinned {
+    if let Some(pinned) = pinned.filter(|_| config.pinned_file.is_none()) {
         exec_path = pinned.path;
         if cfg!(target_os = "linux") && !pinned.is_script {
             exec_path = fd_path(&pinned.file);
@@ -123,7 +130,11 @@ pub(crate) fn spawn(
     let mut wrapped = TokioCommandWrap::from(command);
     #[cfg(unix)]
     wrapped.wrap(ProcessGroup::leader());
-    wrapped.wrap(KillOnDrop);
+    // A plugin that may be handed over must outlive this host's `Child`: the host's `Drop`
+    // and the supervisor's guard still kill it while it is this host's.
+    if !config.handover {
+        wrapped.wrap(KillOnDrop);
+    }
     let spawn_error =
         |source| Error::Spawn { plugin: plugin.to_string(), program: config.program.clone(), source };
     let mut child = spawn_on_keeper_thread(wrapped).map_err(spawn_error)?;
@@ -133,6 +144,13 @@ pub(crate) fn spawn(
     let stdin = child.stdin().take().ok_or_else(missing)?;
     let stdout = child.stdout().take().ok_or_else(missing)?;
     let stderr_pipe: ChildStderr = child.stderr().take().ok_or_else(missing)?;
+    // As tokio pipes, which a successor host can build from received descriptors too.
+    let stdin = stdin.into_owned_fd().and_then(pipe::Sender::from_owned_fd).map_err(spawn_error)?;
+    let stdout = stdout.into_owned_fd().and_then(pipe::Receiver::from_owned_fd).map_err(spawn_error)?;
+    let stderr_copy = match config.handover {
+        true => Some(rustix::io::dup(&stderr_pipe).map_err(|e| spawn_error(e.into()))?),
+        false => None,
+    };
     let pid = child.id().ok_or_else(missing)?;
 
     let tail = SharedTail::default();
@@ -141,7 +159,7 @@ pub(crate) fn spawn(
     let (exit_tx, exit) = watch::channel(None);
     let reaped = Arc::new(AtomicBool::new(false));
     tokio::spawn(supervise(child, pid, ctl_rx, stderr_task, tail.clone(), exit_tx, reaped.clone()));
-    Ok(Spawned { stdin, stdout, pid, ctl, exit, tail, reaped })
+    Ok(Spawned { stdin, stdout, stderr_copy, pid, ctl, exit, tail, reaped })
 }
 
 type SpawnResult = std::io::Result<Box<dyn TokioChildWrapper>>;
@@ -255,6 +273,7 @@ pub(crate) fn signal(pid: u32, ctl: Ctl) {
     let _ = match ctl {
         Ctl::Terminate => rustix::process::kill_process(pid, rustix::process::Signal::TERM),
         Ctl::KillGroup => rustix::process::kill_process_group(pid, rustix::process::Signal::KILL),
+        Ctl::Release => return,
     };
 }
 
@@ -295,6 +314,13 @@ async fn supervise(
             tokio::select! {
                 status = &mut wait => break status,
                 message = ctl.recv(), if ctl_open => match message {
+                    Some(Ctl::Release) => {
+                        // Handed over: the successor reads stderr and supervises; the child is
+                        // left to tokio, which reaps it if it exits while this host runs.
+                        guard.armed = false;
+                        stderr_task.abort();
+                        return;
+                    }
                     Some(message) => signal(pid, message),
                     // Every handle on the plugin was dropped: kill on drop.
                     None => {
@@ -319,4 +345,82 @@ async fn supervise(
         }
     };
     let _ = exit_tx.send(Some(ExitInfo::from_status(status, tail.lines())));
+}
+
+#[cfg(target_os = "linux")]
+fn raw_pid(pid: u32) -> Option<rustix::process::Pid> {
+    i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw)
+}
+
+/// The handles on an adopted plugin's supervisor.
+#[cfg(target_os = "linux")]
+pub(crate) struct Supervised {
+    pub(crate) ctl: mpsc::UnboundedSender<Ctl>,
+    pub(crate) exit: watch::Receiver<Option<ExitInfo>>,
+    pub(crate) tail: SharedTail,
+    pub(crate) reaped: Arc<AtomicBool>,
+}
+
+/// Supervises a plugin this host adopted from another (a hand-over): not its child, so its exit
+/// is seen through a pidfd (its status is not known), and signals go to its process group.
+#[cfg(target_os = "linux")]
+pub(crate) fn supervise_adopted(
+    pid: u32,
+    plugin: Arc<str>,
+    stderr: pipe::Receiver,
+) -> std::io::Result<Supervised> {
+    let raw = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw);
+    let raw = raw.ok_or_else(|| std::io::Error::other(format!("{pid} is not a process id")))?;
+    let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())?;
+    // `AsyncFd::new` is deprecated because a borrowed descriptor could be closed under it; an
+    // `OwnedFd` is owned by the `AsyncFd` and stays open as long as it, which is what
+    // `register` asks for.
+    #[allow(deprecated)]
+    let pidfd = tokio::io::unix::AsyncFd::new(pidfd)?;
+    let tail = SharedTail::default();
+    let stderr_task = tokio::spawn(stderr::forward(stderr, tail.clone(), plugin));
+    let (ctl, mut ctl_rx) = mpsc::unbounded_channel();
+    let (exit_tx, exit) = watch::channel(None);
+    let reaped = Arc::new(AtomicBool::new(false));
+    let done = reaped.clone();
+    let lines = tail.clone();
+    tokio::spawn(async move {
+        let mut guard = GroupGuard { pid, armed: true };
+        let mut ctl_open = true;
+        loop {
+            tokio::select! {
+                // A pidfd is readable once the process has exited.
+                _ = pidfd.readable() => break,
+                message = ctl_rx.recv(), if ctl_open => match message {
+                    Some(Ctl::Release) => {
+                        guard.armed = false;
+                        stderr_task.abort();
+                        return;
+                    }
+                    Some(message) => signal(pid, message),
+                    None => {
+                        ctl_open = false;
+                        signal(pid, Ctl::KillGroup);
+                    }
+                },
+            }
+        }
+        // After a hand-over across exec the plugin is this process's child (exec keeps the
+        // pid): reap it, which gives its status. Otherwise (ECHILD) its parent reaps it, which
+        // may let its pid be reused: no signal is sent from now on either way.
+        let status = rustix::process::waitpid(raw_pid(pid), rustix::process::WaitOptions::NOHANG)
+            .ok()
+            .flatten()
+            .map(|(_, status)| status);
+        done.store(true, Ordering::SeqCst);
+        guard.armed = false;
+        let _ = tokio::time::timeout(STDERR_DRAIN, stderr_task).await;
+        let exit = ExitInfo {
+            code: status.and_then(|s| s.exit_status()),
+            signal: status.and_then(|s| s.terminating_signal()),
+            stderr_tail: lines.lines(),
+        };
+        let _ = exit_tx.send(Some(exit));
+    });
+    Ok(Supervised { ctl, exit, tail, reaped })
 }

@@ -59,6 +59,11 @@ impl<R> Recording<R> {
     pub(crate) fn new(inner: R, tail: StdoutTail) -> Self {
         Recording { inner, tail }
     }
+
+    /// The stream, without the recording (for a hand-over).
+    pub(crate) fn into_inner(self) -> R {
+        self.inner
+    }
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Recording<R> {

@@ -253,6 +253,13 @@ impl FrameCodec {
         self.attachments = negotiated;
     }
 
+    /// Whether the decoder is in the middle of skipping a frame (oversized, or in a foreign
+    /// charset): the bytes it still holds back are not all in the caller's buffer, so the stream
+    /// cannot be handed to another decoder at this point.
+    pub fn is_skipping(&self) -> bool {
+        self.skip.is_some()
+    }
+
     /// Whether attachment frames are read.
     pub fn attachments(&self) -> bool {
         self.attachments

@@ -33,6 +33,8 @@
 //! - [`reader`], [`dispatch`] and [`writer`]: the reader task, the routing of what it read, and
 //!   the writer task.
 //!
+//! - [`handover`]: the end of a session in one process and its resumption in another
+//!   ([`Peer::detach`], [`Session::resume`]), for a host that hands its plugins to a successor.
 //! - [`streams`]: the stream table beside `pending` and `handles` (SPEC.md §12), with
 //!   [`stream_io`] routing the `$/stream.*` notifications to it; [`negotiated`]: what
 //!   `tether/initialize` agreed on; [`scope`]: the thread-local scopes that let typed params and
@@ -43,6 +45,7 @@ mod dispatch;
 mod envelope;
 mod error;
 mod handles;
+mod handover;
 mod negotiated;
 mod options;
 mod peer;
@@ -66,6 +69,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::call::Call;
 pub use self::error::{CallError, CloseKind, CloseReason};
+pub use self::handover::{DetachError, Detached, Resume, HANDED_OVER};
 pub use self::options::{Event, Options};
 pub use self::peer::Peer;
 pub use self::service::{Handled, Reply, ReplyFuture, RequestContext, Service};
@@ -99,6 +103,39 @@ impl Session {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
+        Session::launch(reader, writer, options, Arc::new(service), None)
+    }
+
+    /// Resumes, over `reader` and `writer`, a session that another process started and handed
+    /// over ([`Peer::detach`] there): no `tether/initialize` is sent; request ids go on from
+    /// `state.next_id`, the bytes the old reader had read and not parsed are read first, and
+    /// what the handshake negotiated is taken from `state`. `options` should have the frame
+    /// size the handshake agreed on.
+    pub fn resume<R, W>(
+        reader: R,
+        writer: W,
+        options: Options,
+        service: impl Service,
+        state: Resume,
+    ) -> Session
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        Session::launch(reader, writer, options, Arc::new(service), Some(state))
+    }
+
+    fn launch<R, W>(
+        reader: R,
+        writer: W,
+        options: Options,
+        service: Arc<dyn Service>,
+        resume: Option<Resume>,
+    ) -> Session
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (queue, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             queue,
@@ -114,7 +151,7 @@ impl Session {
             token: CancellationToken::new(),
             reason: OnceLock::new(),
             options,
-            service: Arc::new(service),
+            service,
             backlog: AtomicUsize::new(0),
             drained: Notify::new(),
             // The side that sends `tether/initialize` turns out to be the host (odd ids); until
@@ -122,8 +159,22 @@ impl Session {
             streams: Mutex::new(StreamTable::new(tether_spec::Opener::Plugin)),
             negotiated: Negotiated::default(),
             initialize: Mutex::new(None),
+            detaching: AtomicBool::new(false),
+            reader_detach: CancellationToken::new(),
+            reader_back: Mutex::new(None),
+            writer_detach: CancellationToken::new(),
+            writer_back: Mutex::new(None),
         });
-        tokio::spawn(read_loop(reader, shared.clone()));
+        let mut unread = bytes::BytesMut::new();
+        if let Some(state) = resume {
+            shared.next_id.store(state.next_id.max(1), std::sync::atomic::Ordering::Relaxed);
+            shared.negotiated.set(&state.own_capabilities, &state.peer_capabilities);
+            if state.host {
+                shared::lock(&shared.streams).set_opener(tether_spec::Opener::Host);
+            }
+            unread.extend_from_slice(&state.unread);
+        }
+        tokio::spawn(read_loop(reader, unread, shared.clone()));
         let writer = tokio::spawn(write_loop(writer, rx, shared.clone()));
         Session { peer: Peer::new(shared, None), writer }
     }

@@ -39,8 +39,8 @@ pub mod stream;
 
 pub use crate::client::{Client, Remote};
 pub use crate::connection::{
-    Call, CallError, CloseKind, CloseReason, Event, Handled, Options, Peer, Reply, ReplyFuture,
-    RequestContext, Service, Session,
+    Call, CallError, CloseKind, CloseReason, DetachError, Detached, Event, Handled, Options, Peer, Reply,
+    ReplyFuture, RequestContext, Resume, Service, Session, HANDED_OVER,
 };
 pub use crate::server::{Error, InterfaceServer, Router};
 pub use serde_json::value::RawValue;

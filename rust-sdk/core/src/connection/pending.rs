@@ -86,7 +86,6 @@ impl PendingCalls {
     }
 
     /// How many calls wait.
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.calls.len()
     }

@@ -11,11 +11,18 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use super::error::{CloseKind, CloseReason};
 use super::options::Event;
-use super::shared::Shared;
+use super::shared::{self, Shared};
 
-pub(super) async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, shared: Arc<Shared>) {
+/// `unread`: bytes read from the stream before this reader started (by the reader of a session
+/// that was handed over), decoded first.
+pub(super) async fn read_loop<R: AsyncRead + Unpin + Send + 'static>(
+    mut reader: R,
+    unread: BytesMut,
+    shared: Arc<Shared>,
+) {
     let mut codec = FrameCodec::builder().max_frame_size(shared.max_frame.load(Ordering::Relaxed)).build();
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = unread;
+    buf.reserve(64 * 1024);
     loop {
         loop {
             // Every frame may add to the backlog: look before each one, not only before reading.
@@ -36,9 +43,19 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, shared: Arc<S
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 * 1024);
         }
+        // Every complete frame in `buf` was decoded: this is a frame boundary, where the stream
+        // can be handed over with the bytes of the next frame read so far (unless the decoder
+        // is skipping a frame, whose state is not in `buf`: then it reads on until the skip ends).
+        let skipping = codec.is_skipping();
         let read = tokio::select! {
             read = reader.read_buf(&mut buf) => read,
             () = shared.token.cancelled() => return,
+            () = shared.reader_detach.cancelled(), if !skipping => {
+                if let Some(back) = shared::lock(&shared.reader_back).take() {
+                    let _ = back.send((Box::new(reader), buf.to_vec()));
+                }
+                return;
+            }
         };
         match read {
             Ok(0) => {

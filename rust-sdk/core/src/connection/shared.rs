@@ -2,6 +2,7 @@
 //! requests being served, the handle table, the write backlog and the end of the session; and
 //! the two ways out, [`Shared::request`] (a call) and [`Shared::respond`] (an answer).
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -27,6 +28,10 @@ use super::pending::{Answer, PendingCalls};
 use super::scope::{Encoded, Opened};
 use super::service::{Reply, Service};
 use super::streams::{Outbound, StreamTable};
+
+/// What the reader gives back when it stops for a hand-over: its stream and the bytes read and
+/// not decoded.
+pub(super) type ReaderBack = (Box<dyn Any + Send>, Vec<u8>);
 
 /// The maps keyed by request ids use the Fx hash: SipHash cost several hundred instructions per
 /// call on them. The ids of `pending` are minted by this side; those of `incoming` come from the
@@ -60,6 +65,14 @@ pub(crate) struct Shared {
     /// The id of the `tether/initialize` call this side made (a host) and the capabilities it
     /// announced, until its answer is read.
     pub(super) initialize: Mutex<Option<(i64, tether_spec::Capabilities)>>,
+    /// Set when the session is being handed over ([`Peer::detach`]): new calls fail.
+    pub(super) detaching: AtomicBool,
+    /// Asks the reader to stop at a frame boundary and give back its stream and unread bytes.
+    pub(super) reader_detach: CancellationToken,
+    pub(super) reader_back: Mutex<Option<oneshot::Sender<ReaderBack>>>,
+    /// Asks the writer to write what is queued and give back its stream.
+    pub(super) writer_detach: CancellationToken,
+    pub(super) writer_back: Mutex<Option<oneshot::Sender<Box<dyn Any + Send>>>>,
 }
 
 /// Locks a mutex, going on with the data when a panicking thread poisoned it (the maps stay
@@ -202,6 +215,9 @@ impl Shared {
         peer: &Peer,
         timeout: Option<Duration>,
     ) -> Result<Answer, CallError> {
+        if self.detaching.load(Ordering::SeqCst) {
+            return Err(CallError::Closed(super::handover::handed_over_reason()));
+        }
         let mut handles = std::mem::take(handles);
         let is_initialize = method == tether_spec::Initialize::METHOD;
         if self.live_handles.load(Ordering::Relaxed) > 0 {

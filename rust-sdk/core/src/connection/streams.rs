@@ -338,7 +338,6 @@ impl StreamTable {
         self.entries.drain().map(|(_, e)| e).collect()
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

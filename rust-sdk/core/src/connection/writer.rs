@@ -99,7 +99,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
+pub(super) async fn write_loop<W: AsyncWrite + Unpin + Send + 'static>(
     mut writer: W,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     shared: Arc<Shared>,
@@ -111,6 +111,19 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
             biased;
             first = rx.recv() => first,
             () = shared.token.cancelled() => None,
+            () = shared.writer_detach.cancelled() => {
+                // Handed over: write what is queued, then give the stream back unclosed.
+                while let Ok(first) = rx.try_recv() {
+                    if write_batch(&mut writer, &mut buf, &mut scratch, first, &mut rx, &shared).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = writer.flush().await;
+                if let Some(back) = super::shared::lock(&shared.writer_back).take() {
+                    let _ = back.send(Box::new(writer));
+                }
+                return super::handover::handed_over_reason();
+            }
         };
         let Some(first) = first else { break };
         if let Err(e) = write_batch(&mut writer, &mut buf, &mut scratch, first, &mut rx, &shared).await {
