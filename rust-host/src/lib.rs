@@ -63,6 +63,7 @@ mod plugin_process;
 mod process;
 mod stderr;
 mod stdout_tail;
+mod transport;
 
 pub use crate::builder::{PluginBuilder, DEFAULT_GRACE_PERIOD, DEFAULT_START_TIMEOUT};
 pub use crate::error::Error;
@@ -71,6 +72,7 @@ pub use crate::logs::LOG_TARGET;
 pub use crate::plugin_process::{PluginCall, PluginProcess};
 pub use crate::process::sha256_file;
 pub use crate::stderr::{STDERR_TAIL_BYTES, STDERR_TAIL_LINES};
+pub use crate::transport::{ChildStdio, Transport};
 
 // The role-neutral connection the host is built on (`tether-core`), so that a host names only
 // this crate: typed clients of the reference interfaces, handles, routers, errors.

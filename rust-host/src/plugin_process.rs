@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::transport::ToPlugin;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tether_core::{
@@ -21,7 +22,6 @@ use tether_spec::{
     PROTOCOL_VERSION,
 };
 use tokio::io::AsyncWrite;
-use tokio::process::ChildStdin;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
@@ -616,10 +616,10 @@ impl Service for HostService {
 /// The plugin's stdin, which the host closes to end the session (SPEC.md §4.6) while it goes on
 /// reading stdout and stderr.
 #[derive(Clone)]
-struct ClosableStdin(Arc<Mutex<Option<ChildStdin>>>);
+struct ClosableStdin(Arc<Mutex<Option<ToPlugin>>>);
 
 impl ClosableStdin {
-    fn new(stdin: ChildStdin) -> Self {
+    fn new(stdin: ToPlugin) -> Self {
         ClosableStdin(Arc::new(Mutex::new(Some(stdin))))
     }
 
@@ -629,7 +629,7 @@ impl ClosableStdin {
 
     fn with<T>(
         &self,
-        f: impl FnOnce(Pin<&mut ChildStdin>) -> Poll<std::io::Result<T>>,
+        f: impl FnOnce(Pin<&mut ToPlugin>) -> Poll<std::io::Result<T>>,
     ) -> Poll<std::io::Result<T>> {
         let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match guard.as_mut() {
