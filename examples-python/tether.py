@@ -2761,7 +2761,7 @@ def _transport(value: str | None) -> tuple[int, int] | None:
     parts = value[4:].split(",") if value.startswith("fds:") else []
     if (len(parts) != 2 or not all(p.isascii() and p.isdigit() and (p == "0" or p[0] != "0") for p in parts)
             or int(parts[0]) < 3 or int(parts[1]) < 3 or parts[0] == parts[1]):
-        raise ValueError(f"unknown transport {value!r} in {TRANSPORT_ENV} ({expected})")
+        raise ValueError(f'unknown transport "{value}" in {TRANSPORT_ENV} ({expected})')
     return int(parts[0]), int(parts[1])
 
 
