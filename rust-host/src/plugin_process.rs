@@ -181,6 +181,7 @@ impl PluginProcess {
                     timeout: config.start_timeout,
                     stderr_tail,
                     seen,
+                    fds: config.transport == crate::transport::Transport::Fds,
                 });
             }
             Err(CallError::Remote(error)) => return Err(self.refused(error)),

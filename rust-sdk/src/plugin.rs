@@ -1,4 +1,4 @@
-//! Serving a plugin on stdin/stdout: [`Plugin`].
+//! Serving a plugin on stdin/stdout, or the descriptors of the `fds` transport: [`Plugin`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
