@@ -49,6 +49,10 @@
 //! - **Shutdown**: `tether/shutdown`, close stdin, wait the grace period, SIGTERM, wait again,
 //!   SIGKILL to the group ([`PluginProcess::shutdown`] says which step ended it).
 //!
+//! With [`Transport::Fds`] ([`PluginBuilder::transport`]) the frames travel on two extra pipes
+//! the plugin inherits as descriptors 3 and 4, and its stdin, stdout and stderr stay the host's
+//! terminal, or the [`ChildStdio`] given (SPEC.md §13); its stderr is then not captured.
+//!
 //! Unix first. On Windows the process group's equivalent is a job object (process-wrap's
 //! `JobObject`), and there is no SIGTERM step; this crate does not implement them yet.
 //!
