@@ -4,7 +4,9 @@
 // Types for editors are in tether.d.ts beside it.
 //
 // Importing this module redirects `console.log`/`console.info`/`console.debug` and
-// `process.stdout.write` to stderr (SPEC.md §8.4.2): stdout carries frames only. Node.js cannot
+// `process.stdout.write` to stderr (SPEC.md §8.4.2): stdout carries frames only (unless the host
+// announced the fds transport, §13: frames then travel on two inherited descriptors, and stdin,
+// stdout and stderr stay the user's terminal). Node.js cannot
 // move file descriptor 1, so this is best effort: `fs.writeSync(1, ...)` and child processes that
 // inherit stdout still write to the frame stream. Start children with stdio ['ignore', 2, 2].
 
@@ -66,12 +68,23 @@ const OUT_HIGH_WATER = 4 * 1048576;
 // ---------------------------------------------------------------------------------------------
 // stdout protection (SPEC.md §8.4.2). Done at import, before the plugin's own code runs.
 
-const stdout = process.stdout;
-/** The real write of the stdout stream: the private path for frames. */
-const frameWrite = stdout.write;
-stdout.write = function strayStdoutWrite(chunk, encoding, callback) {
-  return process.stderr.write(chunk, encoding, callback);
-};
+/** The environment variable that announces the transport (SPEC.md §13.2). */
+const TRANSPORT_ENV = 'TETHER_TRANSPORT';
+/** Whether frames travel on two inherited descriptors (SPEC.md §13): then stdout is the user's
+ * (a terminal, say) and is left alone. An unknown value is refused by serve(). */
+const fdsTransport = ![undefined, '', 'stdio'].includes(process.env[TRANSPORT_ENV]);
+
+/** Where frames go: stdout, or the write descriptor of the fds transport (set by serve()). */
+let stdout = process.stdout;
+/** Where frames come from: stdin, or the read descriptor of the fds transport (set by serve()). */
+let frameIn = null;
+/** The real write of the frame stream: the private path for frames. */
+let frameWrite = stdout.write;
+if (!fdsTransport) {
+  stdout.write = function strayStdoutWrite(chunk, encoding, callback) {
+    return process.stderr.write(chunk, encoding, callback);
+  };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -1430,10 +1443,10 @@ class Session {
       this._wakeDrainWaiters();
       if (this._stdinPaused) {
         this._stdinPaused = false;
-        process.stdin.resume();
+        frameIn.resume();
       }
     });
-    const stdin = process.stdin;
+    const stdin = frameIn;
     stdin.on('data', (chunk) => {
       this._reader.push(chunk);
       // Answers of synchronous handlers go out now, one write per chunk read; the others are
@@ -1512,7 +1525,7 @@ class Session {
     // Backpressure: when the host stops reading, stop reading its requests too (bounded memory).
     if (!ok && stdout.writableLength > Math.max(64 * 1048576, 2 * this._maxFrameSize) && !this._stdinPaused) {
       this._stdinPaused = true;
-      process.stdin.pause();
+      frameIn.pause();
     }
   }
 
@@ -1532,7 +1545,7 @@ class Session {
     }, HOST_LEAVING_WINDOW_MS);
     if (this._stdinPaused) {
       this._stdinPaused = false;
-      process.stdin.resume();
+      frameIn.resume();
     }
   }
 
@@ -2450,6 +2463,9 @@ export function serve(options) {
     );
   }
   if (typeof options.version !== 'string') fail('cannot start: serve() needs a `version` string');
+  const fds = parseTransport(process.env[TRANSPORT_ENV]);
+  // Our own children must not read an announcement meant for us.
+  delete process.env[TRANSPORT_ENV];
   const interfaces = buildInterfaces(options.interfaces);
   const initialCredit = options.streams?.initialCredit ?? DEFAULT_INITIAL_CREDIT;
   if (!Number.isSafeInteger(initialCredit) || initialCredit < 1) fail('cannot start: streams.initialCredit must be a positive integer (bytes)');
@@ -2466,6 +2482,51 @@ export function serve(options) {
       stderrLine(`a promise was rejected and nobody handled it: ${reason?.stack ?? reason}`);
     });
   }
+  if (fds) openFrameFds(fds);
+  else frameIn = process.stdin;
   session._start();
   return session;
+}
+
+/**
+ * The (read, write) descriptors of `TETHER_TRANSPORT` (SPEC.md §13.2), or null for stdio; exits 1
+ * with a sentence on an unknown value.
+ */
+function parseTransport(value) {
+  if (value === undefined || value === '' || value === 'stdio') return null;
+  const m = /^fds:([1-9][0-9]{0,9}),([1-9][0-9]{0,9})$/.exec(value);
+  const fds = m ? [Number(m[1]), Number(m[2])] : null;
+  if (!fds || fds[0] < 3 || fds[1] < 3 || fds[0] === fds[1] || fds[0] > 2147483647 || fds[1] > 2147483647) {
+    fail(`unknown transport ${JSON.stringify(value)} in ${TRANSPORT_ENV} (expected \`stdio\` or \`fds:<read fd>,<write fd>\`, two distinct descriptors of 3 or more)`);
+  }
+  return fds;
+}
+
+/**
+ * Opens the two descriptors of the fds transport as the frame streams (SPEC.md §13.3). Node
+ * cannot mark a descriptor it did not open close-on-exec, so on Linux each is reopened through
+ * /proc/self/fd (libuv opens every file close-on-exec; for a pipe this is the same pipe) and the
+ * inherited one is closed: the plugin's children then inherit neither. `net.Socket` reads and
+ * writes a pipe descriptor through libuv's event loop, as `process.stdin` does for a pipe.
+ */
+function openFrameFds([r, w]) {
+  const net = process.getBuiltinModule?.('node:net');
+  const fs = process.getBuiltinModule?.('node:fs');
+  if (!net || !fs) fail(`the fds transport of ${TRANSPORT_ENV} needs Node.js 20.16 or later (process.getBuiltinModule)`);
+  const reopen = (fd, flags) => {
+    try {
+      fs.fstatSync(fd);
+      if (process.platform !== 'linux') return fd;
+      const fresh = fs.openSync(`/proc/self/fd/${fd}`, flags);
+      fs.closeSync(fd);
+      return fresh;
+    } catch (err) {
+      return fail(`cannot use descriptor ${fd} of ${TRANSPORT_ENV} (${err.code ?? err.message}): the host did not pass it`);
+    }
+  };
+  const rfd = reopen(r, fs.constants.O_RDONLY);
+  const wfd = reopen(w, fs.constants.O_WRONLY);
+  frameIn = new net.Socket({ fd: rfd, readable: true, writable: false });
+  stdout = new net.Socket({ fd: wfd, readable: false, writable: true });
+  frameWrite = stdout.write;
 }

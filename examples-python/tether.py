@@ -37,7 +37,9 @@ Section numbers (``§2.5``) refer to ``spec/SPEC.md``, the Tether protocol, vers
 * cancels a handler on ``$/cancelRequest`` and cancels the calls it was waiting for (§7);
 * forwards :func:`log` and, once your program imports it, the ``logging`` module to ``$/log``
   at the session's level (§8);
-* exits 0 when stdin closes (§1.6).
+* exits 0 when stdin closes (§1.6);
+* speaks the ``fds`` transport when the host announces it in ``TETHER_TRANSPORT`` (§13): frames
+  on two inherited descriptors, stdin, stdout and stderr left alone (the user's terminal).
 
 Start-up cost matters for a plugin (a host may start one per task), so this module imports only
 modules that are built into the interpreter: ``_thread`` instead of ``threading`` (about 3 ms),
@@ -2745,11 +2747,33 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
+TRANSPORT_ENV = "TETHER_TRANSPORT"
+
+
+def _transport(value: str | None) -> tuple[int, int] | None:
+    """The (read, write) descriptors that ``TETHER_TRANSPORT`` announces, None for stdio (§13.2).
+
+    Raises ValueError, with a sentence for a person, on a value outside the grammar.
+    """
+    if not value or value == "stdio":
+        return None
+    expected = "expected `stdio` or `fds:<read fd>,<write fd>`, two distinct descriptors of 3 or more"
+    parts = value[4:].split(",") if value.startswith("fds:") else []
+    if (len(parts) != 2 or not all(p.isascii() and p.isdigit() and (p == "0" or p[0] != "0") for p in parts)
+            or int(parts[0]) < 3 or int(parts[1]) < 3 or parts[0] == parts[1]):
+        raise ValueError(f'unknown transport "{value}" in {TRANSPORT_ENV} ({expected})')
+    return int(parts[0]), int(parts[1])
+
+
 def serve(name: str, version: str, *interfaces: Interface,
           cookie: tuple[str, str] | None = REFERENCE_COOKIE, host_app: str | None = None,
           capabilities: dict[str, Any] | None = None,
           initial_credit: int = DEFAULT_INITIAL_CREDIT) -> None:
     """Serve the interfaces over stdin and stdout until stdin closes; never returns.
+
+    When the host announces the ``fds`` transport (``TETHER_TRANSPORT=fds:R,W``, §13), frames
+    travel on descriptors R and W instead, the session ends with R, and stdin, stdout and stderr
+    are left as they are: ``print`` and ``input`` reach the user's terminal.
 
     ``cookie`` is the (name, value) environment variable the host sets (§1.3), None to skip the
     check; ``host_app`` names the host application in the message for people who start the
@@ -2772,17 +2796,33 @@ def serve(name: str, version: str, *interfaces: Interface,
             f"waiting silently for input; it is not a security measure.)\n")
         sys.stderr.flush()
         os._exit(1)
-    # §8.4: frames get a private copy of stdout; descriptor 1 (and Python's sys.stdout) now
-    # lead to stderr, so stray prints and child processes cannot corrupt the stream. Stdin gets
-    # the same treatment, so that a child process cannot swallow frames meant for us.
-    out_fd = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout.flush()  # anything printed before serve() goes to stderr too
-    sys.stdout = sys.stderr
-    in_fd = os.dup(0)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
+    try:
+        fds = _transport(os.environ.pop(TRANSPORT_ENV, None))
+    except ValueError as e:
+        _report(str(e))
+        os._exit(1)
+    if fds is not None:
+        # §13: frames on the two inherited descriptors; 0, 1 and 2 stay what the host gave (the
+        # user's terminal, say). Close-on-exec, so that our own children do not inherit them.
+        in_fd, out_fd = fds
+        try:
+            for fd in fds:
+                os.set_inheritable(fd, False)
+        except OSError as e:
+            _report(f"cannot use descriptor {fd} of {TRANSPORT_ENV}: {e} (the host did not pass it)")
+            os._exit(1)
+    else:
+        # §8.4: frames get a private copy of stdout; descriptor 1 (and Python's sys.stdout) now
+        # lead to stderr, so stray prints and child processes cannot corrupt the stream. Stdin
+        # gets the same treatment, so that a child process cannot swallow frames meant for us.
+        out_fd = os.dup(1)
+        os.dup2(2, 1)
+        sys.stdout.flush()  # anything printed before serve() goes to stderr too
+        sys.stdout = sys.stderr
+        in_fd = os.dup(0)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
     _session = _Session(name, version, interfaces, dict(capabilities or {}), in_fd, out_fd)
     _session.our_credit = initial_credit
     if "logging" in sys.modules:

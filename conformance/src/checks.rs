@@ -53,6 +53,7 @@ mod output;
 mod rpc;
 mod stop;
 mod streams;
+mod transport;
 
 pub(crate) use diagnose::classify;
 pub(crate) use handshake::probe;
@@ -77,6 +78,8 @@ pub(crate) enum Needs {
     Blob,
     /// The `kv` or the `blob` interface (something that carries bytes).
     KvOrBlob,
+    /// A run with `--transport fds` (SPEC.md §13).
+    FdsTransport,
 }
 
 /// Which hosts a check's behaviour matters to (README.md, "Tiers").
@@ -306,6 +309,7 @@ pub(crate) fn all() -> Vec<Check> {
         handles::checks(),
         logs::checks(),
         stop::checks(),
+        transport::checks(),
         output::checks(),
     ]
     .concat()

@@ -20,9 +20,9 @@ use serde_json::Value;
 use tether_spec::{
     encode_frame, format::show_bytes, parse_message, CancelRequest, ErrorObject, Frame, FrameCodec, Id,
     InitializeParams, LogLevel, LogParams, MagicCookie, Message, Notification, NotificationMethod, Outcome,
-    PeerInfo, Request, RequestMethod, Response, SHOWN_BYTES,
+    PeerInfo, Request, RequestMethod, Response, SHOWN_BYTES, TRANSPORT_ENV,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
@@ -30,6 +30,7 @@ use tokio_util::codec::Decoder;
 use crate::procs;
 
 mod attach;
+mod fds;
 
 pub(crate) use attach::ATTACHMENTS_HEADER;
 
@@ -40,6 +41,21 @@ pub(crate) struct PluginSpec {
     pub(crate) argv: Vec<String>,
     /// The cookie to set (its variable is always removed from the inherited environment first).
     pub(crate) cookie: MagicCookie,
+    /// Which descriptors carry the frames (SPEC.md §13).
+    pub(crate) transport: Wire,
+}
+
+/// Which descriptors carry the frames (`--transport`, SPEC.md §13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// The plugin's stdin and stdout.
+    Stdio,
+    /// Two pipes on the plugin's descriptors 3 and 4 (`TETHER_TRANSPORT=fds:3,4`). Its stdin is
+    /// a pipe the judge holds open until the session ends, so that a plugin which takes the end
+    /// of stdin for the end of the session is caught; what it writes on stdout is the user's
+    /// business (a terminal) and is read and dropped. "stdin" and "stdout" in the checks' texts
+    /// then mean these two descriptors.
+    Fds,
 }
 
 /// How the cookie's variable is set for a plugin.
@@ -139,7 +155,14 @@ pub(crate) enum RecvError {
 pub(crate) struct Session {
     child: Child,
     pgid: Option<i32>,
-    stdin: Option<ChildStdin>,
+    /// Where frames to the plugin go: its stdin, or its descriptor 3.
+    stdin: Option<Box<dyn AsyncWrite + Unpin + Send + Sync>>,
+    /// With the fds transport, the plugin's real stdin, held open until the session ends.
+    real_stdin: Option<ChildStdin>,
+    /// With the fds transport, the inode numbers of the two frame pipes.
+    pub(crate) frame_pipes: Vec<u64>,
+    /// With the fds transport, the inode numbers of the plugin's stdin and stdout pipes.
+    pub(crate) stdio_pipes: [Option<u64>; 2],
     events: mpsc::UnboundedReceiver<Event>,
     backlog: VecDeque<Message>,
     shared: Arc<Mutex<Shared>>,
@@ -168,6 +191,7 @@ impl Session {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env_remove(&spec.cookie.key)
+            .env_remove(TRANSPORT_ENV)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -183,14 +207,41 @@ impl Session {
             }
             CookieMode::Absent => {}
         }
+        let fds = match spec.transport {
+            Wire::Stdio => None,
+            Wire::Fds => Some(fds::attach(&mut cmd)?),
+        };
         let mut child = cmd.spawn().map_err(|e| anyhow::anyhow!("cannot start {program:?}: {e}"))?;
+        // The plugin's ends of the frame pipes go with the command: only ours are left.
+        drop(cmd);
         let pgid = child.id().and_then(|p| i32::try_from(p).ok());
         if let Some(pgid) = pgid {
             procs::register_group(pgid);
         }
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout pipe"))?;
+        let child_stdin = child.stdin.take();
+        let mut frame_pipes = Vec::new();
+        let mut stdio_pipes = [None, None];
+        let child_stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout pipe"))?;
         let mut stderr = child.stderr.take().ok_or_else(|| anyhow::anyhow!("no stderr pipe"))?;
+        let (stdin, real_stdin, stdout): (
+            Box<dyn AsyncWrite + Unpin + Send + Sync>,
+            _,
+            Box<dyn AsyncRead + Unpin + Send + Sync>,
+        ) = match fds {
+            None => {
+                let stdin = child_stdin.ok_or_else(|| anyhow::anyhow!("no stdin pipe"))?;
+                (Box::new(stdin), None, Box::new(child_stdout))
+            }
+            Some((to_plugin, from_plugin, inodes)) => {
+                frame_pipes = inodes.to_vec();
+                let inode = |fd: rustix::fd::BorrowedFd<'_>| rustix::fs::fstat(fd).map(|st| st.st_ino).ok();
+                use std::os::fd::AsFd as _;
+                stdio_pipes =
+                    [child_stdin.as_ref().and_then(|i| inode(i.as_fd())), inode(child_stdout.as_fd())];
+                tokio::spawn(fds::drop_terminal_output(child_stdout));
+                (to_plugin, child_stdin, from_plugin)
+            }
+        };
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (tx, events) = mpsc::unbounded_channel();
 
@@ -218,7 +269,10 @@ impl Session {
         Ok(Session {
             child,
             pgid,
-            stdin,
+            stdin: Some(stdin),
+            real_stdin,
+            frame_pipes,
+            stdio_pipes,
             events,
             backlog: VecDeque::new(),
             shared,
@@ -417,7 +471,13 @@ impl Session {
         self.send(&Message::Response(Response::error(id, error))).await
     }
 
-    /// Closes the plugin's stdin (end of file for the plugin).
+    /// With the fds transport, closes the plugin's real stdin (the frames go on: SPEC.md §13.3).
+    pub(crate) fn close_real_stdin(&mut self) {
+        self.real_stdin = None;
+    }
+
+    /// Closes the plugin's stdin, or its read descriptor with the fds transport (end of file for
+    /// the plugin).
     pub(crate) fn close_stdin(&mut self) {
         self.stdin = None;
     }
@@ -674,6 +734,12 @@ impl Session {
         self.waited_in_vain = true;
     }
 
+    /// Whether the plugin exits within `timeout`, for a check that expects it to live on (a
+    /// plugin still running then is no reason to shorten the wait at the session's end).
+    pub(crate) async fn exits_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait()).await.ok().and_then(Result::ok)
+    }
+
     /// Waits up to `timeout` for the plugin to exit by itself.
     pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let status = tokio::time::timeout(timeout, self.child.wait()).await.ok().and_then(Result::ok);
@@ -725,7 +791,7 @@ impl Drop for Session {
 /// reports it, then recovers with the lenient codec up to the next frame and goes back to strict
 /// reading, so that one stray `print` fails `output.stdout-clean` and not every later check.
 async fn read_stdout(
-    mut stdout: tokio::process::ChildStdout,
+    mut stdout: Box<dyn AsyncRead + Unpin + Send + Sync>,
     tx: mpsc::UnboundedSender<Event>,
     shared: Arc<Mutex<Shared>>,
 ) {

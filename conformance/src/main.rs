@@ -26,7 +26,7 @@ use futures::StreamExt;
 use tether_spec::MagicCookie;
 
 use crate::checks::{Check, Ctx, Kind, Needs, Opts, Tier, Verdict};
-use crate::driver::{Observations, PluginSpec};
+use crate::driver::{Observations, PluginSpec, Wire};
 use crate::report::{Baseline, CheckResult, PluginReport, Status};
 
 /// Judges Tether plugins by the spec, check by check.
@@ -74,6 +74,12 @@ struct Cli {
     /// How many scenarios (plugin processes) run at once.
     #[arg(long, default_value_t = 4, value_name = "N")]
     jobs: usize,
+    /// Which descriptors carry the frames (SPEC.md §13): `stdio`, or `fds` (two pipes on the
+    /// plugin's descriptors 3 and 4, announced in `TETHER_TRANSPORT`; its stdin is then held
+    /// open and its stdout is free text). Every check runs over that transport; the
+    /// `transport.*` checks run only with `fds`.
+    #[arg(long, value_enum, default_value_t = TransportArg::Stdio, value_name = "TRANSPORT")]
+    transport: TransportArg,
     /// Show progress and the frames exchanged in failures.
     #[arg(long)]
     verbose: bool,
@@ -84,6 +90,12 @@ enum Interface {
     Kv,
     Counter,
     Blob,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TransportArg {
+    Stdio,
+    Fds,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -241,7 +253,11 @@ async fn run(cli: &Cli, cookie: MagicCookie) -> anyhow::Result<Vec<PluginReport>
                 if cli.verbose || cli.format == Format::Table {
                     eprintln!("tether-conformance: judging {} ...", target.label);
                 }
-                let spec = PluginSpec { argv, cookie: cookie.clone() };
+                let transport = match cli.transport {
+                    TransportArg::Stdio => Wire::Stdio,
+                    TransportArg::Fds => Wire::Fds,
+                };
+                let spec = PluginSpec { argv, cookie: cookie.clone(), transport };
                 let results = judge(cli, spec, &target.label).await;
                 reports.push(PluginReport { label: target.label, command, notes: Vec::new(), results });
             }
@@ -396,6 +412,7 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
         progress.clear();
         return all.iter().filter_map(|c| results.remove(c.id)).collect();
     }
+    let wire = spec.transport;
     let ctx = Arc::new(Ctx::new(spec, opts.clone(), probe.clone()));
 
     // Which checks apply.
@@ -441,6 +458,9 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
                 }
             }
             Needs::Blob => (!declared("blob")).then(|| missing("blob")).flatten(),
+            Needs::FdsTransport => {
+                (wire != Wire::Fds).then(|| "only with --transport fds (SPEC.md §13)".to_owned())
+            }
             Needs::KvOrBlob => (!declared("kv") && !declared("blob"))
                 .then(|| "the plugin implements neither kv nor blob (no bytes to carry)".to_owned()),
         }

@@ -281,6 +281,54 @@ const SKIPPED_WITHOUT_COUNTER: &[&str] = &[
     "stop.shutdown-waits",
 ];
 
+/// What every plugin skips in a run over stdio: the checks of the fds transport (SPEC.md §13).
+const FDS_ONLY: &[&str] =
+    &["transport.stdin-not-the-end", "transport.fds-close-on-exec", "transport.stdio-left-alone"];
+
+/// Over the fds transport (SPEC.md §13), the examples of the three SDKs pass the transport's
+/// checks and the end-of-input ones, and the SDK-based `broken/fds.py` fails exactly the check
+/// of the rule each flag breaks.
+#[test]
+fn over_fds_the_examples_pass_and_each_transport_rule_is_checked() {
+    let examples = build_rust_examples();
+    let root = root();
+    let fds_plugin = root.join("conformance/tests/broken/fds.py").display().to_string();
+    let cases: Vec<(String, BTreeSet<String>)> = [
+        (examples.join("kv").display().to_string(), None),
+        (format!("{PYTHON} {}", root.join("examples-python/kv.py").display()), None),
+        (format!("{NODE} {}", root.join("examples-node/kv.mjs").display()), None),
+        (format!("{PYTHON} {fds_plugin}"), None),
+        (format!("{PYTHON} {fds_plugin} --break stdin-ends-session"), Some("transport.stdin-not-the-end")),
+        (format!("{PYTHON} {fds_plugin} --break inheritable"), Some("transport.fds-close-on-exec")),
+        (format!("{PYTHON} {fds_plugin} --break protects-stdout"), Some("transport.stdio-left-alone")),
+    ]
+    .into_iter()
+    .map(|(line, fails)| (line, fails.into_iter().map(str::to_owned).collect()))
+    .collect();
+    let mut args = vec!["--format", "json", "--timeout-ms", "15000", "--transport", "fds"];
+    args.extend(["--filter", "transport.", "--filter", "stop.eof", "--filter", "kv.put-get"]);
+    for (line, _) in &cases {
+        args.extend(["--plugin", line.as_str()]);
+    }
+    let out = judge(&args);
+    let report = json_of(&out);
+    let mut problems = String::new();
+    for ((line, want), plugin) in cases.iter().zip(report["plugins"].as_array().expect("plugins")) {
+        let failed = ids_with(plugin, "fail");
+        if &failed != want {
+            problems +=
+                &format!("{line}: failed {failed:?}, expected exactly {want:?}\n{}\n", details(plugin));
+        }
+        let passed = ids_with(plugin, "pass");
+        for id in FDS_ONLY.iter().chain(&["stop.eof", "kv.put-get"]) {
+            if !passed.contains(*id) && !want.contains(*id) {
+                problems += &format!("{line}: {id} did not pass\n");
+            }
+        }
+    }
+    assert!(problems.is_empty(), "over fds:\n{problems}");
+}
+
 #[test]
 fn each_broken_plugin_fails_exactly_its_checks() {
     let script = broken();
@@ -335,7 +383,7 @@ fn each_broken_plugin_fails_exactly_its_checks() {
                     Some(f) if STREAM_FLAGS.contains(&f) => SKIPPED_WITHOUT_COUNTER,
                     _ => SKIPPED_WITHOUT_STREAMS,
                 };
-                may_skip.extend(absent.iter().map(|s| (*s).to_owned()));
+                may_skip.extend(absent.iter().chain(FDS_ONLY).map(|s| (*s).to_owned()));
                 if ids_with(plugin, "skip") != may_skip {
                     problems
                         .lock()

@@ -9,6 +9,7 @@ use tether_spec::{LogLevel, MagicCookie, PeerInfo, DEFAULT_MAX_FRAME_SIZE, MIN_M
 
 use crate::error::Error;
 use crate::plugin_process::PluginProcess;
+use crate::transport::{ChildStdio, Transport};
 
 /// The default time from spawning a plugin to the end of its handshake.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,6 +45,9 @@ pub struct PluginBuilder {
     pub(crate) handover: bool,
     pub(crate) attachments: bool,
     pub(crate) streams: Option<u64>,
+    pub(crate) transport: Transport,
+    /// The plugin's stdin, stdout and stderr in the `fds` transport; `None` when not set.
+    pub(crate) child_stdio: [Option<ChildStdio>; 3],
 }
 
 impl PluginBuilder {
@@ -70,6 +74,8 @@ impl PluginBuilder {
             handover: false,
             attachments: true,
             streams: Some(tether_spec::DEFAULT_INITIAL_CREDIT),
+            transport: Transport::Stdio,
+            child_stdio: [None, None, None],
         }
     }
 
@@ -185,6 +191,37 @@ impl PluginBuilder {
         self
     }
 
+    /// Which descriptors carry the frames (SPEC.md §13): the plugin's stdin and stdout
+    /// ([`Transport::Stdio`], the default), or two extra pipes it inherits as descriptors 3
+    /// and 4 ([`Transport::Fds`]), so that its stdin, stdout and stderr stay the user's terminal
+    /// (or what [`child_stdin`](Self::child_stdin), [`child_stdout`](Self::child_stdout) and
+    /// [`child_stderr`](Self::child_stderr) say). The plugin must support the `fds`
+    /// transport: one that does not reads its stdin for frames that never come, and the start
+    /// fails at the start time-out.
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// The plugin's stdin in the `fds` transport (the host's own by default).
+    pub fn child_stdin(mut self, stdin: impl Into<ChildStdio>) -> Self {
+        self.child_stdio[0] = Some(stdin.into());
+        self
+    }
+
+    /// The plugin's stdout in the `fds` transport (the host's own by default).
+    pub fn child_stdout(mut self, stdout: impl Into<ChildStdio>) -> Self {
+        self.child_stdio[1] = Some(stdout.into());
+        self
+    }
+
+    /// The plugin's stderr in the `fds` transport (the host's own by default: it is then not
+    /// forwarded to the host's logs, nor kept to explain a crash).
+    pub fn child_stderr(mut self, stderr: impl Into<ChildStdio>) -> Self {
+        self.child_stdio[2] = Some(stderr.into());
+        self
+    }
+
     /// The capabilities the host announces.
     pub(crate) fn capabilities(&self) -> tether_spec::Capabilities {
         tether_spec::Capabilities {
@@ -286,6 +323,12 @@ impl PluginBuilder {
                 "max_frame_size {} is below the minimum of {MIN_MAX_FRAME_SIZE}",
                 self.max_frame_size
             )));
+        }
+        if self.transport == Transport::Stdio && self.child_stdio.iter().any(Option::is_some) {
+            return Err(config(
+                "child_stdin, child_stdout and child_stderr need the fds transport: with stdio, those streams carry the protocol"
+                    .to_owned(),
+            ));
         }
         if let Some(digest) = &self.sha256 {
             parse_digest(digest)

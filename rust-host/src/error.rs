@@ -65,7 +65,8 @@ pub enum Error {
     },
     /// The plugin did not answer `tether/initialize` within the start timeout; it was killed.
     #[error(
-        "plugin {plugin} did not complete the handshake within {timeout:?}{}{}",
+        "plugin {plugin} did not complete the handshake within {timeout:?}{}{}{}",
+        fds_suffix(*fds),
         seen_suffix(seen),
         tail_suffix(stderr_tail)
     )]
@@ -79,6 +80,8 @@ pub enum Error {
         /// What its stdout showed that was not an answer: the last protocol warnings (bytes that
         /// are not frames, shown escaped; a frame header above the size limit), oldest first.
         seen: Vec<String>,
+        /// Whether it was started with the `fds` transport (which it may not support).
+        fds: bool,
     },
     /// No common version of the core protocol or of an interface (SPEC.md §4.3).
     #[error(
@@ -218,6 +221,14 @@ fn tail_suffix(tail: &[String]) -> String {
         [] => String::new(),
         [line] => format!("; stderr: {line}"),
         lines => format!("; stderr (last {} lines):\n    {}", lines.len(), lines.join("\n    ")),
+    }
+}
+
+fn fds_suffix(fds: bool) -> &'static str {
+    if fds {
+        " over the fds transport: a plugin that does not support it waits for frames on its stdin (SPEC.md §13.4)"
+    } else {
+        ""
     }
 }
 

@@ -188,7 +188,10 @@ impl PluginProcess {
             return refuse(self, "hand-over is implemented on Linux only".into());
         }
         let Some(stderr) = self.stderr_copy.take() else {
-            return refuse(self, "the plugin was not started with handover_capable()".into());
+            return refuse(
+                self,
+                "the plugin was not started with handover_capable() over the stdio transport (the fds transport leaves its stderr to the terminal, which cannot be handed over)".into(),
+            );
         };
         if self.try_exited().is_some() {
             return refuse(self, "the plugin has exited".into());

@@ -64,6 +64,10 @@
 //! the next call; [`PluginEvent`]s through [`Supervised::subscribe`]. A [`PluginSet`] owns many
 //! plugins by name, starts them in parallel and shuts them all down within one grace period.
 //!
+//! With [`Transport::Fds`] ([`PluginBuilder::transport`]) the frames travel on two extra pipes
+//! the plugin inherits as descriptors 3 and 4, and its stdin, stdout and stderr stay the host's
+//! terminal, or the [`ChildStdio`] given (SPEC.md §13); its stderr is then not captured.
+//!
 //! Unix first. On Windows the process group's equivalent is a job object (process-wrap's
 //! `JobObject`), and there is no SIGTERM step; this crate does not implement them yet.
 //!
@@ -86,6 +90,7 @@ mod process;
 mod stderr;
 mod stdout_tail;
 mod supervisor;
+mod transport;
 
 pub use crate::builder::{PluginBuilder, DEFAULT_GRACE_PERIOD, DEFAULT_START_TIMEOUT};
 pub use crate::discovery::{discover, Discovery};
@@ -105,6 +110,7 @@ pub use crate::supervisor::{
     Backoff, HealthCheck, Lease, PluginEvent, RestartPolicy, Supervised, SupervisedCall, Supervision,
     EVENT_CAPACITY,
 };
+pub use crate::transport::{ChildStdio, Transport};
 
 // The role-neutral connection the host is built on (`tether-core`), so that a host names only
 // this crate: typed clients of the reference interfaces, handles, routers, errors.

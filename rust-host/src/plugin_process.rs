@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::transport::ToPlugin;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tether_core::{
@@ -21,7 +22,6 @@ use tether_spec::{
     PROTOCOL_VERSION,
 };
 use tokio::io::AsyncWrite;
-use tokio::net::unix::pipe::Sender as ChildStdin;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
@@ -192,6 +192,7 @@ impl PluginProcess {
                     timeout: config.start_timeout,
                     stderr_tail,
                     seen,
+                    fds: config.transport == crate::transport::Transport::Fds,
                 });
             }
             Err(CallError::Remote(error)) => return Err(self.refused(error)),
@@ -592,7 +593,7 @@ pub(crate) struct Adopted {
     pub(crate) grace: Duration,
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) resume: tether_core::Resume,
-    pub(crate) stdin: ChildStdin,
+    pub(crate) stdin: ToPlugin,
     pub(crate) stdout: tokio::net::unix::pipe::Receiver,
     pub(crate) ctl: mpsc::UnboundedSender<Ctl>,
     pub(crate) exit: watch::Receiver<Option<ExitInfo>>,
@@ -722,15 +723,15 @@ impl Service for HostService {
 /// The plugin's stdin, which the host closes to end the session (SPEC.md §4.6) while it goes on
 /// reading stdout and stderr.
 #[derive(Clone)]
-pub(crate) struct ClosableStdin(Arc<Mutex<Option<ChildStdin>>>);
+pub(crate) struct ClosableStdin(Arc<Mutex<Option<ToPlugin>>>);
 
 impl ClosableStdin {
-    pub(crate) fn new(stdin: ChildStdin) -> Self {
+    pub(crate) fn new(stdin: ToPlugin) -> Self {
         ClosableStdin(Arc::new(Mutex::new(Some(stdin))))
     }
 
     /// Takes the pipe out (for a hand-over); the host's writes fail from then on.
-    pub(crate) fn take(&self) -> Option<ChildStdin> {
+    pub(crate) fn take(&self) -> Option<ToPlugin> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 
@@ -740,7 +741,7 @@ impl ClosableStdin {
 
     fn with<T>(
         &self,
-        f: impl FnOnce(Pin<&mut ChildStdin>) -> Poll<std::io::Result<T>>,
+        f: impl FnOnce(Pin<&mut ToPlugin>) -> Poll<std::io::Result<T>>,
     ) -> Poll<std::io::Result<T>> {
         let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match guard.as_mut() {

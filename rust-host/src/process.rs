@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use process_wrap::tokio::{KillOnDrop, ProcessGroup, TokioChildWrapper, TokioCommandWrap};
 use sha2::{Digest, Sha256};
+use tether_spec::TRANSPORT_ENV;
 use tokio::net::unix::pipe;
 use tokio::process::ChildStderr;
 use tokio::sync::{mpsc, watch};
@@ -20,6 +21,7 @@ use crate::builder::{parse_digest, PluginBuilder};
 use crate::error::Error;
 use crate::exit::ExitInfo;
 use crate::stderr::{self, SharedTail};
+use crate::transport::{self, ChildStdio, FromPlugin, ToPlugin, Transport};
 
 /// How long the supervisor waits for the rest of stderr once the process has exited.
 const STDERR_DRAIN: Duration = Duration::from_millis(500);
@@ -37,9 +39,12 @@ pub(crate) enum Ctl {
 
 /// A started plugin process.
 pub(crate) struct Spawned {
-    pub(crate) stdin: pipe::Sender,
-    pub(crate) stdout: pipe::Receiver,
-    /// A copy of the read end of stderr, kept for a hand-over (handover-capable plugins only).
+    /// Where frames to the plugin go: its stdin, or descriptor 3 of the `fds` transport.
+    pub(crate) stdin: ToPlugin,
+    /// Where frames from the plugin come from: its stdout, or descriptor 4.
+    pub(crate) stdout: FromPlugin,
+    /// A copy of the read end of stderr, kept for a hand-over (handover-capable plugins over
+    /// stdio only: over `fds`, stderr is not the host's).
     pub(crate) stderr_copy: Option<std::os::fd::OwnedFd>,
     pub(crate) pid: u32,
     pub(crate) ctl: mpsc::UnboundedSender<Ctl>,
@@ -121,7 +126,26 @@ pub(crate) fn spawn(
     if let Some(dir) = &config.cwd {
         command.current_dir(dir);
     }
-    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let spawn_error =
+        |source| Error::Spawn { plugin: plugin.to_string(), program: config.program.clone(), source };
+    // With the fds transport, the frames' pipes are made now and the plugin's own ends wait in
+    // the command (dropped with it, right after the spawn).
+    let fds_ends = match config.transport {
+        Transport::Stdio => {
+            // An announcement inherited from the host's own host must not mislead the plugin.
+            command.env_remove(TRANSPORT_ENV);
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            None
+        }
+        Transport::Fds => {
+            command.env(TRANSPORT_ENV, tether_spec::Transport::REFERENCE_FDS.to_string());
+            let stdio = |i: usize| config.child_stdio[i].as_ref().unwrap_or(&ChildStdio::Inherit).to_stdio();
+            command.stdin(stdio(0).map_err(spawn_error)?);
+            command.stdout(stdio(1).map_err(spawn_error)?);
+            command.stderr(stdio(2).map_err(spawn_error)?);
+            Some(transport::attach(&mut command).map_err(spawn_error)?)
+        }
+    };
     #[cfg(target_os = "linux")]
     if config.parent_death_signal {
         parent_death_signal(&mut command);
@@ -135,26 +159,30 @@ pub(crate) fn spawn(
     if !config.handover {
         wrapped.wrap(KillOnDrop);
     }
-    let spawn_error =
-        |source| Error::Spawn { plugin: plugin.to_string(), program: config.program.clone(), source };
     let mut child = spawn_on_keeper_thread(wrapped).map_err(spawn_error)?;
     drop(_hashed_file);
 
     let missing = || spawn_error(std::io::Error::other("a standard stream of the child was not piped"));
-    let stdin = child.stdin().take().ok_or_else(missing)?;
-    let stdout = child.stdout().take().ok_or_else(missing)?;
-    let stderr_pipe: ChildStderr = child.stderr().take().ok_or_else(missing)?;
-    // As tokio pipes, which a successor host can build from received descriptors too.
-    let stdin = stdin.into_owned_fd().and_then(pipe::Sender::from_owned_fd).map_err(spawn_error)?;
-    let stdout = stdout.into_owned_fd().and_then(pipe::Receiver::from_owned_fd).map_err(spawn_error)?;
-    let stderr_copy = match config.handover {
-        true => Some(rustix::io::dup(&stderr_pipe).map_err(|e| spawn_error(e.into()))?),
-        false => None,
-    };
     let pid = child.id().ok_or_else(missing)?;
-
     let tail = SharedTail::default();
-    let stderr_task = tokio::spawn(stderr::forward(stderr_pipe, tail.clone(), plugin.clone()));
+    let (stdin, stdout, stderr_copy, stderr_task): (ToPlugin, FromPlugin, _, _) = match fds_ends {
+        Some((to_plugin, from_plugin)) => (to_plugin, from_plugin, None, None),
+        None => {
+            let stdin = child.stdin().take().ok_or_else(missing)?;
+            let stdout = child.stdout().take().ok_or_else(missing)?;
+            let stderr_pipe: ChildStderr = child.stderr().take().ok_or_else(missing)?;
+            // As tokio pipes, which a successor host can build from received descriptors too.
+            let stdin = stdin.into_owned_fd().and_then(pipe::Sender::from_owned_fd).map_err(spawn_error)?;
+            let stdout =
+                stdout.into_owned_fd().and_then(pipe::Receiver::from_owned_fd).map_err(spawn_error)?;
+            let stderr_copy = match config.handover {
+                true => Some(rustix::io::dup(&stderr_pipe).map_err(|e| spawn_error(e.into()))?),
+                false => None,
+            };
+            let stderr_task = tokio::spawn(stderr::forward(stderr_pipe, tail.clone(), plugin.clone()));
+            (stdin, stdout, stderr_copy, Some(stderr_task))
+        }
+    };
     let (ctl, ctl_rx) = mpsc::unbounded_channel();
     let (exit_tx, exit) = watch::channel(None);
     let reaped = Arc::new(AtomicBool::new(false));
@@ -301,7 +329,7 @@ async fn supervise(
     mut child: Box<dyn TokioChildWrapper>,
     pid: u32,
     mut ctl: mpsc::UnboundedReceiver<Ctl>,
-    stderr_task: tokio::task::JoinHandle<()>,
+    stderr_task: Option<tokio::task::JoinHandle<()>>,
     tail: SharedTail,
     exit_tx: watch::Sender<Option<ExitInfo>>,
     reaped: Arc<AtomicBool>,
@@ -318,7 +346,9 @@ async fn supervise(
                         // Handed over: the successor reads stderr and supervises; the child is
                         // left to tokio, which reaps it if it exits while this host runs.
                         guard.armed = false;
-                        stderr_task.abort();
+                        if let Some(task) = &stderr_task {
+                            task.abort();
+                        }
                         return;
                     }
                     Some(message) => signal(pid, message),
@@ -336,7 +366,9 @@ async fn supervise(
     // reused yet): kill the members left, such as a grandchild holding stdout open.
     signal(pid, Ctl::KillGroup);
     guard.armed = false;
-    let _ = tokio::time::timeout(STDERR_DRAIN, stderr_task).await;
+    if let Some(stderr_task) = stderr_task {
+        let _ = tokio::time::timeout(STDERR_DRAIN, stderr_task).await;
+    }
     let status = match status {
         Ok(status) => Some(status),
         Err(e) => {

@@ -8,7 +8,9 @@
 //! - `#[tether::interface]` turns one trait declaration into the trait a plugin implements, a
 //!   server (`KvServer`) and a typed client (`KvClient`); [`interfaces`] declares the reference
 //!   interfaces that way.
-//! - [`Plugin`] serves interfaces on stdin/stdout: cookie check, stdout protection, version
+//! - [`Plugin`] serves interfaces on stdin/stdout (or, when the host announces the `fds`
+//!   transport of SPEC.md §13, on two inherited descriptors, leaving the terminal to the
+//!   plugin): cookie check, stdout protection, version
 //!   negotiation, logs forwarded as `$/log` through `tracing`, and the `attachments` and
 //!   `streams` capabilities announced whenever the host announces them (SPEC.md §10.2): `Bytes`
 //!   then travel raw, and [`stream`] fields carry streams with credit

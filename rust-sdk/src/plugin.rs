@@ -1,14 +1,15 @@
-//! Serving a plugin on stdin/stdout: [`Plugin`].
+//! Serving a plugin on stdin/stdout, or the descriptors of the `fds` transport: [`Plugin`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::value::RawValue;
 use tether_spec::{
     codes, highest_common, split_method, Capabilities, Empty, ErrorObject, Initialize, InitializeParams,
     InitializeResult, MagicCookie, NegotiatedInterface, NotificationMethod, PeerInfo, Ping, RequestMethod,
-    SetLogLevel, SetLogLevelParams, Shutdown, VersionMismatch, CORE_INTERFACE, MIN_MAX_FRAME_SIZE,
-    PROTOCOL_VERSION,
+    SetLogLevel, SetLogLevelParams, Shutdown, Transport, VersionMismatch, CORE_INTERFACE, MIN_MAX_FRAME_SIZE,
+    PROTOCOL_VERSION, TRANSPORT_ENV,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -134,14 +135,17 @@ impl Plugin {
         self
     }
 
-    /// Serves on stdin and stdout, then exits the process.
+    /// Serves on stdin and stdout (or the two descriptors of the `fds` transport), then exits
+    /// the process.
     ///
     /// In order: checks the cookie before reading anything (a friendly sentence on stderr and
-    /// exit status 1 when it is wrong); keeps a private copy of stdout for frames and points
-    /// descriptor 1 at stderr; reads and writes both pipes non-blocking on a current-thread
-    /// runtime; serves until stdin ends, then cancels what is running and exits 0 (2 when
-    /// writing failed while stdin stayed open: a write that fails as the host closes both
-    /// pipes waits up to a second for the end of stdin and counts as its end).
+    /// exit status 1 when it is wrong); reads `TETHER_TRANSPORT` (SPEC.md §13: exit status 1 on
+    /// a value it does not know); with stdio, keeps a private copy of stdout for frames and
+    /// points descriptor 1 at stderr, with `fds:R,W`, adopts the two descriptors and leaves 0,
+    /// 1 and 2 alone; reads and writes both pipes non-blocking on a current-thread runtime;
+    /// serves until its input ends, then cancels what is running and exits 0 (2 when writing
+    /// failed while the input stayed open: a write that fails as the host closes both pipes
+    /// waits up to a second for the end of the input and counts as its end).
     pub fn serve(self) -> ! {
         std::process::exit(self.run())
     }
@@ -155,10 +159,10 @@ impl Plugin {
             );
             return 1;
         }
-        let frames = match crate::stdio::protect_stdout() {
-            Ok(fd) => fd,
+        let (input, output) = match self.frame_fds() {
+            Ok(fds) => fds,
             Err(e) => {
-                eprintln!("{}: cannot protect stdout: {e}", self.info.name);
+                eprintln!("{}: {e}", self.info.name);
                 return 1;
             }
         };
@@ -178,14 +182,15 @@ impl Plugin {
         };
         let name = self.info.name.clone();
         let reason = runtime.block_on(async move {
-            let streams = crate::stdio::stdin_fd()
-                .and_then(crate::stdio::reader)
-                .and_then(|r| crate::stdio::writer(frames).map(|w| (r, w)));
+            let streams = input.try_clone().and_then(|watch| {
+                let reader = crate::stdio::reader(input)?;
+                Ok((reader, crate::stdio::writer(output)?, watch))
+            });
             match streams {
-                Ok((reader, writer)) => {
+                Ok((reader, writer, watch)) => {
                     let reason = self.serve_on(reader, writer).await;
                     if reason.kind == CloseKind::WriteFailed
-                        && crate::stdio::stdin_ends_within(HOST_LEAVING_WINDOW).await
+                        && crate::stdio::ends_within(watch, HOST_LEAVING_WINDOW).await
                     {
                         return Ok(CloseReason::new(CloseKind::EndOfInput, "the host closed both pipes"));
                     }
@@ -196,7 +201,7 @@ impl Plugin {
         });
         match reason {
             Err(e) => {
-                eprintln!("{name}: cannot open stdin and stdout: {e}");
+                eprintln!("{name}: cannot open the descriptors of the session: {e}");
                 1
             }
             Ok(reason) if matches!(reason.kind, CloseKind::WriteFailed | CloseKind::ReadFailed) => {
@@ -204,6 +209,34 @@ impl Plugin {
                 2
             }
             Ok(_) => 0,
+        }
+    }
+
+    /// The descriptors frames are read from and written to, as `TETHER_TRANSPORT` says
+    /// (SPEC.md §13): stdin and a private copy of stdout, descriptor 1 then pointing at stderr
+    /// (§8.4); or, with `fds:R,W`, the two inherited descriptors, close-on-exec, leaving 0, 1
+    /// and 2 as the host gave them (the user's terminal, say). The variable is removed from the
+    /// environment, so that the plugin's own children do not read an announcement meant for it.
+    fn frame_fds(&self) -> Result<(OwnedFd, OwnedFd), String> {
+        let value = std::env::var(TRANSPORT_ENV).ok();
+        let transport = Transport::from_env_value(value.as_deref()).map_err(|e| e.to_string())?;
+        // Before the runtime starts: no other thread of the SDK reads the environment.
+        std::env::remove_var(TRANSPORT_ENV);
+        match transport {
+            Transport::Stdio => {
+                let frames =
+                    crate::stdio::protect_stdout().map_err(|e| format!("cannot protect stdout: {e}"))?;
+                let input = crate::stdio::stdin_fd().map_err(|e| format!("cannot open stdin: {e}"))?;
+                Ok((input, frames))
+            }
+            Transport::Fds { read, write } => {
+                let open = |fd| {
+                    crate::stdio::inherited(fd).map_err(|e| {
+                        format!("cannot use descriptor {fd} of {TRANSPORT_ENV}={transport}: {e}")
+                    })
+                };
+                Ok((open(read)?, open(write)?))
+            }
         }
     }
 

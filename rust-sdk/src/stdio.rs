@@ -1,4 +1,5 @@
-//! The plugin's stdin and stdout: stdout protected (SPEC.md §8.4), both as non-blocking pipes.
+//! The plugin's frame descriptors: stdin and stdout with stdout protected (SPEC.md §8.4), or the
+//! two inherited descriptors of the `fds` transport (SPEC.md §13), as non-blocking pipes.
 
 use std::io::{self, Read as _, Write as _};
 use std::os::fd::OwnedFd;
@@ -25,10 +26,36 @@ pub(crate) fn stdin_fd() -> io::Result<OwnedFd> {
     Ok(rustix::io::dup(io::stdin())?)
 }
 
-/// Whether stdin reaches end of file within `window`; what is still unread is discarded (the
-/// session it belonged to has ended).
-pub(crate) async fn stdin_ends_within(window: std::time::Duration) -> bool {
-    let Ok(mut stdin) = stdin_fd().and_then(reader) else { return false };
+/// Adopts a descriptor the host announced in `TETHER_TRANSPORT` (SPEC.md §13.2) and marks it
+/// close-on-exec, so that the plugin's own children do not inherit the session's pipes (a child
+/// holding the read end open would keep the host from seeing the plugin's end).
+pub(crate) fn inherited(fd: i32) -> io::Result<OwnedFd> {
+    // Adopting a descriptor by number is what inheritance is; the standard library marks it
+    // unsafe because the number might belong to another owner. Check first that it is open
+    // (the host may not have passed it), so that an absent descriptor is an error, not a
+    // descriptor that some later `open` would reuse under us.
+    #[cfg(target_os = "linux")]
+    if std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_err() {
+        return Err(io::Error::other(format!("descriptor {fd} is not open (the host did not pass it)")));
+    }
+    let fd = adopt(fd);
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)?;
+    Ok(fd)
+}
+
+#[allow(unsafe_code)]
+fn adopt(fd: i32) -> OwnedFd {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: `fd` is open (checked above on Linux), is not 0, 1 or 2 (the grammar of SPEC.md
+    // §13.2), and nothing else in this process owns it: the host passed it for the session, and
+    // `Plugin::serve` adopts each announced descriptor once, before the runtime starts.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Whether `input` (a duplicate of the descriptor frames are read from) reaches end of file
+/// within `window`; what is still unread is discarded (the session it belonged to has ended).
+pub(crate) async fn ends_within(input: OwnedFd, window: std::time::Duration) -> bool {
+    let Ok(mut stdin) = reader(input) else { return false };
     let drain = async {
         let mut buf = vec![0u8; 64 * 1024];
         loop {

@@ -16,7 +16,8 @@
 //! - [`schema`]: the JSON Schema of every message, generated from these types;
 //! - since 1.1: typed [`Capabilities`] (`attachments`, `streams`), [`Bytes`] as attachments
 //!   ([`with_attachment_sink`], [`with_attachment_source`]), streams ([`StreamRef`] and the
-//!   `$/stream.*` markers) and the `blob` reference interface ([`interfaces::blob`]).
+//!   `$/stream.*` markers) and the `blob` reference interface ([`interfaces::blob`]);
+//! - since 1.2: the [`Transport`] a plugin is told to use in [`TRANSPORT_ENV`] (SPEC.md §13).
 //!
 //! # Attachments in a connection (SPEC.md §2.8)
 //!
@@ -75,6 +76,7 @@ mod message;
 mod method;
 pub mod schema;
 mod stream;
+mod transport;
 
 pub use crate::broker::{HandleParams, HandleRef, Invoke, InvokeParams, Release, Retain};
 pub use crate::bytes::{with_attachment_sink, with_attachment_source, Bytes, BYTES_REF};
@@ -101,4 +103,7 @@ pub use crate::method::{
 pub use crate::stream::{
     stream_error, Opener, StreamAbort, StreamAbortParams, StreamCredit, StreamCreditParams, StreamData,
     StreamDataParams, StreamEnd, StreamMode, StreamParams, StreamRef, DEFAULT_INITIAL_CREDIT, MAX_CHUNK,
+};
+pub use crate::transport::{
+    Transport, UnknownTransport, REFERENCE_READ_FD, REFERENCE_WRITE_FD, TRANSPORT_ENV,
 };
