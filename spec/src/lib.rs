@@ -16,7 +16,9 @@
 //! - [`schema`]: the JSON Schema of every message, generated from these types;
 //! - since 1.1: typed [`Capabilities`] (`attachments`, `streams`), [`Bytes`] as attachments
 //!   ([`with_attachment_sink`], [`with_attachment_source`]), streams ([`StreamRef`] and the
-//!   `$/stream.*` markers) and the `blob` reference interface ([`interfaces::blob`]).
+//!   `$/stream.*` markers) and the `blob` reference interface ([`interfaces::blob`]);
+//! - progress and trace context (SPEC.md §14, §15): [`Meta`] (`params._meta`), the
+//!   [`Progress`] marker (`$/progress`) and [`TraceParent`].
 //!
 //! # Attachments in a connection (SPEC.md §2.8)
 //!
@@ -72,7 +74,9 @@ pub mod interfaces;
 mod lifecycle;
 mod log;
 mod message;
+mod meta;
 mod method;
+mod progress;
 pub mod schema;
 mod stream;
 
@@ -95,9 +99,11 @@ pub use crate::log::{Log, LogLevel, LogParams, SetLogLevel, SetLogLevelParams};
 pub use crate::message::{
     parse_message, EnvelopeError, Id, Message, Notification, Outcome, Request, Response, TwoPointZero,
 };
+pub use crate::meta::{Meta, TraceContextCapability, TraceParent, TraceParentError, META};
 pub use crate::method::{
     schema_value, short_name, split_method, Empty, MethodSchema, NotificationMethod, RequestMethod,
 };
+pub use crate::progress::{Progress, ProgressCapability, ProgressParams, ProgressToken};
 pub use crate::stream::{
     stream_error, Opener, StreamAbort, StreamAbortParams, StreamCredit, StreamCreditParams, StreamData,
     StreamDataParams, StreamEnd, StreamMode, StreamParams, StreamRef, DEFAULT_INITIAL_CREDIT, MAX_CHUNK,
