@@ -77,7 +77,7 @@ pub use crate::stderr::{STDERR_TAIL_BYTES, STDERR_TAIL_LINES};
 /// The role-neutral error a handler returns (`tether_core::Error`); [`Error`] is the host's.
 pub use tether_core::Error as HandlerError;
 pub use tether_core::{
-    interfaces, spec, stream, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Event,
+    interfaces, spec, stream, trace, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Event,
     Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router,
     Service, Session,
 };

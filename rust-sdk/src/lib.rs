@@ -68,7 +68,7 @@ mod stdio;
 pub use crate::log::LogLayer;
 pub use crate::plugin::{Plugin, PluginService};
 pub use tether_core::{
-    interfaces, spec, stream, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Error,
+    interfaces, spec, stream, trace, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Error,
     Event, Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext,
     Router, Service, Session,
 };

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use tether_spec::{
     format::show_bytes, parse_message, AttributedKind, Attribution, CancelParams, CancelRequest, ErrorObject,
     Frame, HandleParams, Id, InvokeParams, Message, NotificationMethod, Outcome, Release, Request,
-    RequestMethod, Response, Retain, SHOWN_BYTES,
+    RequestMethod, Response, Retain, TraceParent, SHOWN_BYTES,
 };
 
 use std::sync::Mutex;
@@ -22,7 +22,9 @@ use super::options::Event;
 use super::peer::Peer;
 use super::pending::Answer;
 use super::scope::{self, ReplySlot};
-use super::service::{Handled, Reply, ReplyFuture, RequestContext};
+use super::progress::read_meta;
+use super::service::{Handled, Reply, ReplyFuture, Reported, RequestContext};
+use crate::trace::{self, SpanContext};
 use super::shared::{lock, Shared};
 
 fn empty_object() -> Box<RawValue> {
@@ -152,6 +154,16 @@ impl Shared {
                     }
                 }
             }
+            tether_spec::Progress::METHOD => {
+                // Progress for a call that waits (SPEC.md §14.2); any other is ignored.
+                if let Ok(p) = serde_json::from_str::<tether_spec::ProgressParams>(params.get()) {
+                    if let Id::Int(token) = p.token {
+                        if let Some(sink) = lock(&self.pending).progress_of(token) {
+                            sink.deliver(&p);
+                        }
+                    }
+                }
+            }
             Release::METHOD => {
                 if let Ok(p) = serde_json::from_str::<HandleParams>(params.get()) {
                     let mut table = lock(&self.handles);
@@ -183,10 +195,24 @@ impl Shared {
         };
         let initialize = (method == tether_spec::Initialize::METHOD).then(|| params.clone());
         let token = self.token.child_token();
+        // `_meta` (SPEC.md §14, §15), read only once both sides announced a feature that uses it.
+        let meta = if self.negotiated.meta() { read_meta(&params) } else { None };
+        let (progress, span) = match meta {
+            None => (None, None),
+            Some(meta) => (
+                meta.progress_token
+                    .map(|token| Arc::new(Reported { token, last: Mutex::new((0, None)) })),
+                meta.traceparent
+                    .and_then(|t| TraceParent::parse(&t).ok())
+                    .map(|parent| Arc::new(SpanContext::child_of(&parent, meta.tracestate))),
+            ),
+        };
         let cx = RequestContext {
             id: id.clone(),
             peer: Peer::new(self.clone(), Some(token.clone())),
             attachments: (!attachments.is_empty()).then(|| attachments.clone().into()),
+            progress,
+            span: span.clone(),
         };
         let slot = Arc::new(ReplySlot { shared: self.clone(), out: Mutex::new(None) });
         let handled = match method.as_str() {
@@ -202,12 +228,24 @@ impl Shared {
             },
             _ => {
                 let service = &self.service;
-                std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    scope::with_reply_slot(&slot, || {
-                        scope::with_decoding(self, &attachments, || service.request(&method, params, cx))
-                    })
-                }))
-                .unwrap_or_else(|panic| Handled::err(ErrorObject::internal(panic_message(&panic))))
+                let call = || {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        scope::with_reply_slot(&slot, || {
+                            scope::with_decoding(self, &attachments, || service.request(&method, params, cx))
+                        })
+                    }))
+                    .unwrap_or_else(|panic| Handled::err(ErrorObject::internal(panic_message(&panic))))
+                };
+                match &span {
+                    // The handler runs in its span, so that the calls it makes carry it on.
+                    Some(span) => match trace::in_span_sync((**span).clone(), call) {
+                        Handled::Later(future) => {
+                            Handled::Later(Box::pin(trace::scoped((**span).clone(), future)))
+                        }
+                        now => now,
+                    },
+                    None => call(),
+                }
             }
         };
         if let (Some(params), Handled::Now(Ok(result))) = (&initialize, &handled) {
@@ -222,7 +260,12 @@ impl Shared {
             }
         }
         match handled {
-            Handled::Now(reply) => self.finish_request(id, reply, &slot, &streams),
+            Handled::Now(reply) => {
+                // Answered: progress the handler may still try to send is dropped (SPEC.md
+                // §14.2.1), as for a handler that finished later.
+                token.cancel();
+                self.finish_request(id, reply, &slot, &streams)
+            }
             Handled::Later(mut future) => {
                 // Most handlers finish without waiting (an in-memory store, an uncontended
                 // lock): poll the future once here and answer at once, which saves the task,
