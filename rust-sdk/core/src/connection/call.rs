@@ -88,10 +88,29 @@ impl<R> Call<R> {
     /// Asks the other side for progress (SPEC.md §14) and calls `hook` with each `$/progress`
     /// it sends for this call, until the answer. The hook runs on the session's reader task:
     /// it must not block (send to a channel, update a progress bar). Without effect when the
-    /// peer did not announce the `progress` capability.
+    /// peer did not announce the `progress` capability. Several hooks may be given (and
+    /// [`Call::watch_progress`] adds one): each is called.
     pub fn on_progress(mut self, hook: impl Fn(&ProgressParams) + Send + Sync + 'static) -> Self {
-        self.extras.progress = Some(Arc::new(hook));
+        self.extras.progress = Some(match self.extras.progress.take() {
+            None => Arc::new(hook),
+            // Hooks add up: each one given is called, in order.
+            Some(before) => Arc::new(move |p: &ProgressParams| {
+                before(p);
+                hook(p);
+            }),
+        });
         self
+    }
+
+    /// Asks for progress as [`Call::on_progress`] does, and gives the latest `$/progress` in a
+    /// `watch` channel (`None` until the first): what a progress bar polls. Memory stays bounded
+    /// however fast the other side reports, since only the latest is kept.
+    pub fn watch_progress(self) -> (Self, tokio::sync::watch::Receiver<Option<ProgressParams>>) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let call = self.on_progress(move |p| {
+            let _ = tx.send(Some(p.clone()));
+        });
+        (call, rx)
     }
 
     /// Whether progress restarts the time-out set with [`Call::timeout`] (true by default).
