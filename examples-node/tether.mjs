@@ -494,12 +494,13 @@ export class RemoteHandle {
    * tie it to something else.
    * @param {string} method the short method name, e.g. `sum`
    * @param {object} [params]
-   * @param {{signal?: AbortSignal}} [options]
+   * @param {{signal?: AbortSignal, onProgress?: (p: object) => void}} [options] `onProgress` asks
+   *   the owner for progress (SPEC.md §14.2.4)
    */
   call(method, params = {}, options = {}) {
     if (!options.signal && this._rec?.cancelled) return Promise.reject(cancelledError(method));
     const rec = options.signal || !this._rec || this._rec.answered ? null : this._rec;
-    return this._session._request('tether/invoke', { handle: this.id, method, params }, rec, options.signal, method);
+    return this._session._request('tether/invoke', { handle: this.id, method, params }, rec, options.signal, method, options.onProgress);
   }
 
   /** Keeps the handle alive after the request that carried it (SPEC.md §6.3); call it before
