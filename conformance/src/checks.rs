@@ -50,6 +50,7 @@ mod kv;
 mod launch;
 mod logs;
 mod output;
+mod progress;
 mod rpc;
 mod stop;
 mod streams;
@@ -73,6 +74,8 @@ pub(crate) enum Needs {
     Counter,
     /// The `kv` interface and the `attachments` capability.
     KvAttachments,
+    /// The `kv` interface and the `progress` capability (§14).
+    KvProgress,
     /// The `blob` interface (and so the `streams` capability, §9.5).
     Blob,
     /// The `kv` or the `blob` interface (something that carries bytes).
@@ -303,6 +306,7 @@ pub(crate) fn all() -> Vec<Check> {
         counter::checks(),
         attachments::checks(),
         blob::checks(),
+        progress::checks(),
         handles::checks(),
         logs::checks(),
         stop::checks(),

@@ -220,6 +220,9 @@ const BROKEN: &[(&str, &[&str])] = &[
     ("rounds-big-ids", &["rpc.id-types"]),
     ("strict-reader", &["framing.header-forms"]),
     ("ignores-max-frame", &["framing.oversized"]),
+    ("progress-token-as-string", &["progress.reported"]),
+    ("progress-goes-back", &["progress.reported"]),
+    ("progress-unasked", &["progress.only-with-token"]),
     // Attachments and streams: the Python SDK serving kv and blob, one rule broken (streams.py).
     ("exceeds-credit", &["blob.credit", "blob.abort-download"]),
     ("ignores-abort", &["blob.abort-download"]),
