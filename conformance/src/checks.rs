@@ -306,9 +306,11 @@ pub(crate) fn all() -> Vec<Check> {
         counter::checks(),
         attachments::checks(),
         blob::checks(),
-        progress::checks(),
         handles::checks(),
         logs::checks(),
+        // After the log checks: with a plugin that stalls, the scenarios started first run
+        // before the stall limit stops the rest, and the log aggregates need theirs.
+        progress::checks(),
         stop::checks(),
         output::checks(),
     ]

@@ -247,3 +247,22 @@ async fn a_handlers_logs_name_its_trace_and_span() {
     assert_eq!(log["params"]["fields"]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(log["params"]["fields"]["span_id"], answer["result"]["span_id"]);
 }
+
+#[tokio::test]
+async fn a_handles_method_takes_progress_from_its_own_params() {
+    // SPEC.md §14.2.4: for `tether/invoke`, `_meta` is in the inner params.
+    let service = tether::Plugin::new("work", "0").interface(WorkServer::new(Worker)).into_service();
+    let (peer, mut wire) = Wire::connect(Options::new(), service);
+    wire.send(INIT).await;
+    wire.recv().await;
+    let handle = peer.serve_handle(WorkServer::new(Worker));
+    let invoke = serde_json::json!({"jsonrpc":"2.0","id":2,"method":"tether/invoke","params":{
+        "handle": handle.handle, "method": "run",
+        "params": {"steps": 1, "step_ms": 1, "_meta": {"progressToken": "inv"}}}});
+    wire.send(&invoke.to_string()).await;
+    assert_eq!(
+        wire.recv().await,
+        r#"{"jsonrpc":"2.0","method":"$/progress","params":{"token":"inv","message":"step 1","done":1,"total":1}}"#
+    );
+    assert_eq!(wire.recv().await, r#"{"jsonrpc":"2.0","id":2,"result":{"wanted":true}}"#);
+}

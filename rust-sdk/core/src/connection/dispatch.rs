@@ -196,17 +196,9 @@ impl Shared {
         let initialize = (method == tether_spec::Initialize::METHOD).then(|| params.clone());
         let token = self.token.child_token();
         // `_meta` (SPEC.md §14, §15), read only once both sides announced a feature that uses it.
-        let meta = if self.negotiated.meta() { read_meta(&params) } else { None };
-        let (progress, span) = match meta {
-            None => (None, None),
-            Some(meta) => (
-                meta.progress_token
-                    .map(|token| Arc::new(Reported { token, last: Mutex::new((0, None)) })),
-                meta.traceparent
-                    .and_then(|t| TraceParent::parse(&t).ok())
-                    .map(|parent| Arc::new(SpanContext::child_of(&parent, meta.tracestate))),
-            ),
-        };
+        // A handle's method reads the `_meta` of its own params, in `on_invoke`.
+        let (progress, span) =
+            if method == tether_spec::Invoke::METHOD { (None, None) } else { self.meta_of(&params) };
         let cx = RequestContext {
             id: id.clone(),
             peer: Peer::new(self.clone(), Some(token.clone())),
@@ -321,11 +313,30 @@ impl Shared {
         }
     }
 
-    fn on_invoke(&self, params: &RawValue, cx: RequestContext) -> Handled {
+    /// What a request's `_meta` asks for (SPEC.md §14, §15): a progress token (only once both
+    /// sides announced `progress`) and the handler's span (a child of the caller's). Read only
+    /// once both sides announced a feature that uses it.
+    fn meta_of(&self, params: &RawValue) -> (Option<Arc<Reported>>, Option<Arc<SpanContext>>) {
+        let meta = if self.negotiated.meta() { read_meta(params) } else { None };
+        let Some(meta) = meta else { return (None, None) };
+        let progress = meta
+            .progress_token
+            .filter(|_| self.negotiated.progress())
+            .map(|token| Arc::new(Reported { token, last: Mutex::new((0, None)) }));
+        let span = meta
+            .traceparent
+            .and_then(|t| TraceParent::parse(&t).ok())
+            .map(|parent| Arc::new(SpanContext::child_of(&parent, meta.tracestate)));
+        (progress, span)
+    }
+
+    fn on_invoke(&self, params: &RawValue, mut cx: RequestContext) -> Handled {
         let invoke = match serde_json::from_str::<InvokeParams>(params.get()) {
             Ok(invoke) => invoke,
             Err(e) => return Handled::err(ErrorObject::invalid_params(e)),
         };
+        // A handle's method takes `_meta` in its own params (SPEC.md §14.2.4).
+        (cx.progress, cx.span) = self.meta_of(&invoke.params);
         let server = lock(&self.handles).server(&invoke.handle);
         let Some(server) = server else {
             return Handled::err(ErrorObject::unknown_handle(&invoke.handle));
