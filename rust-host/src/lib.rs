@@ -77,9 +77,9 @@ pub use crate::stderr::{STDERR_TAIL_BYTES, STDERR_TAIL_LINES};
 /// The role-neutral error a handler returns (`tether_core::Error`); [`Error`] is the host's.
 pub use tether_core::Error as HandlerError;
 pub use tether_core::{
-    interfaces, spec, stream, trace, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Event,
-    Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router,
-    Service, Session,
+    interfaces, spec, stream, trace, Call, CallError, CancellationToken, Client, CloseKind, CloseReason,
+    Event, Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext,
+    Router, Service, Session,
 };
 /// Declares an interface for a host: the trait, a server (`KvServer`) for host objects served
 /// as handles, and a typed client (`KvClient`). Same attribute as `tether::interface`.

@@ -17,8 +17,8 @@ use tether_core::{
 };
 use tether_spec::{
     codes, Empty, ErrorObject, HandleRef, Initialize, InitializeParams, InitializeResult, LogParams,
-    NegotiatedInterface, NotificationMethod, PeerInfo, ProgressParams, RequestMethod, Shutdown, VersionMismatch,
-    PROTOCOL_VERSION,
+    NegotiatedInterface, NotificationMethod, PeerInfo, ProgressParams, RequestMethod, Shutdown,
+    VersionMismatch, PROTOCOL_VERSION,
 };
 use tokio::io::AsyncWrite;
 use tokio::process::ChildStdin;

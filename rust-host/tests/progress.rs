@@ -33,13 +33,8 @@ fn python_kv(name: &str) -> PluginBuilder {
 
 /// Puts `len` bytes with progress and checks every `$/progress` against SPEC.md §9.1.
 async fn put_with_progress(builder: PluginBuilder) {
-    let plugin = builder
-        .offer::<KvClient>()
-        .call_timeout(LONG)
-        .start_timeout(LONG)
-        .start()
-        .await
-        .expect("start");
+    let plugin =
+        builder.offer::<KvClient>().call_timeout(LONG).start_timeout(LONG).start().await.expect("start");
     let len = 3 * 1024 * 1024 + 5;
     let value: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
     let seen: Arc<Mutex<Vec<ProgressParams>>> = Arc::default();
@@ -77,8 +72,14 @@ async fn the_python_kv_example_reports_the_progress_of_a_large_put() {
 /// of its own whose parent is the host's (SPEC.md §15).
 async fn logs_name_the_hosts_trace(builder: PluginBuilder, name: &str) {
     capture_logs();
-    let plugin =
-        builder.offer::<KvClient>().log_level(LogLevel::Debug).call_timeout(LONG).start_timeout(LONG).start().await.expect("start");
+    let plugin = builder
+        .offer::<KvClient>()
+        .log_level(LogLevel::Debug)
+        .call_timeout(LONG)
+        .start_timeout(LONG)
+        .start()
+        .await
+        .expect("start");
     let root = SpanContext::new_root();
     let put = kv::PutParams { key: format!("traced-{name}"), value: b"v".to_vec().into() };
     in_span(root.clone(), plugin.call::<kv::Put>(&put)).await.expect("put");

@@ -376,7 +376,9 @@ impl Service for PluginService {
             return match self.session.get().and_then(|s| s.get(interface)) {
                 Some((version, server)) => match cx.span().cloned() {
                     None => server.dispatch(*version, short, params, cx),
-                    Some(span) => in_handler_span(&span, method, || server.dispatch(*version, short, params, cx)),
+                    Some(span) => {
+                        in_handler_span(&span, method, || server.dispatch(*version, short, params, cx))
+                    }
                 },
                 None => Handled::err(ErrorObject::method_not_found(
                     method,
@@ -412,7 +414,11 @@ impl Service for PluginService {
 /// Runs a handler in a `tracing` span that records the W3C ids of the request's span (SPEC.md
 /// §15): `trace_id` (the caller's trace), `span_id` (this handler's) and `parent_span_id` (the
 /// caller's span), so that the plugin's events join the host's trace in a collector.
-fn in_handler_span(span: &tether_core::trace::SpanContext, method: &str, f: impl FnOnce() -> Handled) -> Handled {
+fn in_handler_span(
+    span: &tether_core::trace::SpanContext,
+    method: &str,
+    f: impl FnOnce() -> Handled,
+) -> Handled {
     use tracing::Instrument as _;
     let parent = span.parent_span_id().unwrap_or_default();
     let span = tracing::info_span!(

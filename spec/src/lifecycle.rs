@@ -78,7 +78,10 @@ impl Capabilities {
             attachments: host.attachments.as_ref().map(|_| AttachmentsCapability::default()),
             streams: host.streams.as_ref().map(|_| StreamsCapability { initial_credit: Some(credit) }),
             progress: host.progress.as_ref().map(|_| crate::progress::ProgressCapability::default()),
-            trace_context: host.trace_context.as_ref().map(|_| crate::meta::TraceContextCapability::default()),
+            trace_context: host
+                .trace_context
+                .as_ref()
+                .map(|_| crate::meta::TraceContextCapability::default()),
             other: serde_json::Map::new(),
         }
     }

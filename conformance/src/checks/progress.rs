@@ -47,7 +47,12 @@ struct Seen {
 async fn put_and_watch(ctx: &Ctx, s: &mut Session, params: Value) -> Result<Seen, Failure> {
     let t = ctx.t().max(Duration::from_secs(60));
     let id = s.request("kv.put", params).await?;
-    let mut seen = Seen { before: Vec::new(), after: Vec::new(), malformed: Vec::new(), response: Response::ok(id.clone(), crate::driver::raw(&json!({}))) };
+    let mut seen = Seen {
+        before: Vec::new(),
+        after: Vec::new(),
+        malformed: Vec::new(),
+        response: Response::ok(id.clone(), crate::driver::raw(&json!({}))),
+    };
     let mut answered = false;
     let mut ping: Option<Id> = None;
     loop {
@@ -173,7 +178,10 @@ async fn only_with_token(ctx: Arc<Ctx>) -> ScenarioOut {
                 .fix(fix));
         }
         match seen.after.first().or(seen.malformed.first()) {
-            Some(first) => Err(Failure::new("a $/progress nobody asked for").expected("none").got(first.clone()).fix(fix)),
+            Some(first) => Err(Failure::new("a $/progress nobody asked for")
+                .expected("none")
+                .got(first.clone())
+                .fix(fix)),
             None => Ok(()),
         }
     }
@@ -183,7 +191,12 @@ async fn only_with_token(ctx: Arc<Ctx>) -> ScenarioOut {
         return out;
     }
     scenario!(ctx, LogLevel::Info, |s| {
-        let seen = put_and_watch(&ctx, &mut s, json!({"key": "old-host", "value": b64(&value), "_meta": {"progressToken": 1}})).await?;
+        let seen = put_and_watch(
+            &ctx,
+            &mut s,
+            json!({"key": "old-host", "value": b64(&value), "_meta": {"progressToken": 1}}),
+        )
+        .await?;
         expect_result(&seen.response, "kv.put with a token from a host that did not announce progress")
             .map_err(|f| f.fix("ignore _meta in params whatever the capabilities (§14.1.2)"))?;
         match seen.before.first().map(|(_, s)| s).or(seen.after.first()).or(seen.malformed.first()) {

@@ -13,12 +13,12 @@ use sha2::{Digest as _, Sha256};
 use tether_spec::interfaces::{blob, counter, kv};
 use tether_spec::{
     codes, highest_common, parse_message, split_method, stream_error, with_attachment_sink,
-    with_attachment_source, CancelParams, Progress, ProgressParams, CancelRequest, Capabilities, ErrorObject, Id, InitializeParams,
+    with_attachment_source, CancelParams, CancelRequest, Capabilities, ErrorObject, Id, InitializeParams,
     InitializeResult, Invoke, InvokeParams, Log, LogLevel, LogParams, Message, NegotiatedInterface,
-    Notification, NotificationMethod, Outcome, PeerInfo, Request, RequestMethod, Response, SetLogLevel,
-    SetLogLevelParams, StreamAbort, StreamAbortParams, StreamCredit, StreamCreditParams, StreamData,
-    StreamDataParams, StreamEnd, StreamMode, StreamParams, StreamRef, VersionMismatch,
-    DEFAULT_INITIAL_CREDIT, MAX_CHUNK, PROTOCOL_VERSION,
+    Notification, NotificationMethod, Outcome, PeerInfo, Progress, ProgressParams, Request, RequestMethod,
+    Response, SetLogLevel, SetLogLevelParams, StreamAbort, StreamAbortParams, StreamCredit,
+    StreamCreditParams, StreamData, StreamDataParams, StreamEnd, StreamMode, StreamParams, StreamRef,
+    VersionMismatch, DEFAULT_INITIAL_CREDIT, MAX_CHUNK, PROTOCOL_VERSION,
 };
 
 use super::transcript::WireFrame;
@@ -319,7 +319,8 @@ impl RefPlugin {
                 if let Some(token) = progress_token(&r) {
                     for done in kv::put_progress_steps(len) {
                         let done = Some(done);
-                        let params = ProgressParams { token: token.clone(), message: None, done, total: Some(len) };
+                        let params =
+                            ProgressParams { token: token.clone(), message: None, done, total: Some(len) };
                         self.notify::<Progress>(&params);
                     }
                 }

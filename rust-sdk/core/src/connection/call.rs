@@ -73,7 +73,15 @@ impl<R> fmt::Debug for Call<R> {
 impl<R> Call<R> {
     pub(super) fn new(peer: Peer, method: Cow<'static, str>, params: Result<Encoded, CallError>) -> Self {
         let timeout = peer.shared.options.default_timeout;
-        Call { peer, method, params, timeout, handles: Vec::new(), extras: CallExtras::default(), result: PhantomData }
+        Call {
+            peer,
+            method,
+            params,
+            timeout,
+            handles: Vec::new(),
+            extras: CallExtras::default(),
+            result: PhantomData,
+        }
     }
 
     /// Fails the call with [`CallError::Timeout`] (and sends `$/cancelRequest`) when no answer
@@ -150,8 +158,7 @@ impl<R: DeserializeOwned + Send + 'static> IntoFuture for Call<R> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let shared = self.peer.shared.clone();
-            let answer =
-                shared
+            let answer = shared
                 .request(self.method, self.params?, self.handles, &self.peer, self.timeout, self.extras)
                 .await?;
             let untyped = std::any::TypeId::of::<R>() == std::any::TypeId::of::<serde_json::Value>()

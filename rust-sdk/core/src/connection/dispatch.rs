@@ -21,11 +21,11 @@ use super::error::CallError;
 use super::options::Event;
 use super::peer::Peer;
 use super::pending::Answer;
-use super::scope::{self, ReplySlot};
 use super::progress::read_meta;
+use super::scope::{self, ReplySlot};
 use super::service::{Handled, Reply, ReplyFuture, Reported, RequestContext};
-use crate::trace::{self, SpanContext};
 use super::shared::{lock, Shared};
+use crate::trace::{self, SpanContext};
 
 fn empty_object() -> Box<RawValue> {
     // `{}` is valid JSON, so the default (`null`) is never used.

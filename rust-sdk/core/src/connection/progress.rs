@@ -86,7 +86,10 @@ mod tests {
     #[test]
     fn meta_is_written_first_in_the_params() {
         let meta = Meta { progress_token: Some(Id::Int(4)), ..Meta::default() };
-        assert_eq!(with_meta(raw(r#"{"key":"a"}"#), &meta).get(), r#"{"_meta":{"progressToken":4},"key":"a"}"#);
+        assert_eq!(
+            with_meta(raw(r#"{"key":"a"}"#), &meta).get(),
+            r#"{"_meta":{"progressToken":4},"key":"a"}"#
+        );
         assert_eq!(with_meta(raw("{}"), &meta).get(), r#"{"_meta":{"progressToken":4}}"#);
         assert_eq!(with_meta(raw("[1]"), &meta).get(), "[1]");
         let merged = with_meta(raw(r#"{"_meta":{"x":1},"k":2}"#), &meta);
@@ -97,7 +100,10 @@ mod tests {
     #[test]
     fn meta_is_read_back_and_absent_meta_is_none() {
         let meta = read_meta(&raw(r#"{"key":"a","_meta":{"progressToken":"t","traceparent":"x"}}"#));
-        assert_eq!(meta.map(|m| (m.progress_token, m.traceparent)), Some((Some(Id::Str("t".into())), Some("x".into()))));
+        assert_eq!(
+            meta.map(|m| (m.progress_token, m.traceparent)),
+            Some((Some(Id::Str("t".into())), Some("x".into())))
+        );
         assert!(read_meta(&raw(r#"{"key":"_meta"}"#)).is_none());
         assert!(read_meta(&raw(r#"{"_meta":7}"#)).is_none());
     }

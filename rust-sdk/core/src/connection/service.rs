@@ -143,7 +143,12 @@ impl RequestContext {
             let total = last.1.or(total);
             let done = done.max(last.0).min(total.unwrap_or(u64::MAX));
             *last = (done, total);
-            ProgressParams { token: reported.token.clone(), message: message.map(str::to_owned), done: Some(done), total }
+            ProgressParams {
+                token: reported.token.clone(),
+                message: message.map(str::to_owned),
+                done: Some(done),
+                total,
+            }
         };
         self.peer.notify::<tether_spec::Progress>(&params).is_ok()
     }
