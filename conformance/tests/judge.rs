@@ -339,6 +339,12 @@ fn each_broken_plugin_fails_exactly_its_checks() {
                     _ => SKIPPED_WITHOUT_STREAMS,
                 };
                 may_skip.extend(absent.iter().map(|s| (*s).to_owned()));
+                // A plugin that stalls (`sequential`) may reach the stall limit before the log
+                // scenarios start on a loaded machine: they are then not run, and the log
+                // aggregates have nothing to judge.
+                if ids_with(plugin, "not-run").contains("log.debug-on-put") {
+                    may_skip.extend(["log.level-respected", "log.well-formed"].map(str::to_owned));
+                }
                 if ids_with(plugin, "skip") != may_skip {
                     problems
                         .lock()
