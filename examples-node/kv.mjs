@@ -4,6 +4,9 @@ import { serve, schema as s, TetherError } from './tether.mjs';
 
 const store = new Map(); // key -> Buffer
 
+// A put of more than this many bytes reports its progress in steps of it (SPEC.md §9.1, §14).
+const PROGRESS_STEP = 16384;
+
 // The methods' JSON Schemas (SPEC.md §4.4); bytes are base64 on the wire, Buffers here.
 const key = s.string({ minLength: 1 }); // any non-empty Unicode string
 const put = { params: s.object({ key, value: s.bytes() }), result: s.empty() };
@@ -21,6 +24,11 @@ serve({
         put({ key, value }, ctx) {
           ctx.log.debug('put', { key, bytes: value.length });
           store.set(key, value);
+          if (ctx.wantsProgress && value.length > PROGRESS_STEP) {
+            // Kept as received (no copy): the steps count bytes accepted, then the whole value.
+            for (let done = PROGRESS_STEP; done < value.length; done += PROGRESS_STEP) ctx.progress(done, value.length);
+            ctx.progress(value.length, value.length);
+          }
         },
         get({ key }) {
           const value = store.get(key);

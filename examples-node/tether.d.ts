@@ -133,7 +133,7 @@ export class RemoteHandle {
    * Tied to the request that brought the handle: cancelling that request cancels the call
    * (SPEC.md §7.2), unless `signal` is given.
    */
-  call<R = any>(method: string, params?: object, options?: { signal?: AbortSignal }): Promise<R>;
+  call<R = any>(method: string, params?: object, options?: { signal?: AbortSignal; onProgress?: (p: Progress) => void }): Promise<R>;
   /** `tether/retain`: keep the handle after the request that carried it is answered. */
   retain(): Promise<{}>;
   /** `$/release` for a retained handle. */
@@ -164,8 +164,34 @@ export interface RequestContext {
   readonly cancelled: boolean;
   /** A logger whose target is the interface name. */
   readonly log: Logger;
-  /** A request to the host, cancelled along with this request. */
-  request<R = any>(method: string, params?: object): Promise<R>;
+  /**
+   * A request to the host, cancelled along with this request. `onProgress` asks the host for
+   * progress (SPEC.md §14) and is called with each `$/progress` for it.
+   */
+  request<R = any>(method: string, params?: object, options?: { onProgress?: (p: Progress) => void }): Promise<R>;
+  /** Whether the host asked for progress on this request (`_meta.progressToken`, SPEC.md §14). */
+  readonly wantsProgress: boolean;
+  /**
+   * Reports progress as `$/progress` (SPEC.md §14.2): nothing without a token, or once answered
+   * or cancelled; `done` never goes back nor past `total`. Whether a notification was sent.
+   */
+  progress(done: number, total?: number, message?: string): boolean;
+  /** The caller's `_meta.traceparent` and `tracestate` as sent (SPEC.md §15). */
+  readonly traceparent: string | undefined;
+  readonly tracestate: string | undefined;
+  /** This request's span when its traceparent was valid: the caller's trace, a new span id,
+   * the caller's span as parent. `ctx.log` and `ctx.request` carry them. */
+  readonly traceId: string | undefined;
+  readonly spanId: string | undefined;
+  readonly parentSpanId: string | undefined;
+}
+
+/** The params of a `$/progress` notification (SPEC.md §14.2). */
+export interface Progress {
+  token: number | string;
+  done?: number;
+  total?: number;
+  message?: string;
 }
 
 /**
@@ -212,7 +238,7 @@ export interface Session {
   /** The negotiated version of `iface`. */
   version(iface: string): number | undefined;
   /** A request to the host (after initialize). */
-  request<R = any>(method: string, params?: object, options?: { signal?: AbortSignal }): Promise<R>;
+  request<R = any>(method: string, params?: object, options?: { signal?: AbortSignal; onProgress?: (p: Progress) => void }): Promise<R>;
   /** A notification to the host (after initialize). */
   notify(method: string, params?: object): void;
   /** Wraps `target` as a handle of `iface` to pass in the params of a request to the host. */

@@ -507,12 +507,13 @@ export class RemoteHandle {
    * tie it to something else.
    * @param {string} method the short method name, e.g. `sum`
    * @param {object} [params]
-   * @param {{signal?: AbortSignal}} [options]
+   * @param {{signal?: AbortSignal, onProgress?: (p: object) => void}} [options] `onProgress` asks
+   *   the owner for progress (SPEC.md §14.2.4)
    */
   call(method, params = {}, options = {}) {
     if (!options.signal && this._rec?.cancelled) return Promise.reject(cancelledError(method));
     const rec = options.signal || !this._rec || this._rec.answered ? null : this._rec;
-    return this._session._request('tether/invoke', { handle: this.id, method, params }, rec, options.signal, method);
+    return this._session._request('tether/invoke', { handle: this.id, method, params }, rec, options.signal, method, options.onProgress);
   }
 
   /** Keeps the handle alive after the request that carried it (SPEC.md §6.3); call it before
@@ -873,32 +874,65 @@ export function streamFrom(source) {
 
 /** Sends `$/log` notifications that respect the session's log level. */
 export class Logger {
-  /** @param {string} [target] */
-  constructor(target) {
+  /** @param {string} [target] @param {Record<string, unknown>} [fields] added to every message */
+  constructor(target, fields) {
     this.target = target;
+    /** @private */ this._fields = fields;
   }
   /** A logger whose messages carry `target`. @param {string} target */
   child(target) {
-    return new Logger(target);
+    return new Logger(target, this._fields);
   }
   /** Whether a message at `level` would be sent now. @param {keyof typeof LEVELS} level */
   enabled(level) {
     return current ? LEVELS[level] >= current._logLevel : LEVELS[level] >= LEVELS.info;
   }
   /** @param {string} message @param {Record<string, unknown>} [fields] */
-  trace(message, fields) { emitLog('trace', message, this.target, fields); }
+  trace(message, fields) { emitLog('trace', message, this.target, withFields(this._fields, fields)); }
   /** @param {string} message @param {Record<string, unknown>} [fields] */
-  debug(message, fields) { emitLog('debug', message, this.target, fields); }
+  debug(message, fields) { emitLog('debug', message, this.target, withFields(this._fields, fields)); }
   /** @param {string} message @param {Record<string, unknown>} [fields] */
-  info(message, fields) { emitLog('info', message, this.target, fields); }
+  info(message, fields) { emitLog('info', message, this.target, withFields(this._fields, fields)); }
   /** @param {string} message @param {Record<string, unknown>} [fields] */
-  warn(message, fields) { emitLog('warn', message, this.target, fields); }
+  warn(message, fields) { emitLog('warn', message, this.target, withFields(this._fields, fields)); }
   /** @param {string} message @param {Record<string, unknown>} [fields] */
-  error(message, fields) { emitLog('error', message, this.target, fields); }
+  error(message, fields) { emitLog('error', message, this.target, withFields(this._fields, fields)); }
 }
 
 /** The plugin's logger. Before `serve` and after the session it writes to stderr. */
 export const log = new Logger();
+
+function withFields(base, fields) {
+  if (base === undefined) return fields;
+  return fields === undefined ? { ...base } : { ...base, ...fields };
+}
+
+/** Takes `_meta` out of request params (SPEC.md §14.1.2): it is about the call, not a
+ * parameter. What it says, or undefined. */
+function takeMeta(params) {
+  if (params === null || typeof params !== 'object' || !Object.hasOwn(params, '_meta')) return undefined;
+  const meta = params._meta;
+  delete params._meta;
+  return meta !== null && typeof meta === 'object' && !Array.isArray(meta) ? meta : undefined;
+}
+
+const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
+
+/** The trace id and parent id of a W3C `traceparent` (SPEC.md §15), or undefined when it does
+ * not follow the grammar. */
+function parseTraceparent(text) {
+  const m = typeof text === 'string' ? TRACEPARENT_RE.exec(text) : null;
+  if (!m || m[1] === 'ff' || (m[1] === '00' && m[5] !== undefined)) return undefined;
+  if (/^0+$/.test(m[2]) || /^0+$/.test(m[3])) return undefined;
+  return { traceId: m[2], parentSpanId: m[3] };
+}
+
+function newSpanId() {
+  for (;;) {
+    const id = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
+    if (id !== '0000000000000000') return id;
+  }
+}
 
 function emitLog(level, message, target, fields) {
   const s = current;
@@ -1371,13 +1405,68 @@ class RequestContext {
     return this._rec.version;
   }
 
+  /** Whether the host asked for progress (gave `_meta.progressToken`, SPEC.md §14.1). */
+  get wantsProgress() {
+    return this._rec.progressToken !== undefined;
+  }
+
   /**
-   * Sends a request to the host; cancelled along with this request.
-   * @param {string} method @param {object} [params]
+   * Reports how far the request has come: `done` units of `total` (when known), as `$/progress`
+   * to the host (SPEC.md §14.2). Does nothing when the host gave no token, or once the request
+   * was answered or cancelled. `done` never goes back and never passes `total` (a smaller one is
+   * sent as the last, a larger one as `total`); the first `total` given is kept. Returns whether
+   * a notification was sent.
+   * @param {number} done @param {number} [total] @param {string} [message]
    */
-  request(method, params = {}) {
+  progress(done, total, message) {
+    const rec = this._rec;
+    if (rec.progressToken === undefined || rec.answered || rec.cancelled) return false;
+    const last = rec.progressLast ?? { done: 0, total: undefined };
+    const t = last.total ?? (Number.isSafeInteger(total) && total >= 0 ? total : undefined);
+    let d = Math.max(Number.isSafeInteger(done) ? done : 0, last.done, 0);
+    if (t !== undefined) d = Math.min(d, t);
+    rec.progressLast = { done: d, total: t };
+    const params = { token: rec.progressToken };
+    if (message !== undefined) params.message = String(message);
+    params.done = d;
+    if (t !== undefined) params.total = t;
+    return this._s._notify('$/progress', params);
+  }
+
+  /** The caller's W3C trace context as sent (`_meta.traceparent`, SPEC.md §15), if any. */
+  get traceparent() {
+    return this._rec.trace?.traceparent;
+  }
+
+  /** The caller's `_meta.tracestate`, if any. */
+  get tracestate() {
+    return this._rec.trace?.tracestate;
+  }
+
+  /** The trace this request is handled in (the caller's trace id), when its traceparent was valid. */
+  get traceId() {
+    return this._rec.trace?.traceId;
+  }
+
+  /** This request's own span id (new, 16 hex digits), when traced. */
+  get spanId() {
+    return this._rec.trace?.spanId;
+  }
+
+  /** The caller's span id: the parent of this request's span, when traced. */
+  get parentSpanId() {
+    return this._rec.trace?.parentSpanId;
+  }
+
+  /**
+   * Sends a request to the host; cancelled along with this request. `onProgress` asks the host
+   * for progress (SPEC.md §14): it is called with the params of each `$/progress` for it.
+   * @param {string} method @param {object} [params]
+   * @param {{onProgress?: (p: {token: number, done?: number, total?: number, message?: string}) => void}} [options]
+   */
+  request(method, params = {}, options = {}) {
     if (this._rec.cancelled) return Promise.reject(cancelledError(method));
-    return this._s._request(method, params, this._rec.answered ? null : this._rec, undefined, method);
+    return this._s._request(method, params, this._rec.answered ? null : this._rec, undefined, method, options.onProgress);
   }
 }
 
@@ -1413,6 +1502,7 @@ class Session {
     /** Attachments (SPEC.md §2.8) and streams (§12): on once both sides announced them. */
     this._attachments = false;
     this._streamsOn = false;
+    this._progressOn = false; // whether both announced progress (SPEC.md §14)
     /** The credit we grant on each stream we consume, and the host's on each we produce. */
     this._ourCredit = options.initialCredit ?? DEFAULT_INITIAL_CREDIT;
     this._peerCredit = DEFAULT_INITIAL_CREDIT;
@@ -1764,12 +1854,26 @@ class Session {
    * Sends a request to the host. `rec` ties it to the handling of a host request (§7.2);
    * `label` names the call in errors (`sum` for an invoke of sum).
    */
-  _request(method, params, rec, signal, label = method) {
+  _request(method, params, rec, signal, label = method, onProgress = undefined) {
     if (this._state === NEW || this._state === ENDED || this._outBroken) {
       return Promise.reject(new Error(`cannot send ${method}: the session is ${this._state === NEW ? 'not initialized yet' : 'over'}`));
     }
     if (signal?.aborted) return Promise.reject(cancelledError(label));
     const id = this._nextId++;
+    const meta = {};
+    // The token is the request's id, unique among our pending requests (SPEC.md §14.1).
+    const wantsProgress = typeof onProgress === 'function' && this._progressOn;
+    if (wantsProgress) meta.progressToken = id;
+    if (rec?.trace?.traceId !== undefined) {
+      // Requests made while handling a traced request carry its span on (SPEC.md §15.3).
+      meta.traceparent = `00-${rec.trace.traceId}-${rec.trace.spanId}-01`;
+      if (rec.trace.tracestate !== undefined) meta.tracestate = rec.trace.tracestate;
+    }
+    if (Object.keys(meta).length) {
+      // In the params of the method called: for a handle, the inner params (SPEC.md §14.2.4).
+      if (method === 'tether/invoke' && params?.params !== null && typeof params?.params === 'object' && !Array.isArray(params.params)) params = { ...params, params: { ...params.params, _meta: meta } };
+      else if (!method.startsWith('tether/') && !method.startsWith('$/')) params = { ...params, _meta: meta };
+    }
     const w = this._wire(true, true);
     let body;
     try {
@@ -1787,7 +1891,7 @@ class Session {
         return;
       }
       this._commitStreams(w);
-      const entry = { resolve, reject, rec, signal, onAbort: null, handles: sent, label, streams: w.streams };
+      const entry = { resolve, reject, rec, signal, onAbort: null, handles: sent, label, streams: w.streams, onProgress: wantsProgress ? onProgress : undefined };
       for (const h of sent) {
         h._scopes.add(id);
         this._handles.set(h.id, h);
@@ -2012,6 +2116,18 @@ class Session {
         if (rec) this._cancelRecord(rec);
         return;
       }
+      case '$/progress': {
+        // Progress for one of our requests that waits (SPEC.md §14.2); any other is ignored.
+        const entry = Number.isSafeInteger(params.token) ? this._pending.get(params.token) : undefined;
+        if (entry?.onProgress) {
+          try {
+            entry.onProgress(params);
+          } catch (err) {
+            stderrLine(`the progress callback of request ${params.token} failed: ${err instanceof Error ? err.message : String(err)}`);
+          }
+        }
+        return;
+      }
       case '$/setLogLevel': {
         const level = typeof params.level === 'string' ? normalizeLevel(params.level) : undefined;
         if (level === undefined) stderrLine(`ignored $/setLogLevel with an unknown level: ${safeStringify(params.level)}`);
@@ -2082,9 +2198,10 @@ class Session {
     const neg = this._negotiated.get(iface);
     const m = neg?.methods.get(short);
     if (!m) return this._methodNotFound(id, method, iface, short, neg);
+    const meta = takeMeta(params);
     const problem = check(m.params, { params }, 'params', '', m.params, atts);
     if (problem) return this._invalidParams(id, problem);
-    return this._startHandler(id, method, neg.version, params, atts, m.fn, m.self, neg.logger);
+    return this._startHandler(id, method, neg.version, params, atts, m.fn, m.self, neg.logger, meta);
   }
 
   _invalidParams(id, problem) {
@@ -2093,8 +2210,24 @@ class Session {
   }
 
   /** Adopts the handles and streams of params and runs the handler; true when it started. */
-  _startHandler(id, method, version, params, atts, fn, self, logger) {
+  _startHandler(id, method, version, params, atts, fn, self, logger, meta) {
     const rec = this._newRecord(id, method, version);
+    if (meta) {
+      const token = meta.progressToken;
+      if (this._progressOn && (typeof token === 'string' || Number.isSafeInteger(token))) rec.progressToken = token;
+      if (typeof meta.traceparent === 'string') {
+        const ids = parseTraceparent(meta.traceparent);
+        rec.trace = {
+          traceparent: meta.traceparent,
+          tracestate: typeof meta.tracestate === 'string' ? meta.tracestate : undefined,
+          traceId: ids?.traceId,
+          parentSpanId: ids?.parentSpanId,
+          spanId: ids ? newSpanId() : undefined,
+        };
+        // The handler's log names the trace and span it was handled in (SPEC.md §15).
+        if (ids) logger = new Logger(logger.target, { ...logger._fields, trace_id: ids.traceId, span_id: rec.trace.spanId });
+      }
+    }
     const cx = { session: this, rec, atts, streams: [], problem: null };
     const adopted = adopt(params, cx, '');
     if (cx.problem) {
@@ -2137,11 +2270,11 @@ class Session {
     if (typeof fn !== 'function') {
       return this._error(id, E.METHOD_NOT_FOUND, `method not found: ${method} on a handle of ${h.interface}`, { method, reason: `interface ${h.interface} has no method ${method}` });
     }
-    return this._startHandler(id, 'tether/invoke', undefined, p, atts, fn, h._target, log);
+    return this._startHandler(id, 'tether/invoke', undefined, p, atts, fn, h._target, log, takeMeta(p));
   }
 
   _newRecord(id, method, version) {
-    const rec = { id, method, version, answered: false, cancelled: false, controller: null, outgoing: null, streams: null };
+    const rec = { id, method, version, answered: false, cancelled: false, controller: null, outgoing: null, streams: null, progressToken: undefined, progressLast: null, trace: undefined };
     this._inflight.set(id, rec);
     return rec;
   }
@@ -2300,6 +2433,10 @@ class Session {
     const capabilities = {};
     if (isObject(caps.attachments)) capabilities.attachments = {};
     if (isObject(caps.streams)) capabilities.streams = { initialCredit: this._ourCredit };
+    // Progress and trace context (SPEC.md §14, §15): this SDK implements both.
+    if (isObject(caps.progress)) capabilities.progress = {};
+    if (isObject(caps.traceContext)) capabilities.traceContext = {};
+    this._progressOn = capabilities.progress !== undefined;
     this._respond(id, {
       protocolVersion: core,
       plugin: { name: this._name, version: this._version },
@@ -2357,7 +2494,7 @@ class Session {
    * @param {string} method @param {object} [params] @param {{signal?: AbortSignal}} [options]
    */
   request(method, params = {}, options = {}) {
-    return this._request(method, params, null, options.signal);
+    return this._request(method, params, null, options.signal, method, options.onProgress);
   }
 
   /** Sends a notification to the host. @param {string} method @param {object} [params] */

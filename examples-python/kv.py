@@ -3,10 +3,19 @@ import tether
 
 store: dict[str, bytes] = {}
 
+# A put of more than this many bytes reports its progress in steps of it (SPEC.md §9.1, §14).
+PROGRESS_STEP = 16384
+
 
 def put(key: str, value: bytes) -> dict:
     tether.log("debug", "put", target="kv", key=key, bytes=len(value))
     store[key] = value
+    call = tether.current()
+    if call is not None and call.wants_progress and len(value) > PROGRESS_STEP:
+        # Kept as received (no copy): the steps count bytes accepted, then the whole value.
+        for done in range(PROGRESS_STEP, len(value), PROGRESS_STEP):
+            call.progress(done, len(value))
+        call.progress(len(value), len(value))
     return {}
 
 

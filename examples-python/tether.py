@@ -35,6 +35,13 @@ Section numbers (``§2.5``) refer to ``spec/SPEC.md``, the Tether protocol, vers
   credit-based flow control: never more than granted, credit granted as the handler reads,
   at most a window buffered per stream, aborts on early return, cancel and session end;
 * cancels a handler on ``$/cancelRequest`` and cancels the calls it was waiting for (§7);
+* reports progress (§14): ``tether.current().progress(done, total, message)`` sends
+  ``$/progress`` when the caller gave ``_meta.progressToken`` (and does nothing otherwise);
+  ``request(..., on_progress=f)`` asks the host for progress, and its time-out restarts on each;
+  ``_meta`` is taken out of params before they are checked;
+* takes trace context (§15): a valid ``_meta.traceparent`` gives the handler's
+  :class:`Call` ``trace_id``, a new ``span_id`` and ``parent_span_id`` (the caller's span),
+  and its ``$/log`` and the requests it makes carry them;
 * forwards :func:`log` and, once your program imports it, the ``logging`` module to ``$/log``
   at the session's level (§8);
 * exits 0 when stdin closes (§1.6);
@@ -711,11 +718,13 @@ class RemoteHandle:
         self.interface = interface
 
     def invoke(self, method: str, params: dict[str, Any] | None = None, *,
-               timeout: float | None = None) -> dict[str, Any]:
-        """Call ``method`` on the handle and wait for its result (§6.2)."""
+               timeout: float | None = None,
+               on_progress: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+        """Call ``method`` on the handle and wait for its result (§6.2); ``on_progress`` as
+        for :func:`request`."""
         return request("tether/invoke",
                        {"handle": self.id, "method": method, "params": params or {}},
-                       timeout=timeout)
+                       timeout=timeout, on_progress=on_progress)
 
     def __getattr__(self, method: str) -> Callable[..., dict[str, Any]]:
         if method.startswith("_"):
@@ -1168,12 +1177,26 @@ def _stream_converter(mode: str) -> Callable[[Any, str], Any]:
 class Call:
     """The request a handler is serving; :func:`current` returns it inside a handler."""
 
-    __slots__ = ("id", "method", "version", "_cancelled", "_latch", "_outgoing", "_streams")
+    __slots__ = ("id", "method", "version", "_cancelled", "_latch", "_outgoing", "_streams",
+                 "progress_token", "_progress_last", "_answered", "traceparent", "tracestate",
+                 "trace_id", "span_id", "parent_span_id")
 
     def __init__(self, request_id: int | str, method: str, version: int | None) -> None:
         self.id = request_id
         self.method = method
         self.version = version  # the negotiated version of the method's interface
+        # The caller's ``_meta.progressToken`` (§14), or None: :meth:`progress` sends nothing.
+        self.progress_token: int | str | None = None
+        self._progress_last: tuple[int, int | None] = (0, None)
+        self._answered = False
+        # Trace context (§15): the caller's ``traceparent``/``tracestate`` as sent, and, when
+        # the traceparent is valid, this request's span: the caller's trace id, a new span id,
+        # the caller's span id as parent. ``$/log`` sent while handling it names the trace.
+        self.traceparent: str | None = None
+        self.tracestate: str | None = None
+        self.trace_id: str | None = None
+        self.span_id: str | None = None
+        self.parent_span_id: str | None = None
         self._cancelled = False
         self._latch = allocate_lock()  # held until the call is cancelled
         self._latch.acquire()
@@ -1199,6 +1222,75 @@ class Call:
         if self._cancelled:
             raise Cancelled()
 
+    @property
+    def wants_progress(self) -> bool:
+        """Whether the caller asked for progress (gave ``_meta.progressToken``, §14.1)."""
+        return self.progress_token is not None
+
+    def progress(self, done: int, total: int | None = None, message: str | None = None) -> bool:
+        """Report how far the request has come: ``done`` units of ``total`` (when known), as
+        ``$/progress`` to the caller (§14.2). Does nothing when the caller gave no token, or
+        once the request was answered or cancelled. ``done`` never goes back and never passes
+        ``total`` (a smaller one is sent as the last, a larger one as ``total``); the first
+        ``total`` given is kept. Returns whether a notification was sent."""
+        session = _session
+        if self.progress_token is None or self._answered or self._cancelled or session is None:
+            return False
+        last_done, last_total = self._progress_last
+        total = last_total if last_total is not None else total
+        done = max(int(done), last_done, 0)
+        if total is not None:
+            done = min(done, total)
+        self._progress_last = (done, total)
+        params: dict[str, Any] = {"token": self.progress_token}
+        if message is not None:
+            params["message"] = message
+        params["done"] = done
+        if total is not None:
+            params["total"] = total
+        session.notify("$/progress", params)
+        return True
+
+    def _take_meta(self, params: dict[str, Any]) -> None:
+        """Take ``_meta`` out of the params (§14.1.2): it is about the call, not a parameter."""
+        meta = params.pop("_meta", None)
+        if type(meta) is not dict:
+            return
+        token = meta.get("progressToken")
+        if _valid_id(token):
+            self.progress_token = token
+        parent = meta.get("traceparent")
+        if type(parent) is str:
+            self.traceparent = parent
+            state = meta.get("tracestate")
+            self.tracestate = state if type(state) is str else None
+            ids = _parse_traceparent(parent)
+            if ids is not None:
+                self.trace_id, self.parent_span_id = ids
+                self.span_id = os.urandom(8).hex()
+                while self.span_id == "0" * 16:
+                    self.span_id = os.urandom(8).hex()
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _parse_traceparent(text: str) -> tuple[str, str] | None:
+    """The trace id and parent id of a W3C ``traceparent`` (§15), or None when it does not
+    follow the grammar: lower-case hex ``version-trace_id-parent_id-flags``, neither id all
+    zeros, version ``ff`` forbidden, version ``00`` with exactly four fields."""
+    fields = text.split("-")
+    if len(fields) < 4 or any(not f or not set(f) <= _HEX for f in fields[:4]):
+        return None
+    version, trace_id, parent_id, flags = fields[:4]
+    if (len(version), len(trace_id), len(parent_id), len(flags)) != (2, 32, 16, 2):
+        return None
+    if version == "ff" or (version == "00" and len(fields) != 4):
+        return None
+    if trace_id == "0" * 32 or parent_id == "0" * 16:
+        return None
+    return trace_id, parent_id
+
 
 _calls_by_thread: dict[int, Call] = {}
 
@@ -1211,11 +1303,13 @@ def current() -> Call | None:
 class _Pending:
     """One of our requests waiting for its response."""
 
-    __slots__ = ("id", "call", "latch", "response", "cancelled")
+    __slots__ = ("id", "call", "latch", "response", "cancelled", "on_progress", "progressed")
 
     def __init__(self, call: Call | None) -> None:
         self.id = 0
         self.call = call
+        self.on_progress: Callable[[dict[str, Any]], Any] | None = None
+        self.progressed = 0.0  # when the last $/progress came (monotonic), for the time-out
         self.latch = allocate_lock()
         self.latch.acquire()
         self.response: dict[str, Any] | None = None
@@ -1572,6 +1666,7 @@ class _Session:
         # Attachments (§2.8) and streams (§12), once negotiated in tether/initialize.
         self.attachments = False
         self.streams_on = False
+        self.progress_on = False  # whether both announced progress (§14)
         self.our_credit = DEFAULT_INITIAL_CREDIT  # what the host may send before our grants
         self.peer_credit = DEFAULT_INITIAL_CREDIT  # what we may send before the host's grants
         self.max_chunk = MAX_CHUNK
@@ -1711,6 +1806,12 @@ class _Session:
         params: dict[str, Any] = {"level": level, "message": message}
         if target:
             params["target"] = target
+        call = _calls_by_thread.get(get_ident())
+        if call is not None and call.trace_id is not None:
+            # A handler's log names the trace and span it was handled in (§15).
+            fields = {**fields}
+            fields.setdefault("trace_id", call.trace_id)
+            fields.setdefault("span_id", call.span_id)
         if fields:
             params["fields"] = fields
         try:
@@ -2048,6 +2149,16 @@ class _Session:
             if level not in _LEVELS:
                 return _report(f"ignored $/setLogLevel with an unknown level {level!r}")
             self.set_log_level(_LEVELS[level])
+        elif method == "$/progress":
+            # Progress for one of our requests that waits (§14.2); any other is ignored.
+            token = params.get("token")
+            pending = self.pending.get(token) if type(token) is int else None  # type: ignore
+            if pending is not None and pending.on_progress is not None:
+                pending.progressed = time.monotonic()
+                try:
+                    pending.on_progress(params)
+                except Exception as e:  # noqa: BLE001 - the hook's failure is the caller's
+                    _report(f"the progress hook of request {token} failed: {e!r}")
         elif method == "$/release":
             with self.lock:
                 export = self.exports.get(params.get("handle"))  # type: ignore[arg-type]
@@ -2216,6 +2327,12 @@ class _Session:
         if type(streams) is dict:
             self.peer_credit = streams.get("initialCredit", DEFAULT_INITIAL_CREDIT)
             capabilities["streams"] = {"initialCredit": self.our_credit}
+        # Progress and trace context (§14, §15): this SDK implements both.
+        self.progress_on = type(host_caps.get("progress")) is dict
+        if self.progress_on:
+            capabilities["progress"] = {}
+        if type(host_caps.get("traceContext")) is dict:
+            capabilities["traceContext"] = {}
         # A chunk and its frame fit the maximum frame size: raw, or a third larger in base64.
         room = max_frame - 256
         self.max_chunk = min(MAX_CHUNK, room if attachments else room // 4 * 3)
@@ -2280,6 +2397,10 @@ class _Session:
               params: dict[str, Any], parts: list[memoryview] | None = None) -> Any:
         """Register a request whose handler is about to run; the job for :meth:`run_call`."""
         call = Call(rid, method, version)
+        if "_meta" in params:
+            call._take_meta(params)
+            if not self.progress_on:
+                call.progress_token = None  # a host that did not announce progress gets none
         with self.lock:
             duplicate = rid in self.calls
             if not duplicate:
@@ -2302,6 +2423,7 @@ class _Session:
             _exit(e.code if isinstance(e.code, int) else 0 if e.code is None else 1)
         finally:
             del _calls_by_thread[tid]
+        call._answered = True  # no $/progress after the answer (§14.2.1)
         self.send(body, attached)
         if opened:
             self.start_streams(opened)
@@ -2474,7 +2596,8 @@ class _Session:
 
     # ---- requests to the host ----------------------------------------------------------
 
-    def request(self, method: str, params: dict[str, Any], timeout: float | None) -> Any:
+    def request(self, method: str, params: dict[str, Any], timeout: float | None,
+                on_progress: Callable[[dict[str, Any]], Any] | None = None) -> Any:
         """Send a request and wait for its result; see :func:`request`."""
         if not self.initialized:
             raise RuntimeError("the session is not initialized yet")
@@ -2487,6 +2610,22 @@ class _Session:
                 raise Cancelled()
             pending.id = rid = self.next_id
             self.next_id += 1
+        meta: dict[str, Any] = {}
+        if on_progress is not None and self.progress_on:
+            # The token is the request's id, unique among our pending requests (§14.1).
+            meta["progressToken"] = rid
+            pending.on_progress = on_progress
+        if call is not None and call.trace_id is not None:
+            # Calls made while handling a traced request carry its span on (§15.3).
+            meta["traceparent"] = f"00-{call.trace_id}-{call.span_id}-01"
+            if call.tracestate is not None:
+                meta["tracestate"] = call.tracestate
+        if meta:
+            # In the params of the method called: for a handle, the inner params (§14.2.4).
+            if method == "tether/invoke" and type(params.get("params")) is dict:
+                params = {**params, "params": {**params["params"], "_meta": meta}}
+            elif not method.startswith(("tether/", "$/")):
+                params = {**params, "_meta": meta}
         tid = get_ident()
         self.exporting[tid] = exported = []
         self.opening[tid] = opened = []
@@ -2517,7 +2656,7 @@ class _Session:
         self.send(body, attached)
         self.start_streams(opened)
         self.yield_lead()  # the answer is read by another thread
-        if not pending.latch.acquire(True, -1 if timeout is None else max(timeout, 0)):
+        if not self.wait_answer(pending, timeout):
             with self.lock:
                 mine = self.pending.get(rid) is pending
                 if mine:
@@ -2536,6 +2675,21 @@ class _Session:
             name = params.get("method", method) if method == "tether/invoke" else method
             raise RemoteError(str(name), response["error"])
         return response["result"]
+
+    @staticmethod
+    def wait_answer(pending: _Pending, timeout: float | None) -> bool:
+        """Wait for the answer; False when ``timeout`` seconds passed without it. With progress
+        the time-out measures silence: each ``$/progress`` restarts it (§14.3)."""
+        if timeout is None:
+            return pending.latch.acquire()
+        started = time.monotonic()
+        while True:
+            last = max(started, pending.progressed)
+            left = last + timeout - time.monotonic()
+            if pending.latch.acquire(True, max(left, 0)):
+                return True
+            if pending.progressed <= last:
+                return False
 
     def _export(self, export: Export) -> dict[str, str]:
         """Encoder hook: give an exported object its handle id, scoped to the request."""
@@ -2715,18 +2869,24 @@ class _BridgingLoader:
 
 
 def request(method: str, params: dict[str, Any] | None = None, *,
-            timeout: float | None = None) -> Any:
+            timeout: float | None = None,
+            on_progress: Callable[[dict[str, Any]], Any] | None = None) -> Any:
     """Send a request to the host and wait for its result (an object).
 
     Inside a handler, the request belongs to the call being handled: when that call is
     cancelled, this one is cancelled too and :class:`Cancelled` is raised at once (§7.2).
     An error answer raises :class:`RemoteError`; ``timeout`` raises ``TimeoutError`` after
     cancelling the request (§7.3). :class:`Export` objects in ``params`` become handles.
+
+    ``on_progress`` asks the host for progress (§14, when it announced ``progress``): it is
+    called on the reading thread with the params of each ``$/progress`` for this request
+    (``token``, ``done``, ``total``, ``message``), and ``timeout`` then restarts on each one.
+    Inside a traced handler the request carries the handler's span on (§15).
     """
     session = _session
     if session is None:
         raise RuntimeError("tether.request() works only while serving")
-    return session.request(method, params or {}, timeout)
+    return session.request(method, params or {}, timeout, on_progress)
 
 
 def notify(method: str, params: dict[str, Any] | None = None) -> None:

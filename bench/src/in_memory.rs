@@ -22,7 +22,7 @@ use crate::stats;
 struct MemKv(Mutex<HashMap<String, Vec<u8>>>);
 
 impl Kv for MemKv {
-    async fn put(&self, p: kv::PutParams) -> Result<Empty, Error> {
+    async fn put(&self, p: kv::PutParams, _cx: tether::RequestContext) -> Result<Empty, Error> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(p.key, p.value.into_vec());
         Ok(Empty {})
     }

@@ -50,6 +50,7 @@ mod kv;
 mod launch;
 mod logs;
 mod output;
+mod progress;
 mod rpc;
 mod stop;
 mod streams;
@@ -74,6 +75,8 @@ pub(crate) enum Needs {
     Counter,
     /// The `kv` interface and the `attachments` capability.
     KvAttachments,
+    /// The `kv` interface and the `progress` capability (§14).
+    KvProgress,
     /// The `blob` interface (and so the `streams` capability, §9.5).
     Blob,
     /// The `kv` or the `blob` interface (something that carries bytes).
@@ -308,6 +311,9 @@ pub(crate) fn all() -> Vec<Check> {
         blob::checks(),
         handles::checks(),
         logs::checks(),
+        // After the log checks: with a plugin that stalls, the scenarios started first run
+        // before the stall limit stops the rest, and the log aggregates need theirs.
+        progress::checks(),
         stop::checks(),
         transport::checks(),
         output::checks(),

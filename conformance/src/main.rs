@@ -457,6 +457,15 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
                     None
                 }
             }
+            Needs::KvProgress => {
+                if !declared("kv") {
+                    missing("kv")
+                } else if probe.as_ref().is_some_and(|p| p.capabilities.progress.is_none()) {
+                    Some("the plugin does not implement progress: it did not announce the progress capability when offered it (§14, §10.2)".to_owned())
+                } else {
+                    None
+                }
+            }
             Needs::Blob => (!declared("blob")).then(|| missing("blob")).flatten(),
             Needs::FdsTransport => {
                 (wire != Wire::Fds).then(|| "only with --transport fds (SPEC.md §13)".to_owned())

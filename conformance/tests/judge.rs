@@ -220,6 +220,9 @@ const BROKEN: &[(&str, &[&str])] = &[
     ("rounds-big-ids", &["rpc.id-types"]),
     ("strict-reader", &["framing.header-forms"]),
     ("ignores-max-frame", &["framing.oversized"]),
+    ("progress-token-as-string", &["progress.reported"]),
+    ("progress-goes-back", &["progress.reported"]),
+    ("progress-unasked", &["progress.only-with-token"]),
     // Attachments and streams: the Python SDK serving kv and blob, one rule broken (streams.py).
     ("exceeds-credit", &["blob.credit", "blob.abort-download"]),
     ("ignores-abort", &["blob.abort-download"]),
@@ -384,6 +387,12 @@ fn each_broken_plugin_fails_exactly_its_checks() {
                     _ => SKIPPED_WITHOUT_STREAMS,
                 };
                 may_skip.extend(absent.iter().chain(FDS_ONLY).map(|s| (*s).to_owned()));
+                // A plugin that stalls (`sequential`) may reach the stall limit before the log
+                // scenarios start on a loaded machine: they are then not run, and the log
+                // aggregates have nothing to judge.
+                if ids_with(plugin, "not-run").contains("log.debug-on-put") {
+                    may_skip.extend(["log.level-respected", "log.well-formed"].map(str::to_owned));
+                }
                 if ids_with(plugin, "skip") != may_skip {
                     problems
                         .lock()

@@ -229,6 +229,10 @@ impl PluginBuilder {
             streams: self.streams.map(|c| tether_spec::StreamsCapability {
                 initial_credit: (c != tether_spec::DEFAULT_INITIAL_CREDIT).then_some(c),
             }),
+            // The host reads `$/progress` and sends trace context with every plugin that takes
+            // them (SPEC.md §14, §15): neither costs anything with one that does not.
+            progress: Some(tether_spec::ProgressCapability::default()),
+            trace_context: Some(tether_spec::TraceContextCapability::default()),
             other: Default::default(),
         }
     }

@@ -18,8 +18,8 @@ use tether_core::{
 };
 use tether_spec::{
     codes, Empty, ErrorObject, HandleRef, Initialize, InitializeParams, InitializeResult, LogParams,
-    NegotiatedInterface, NotificationMethod, PeerInfo, RequestMethod, Shutdown, VersionMismatch,
-    PROTOCOL_VERSION,
+    NegotiatedInterface, NotificationMethod, PeerInfo, ProgressParams, RequestMethod, Shutdown,
+    VersionMismatch, PROTOCOL_VERSION,
 };
 use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, watch, Notify};
@@ -336,6 +336,7 @@ impl PluginProcess {
             method: Cow::Borrowed(M::METHOD),
             call: self.peer.call::<M>(params),
             timeout: self.call_timeout,
+            progress: false,
         }
     }
 
@@ -347,6 +348,7 @@ impl PluginProcess {
             method: Cow::Owned(method.to_owned()),
             call: self.peer.call_as(method.to_owned(), &params),
             timeout: self.call_timeout,
+            progress: false,
         }
     }
 
@@ -779,6 +781,9 @@ pub struct PluginCall<'a, R> {
     call: Call<R>,
     /// The call's own time-out (else the builder's), to bound the wait for an exit report.
     timeout: Option<Duration>,
+    /// Whether the call asked for progress: its time-out then restarts, so it has no deadline
+    /// known in advance.
+    progress: bool,
 }
 
 impl<R> std::fmt::Debug for PluginCall<'_, R> {
@@ -795,6 +800,47 @@ impl<R> PluginCall<'_, R> {
         self.timeout = Some(timeout);
         self
     }
+
+    /// Asks the plugin for progress (SPEC.md §14) and calls `hook` with each `$/progress` it
+    /// sends for this call. The time-out then measures silence: each progress notification
+    /// restarts it (see [`overall_timeout`](Self::overall_timeout) for a bound on the whole
+    /// call). The hook runs on the session's reader task and must not block. A plugin that
+    /// did not announce the `progress` capability is called as without it.
+    pub fn on_progress(mut self, hook: impl Fn(&ProgressParams) + Send + Sync + 'static) -> Self {
+        self.call = self.call.on_progress(hook);
+        self.progress = true;
+        self
+    }
+
+    /// As [`on_progress`](Self::on_progress), with the latest progress in a `watch` channel
+    /// (`None` until the first): what a progress bar polls.
+    pub fn watch_progress(mut self) -> (Self, watch::Receiver<Option<ProgressParams>>) {
+        let (call, rx) = self.call.watch_progress();
+        self.call = call;
+        self.progress = true;
+        (self, rx)
+    }
+
+    /// Whether progress restarts the time-out (true by default).
+    pub fn timeout_restarts_on_progress(mut self, restarts: bool) -> Self {
+        self.call = self.call.timeout_restarts_on_progress(restarts);
+        self
+    }
+
+    /// Fails the call with a time-out when it is not answered within `cap` of being sent,
+    /// progress or not.
+    pub fn overall_timeout(mut self, cap: Duration) -> Self {
+        self.call = self.call.overall_timeout(cap);
+        self
+    }
+
+    /// Makes the call in span `span` (SPEC.md §15): the plugin handles it in a child span (the
+    /// same trace id, the host's span id as parent). Without it, the span of
+    /// [`crate::trace::in_span`] around the call, if any, is used.
+    pub fn trace(mut self, span: crate::trace::SpanContext) -> Self {
+        self.call = self.call.trace(span);
+        self
+    }
 }
 
 impl<'a, R: DeserializeOwned + Send + 'static> IntoFuture for PluginCall<'a, R> {
@@ -803,7 +849,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> IntoFuture for PluginCall<'a, R> 
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let deadline = self.timeout.map(|t| Instant::now() + t);
+            let deadline = self.timeout.filter(|_| !self.progress).map(|t| Instant::now() + t);
             match self.call.await {
                 Ok(result) => Ok(result),
                 Err(source) => Err(self.process.call_error(&self.method, source, deadline).await),

@@ -1,15 +1,21 @@
 //! The `kv` reference plugin (SPEC.md §9.1, §9.2): versions 1 and 2, in memory, or persisted to
 //! `kv_<key>` files in the directory given as the first argument (as go-plugin's KV example).
 //!
+//! A put of a large value reports its progress in bytes stored when the caller asks (SPEC.md §9.1,
+//! §14): one `$/progress` per 16 KiB and one at the end.
+//!
 //! Run by a host with the reference cookie: `TETHER_MAGIC_COOKIE=... kv [DIR]`.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use tether::interfaces::{Kv, KvServer};
-use tether::spec::interfaces::kv::{key_not_found, DeleteResult, GetResult, KeyParams, PutParams};
+use tether::spec::interfaces::kv::{
+    key_not_found, put_progress_steps, DeleteResult, GetResult, KeyParams, PutParams,
+};
 use tether::spec::{Bytes, Empty};
-use tether::Error;
+use tether::{Error, RequestContext};
 use tokio::sync::Mutex;
 
 enum Store {
@@ -20,11 +26,32 @@ enum Store {
 }
 
 impl Kv for Store {
-    async fn put(&self, p: PutParams) -> Result<Empty, Error> {
+    async fn put(&self, p: PutParams, cx: RequestContext) -> Result<Empty, Error> {
         tracing::debug!(key = %p.key, bytes = p.value.len(), "put");
+        // Progress in bytes stored, in the steps SPEC.md §9.1 fixes, when the caller asked.
+        let len = p.value.len() as u64;
+        let steps = if cx.wants_progress() { put_progress_steps(len) } else { Vec::new() };
         match self {
-            Store::Memory(map) => drop(map.lock().await.insert(p.key, p.value)),
-            Store::Files(dir) => std::fs::write(dir.join(file_name(&p.key)), &p.value.0)?,
+            Store::Memory(map) => {
+                // Kept as received (no copy): the steps count bytes accepted.
+                map.lock().await.insert(p.key, p.value);
+                for done in steps {
+                    cx.progress(done, Some(len), None);
+                }
+            }
+            Store::Files(dir) => {
+                // Written in the steps, so that progress follows the disk.
+                let mut file = std::fs::File::create(dir.join(file_name(&p.key)))?;
+                let bytes: &[u8] = &p.value.0;
+                let mut written = 0usize;
+                for done in steps {
+                    let to = usize::try_from(done).unwrap_or(bytes.len()).min(bytes.len());
+                    file.write_all(bytes.get(written..to).unwrap_or_default())?;
+                    written = to;
+                    cx.progress(done, Some(len), None);
+                }
+                file.write_all(bytes.get(written..).unwrap_or_default())?;
+            }
         }
         Ok(Empty {})
     }

@@ -10,7 +10,7 @@ use tether::Error;
 struct Noisy;
 
 impl Kv for Noisy {
-    async fn put(&self, p: PutParams) -> Result<Empty, Error> {
+    async fn put(&self, p: PutParams, _cx: tether::RequestContext) -> Result<Empty, Error> {
         println!("stray output from a handler: {}", p.key);
         let status =
             std::process::Command::new("sh").args(["-c", "echo stray output from a child"]).status()?;

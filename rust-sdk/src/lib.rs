@@ -28,7 +28,7 @@
 //! struct Store(std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>);
 //!
 //! impl Kv for Store {
-//!     async fn put(&self, p: kv::PutParams) -> Result<Empty, Error> {
+//!     async fn put(&self, p: kv::PutParams, _cx: tether::RequestContext) -> Result<Empty, Error> {
 //!         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(p.key, p.value.into_vec());
 //!         Ok(Empty {})
 //!     }
@@ -70,9 +70,9 @@ mod stdio;
 pub use crate::log::LogLayer;
 pub use crate::plugin::{Plugin, PluginService};
 pub use tether_core::{
-    interfaces, spec, stream, Call, CallError, CancellationToken, Client, CloseKind, CloseReason, Error,
-    Event, Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext,
-    Router, Service, Session,
+    interfaces, spec, stream, trace, Call, CallError, CancellationToken, Client, CloseKind, CloseReason,
+    Error, Event, Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture,
+    RequestContext, Router, Service, Session,
 };
 /// Declares an interface: one trait declaration gives the trait a plugin implements, a server
 /// (`KvServer`) and a typed client (`KvClient`). See the `tether-macros` crate.

@@ -62,7 +62,8 @@ fn level_of(level: &tracing::Level) -> LogLevel {
 
 /// A `tracing-subscriber` layer that sends each event as a `$/log` notification: the level, the
 /// message, the target and the other fields, and only events at or above the session's log
-/// level (the `logLevel` of `tether/initialize`, changed by `$/setLogLevel`).
+/// level (the `logLevel` of `tether/initialize`, changed by `$/setLogLevel`). An event of a
+/// handler whose request carried trace context gets the fields `trace_id` and `span_id`.
 /// [`crate::Plugin::serve`] installs it unless told not to.
 #[derive(Debug, Clone)]
 pub struct LogLayer {
@@ -133,6 +134,12 @@ impl<S: Subscriber> Layer<S> for LogLayer {
         }
         let mut fields = Fields::default();
         event.record(&mut fields);
+        // An event of a handler whose request carried trace context names its trace and span
+        // (SPEC.md §15), so that the host can file it under its own trace.
+        if let Some(span) = tether_core::trace::current() {
+            fields.fields.entry("trace_id").or_insert_with(|| span.trace_id().into());
+            fields.fields.entry("span_id").or_insert_with(|| span.span_id().into());
+        }
         let params = LogParams {
             level,
             message: fields.message.unwrap_or_default(),

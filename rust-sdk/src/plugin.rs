@@ -407,7 +407,12 @@ impl Service for PluginService {
     fn request(&self, method: &str, params: Box<RawValue>, cx: RequestContext) -> Handled {
         if let Some((interface, short)) = split_method(method) {
             return match self.session.get().and_then(|s| s.get(interface)) {
-                Some((version, server)) => server.dispatch(*version, short, params, cx),
+                Some((version, server)) => match cx.span().cloned() {
+                    None => server.dispatch(*version, short, params, cx),
+                    Some(span) => {
+                        in_handler_span(&span, method, || server.dispatch(*version, short, params, cx))
+                    }
+                },
                 None => Handled::err(ErrorObject::method_not_found(
                     method,
                     format!("interface {interface} was not negotiated in this session"),
@@ -436,5 +441,29 @@ impl Service for PluginService {
                 self.logs.set_level(p.level);
             }
         }
+    }
+}
+
+/// Runs a handler in a `tracing` span that records the W3C ids of the request's span (SPEC.md
+/// §15): `trace_id` (the caller's trace), `span_id` (this handler's) and `parent_span_id` (the
+/// caller's span), so that the plugin's events join the host's trace in a collector.
+fn in_handler_span(
+    span: &tether_core::trace::SpanContext,
+    method: &str,
+    f: impl FnOnce() -> Handled,
+) -> Handled {
+    use tracing::Instrument as _;
+    let parent = span.parent_span_id().unwrap_or_default();
+    let span = tracing::info_span!(
+        "tether.request",
+        method,
+        trace_id = %span.trace_id(),
+        span_id = %span.span_id(),
+        parent_span_id = %parent,
+    );
+    let handled = span.in_scope(f);
+    match handled {
+        Handled::Later(future) => Handled::Later(Box::pin(future.instrument(span))),
+        now => now,
     }
 }

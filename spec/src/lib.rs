@@ -18,6 +18,8 @@
 //!   ([`with_attachment_sink`], [`with_attachment_source`]), streams ([`StreamRef`] and the
 //!   `$/stream.*` markers) and the `blob` reference interface ([`interfaces::blob`]);
 //! - since 1.2: the [`Transport`] a plugin is told to use in [`TRANSPORT_ENV`] (SPEC.md §13).
+//! - since 1.2 too: progress and trace context (SPEC.md §14, §15): [`Meta`] (`params._meta`), the
+//!   [`Progress`] marker (`$/progress`) and [`TraceParent`].
 //!
 //! # Attachments in a connection (SPEC.md §2.8)
 //!
@@ -73,7 +75,9 @@ pub mod interfaces;
 mod lifecycle;
 mod log;
 mod message;
+mod meta;
 mod method;
+mod progress;
 pub mod schema;
 mod stream;
 mod transport;
@@ -97,9 +101,11 @@ pub use crate::log::{Log, LogLevel, LogParams, SetLogLevel, SetLogLevelParams};
 pub use crate::message::{
     parse_message, EnvelopeError, Id, Message, Notification, Outcome, Request, Response, TwoPointZero,
 };
+pub use crate::meta::{Meta, TraceContextCapability, TraceParent, TraceParentError, META};
 pub use crate::method::{
     schema_value, short_name, split_method, Empty, MethodSchema, NotificationMethod, RequestMethod,
 };
+pub use crate::progress::{Progress, ProgressCapability, ProgressParams, ProgressToken};
 pub use crate::stream::{
     stream_error, Opener, StreamAbort, StreamAbortParams, StreamCredit, StreamCreditParams, StreamData,
     StreamDataParams, StreamEnd, StreamMode, StreamParams, StreamRef, DEFAULT_INITIAL_CREDIT, MAX_CHUNK,

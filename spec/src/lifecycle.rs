@@ -34,6 +34,7 @@ impl PeerInfo {
 /// Optional features (SPEC.md §10.2): each side announces what it supports, and a feature is
 /// used only when both announced it. Keys this crate does not know are kept in `other`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Capabilities {
     /// Raw bytes after the JSON body of a frame (SPEC.md §2.8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +42,12 @@ pub struct Capabilities {
     /// Streams with credit-based flow control (SPEC.md §12).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub streams: Option<StreamsCapability>,
+    /// `$/progress` for requests whose params carry `_meta.progressToken` (SPEC.md §14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::progress::ProgressCapability>,
+    /// W3C trace context in `_meta.traceparent` (SPEC.md §15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<crate::meta::TraceContextCapability>,
     /// Capabilities this crate does not know, kept as they were sent.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
@@ -52,11 +59,14 @@ impl Capabilities {
         Capabilities::default()
     }
 
-    /// What the host's reference SDK announces: attachments, and streams with the default credit.
+    /// What the host's reference SDK announces: attachments, streams with the default credit,
+    /// progress and trace context.
     pub fn all() -> Self {
         Capabilities {
             attachments: Some(AttachmentsCapability::default()),
             streams: Some(StreamsCapability::default()),
+            progress: Some(crate::progress::ProgressCapability::default()),
+            trace_context: Some(crate::meta::TraceContextCapability::default()),
             other: serde_json::Map::new(),
         }
     }
@@ -67,6 +77,11 @@ impl Capabilities {
         Capabilities {
             attachments: host.attachments.as_ref().map(|_| AttachmentsCapability::default()),
             streams: host.streams.as_ref().map(|_| StreamsCapability { initial_credit: Some(credit) }),
+            progress: host.progress.as_ref().map(|_| crate::progress::ProgressCapability::default()),
+            trace_context: host
+                .trace_context
+                .as_ref()
+                .map(|_| crate::meta::TraceContextCapability::default()),
             other: serde_json::Map::new(),
         }
     }
@@ -74,6 +89,17 @@ impl Capabilities {
     /// Whether attachments are used between sides that announced `self` and `peer`.
     pub fn attachments_with(&self, peer: &Capabilities) -> bool {
         self.attachments.is_some() && peer.attachments.is_some()
+    }
+
+    /// Whether `_meta.progressToken` may be sent to a peer that announced `peer`: only the
+    /// receiver's announcement matters, since a caller that sends a token reads `$/progress`.
+    pub fn progress_with(&self, peer: &Capabilities) -> bool {
+        self.progress.is_some() && peer.progress.is_some()
+    }
+
+    /// Whether `_meta.traceparent` is sent between sides that announced `self` and `peer`.
+    pub fn trace_context_with(&self, peer: &Capabilities) -> bool {
+        self.trace_context.is_some() && peer.trace_context.is_some()
     }
 
     /// Whether streams are used between sides that announced `self` and `peer`.
@@ -240,13 +266,16 @@ mod tests {
             serde_json::to_string(&c).unwrap_or_default(),
             r#"{"attachments":{},"streams":{},"x-other":{"a":true}}"#
         );
-        let answer = Capabilities::answer_to(&Capabilities { streams: None, ..Capabilities::all() }, 64);
+        let host = Capabilities { streams: None, progress: None, trace_context: None, ..Capabilities::all() };
+        let answer = Capabilities::answer_to(&host, 64);
         assert_eq!(serde_json::to_string(&answer).unwrap_or_default(), r#"{"attachments":{}}"#);
         let answer = Capabilities::answer_to(&Capabilities::all(), 64);
         assert_eq!(
             serde_json::to_string(&answer).unwrap_or_default(),
-            r#"{"attachments":{},"streams":{"initialCredit":64}}"#
+            r#"{"attachments":{},"streams":{"initialCredit":64},"progress":{},"traceContext":{}}"#
         );
+        assert!(answer.progress_with(&Capabilities::all()));
+        assert!(!Capabilities::new().trace_context_with(&Capabilities::all()));
         assert!(answer.streams_with(&Capabilities::all()));
         assert!(!Capabilities::new().attachments_with(&Capabilities::all()));
     }

@@ -86,6 +86,7 @@ pub fn methods() -> Vec<MethodInfo> {
         n(StreamEnd::METHOD),
         n(StreamCredit::METHOD),
         n(StreamAbort::METHOD),
+        n(crate::progress::Progress::METHOD),
         r(kv::Put::METHOD, true),
         r(kv::Get::METHOD, true),
         r(kv::Delete::METHOD, true),
@@ -151,6 +152,8 @@ pub fn document() -> Value {
     b.notification::<StreamEnd>();
     b.notification::<StreamCredit>();
     b.notification::<StreamAbort>();
+    b.notification::<crate::progress::Progress>();
+    b.def::<crate::meta::Meta>();
     b.request::<kv::Put>(kv::Put::METHOD);
     b.request::<kv::Get>(kv::Get::METHOD);
     b.request::<kv::Delete>(kv::Delete::METHOD);

@@ -84,7 +84,17 @@ fn typed(at: &str, method: &str, what: &str, value: &Value) {
         blob::Count,
         blob::Produce
     );
-    notification!(Release, CancelRequest, Log, SetLogLevel, StreamData, StreamEnd, StreamCredit, StreamAbort);
+    notification!(
+        Release,
+        CancelRequest,
+        Log,
+        SetLogLevel,
+        StreamData,
+        StreamEnd,
+        StreamCredit,
+        StreamAbort,
+        tether_spec::Progress
+    );
     if method == <Invoke as RequestMethod>::METHOD && what == "params" {
         // Raw params inside: compare as values.
         let p: tether_spec::InvokeParams =
@@ -120,7 +130,12 @@ fn every_json_example_of_the_spec_is_valid() {
             schema.message(&value).unwrap_or_else(|e| panic!("{at}: {e}"));
             match parse_message(text.as_bytes()) {
                 Ok(Message::Request(r)) => {
-                    typed(&at, &r.method, "params", &value["params"]);
+                    // `_meta` is about the call, not a parameter (§14.1): typed on its own.
+                    let mut params = value["params"].clone();
+                    if let Some(meta) = params.as_object_mut().and_then(|p| p.remove("_meta")) {
+                        round_trips::<tether_spec::Meta>(&at, &meta);
+                    }
+                    typed(&at, &r.method, "params", &params);
                     schema.params(&r.method, &value["params"]).unwrap_or_else(|e| panic!("{at}: {e}"));
                     methods.insert(value["id"].to_string(), r.method);
                 }

@@ -49,6 +49,9 @@ BREAKS = {
     "strict-reader": "reads only the exact header `Content-Length: N` (a naive reader)",
     "ignores-max-frame": "reads and serves frames above maxFrameSize",
     "rounds-big-ids": "echoes integer ids above 2^32 wrapped to 32 bits, as an int32 would",
+    "progress-token-as-string": "echoes a progress token as a string (\"1\" for 1, \"x\" kept)",
+    "progress-goes-back": "reports done going back once in the progress of a large kv.put",
+    "progress-unasked": "reports the progress of every large kv.put, with or without a token",
 }
 
 # Attachments and streams (§2.8, §9.5, §12), which this plugin does not implement: for these
@@ -145,7 +148,7 @@ class Cancelled(Exception):
 
 
 state_lock = threading.Lock()
-state = {"max_frame": 32 * 1024 * 1024, "initialized": False, "shutdown": False, "level": "info", "kv_version": 0, "counter": False}
+state = {"max_frame": 32 * 1024 * 1024, "initialized": False, "shutdown": False, "level": "info", "kv_version": 0, "counter": False, "progress": False}
 store = {}
 counts = {}
 # The host's requests in flight: id -> {"cancelled": bool, "invokes": set of our ids}.
@@ -230,7 +233,31 @@ def initialize(params):
         state["level"] = params.get("logLevel") or "info"
         state["kv_version"] = result_ifaces.get("kv", {}).get("version", 0)
         state["counter"] = "counter" in result_ifaces
-    return {"protocolVersion": 1, "plugin": {"name": "broken-python", "version": "0.1.0"}, "capabilities": {}, "interfaces": result_ifaces}
+        # Progress (§14), announced back when offered.
+        state["progress"] = isinstance((params.get("capabilities") or {}).get("progress"), dict)
+    capabilities = {"progress": {}} if state["progress"] else {}
+    return {"protocolVersion": 1, "plugin": {"name": "broken-python", "version": "0.1.0"}, "capabilities": capabilities, "interfaces": result_ifaces}
+
+
+PROGRESS_STEP = 16384
+
+
+def put_progress(params, length):
+    """The $/progress of a kv.put (§9.1, §14): one per 16384 bytes and one at the end, when the
+    put carries a token and progress was negotiated."""
+    meta = params.get("_meta")
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    if flag == "progress-unasked" and token is None:
+        token = "unasked"
+    if token is None or length <= PROGRESS_STEP or not (state["progress"] or flag == "progress-unasked"):
+        return
+    if flag == "progress-token-as-string":
+        token = str(token)
+    steps = list(range(PROGRESS_STEP, length, PROGRESS_STEP)) + [length]
+    if flag == "progress-goes-back" and len(steps) > 2:
+        steps[1] = steps[0] - 1
+    for done in steps:
+        send({"jsonrpc": "2.0", "method": "$/progress", "params": {"token": token, "done": done, "total": length}})
 
 
 def need_str(params, name):
@@ -277,6 +304,7 @@ def handle(rid, method, params):
             if flag != "no-debug-log":
                 log("debug", "put", {"key": key, "bytes": len(value)})
             store[key] = value
+            put_progress(params, len(value))
             return {}
         if method == "kv.get":
             if key not in store:

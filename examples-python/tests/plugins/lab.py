@@ -194,7 +194,31 @@ def big_log(size: int) -> dict:
 
 schema_bytes = tether.schema(bytes)
 
+def traced() -> dict:
+    """What the handler sees of trace context (SPEC.md §15), and a request it makes meanwhile."""
+    call = tether.current()
+    return {"trace_id": call.trace_id, "span_id": call.span_id,
+            "parent_span_id": call.parent_span_id, "traceparent": call.traceparent}
+
+
+def steps(n: int, total: int) -> dict:
+    """Reports progress ``n`` times, with a done that goes back once and one past total."""
+    call = tether.current()
+    sent = [call.progress(d, total, f"at {d}") for d in (1, 3, 2, total + 5)[:n]]
+    return {"sent": sent, "wanted": call.wants_progress}
+
+
+def call_host_progress(method: str, timeout: float) -> dict:
+    """Calls the host with progress asked for; what progress came (SPEC.md §14)."""
+    seen: list = []
+    result = tether.request(method, {}, timeout=timeout, on_progress=seen.append)
+    return {"result": result, "progress": seen}
+
+
 V1 = {
+    "traced": ({}, dict),
+    "steps": ({"n": int, "total": int}, dict),
+    "call_host_progress": ({"method": str, "timeout": float}, dict),
     "shout": ({"text": str}, {}),
     "fail": ({}, {}),
     "refuse": ({}, {}),

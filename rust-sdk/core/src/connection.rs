@@ -26,7 +26,8 @@
 //! - [`peer`] and [`call`]: what makes calls ([`Peer`], [`Call`]);
 //! - [`shared`]: the state the tasks and peers share, with the two ways out (a request, an
 //!   answer);
-//! - [`pending`]: the calls waiting for their answer; [`handles`]: the objects served as handles
+//! - [`pending`]: the calls waiting for their answer, with [`progress`] (SPEC.md §14): where
+//!   their `$/progress` go and the `_meta` calls carry; [`handles`]: the objects served as handles
 //!   and their scopes (SPEC.md §6.3);
 //! - [`envelope`]: the messages waiting for the writer, and the envelope written around
 //!   payloads that are already encoded;
@@ -50,6 +51,7 @@ mod negotiated;
 mod options;
 mod peer;
 mod pending;
+mod progress;
 mod reader;
 pub(crate) mod scope;
 mod service;

@@ -16,8 +16,9 @@ use crate::{Error, RequestContext};
 /// The key/value store of SPEC.md §9.1 and §9.2.
 #[crate::interface(name = "kv", versions = [1, 2])]
 pub trait Kv {
-    /// `kv.put`: stores a value, replacing any previous one.
-    async fn put(&self, params: kv::PutParams) -> Result<Empty, Error>;
+    /// `kv.put`: stores a value, replacing any previous one. The context is there to report
+    /// progress on a large value ([`RequestContext::progress`], SPEC.md §9.1, §14).
+    async fn put(&self, params: kv::PutParams, cx: RequestContext) -> Result<Empty, Error>;
     /// `kv.get`: reads a value; error 1001 ([`kv::key_not_found`]) for a missing key.
     async fn get(&self, params: kv::KeyParams) -> Result<kv::GetResult, Error>;
     /// `kv.delete` (version 2): removes a key and says whether it held a value.

@@ -13,6 +13,9 @@
 //!   `tether_spec::Bytes` in typed params or results travels raw after the JSON, and a
 //!   [`stream::ReadStream`] (or [`stream::WriteStream`]) field carries a stream with credit flow
 //!   control, read as `AsyncRead`/`Stream` and written as `AsyncWrite`/`send`.
+//! - Progress and trace context (SPEC.md §14, §15), used when both sides announced them:
+//!   [`Call::on_progress`] asks for `$/progress` (and makes the time-out restart on each),
+//!   [`RequestContext::progress`] reports it; [`trace`] carries W3C trace ids across calls.
 //!
 //! The calling side, over any stream:
 //!
@@ -36,6 +39,7 @@ mod connection;
 pub mod interfaces;
 mod server;
 pub mod stream;
+pub mod trace;
 
 pub use crate::client::{Client, Remote};
 pub use crate::connection::{

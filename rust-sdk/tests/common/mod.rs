@@ -20,7 +20,7 @@ use tokio_util::codec::Decoder;
 pub struct MemKv(pub Mutex<HashMap<String, Vec<u8>>>);
 
 impl Kv for MemKv {
-    async fn put(&self, p: kv::PutParams) -> Result<Empty, Error> {
+    async fn put(&self, p: kv::PutParams, _cx: tether::RequestContext) -> Result<Empty, Error> {
         self.0.lock().unwrap().insert(p.key, p.value.into_vec());
         Ok(Empty {})
     }

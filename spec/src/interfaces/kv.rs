@@ -23,6 +23,21 @@ impl RequestMethod for Put {
     type Result = Empty;
 }
 
+/// The reference plugins report the progress of a `kv.put` (SPEC.md §9.1) in steps of this
+/// many bytes, for values longer than one step.
+pub const PUT_PROGRESS_STEP: u64 = 16384;
+
+/// The `done` values a reference plugin reports for a `kv.put` of `len` bytes (SPEC.md §9.1):
+/// every multiple of [`PUT_PROGRESS_STEP`] below `len`, then `len`; nothing for a short value.
+pub fn put_progress_steps(len: u64) -> Vec<u64> {
+    if len <= PUT_PROGRESS_STEP {
+        return Vec::new();
+    }
+    let mut steps: Vec<u64> = (1..).map(|k| k * PUT_PROGRESS_STEP).take_while(|&d| d < len).collect();
+    steps.push(len);
+    steps
+}
+
 /// Params of `kv.put`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(rename = "KvPutParams")]
@@ -103,4 +118,18 @@ pub fn methods(version: u32) -> BTreeMap<String, MethodSchema> {
         methods.insert("delete".to_owned(), MethodSchema::of::<Delete>());
     }
     methods
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    #[test]
+    fn put_progress_steps_follow_the_rule() {
+        assert!(put_progress_steps(0).is_empty());
+        assert!(put_progress_steps(16384).is_empty());
+        assert_eq!(put_progress_steps(20000), vec![16384, 20000]);
+        assert_eq!(put_progress_steps(32768), vec![16384, 32768]);
+        assert_eq!(put_progress_steps(32769), vec![16384, 32768, 32769]);
+    }
 }

@@ -15,10 +15,10 @@ use tether_spec::{
     codes, highest_common, parse_message, split_method, stream_error, with_attachment_sink,
     with_attachment_source, CancelParams, CancelRequest, Capabilities, ErrorObject, Id, InitializeParams,
     InitializeResult, Invoke, InvokeParams, Log, LogLevel, LogParams, Message, NegotiatedInterface,
-    Notification, NotificationMethod, Outcome, PeerInfo, Request, RequestMethod, Response, SetLogLevel,
-    SetLogLevelParams, StreamAbort, StreamAbortParams, StreamCredit, StreamCreditParams, StreamData,
-    StreamDataParams, StreamEnd, StreamMode, StreamParams, StreamRef, VersionMismatch,
-    DEFAULT_INITIAL_CREDIT, MAX_CHUNK, PROTOCOL_VERSION,
+    Notification, NotificationMethod, Outcome, PeerInfo, Progress, ProgressParams, Request, RequestMethod,
+    Response, SetLogLevel, SetLogLevelParams, StreamAbort, StreamAbortParams, StreamCredit,
+    StreamCreditParams, StreamData, StreamDataParams, StreamEnd, StreamMode, StreamParams, StreamRef,
+    VersionMismatch, DEFAULT_INITIAL_CREDIT, MAX_CHUNK, PROTOCOL_VERSION,
 };
 
 use super::transcript::WireFrame;
@@ -314,6 +314,16 @@ impl RefPlugin {
                         fields: fields.as_object().cloned(),
                     });
                 }
+                // Progress in the steps SPEC.md §9.1 fixes, for a caller that gave a token.
+                let len = p.value.len() as u64;
+                if let Some(token) = progress_token(&r) {
+                    for done in kv::put_progress_steps(len) {
+                        let done = Some(done);
+                        let params =
+                            ProgressParams { token: token.clone(), message: None, done, total: Some(len) };
+                        self.notify::<Progress>(&params);
+                    }
+                }
                 self.store.insert(p.key, p.value.into_vec());
                 raw(&serde_json::Map::new())
             }),
@@ -598,4 +608,14 @@ impl RefPlugin {
 
 fn params<T: DeserializeOwned>(r: &Request) -> Result<T, ErrorObject> {
     serde_json::from_str(r.params.get()).map_err(ErrorObject::invalid_params)
+}
+
+/// The `_meta.progressToken` of a request's params (SPEC.md §14.1), if any.
+fn progress_token(r: &tether_spec::Request) -> Option<Id> {
+    #[derive(serde::Deserialize)]
+    struct MetaOnly {
+        #[serde(rename = "_meta")]
+        meta: Option<tether_spec::Meta>,
+    }
+    serde_json::from_str::<MetaOnly>(r.params.get()).ok()?.meta?.progress_token
 }

@@ -14,6 +14,7 @@ use tether_spec::{
 use super::transcript::{Block, Dir, Transcript};
 
 mod attachments;
+mod progress;
 mod streams;
 
 /// A transcript being written.
@@ -564,5 +565,6 @@ pub fn all() -> Vec<(&'static str, Transcript)> {
         logs_session(),
         attachments::session(),
         streams::session(),
+        progress::session(),
     ]
 }

@@ -12,12 +12,14 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tether_spec::{CancelParams, CancelRequest, HandleRef, Id, NotificationMethod};
+use tether_spec::{CancelParams, CancelRequest, HandleRef, Id, NotificationMethod, ProgressParams};
 
 use super::error::CallError;
 use super::peer::Peer;
+use super::progress::ProgressHook;
 use super::scope::{self, Encoded};
 use super::shared::{lock, Shared};
+use crate::trace::SpanContext;
 
 pub(super) fn encode_params<P: Serialize + ?Sized>(params: &P) -> Result<Box<RawValue>, CallError> {
     serde_json::value::to_raw_value(params).map_err(|e| CallError::Serialize(e.to_string()))
@@ -40,25 +42,103 @@ pub struct Call<R> {
     params: Result<Encoded, CallError>,
     timeout: Option<Duration>,
     handles: Vec<String>,
+    extras: CallExtras,
     result: PhantomData<fn() -> R>,
+}
+
+/// What a call asks for besides its params: progress, an overall cap, trace context.
+#[derive(Default)]
+pub(super) struct CallExtras {
+    /// Ask for `$/progress` and give each to this hook (SPEC.md §14).
+    pub(super) progress: Option<ProgressHook>,
+    /// Whether progress restarts the time-out (the default, SPEC.md §14.3).
+    pub(super) keep_timeout: bool,
+    /// A time-out that progress does not restart.
+    pub(super) overall: Option<Duration>,
+    /// The span the call is made in; the current task's ([`crate::trace::current`]) if unset.
+    pub(super) span: Option<SpanContext>,
 }
 
 impl<R> fmt::Debug for Call<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Call").field("method", &self.method).field("timeout", &self.timeout).finish()
+        f.debug_struct("Call")
+            .field("method", &self.method)
+            .field("timeout", &self.timeout)
+            .field("progress", &self.extras.progress.is_some())
+            .field("overall_timeout", &self.extras.overall)
+            .finish()
     }
 }
 
 impl<R> Call<R> {
     pub(super) fn new(peer: Peer, method: Cow<'static, str>, params: Result<Encoded, CallError>) -> Self {
         let timeout = peer.shared.options.default_timeout;
-        Call { peer, method, params, timeout, handles: Vec::new(), result: PhantomData }
+        Call {
+            peer,
+            method,
+            params,
+            timeout,
+            handles: Vec::new(),
+            extras: CallExtras::default(),
+            result: PhantomData,
+        }
     }
 
     /// Fails the call with [`CallError::Timeout`] (and sends `$/cancelRequest`) when no answer
-    /// comes within `timeout`.
+    /// comes within `timeout`. For a call that asked for progress ([`Call::on_progress`]), the
+    /// time-out measures silence: each `$/progress` restarts it (SPEC.md §14.3); see
+    /// [`Call::overall_timeout`] for a bound on the whole call.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Asks the other side for progress (SPEC.md §14) and calls `hook` with each `$/progress`
+    /// it sends for this call, until the answer. The hook runs on the session's reader task:
+    /// it must not block (send to a channel, update a progress bar). Without effect when the
+    /// peer did not announce the `progress` capability. Several hooks may be given (and
+    /// [`Call::watch_progress`] adds one): each is called.
+    pub fn on_progress(mut self, hook: impl Fn(&ProgressParams) + Send + Sync + 'static) -> Self {
+        self.extras.progress = Some(match self.extras.progress.take() {
+            None => Arc::new(hook),
+            // Hooks add up: each one given is called, in order.
+            Some(before) => Arc::new(move |p: &ProgressParams| {
+                before(p);
+                hook(p);
+            }),
+        });
+        self
+    }
+
+    /// Asks for progress as [`Call::on_progress`] does, and gives the latest `$/progress` in a
+    /// `watch` channel (`None` until the first): what a progress bar polls. Memory stays bounded
+    /// however fast the other side reports, since only the latest is kept.
+    pub fn watch_progress(self) -> (Self, tokio::sync::watch::Receiver<Option<ProgressParams>>) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let call = self.on_progress(move |p| {
+            let _ = tx.send(Some(p.clone()));
+        });
+        (call, rx)
+    }
+
+    /// Whether progress restarts the time-out set with [`Call::timeout`] (true by default).
+    pub fn timeout_restarts_on_progress(mut self, restarts: bool) -> Self {
+        self.extras.keep_timeout = !restarts;
+        self
+    }
+
+    /// Fails the call with [`CallError::Timeout`] when it has not been answered within `cap`
+    /// of being sent, progress or not.
+    pub fn overall_timeout(mut self, cap: Duration) -> Self {
+        self.extras.overall = Some(cap);
+        self
+    }
+
+    /// Makes the call in span `span` (SPEC.md §15): its request carries `span`'s trace id and
+    /// span id as `traceparent`. Without it, the call uses the current task's span
+    /// ([`crate::trace::in_span`]), if any.
+    pub fn trace(mut self, span: SpanContext) -> Self {
+        self.extras.span = Some(span);
         self
     }
 
@@ -78,8 +158,9 @@ impl<R: DeserializeOwned + Send + 'static> IntoFuture for Call<R> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let shared = self.peer.shared.clone();
-            let answer =
-                shared.request(self.method, self.params?, self.handles, &self.peer, self.timeout).await?;
+            let answer = shared
+                .request(self.method, self.params?, self.handles, &self.peer, self.timeout, self.extras)
+                .await?;
             let untyped = std::any::TypeId::of::<R>() == std::any::TypeId::of::<serde_json::Value>()
                 || std::any::TypeId::of::<R>() == std::any::TypeId::of::<Box<RawValue>>();
             let decoded = if untyped && !answer.attachments.is_empty() {

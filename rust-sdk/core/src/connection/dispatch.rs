@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use tether_spec::{
     format::show_bytes, parse_message, AttributedKind, Attribution, CancelParams, CancelRequest, ErrorObject,
     Frame, HandleParams, Id, InvokeParams, Message, NotificationMethod, Outcome, Release, Request,
-    RequestMethod, Response, Retain, SHOWN_BYTES,
+    RequestMethod, Response, Retain, TraceParent, SHOWN_BYTES,
 };
 
 use std::sync::Mutex;
@@ -21,9 +21,11 @@ use super::error::CallError;
 use super::options::Event;
 use super::peer::Peer;
 use super::pending::Answer;
+use super::progress::read_meta;
 use super::scope::{self, ReplySlot};
-use super::service::{Handled, Reply, ReplyFuture, RequestContext};
+use super::service::{Handled, Reply, ReplyFuture, Reported, RequestContext};
 use super::shared::{lock, Shared};
+use crate::trace::{self, SpanContext};
 
 fn empty_object() -> Box<RawValue> {
     // `{}` is valid JSON, so the default (`null`) is never used.
@@ -152,6 +154,16 @@ impl Shared {
                     }
                 }
             }
+            tether_spec::Progress::METHOD => {
+                // Progress for a call that waits (SPEC.md §14.2); any other is ignored.
+                if let Ok(p) = serde_json::from_str::<tether_spec::ProgressParams>(params.get()) {
+                    if let Id::Int(token) = p.token {
+                        if let Some(sink) = lock(&self.pending).progress_of(token) {
+                            sink.deliver(&p);
+                        }
+                    }
+                }
+            }
             Release::METHOD => {
                 if let Ok(p) = serde_json::from_str::<HandleParams>(params.get()) {
                     let mut table = lock(&self.handles);
@@ -183,10 +195,16 @@ impl Shared {
         };
         let initialize = (method == tether_spec::Initialize::METHOD).then(|| params.clone());
         let token = self.token.child_token();
+        // `_meta` (SPEC.md §14, §15), read only once both sides announced a feature that uses it.
+        // A handle's method reads the `_meta` of its own params, in `on_invoke`.
+        let (progress, span) =
+            if method == tether_spec::Invoke::METHOD { (None, None) } else { self.meta_of(&params) };
         let cx = RequestContext {
             id: id.clone(),
             peer: Peer::new(self.clone(), Some(token.clone())),
             attachments: (!attachments.is_empty()).then(|| attachments.clone().into()),
+            progress,
+            span: span.clone(),
         };
         let slot = Arc::new(ReplySlot { shared: self.clone(), out: Mutex::new(None) });
         let handled = match method.as_str() {
@@ -202,12 +220,24 @@ impl Shared {
             },
             _ => {
                 let service = &self.service;
-                std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    scope::with_reply_slot(&slot, || {
-                        scope::with_decoding(self, &attachments, || service.request(&method, params, cx))
-                    })
-                }))
-                .unwrap_or_else(|panic| Handled::err(ErrorObject::internal(panic_message(&panic))))
+                let call = || {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        scope::with_reply_slot(&slot, || {
+                            scope::with_decoding(self, &attachments, || service.request(&method, params, cx))
+                        })
+                    }))
+                    .unwrap_or_else(|panic| Handled::err(ErrorObject::internal(panic_message(&panic))))
+                };
+                match &span {
+                    // The handler runs in its span, so that the calls it makes carry it on.
+                    Some(span) => match trace::in_span_sync((**span).clone(), call) {
+                        Handled::Later(future) => {
+                            Handled::Later(Box::pin(trace::scoped((**span).clone(), future)))
+                        }
+                        now => now,
+                    },
+                    None => call(),
+                }
             }
         };
         if let (Some(params), Handled::Now(Ok(result))) = (&initialize, &handled) {
@@ -222,7 +252,12 @@ impl Shared {
             }
         }
         match handled {
-            Handled::Now(reply) => self.finish_request(id, reply, &slot, &streams),
+            Handled::Now(reply) => {
+                // Answered: progress the handler may still try to send is dropped (SPEC.md
+                // §14.2.1), as for a handler that finished later.
+                token.cancel();
+                self.finish_request(id, reply, &slot, &streams)
+            }
             Handled::Later(mut future) => {
                 // Most handlers finish without waiting (an in-memory store, an uncontended
                 // lock): poll the future once here and answer at once, which saves the task,
@@ -278,11 +313,30 @@ impl Shared {
         }
     }
 
-    fn on_invoke(&self, params: &RawValue, cx: RequestContext) -> Handled {
+    /// What a request's `_meta` asks for (SPEC.md §14, §15): a progress token (only once both
+    /// sides announced `progress`) and the handler's span (a child of the caller's). Read only
+    /// once both sides announced a feature that uses it.
+    fn meta_of(&self, params: &RawValue) -> (Option<Arc<Reported>>, Option<Arc<SpanContext>>) {
+        let meta = if self.negotiated.meta() { read_meta(params) } else { None };
+        let Some(meta) = meta else { return (None, None) };
+        let progress = meta
+            .progress_token
+            .filter(|_| self.negotiated.progress())
+            .map(|token| Arc::new(Reported { token, last: Mutex::new((0, None)) }));
+        let span = meta
+            .traceparent
+            .and_then(|t| TraceParent::parse(&t).ok())
+            .map(|parent| Arc::new(SpanContext::child_of(&parent, meta.tracestate)));
+        (progress, span)
+    }
+
+    fn on_invoke(&self, params: &RawValue, mut cx: RequestContext) -> Handled {
         let invoke = match serde_json::from_str::<InvokeParams>(params.get()) {
             Ok(invoke) => invoke,
             Err(e) => return Handled::err(ErrorObject::invalid_params(e)),
         };
+        // A handle's method takes `_meta` in its own params (SPEC.md §14.2.4).
+        (cx.progress, cx.span) = self.meta_of(&invoke.params);
         let server = lock(&self.handles).server(&invoke.handle);
         let Some(server) = server else {
             return Handled::err(ErrorObject::unknown_handle(&invoke.handle));

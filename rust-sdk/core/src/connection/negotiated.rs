@@ -1,4 +1,5 @@
-//! What the two sides agreed on in `tether/initialize` (SPEC.md §10.2): attachments and streams,
+//! What the two sides agreed on in `tether/initialize` (SPEC.md §10.2): attachments, streams,
+//! progress and trace context,
 //! with the credit each side grants. Set once, at the moment SPEC.md §2.8.3 names: a host when it
 //! reads the initialize answer, a plugin when it queues its own answer; read on every frame.
 
@@ -11,6 +12,10 @@ use tether_spec::Capabilities;
 pub(crate) struct Negotiated {
     attachments: AtomicBool,
     streams: AtomicBool,
+    /// Whether both announced `progress` (SPEC.md §14): calls may carry a progress token.
+    progress: AtomicBool,
+    /// Whether both announced `traceContext` (SPEC.md §15): calls may carry `traceparent`.
+    trace_context: AtomicBool,
     /// The credit this side grants on each stream it consumes (its announced `initialCredit`).
     own_credit: AtomicU64,
     /// The credit the other side grants on each stream this side produces.
@@ -26,6 +31,23 @@ impl Negotiated {
             self.streams.store(true, Ordering::Release);
         }
         self.attachments.store(own.attachments_with(peer), Ordering::Release);
+        self.progress.store(own.progress_with(peer), Ordering::Release);
+        self.trace_context.store(own.trace_context_with(peer), Ordering::Release);
+    }
+
+    /// Whether calls may ask for `$/progress`.
+    pub(crate) fn progress(&self) -> bool {
+        self.progress.load(Ordering::Acquire)
+    }
+
+    /// Whether calls may carry trace context.
+    pub(crate) fn trace_context(&self) -> bool {
+        self.trace_context.load(Ordering::Acquire)
+    }
+
+    /// Whether requests may carry a `_meta` this side reads.
+    pub(crate) fn meta(&self) -> bool {
+        self.progress() || self.trace_context()
     }
 
     /// Whether frames are read and written with attachments.

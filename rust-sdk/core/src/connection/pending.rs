@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use super::error::CallError;
+use super::progress::ProgressSink;
 
 /// A successful answer: the result, the attachments its `{"$bytes": i}` stand for, and the
 /// streams it carries (registered when it was read).
@@ -38,6 +39,8 @@ pub(super) struct Pending {
     tx: Option<oneshot::Sender<PendingResult>>,
     /// The handles scoped to this call (SPEC.md §6.3), whose scope its answer ends.
     pub(super) handles: Vec<String>,
+    /// Where its `$/progress` go, when the call asked for progress (SPEC.md §14).
+    progress: Option<ProgressSink>,
 }
 
 impl Pending {
@@ -59,7 +62,25 @@ pub(super) struct PendingCalls {
 impl PendingCalls {
     /// Registers call `id`, whose answer goes to `tx`.
     pub(super) fn insert(&mut self, id: i64, tx: oneshot::Sender<PendingResult>, handles: Vec<String>) {
-        self.calls.insert(id, Pending { tx: Some(tx), handles });
+        self.calls.insert(id, Pending { tx: Some(tx), handles, progress: None });
+    }
+
+    /// Registers call `id`, which asked for progress with token `id`: its `$/progress` go to
+    /// `sink` until it is answered or abandoned.
+    pub(super) fn insert_with_progress(
+        &mut self,
+        id: i64,
+        tx: oneshot::Sender<PendingResult>,
+        handles: Vec<String>,
+        sink: ProgressSink,
+    ) {
+        self.calls.insert(id, Pending { tx: Some(tx), handles, progress: Some(sink) });
+    }
+
+    /// The sink of the call whose token is `token`, while its caller waits; `None` for a token
+    /// this side does not know (late progress is ignored, SPEC.md §14.2.3).
+    pub(super) fn progress_of(&self, token: i64) -> Option<&ProgressSink> {
+        self.calls.get(&token).filter(|p| p.tx.is_some()).and_then(|p| p.progress.as_ref())
     }
 
     /// Takes the call an answer with `id` completes; `None` for an id this side never used or

@@ -4,13 +4,15 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tether_spec::{ErrorObject, HandleRef, Id};
+use tether_spec::{ErrorObject, HandleRef, Id, ProgressParams};
 use tokio_util::sync::CancellationToken;
 
 use super::peer::Peer;
+use crate::trace::SpanContext;
 
 /// What a request handler answers: the result object, already encoded, or an error.
 pub type Reply = Result<Box<RawValue>, ErrorObject>;
@@ -84,6 +86,19 @@ pub struct RequestContext {
     /// The attachments of the request's frame (SPEC.md §2.8); `None` for a frame without any,
     /// so that a plain request allocates nothing for them.
     pub(super) attachments: Option<std::sync::Arc<[bytes::Bytes]>>,
+    /// The caller's progress token and what was reported so far (SPEC.md §14); `None` when the
+    /// caller asked for no progress.
+    pub(super) progress: Option<Arc<Reported>>,
+    /// The span this request is handled in, a child of the caller's (SPEC.md §15).
+    pub(super) span: Option<Arc<SpanContext>>,
+}
+
+/// The progress a handler reported so far, so that `done` never goes back (SPEC.md §14.2.2).
+#[derive(Debug)]
+pub(super) struct Reported {
+    pub(super) token: Id,
+    /// The last `done` and `total` sent.
+    pub(super) last: Mutex<(u64, Option<u64>)>,
 }
 
 impl fmt::Debug for RequestContext {
@@ -104,6 +119,45 @@ impl RequestContext {
     pub fn decode<T: serde::de::DeserializeOwned>(&self, params: &RawValue) -> Result<T, ErrorObject> {
         super::scope::decode(&self.peer.shared, params.get(), self.attachments.as_deref().unwrap_or_default())
             .map_err(ErrorObject::invalid_params)
+    }
+
+    /// Whether the caller asked for progress (SPEC.md §14): [`RequestContext::progress`] sends
+    /// nothing otherwise, so a handler may skip the work of measuring it.
+    pub fn wants_progress(&self) -> bool {
+        self.progress.is_some()
+    }
+
+    /// Reports how far the request has come: `done` units of `total` (when known), with an
+    /// optional human `message`, as `$/progress` to the caller (SPEC.md §14.2). Does nothing
+    /// when the caller gave no progress token or once the request was answered or cancelled.
+    /// `done` never goes back and never passes `total`: a smaller `done` is sent as the last
+    /// one, a larger one as `total`; the first `total` given is kept. Returns whether a
+    /// notification was queued.
+    pub fn progress(&self, done: u64, total: Option<u64>, message: Option<&str>) -> bool {
+        let Some(reported) = &self.progress else { return false };
+        if self.is_cancelled() {
+            return false;
+        }
+        let params = {
+            let mut last = reported.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let total = last.1.or(total);
+            let done = done.max(last.0).min(total.unwrap_or(u64::MAX));
+            *last = (done, total);
+            ProgressParams {
+                token: reported.token.clone(),
+                message: message.map(str::to_owned),
+                done: Some(done),
+                total,
+            }
+        };
+        self.peer.notify::<tether_spec::Progress>(&params).is_ok()
+    }
+
+    /// The span this request is handled in (SPEC.md §15): a child of the caller's span (the
+    /// same trace id, a new span id, the caller's span id as parent) when the request carried
+    /// a valid `traceparent`; `None` otherwise. Calls the handler makes run in it.
+    pub fn span(&self) -> Option<&SpanContext> {
+        self.span.as_deref()
     }
 
     /// The session, tied to this request: calls made through it are cancelled with it.

@@ -14,7 +14,7 @@ use tether_spec::{ErrorObject, Id, Message, RequestMethod as _, Response};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::call::CancelGuard;
+use super::call::{CallExtras, CancelGuard};
 use super::envelope::{
     int_len, plain_json_str, write_id, write_int, write_json_str, Outgoing, REQUEST_HEAD, REQUEST_METHOD,
     REQUEST_PARAMS, RESULT_HEAD, RESULT_MID,
@@ -25,6 +25,7 @@ use super::negotiated::Negotiated;
 use super::options::{Event, Options};
 use super::peer::Peer;
 use super::pending::{Answer, PendingCalls};
+use super::progress::{with_meta, ProgressSink};
 use super::scope::{Encoded, Opened};
 use super::service::{Reply, Service};
 use super::streams::{Outbound, StreamTable};
@@ -178,6 +179,7 @@ impl Shared {
         mut handles: Vec<String>,
         peer: &Peer,
         timeout: Option<Duration>,
+        extras: CallExtras,
     ) -> Result<Answer, CallError> {
         let Encoded { json: params, attachments, opened } = params;
         let streams = opened.ids();
@@ -191,6 +193,7 @@ impl Shared {
                 &mut handles,
                 peer,
                 timeout,
+                extras,
             )
             .await;
         match &result {
@@ -214,6 +217,7 @@ impl Shared {
         handles: &mut Vec<String>,
         peer: &Peer,
         timeout: Option<Duration>,
+        mut extras: CallExtras,
     ) -> Result<Answer, CallError> {
         if self.detaching.load(Ordering::SeqCst) {
             return Err(CallError::Closed(super::handover::handed_over_reason()));
@@ -224,6 +228,26 @@ impl Shared {
             handles_in(&params, &mut handles);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // `_meta` (SPEC.md §14, §15) goes only into application calls, and only what the peer
+        // announced it reads. The progress token is the request's id: unique among this
+        // side's pending calls, as the token must be.
+        let application = !method.starts_with("tether/") && !method.starts_with("$/");
+        let mut meta = tether_spec::Meta::default();
+        let sink = match extras.progress.take() {
+            Some(hook) if application && self.negotiated.progress() => {
+                meta.progress_token = Some(Id::Int(id));
+                Some(ProgressSink { hook: Some(hook), pulse: Arc::new(Notify::new()) })
+            }
+            _ => None,
+        };
+        if application && self.negotiated.trace_context() {
+            if let Some(span) = extras.span.take().or_else(crate::trace::current) {
+                meta.traceparent = Some(span.traceparent.to_string());
+                meta.tracestate = span.tracestate;
+            }
+        }
+        let params = if meta.is_empty() { params } else { with_meta(params, &meta) };
+        let pulse = sink.as_ref().filter(|_| !extras.keep_timeout).map(|s| s.pulse.clone());
         let (out, len) = if plain_json_str(&method) {
             // The writer puts the envelope around the params as it frames them: the params are
             // copied once (into the write buffer), not into a body first.
@@ -278,7 +302,10 @@ impl Shared {
             if !handles.is_empty() {
                 lock(&self.handles).open_scopes(&handles);
             }
-            pending.insert(id, tx, handles);
+            match sink {
+                Some(sink) => pending.insert_with_progress(id, tx, handles, sink),
+                None => pending.insert(id, tx, handles),
+            }
         }
         let mut guard = CancelGuard::new(self, id, streams.to_vec());
         if self.enqueue(out).is_err() {
@@ -293,9 +320,21 @@ impl Shared {
                 None => std::future::pending().await,
             }
         };
+        // The time-out measures silence when progress restarts it (SPEC.md §14.3): each
+        // `$/progress` of this call wakes `pulse` and the wait starts over.
         let timed_out = async {
-            match timeout {
-                Some(t) => tokio::time::sleep(t).await,
+            let Some(t) = timeout else { return std::future::pending().await };
+            loop {
+                let Some(pulse) = &pulse else { return tokio::time::sleep(t).await };
+                tokio::select! {
+                    () = tokio::time::sleep(t) => return,
+                    () = pulse.notified() => {}
+                }
+            }
+        };
+        let capped = async {
+            match extras.overall {
+                Some(cap) => tokio::time::sleep(cap).await,
                 None => std::future::pending().await,
             }
         };
@@ -307,6 +346,7 @@ impl Shared {
             }
             () = parent_cancelled => Err(CallError::Cancelled),
             () = timed_out => Err(CallError::Timeout(timeout.unwrap_or_default())),
+            () = capped => Err(CallError::Timeout(extras.overall.unwrap_or_default())),
         };
         outcome
     }
