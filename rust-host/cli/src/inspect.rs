@@ -84,7 +84,7 @@ pub(crate) async fn run(args: InspectArgs) -> Result<u8, Failure> {
         exit: ExitReport {
             code: report.exit.code,
             signal: report.exit.signal,
-            stopped: format!("{:?}", report.stopped).to_lowercase(),
+            stopped: stopped_text(report.stopped).to_owned(),
         },
     };
     if args.json {
@@ -164,4 +164,13 @@ fn list(versions: &[u32]) -> String {
 fn indented(value: &Value, indent: &str) -> String {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
     text.replace('\n', &format!("\n{indent}"))
+}
+
+fn stopped_text(stopped: tether_host::Stopped) -> &'static str {
+    match stopped {
+        tether_host::Stopped::AlreadyExited => "already-exited",
+        tether_host::Stopped::Gracefully => "gracefully",
+        tether_host::Stopped::Terminated => "terminated",
+        tether_host::Stopped::Killed => "killed",
+    }
 }

@@ -46,11 +46,15 @@ impl Direction {
     }
 }
 
+/// A request that went one way, by its sender's direction and id (as JSON): when it was read,
+/// and its method.
+type Requests = HashMap<(Direction, String), (Instant, String)>;
+
 /// What both directions share: the unanswered requests (who sent them, id; when, method) and
 /// the maximum frame size the host announced.
 #[derive(Clone)]
 pub(crate) struct Pending {
-    requests: Arc<Mutex<HashMap<(Direction, String), (Instant, String)>>>,
+    requests: Arc<Mutex<Requests>>,
     max_frame_size: Arc<AtomicUsize>,
 }
 
