@@ -320,6 +320,32 @@ fn trace_relays_a_host_session_and_logs_every_frame() {
 }
 
 #[test]
+fn trace_relays_bytes_that_are_not_frames_and_logs_them() {
+    // The test plugin writes a stray line on stdout before its answer to `test.go`: the host
+    // sees it through the proxy (and goes on), the trace shows it as garbage.
+    let trace = temp_file("garbage.jsonl");
+    let mut plugin = vec![TETHER.to_owned(), "trace".into(), "--json".into(), "--out".into()];
+    plugin.push(trace.display().to_string());
+    plugin.push("--".into());
+    plugin.push(test_plugin().display().to_string());
+    let out = Command::new(TETHER)
+        .args(["call", "--offer", "test=1", "--"])
+        .args(&plugin)
+        .arg("test.go")
+        .env("TETHER_TEST_MODE", "garbage-stdout")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tether");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).ok(), Some(serde_json::json!({"ok": true})));
+    let lines = trace_lines(&trace);
+    let garbage = lines.iter().find(|l| l["kind"] == "garbage").unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(garbage["dir"], "plugin->host");
+    assert!(garbage["note"].as_str().is_some_and(|n| n.contains("hello from a stray print")), "{garbage}");
+    assert!(lines.iter().any(|l| l["kind"] == "response" && l["method"] == "test.go"), "{lines:?}");
+}
+
+#[test]
 fn trace_prints_text_lines_on_stderr_by_default() {
     // A host keeps the plugin's stderr, so run the proxy by hand: one initialize, end of stdin.
     let mut child = Command::new(TETHER)
