@@ -1,4 +1,5 @@
-//! `cargo bench -p tether-bench [-- --quick] [-- --only rust,python] [-- --runtime ct|mt]`:
+//! `cargo bench -p tether-bench [-- --quick] [-- --only rust,python] [-- --runtime ct|mt]
+//! [-- --trace-only]`:
 //! see `BENCHMARKS.md` at the repository root.
 
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ struct Args {
     /// also the environment variable TETHER_BENCH_JSON).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Only the `tether trace` rows (sequential kv.get through the proxy vs directly, Rust).
+    #[arg(long)]
+    trace_only: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -92,6 +96,15 @@ fn main() -> ExitCode {
         python: PathBuf::from("/usr/bin/python3"),
         node: PathBuf::from("/usr/bin/node"),
     };
+    if args.trace_only {
+        return match tether_bench::trace::run_only(&opts) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tether-bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match tether_bench::run_and_report(&opts) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

@@ -22,6 +22,7 @@ pub mod scaling;
 pub mod scenario;
 pub mod stats;
 pub mod streams;
+pub mod trace;
 pub mod workload;
 
 use std::path::Path;
@@ -288,6 +289,17 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
                     &section,
                     &mut r,
                 ));
+            }
+        }
+        // What `tether trace` adds to a call (rust-host/cli/).
+        if lang == Lang::Rust {
+            let measured = trace::build_tether(opts.release_plugins).and_then(|tether| {
+                let rt = Flavor::MultiThread.runtime().context("building the tokio runtime")?;
+                eprintln!("measuring: tether trace vs direct...");
+                rt.block_on(trace::measure(&tether, &plugins.kv, &c, &mut r))
+            });
+            if let Err(e) = measured {
+                r.note(format!("tether trace rows skipped: {e:#}"));
             }
         }
         // The floor beside the Rust figures: the same scenarios through a minimal client.

@@ -53,6 +53,9 @@ fn short_mode_runs_every_path_and_writes_json() {
     for fig in ["stream_produce", "stream_count", "stream_host_rss", "stream_plugin_rss"] {
         expected.push(Box::leak(format!("rust.ct.{fig}").into_boxed_str()));
     }
+    // What `tether trace` adds (rust-host/cli/).
+    expected.push("trace.rust.get_seq_direct");
+    expected.push("trace.rust.get_seq_traced");
     for lang in ["python", "node"] {
         let interpreter = if lang == "python" { &opts.python } else { &opts.node };
         if interpreter.exists() {
