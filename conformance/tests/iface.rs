@@ -79,7 +79,7 @@ fn a_plugin_accepting_fewer_params_than_the_file_fails_schemas_compatible_with_t
             (
                 "iface.greeter.schemas-compatible".into(),
                 "fail".into(),
-                "greeter.hello params at /lang: the value \"fr\" is accepted by one and refused by the other".into()
+                "greeter.hello params at /lang: the value \"fr\" is accepted by one and refused by the other (in branch 1 of a union)".into()
             ),
         ]
     );
