@@ -147,3 +147,25 @@ fn compatible(
         result(id.to_owned(), title, Status::Skip, format!("cannot decide: {}", undecided.join("; ")), None, took)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tether_spec::interfaces::{blob, counter, kv};
+
+    #[test]
+    fn the_judges_reference_knowledge_agrees_with_the_committed_interface_files() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/interfaces");
+        for (name, versions) in crate::checks::REFERENCE {
+            let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap_or_default();
+            let file = tether_spec::InterfaceDocument::from_json(&text).map_err(|e| e.to_string());
+            let built = match *name {
+                "kv" => kv::document(),
+                "counter" => counter::document(),
+                _ => blob::document(),
+            };
+            assert_eq!(file.as_ref().map(|d| d.version_numbers()), Ok(versions.to_vec()), "{name}");
+            // The methods and schemas the judge sends and expects are those of the files.
+            assert_eq!(file, Ok(built), "{name}");
+        }
+    }
+}
