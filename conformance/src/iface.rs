@@ -32,15 +32,36 @@ pub(crate) fn load(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<Interface
         .collect()
 }
 
-fn result(id: String, title: &str, status: Status, reason: String, failure: Option<Failure>, took: Duration) -> CheckResult {
-    CheckResult { id, section: "§4.4".into(), title: title.into(), tier: Tier::Core, status, duration: took, reason, failure }
+fn result(
+    id: String,
+    title: &str,
+    status: Status,
+    reason: String,
+    failure: Option<Failure>,
+    took: Duration,
+) -> CheckResult {
+    CheckResult {
+        id,
+        section: "§4.4".into(),
+        title: title.into(),
+        tier: Tier::Core,
+        status,
+        duration: took,
+        reason,
+        failure,
+    }
 }
 
 /// What the plugin declared for the interface: the chosen version and its methods' schemas.
 type Declared = Option<(u64, serde_json::Map<String, Value>)>;
 
 /// Starts the plugin, offers it the file's interface and reads what it declares.
-async fn handshake(doc: &InterfaceDocument, spec: &PluginSpec, timeout: Duration, grace: Duration) -> Result<Declared, Failure> {
+async fn handshake(
+    doc: &InterfaceDocument,
+    spec: &PluginSpec,
+    timeout: Duration,
+    grace: Duration,
+) -> Result<Declared, Failure> {
     let mut s = Session::start(spec, CookieMode::Set, false)
         .map_err(|e| Failure::new(e.to_string()).fix("check the --plugin command line"))?;
     let offer = [(doc.name.as_str(), doc.version_numbers())];
@@ -50,10 +71,15 @@ async fn handshake(doc: &InterfaceDocument, spec: &PluginSpec, timeout: Duration
     let _ = s.finish(grace).await;
     let response = answer.map_err(|e| Failure::new(e.to_string()).got(stderr.clone()))?;
     let value: Value = match &response.outcome {
-        Outcome::Result(raw) => serde_json::from_str(raw.get()).map_err(|e| Failure::new(format!("unreadable initialize result: {e}")))?,
+        Outcome::Result(raw) => serde_json::from_str(raw.get())
+            .map_err(|e| Failure::new(format!("unreadable initialize result: {e}")))?,
         Outcome::Error(e) => {
             return Err(Failure::new(format!("tether/initialize answered error {}: {}", e.code, e.message))
-                .expected(format!("a result declaring {} at one of the versions {:?}", doc.name, doc.version_numbers()))
+                .expected(format!(
+                    "a result declaring {} at one of the versions {:?}",
+                    doc.name,
+                    doc.version_numbers()
+                ))
                 .got(stderr))
         }
     };
@@ -66,32 +92,64 @@ async fn handshake(doc: &InterfaceDocument, spec: &PluginSpec, timeout: Duration
 }
 
 /// Judges one plugin against one interface file.
-pub(crate) async fn judge(doc: &InterfaceDocument, spec: &PluginSpec, timeout: Duration, grace: Duration) -> Vec<CheckResult> {
+pub(crate) async fn judge(
+    doc: &InterfaceDocument,
+    spec: &PluginSpec,
+    timeout: Duration,
+    grace: Duration,
+) -> Vec<CheckResult> {
     let started = Instant::now();
     let name = &doc.name;
     let declared_id = format!("iface.{name}.declared");
     let compat_id = format!("iface.{name}.schemas-compatible");
     let declared_title = format!("the plugin declares {name} at a version the interface file defines");
     let compat_title = format!("the plugin's {name} schemas accept what the file's do, and answer no more");
-    let not_run = |why: &str| result(compat_id.clone(), &compat_title, Status::NotRun, format!("not run: {why}"), None, Duration::ZERO);
-    let fail = |id: &str, title: &str, f: Failure, took| result(id.to_owned(), title, Status::Fail, f.summary.clone(), Some(f), took);
+    let not_run = |why: &str| {
+        result(
+            compat_id.clone(),
+            &compat_title,
+            Status::NotRun,
+            format!("not run: {why}"),
+            None,
+            Duration::ZERO,
+        )
+    };
+    let fail = |id: &str, title: &str, f: Failure, took| {
+        result(id.to_owned(), title, Status::Fail, f.summary.clone(), Some(f), took)
+    };
     let (version, methods) = match handshake(doc, spec, timeout, grace).await {
-        Err(f) => return vec![fail(&declared_id, &declared_title, f, started.elapsed()), not_run("the handshake failed")],
+        Err(f) => {
+            return vec![
+                fail(&declared_id, &declared_title, f, started.elapsed()),
+                not_run("the handshake failed"),
+            ]
+        }
         Ok(None) => {
             let f = Failure::new(format!("the plugin does not declare {name}"))
-                .expected(format!("interfaces.{name} in the initialize result, at one of {:?}", doc.version_numbers()))
+                .expected(format!(
+                    "interfaces.{name} in the initialize result, at one of {:?}",
+                    doc.version_numbers()
+                ))
                 .got("no such interface")
                 .fix(format!("serve the {name} interface under that exact name"));
-            return vec![fail(&declared_id, &declared_title, f, started.elapsed()), not_run(&format!("{name} not declared"))];
+            return vec![
+                fail(&declared_id, &declared_title, f, started.elapsed()),
+                not_run(&format!("{name} not declared")),
+            ];
         }
         Ok(Some(d)) => d,
     };
     let Some(file_version) = u32::try_from(version).ok().and_then(|v| doc.version(v)) else {
-        let f = Failure::new(format!("the plugin declares {name} version {version}, which the interface file does not define"))
-            .expected(format!("one of the versions the host offered: {:?}", doc.version_numbers()))
-            .got(format!("version {version}"))
-            .fix("declare a version the host offered (SPEC.md §4.3: the highest both speak)");
-        return vec![fail(&declared_id, &declared_title, f, started.elapsed()), not_run("the declared version is not in the file")];
+        let f = Failure::new(format!(
+            "the plugin declares {name} version {version}, which the interface file does not define"
+        ))
+        .expected(format!("one of the versions the host offered: {:?}", doc.version_numbers()))
+        .got(format!("version {version}"))
+        .fix("declare a version the host offered (SPEC.md §4.3: the highest both speak)");
+        return vec![
+            fail(&declared_id, &declared_title, f, started.elapsed()),
+            not_run("the declared version is not in the file"),
+        ];
     };
     let took = started.elapsed();
     let mut out = vec![result(declared_id, &declared_title, Status::Pass, String::new(), None, took)];
@@ -113,7 +171,11 @@ fn compatible(
         let full = format!("{name}.{method}");
         let Some(theirs) = methods.get(method) else {
             let f = Failure::new(format!("the plugin does not declare {full} (version {})", file.version))
-                .expected(format!("every method of {name} version {}: {:?}", file.version, file.methods.keys().collect::<Vec<_>>()))
+                .expected(format!(
+                    "every method of {name} version {}: {:?}",
+                    file.version,
+                    file.methods.keys().collect::<Vec<_>>()
+                ))
                 .got(format!("{:?}", methods.keys().collect::<Vec<_>>()))
                 .fix(format!("serve {full}"));
             return result(id.to_owned(), title, Status::Fail, f.summary.clone(), Some(f), took);
@@ -124,8 +186,16 @@ fn compatible(
         // Params: what the file allows, the plugin must accept. Results: what the plugin
         // answers, the file must allow.
         let checks = [
-            ("params", compat::subset(rooted(&schema.params), rooted(tp)), "accept at least the params the file's schema allows"),
-            ("result", compat::subset(rooted(tr), rooted(&schema.result)), "answer no more than the file's result schema allows"),
+            (
+                "params",
+                compat::subset(rooted(&schema.params), rooted(tp)),
+                "accept at least the params the file's schema allows",
+            ),
+            (
+                "result",
+                compat::subset(rooted(tr), rooted(&schema.result)),
+                "answer no more than the file's result schema allows",
+            ),
         ];
         for (what, verdict, rule) in checks {
             match verdict {
@@ -133,18 +203,33 @@ fn compatible(
                 Err(compat::Verdict::No { at, why }) => {
                     let f = Failure::new(format!("{full} {what} at {at}: {why}"))
                         .expected(format!("the plugin's {what} schema to {rule}"))
-                        .got(format!("file: {}\nplugin: {}", if what == "params" { &schema.params } else { &schema.result }, if what == "params" { tp } else { tr }))
-                        .fix(format!("declare (and implement) the {what} of {full} as the interface file does"));
+                        .got(format!(
+                            "file: {}\nplugin: {}",
+                            if what == "params" { &schema.params } else { &schema.result },
+                            if what == "params" { tp } else { tr }
+                        ))
+                        .fix(format!(
+                            "declare (and implement) the {what} of {full} as the interface file does"
+                        ));
                     return result(id.to_owned(), title, Status::Fail, f.summary.clone(), Some(f), took);
                 }
-                Err(compat::Verdict::Undecided { at, why }) => undecided.push(format!("{full} {what} at {at}: {why}")),
+                Err(compat::Verdict::Undecided { at, why }) => {
+                    undecided.push(format!("{full} {what} at {at}: {why}"))
+                }
             }
         }
     }
     if undecided.is_empty() {
         result(id.to_owned(), title, Status::Pass, String::new(), None, took)
     } else {
-        result(id.to_owned(), title, Status::Skip, format!("cannot decide: {}", undecided.join("; ")), None, took)
+        result(
+            id.to_owned(),
+            title,
+            Status::Skip,
+            format!("cannot decide: {}", undecided.join("; ")),
+            None,
+            took,
+        )
     }
 }
 

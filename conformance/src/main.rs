@@ -269,7 +269,8 @@ async fn run(
                 }
                 let spec = PluginSpec { argv, cookie: cookie.clone() };
                 let mut results = judge(cli, spec.clone(), &target.label).await;
-                let (timeout, grace) = (Duration::from_millis(cli.timeout_ms), Duration::from_millis(cli.grace_ms));
+                let (timeout, grace) =
+                    (Duration::from_millis(cli.timeout_ms), Duration::from_millis(cli.grace_ms));
                 for doc in documents {
                     let judged = iface::judge(doc, &spec, timeout, grace).await;
                     results.extend(judged.into_iter().filter(|r| selected_id(cli, &r.id)));

@@ -30,7 +30,11 @@ fn judge(plugin: &str, extra: &[&str]) -> Output {
 /// (id, status, reason) of every check of the one plugin judged.
 fn checks(out: &Output) -> Vec<(String, String, String)> {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("not JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     v["plugins"][0]["checks"]
         .as_array()
@@ -64,7 +68,8 @@ fn the_example_greeter_passes_every_check_with_its_interface_file() {
 
 #[test]
 fn without_an_interface_file_there_are_no_interface_checks() {
-    let out = judge(&format!("{PYTHON} examples-python/greeter/greeter.py"), &["--filter", "handshake.initialize"]);
+    let out =
+        judge(&format!("{PYTHON} examples-python/greeter/greeter.py"), &["--filter", "handshake.initialize"]);
     assert!(iface_checks(&out).is_empty());
     assert_eq!(checks(&out).len(), 1);
 }
@@ -109,9 +114,15 @@ fn an_unusable_interface_file_stops_the_judge_naming_the_file() {
     let dir = std::env::temp_dir().join(format!("tether-iface-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let bad = dir.join("bad.json");
-    std::fs::write(&bad, r#"{"name": "greeter", "versions": [{"version": 2, "methods": {}}, {"version": 1, "methods": {}}]}"#)
-        .expect("write");
-    let out = judge(&format!("{PYTHON} examples-python/greeter/greeter.py"), &["--interface-file", &bad.display().to_string()]);
+    std::fs::write(
+        &bad,
+        r#"{"name": "greeter", "versions": [{"version": 2, "methods": {}}, {"version": 1, "methods": {}}]}"#,
+    )
+    .expect("write");
+    let out = judge(
+        &format!("{PYTHON} examples-python/greeter/greeter.py"),
+        &["--interface-file", &bad.display().to_string()],
+    );
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -123,7 +134,10 @@ fn the_reference_interface_file_finds_the_python_kv_bytes_schema_narrower_than_t
     // spec/interfaces/kv.json says a `value` is base64 or, with attachments, `{"$bytes": i}`
     // (SPEC.md §2.8); the Python SDK reads both but declares only the string: the plugin says
     // it accepts fewer params than the interface allows, and the judge shows where.
-    let out = judge(&format!("{PYTHON} examples-python/kv.py"), &["--interface-file", "spec/interfaces/kv.json", "--filter", "iface"]);
+    let out = judge(
+        &format!("{PYTHON} examples-python/kv.py"),
+        &["--interface-file", "spec/interfaces/kv.json", "--filter", "iface"],
+    );
     let got = iface_checks(&out);
     assert_eq!(got[0], ("iface.kv.declared".into(), "pass".into(), String::new()));
     assert_eq!(
@@ -136,7 +150,10 @@ fn the_reference_interface_file_finds_the_python_kv_bytes_schema_narrower_than_t
 fn what_the_subset_check_cannot_decide_is_a_skip_that_says_so() {
     // counter.json lets a handle's `interface` be any string; the Python counter declares the
     // constant "adder". The check does not decide a constant against an open string type.
-    let out = judge(&format!("{PYTHON} examples-python/counter.py"), &["--interface-file", "spec/interfaces/counter.json", "--filter", "iface"]);
+    let out = judge(
+        &format!("{PYTHON} examples-python/counter.py"),
+        &["--interface-file", "spec/interfaces/counter.json", "--filter", "iface"],
+    );
     let got = iface_checks(&out);
     assert_eq!(got[0].1, "pass");
     assert_eq!(

@@ -144,7 +144,10 @@ impl InterfaceDocument {
     /// The checks of [`InterfaceDocument::from_json`] on a document built in code.
     pub fn check(&self) -> Result<(), String> {
         if split_method(&format!("{}.x", self.name)).is_none() {
-            return Err(format!("interface name {:?} is not a letter followed by letters, digits or _", self.name));
+            return Err(format!(
+                "interface name {:?} is not a letter followed by letters, digits or _",
+                self.name
+            ));
         }
         if self.versions.is_empty() {
             return Err(format!("interface {} defines no version", self.name));
@@ -161,7 +164,10 @@ impl InterfaceDocument {
             for (method, schema) in &v.methods {
                 let full = format!("{}.{method}", self.name);
                 if split_method(&full).is_none() {
-                    return Err(format!("interface {} v{}: method name {method:?} is not valid", self.name, v.version));
+                    return Err(format!(
+                        "interface {} v{}: method name {method:?} is not valid",
+                        self.name, v.version
+                    ));
                 }
                 for (what, s) in [("params", &schema.params), ("result", &schema.result)] {
                     if s.get("type").and_then(serde_json::Value::as_str) != Some("object") {
@@ -181,7 +187,10 @@ impl InterfaceDocument {
                     ));
                 }
                 if !codes.insert(e.code) {
-                    return Err(format!("interface {} v{}: error code {} is listed twice", self.name, v.version, e.code));
+                    return Err(format!(
+                        "interface {} v{}: error code {} is listed twice",
+                        self.name, v.version, e.code
+                    ));
                 }
             }
         }

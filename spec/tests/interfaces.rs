@@ -109,7 +109,8 @@ fn contradictory_documents_are_refused_with_their_cause() {
         refused(doc("9greeter", json!([v(1)]))),
         "invalid interface document: interface name \"9greeter\" is not a letter followed by letters, digits or _"
     );
-    let string_params = json!({ "version": 1, "methods": { "hello": { "params": { "type": "string" }, "result": object } } });
+    let string_params =
+        json!({ "version": 1, "methods": { "hello": { "params": { "type": "string" }, "result": object } } });
     assert_eq!(
         refused(doc("greeter", json!([string_params]))),
         "invalid interface document: interface greeter v1: the params schema of greeter.hello is not of type object (SPEC.md §4.4)"
@@ -119,9 +120,13 @@ fn contradictory_documents_are_refused_with_their_cause() {
         refused(doc("greeter", json!([reserved]))),
         "invalid interface document: interface greeter v1: error code -32001 is in the reserved range"
     );
-    assert_eq!(refused(doc("greeter", json!([]))), "invalid interface document: interface greeter defines no version");
+    assert_eq!(
+        refused(doc("greeter", json!([]))),
+        "invalid interface document: interface greeter defines no version"
+    );
     let unknown = json!({ "name": "greeter", "versions": [v(1)], "extra": 1 });
-    let InterfaceDocumentError::Shape(_) = InterfaceDocument::from_json(&unknown.to_string()).unwrap_err() else {
+    let InterfaceDocumentError::Shape(_) = InterfaceDocument::from_json(&unknown.to_string()).unwrap_err()
+    else {
         panic!("an unknown member is a shape error")
     };
 }

@@ -83,7 +83,7 @@ pub(crate) fn subset(narrow: Rooted<'_>, wide: Rooted<'_>) -> Result<(), Verdict
     check(narrow, wide, "", 0)
 }
 
-fn resolve<'a>(r: Rooted<'a>, at: &str, depth: usize) -> Result<Rooted<'a>, Verdict> {
+fn resolve<'a>(r: Rooted<'a>, at: &str) -> Result<Rooted<'a>, Verdict> {
     let mut current = r;
     for _ in 0..32 {
         let Some(reference) = current.schema.get("$ref").and_then(Value::as_str) else { return Ok(current) };
@@ -100,10 +100,12 @@ fn resolve<'a>(r: Rooted<'a>, at: &str, depth: usize) -> Result<Rooted<'a>, Verd
         // A `$ref` beside other keywords: both apply; only a bare `$ref` is replaced.
         let siblings = keywords(current.schema).into_iter().filter(|(k, _)| k != "$ref").count();
         if siblings > 0 {
-            return Err(Verdict::Undecided { at: at.to_owned(), why: "a $ref beside other keywords".to_owned() });
+            return Err(Verdict::Undecided {
+                at: at.to_owned(),
+                why: "a $ref beside other keywords".to_owned(),
+            });
         }
         current = Rooted { root: current.root, schema: target };
-        let _ = depth;
     }
     Err(Verdict::Undecided { at: at.to_owned(), why: "$ref chain too deep".to_owned() })
 }
@@ -111,9 +113,11 @@ fn resolve<'a>(r: Rooted<'a>, at: &str, depth: usize) -> Result<Rooted<'a>, Verd
 /// The keywords of a schema that are not annotations.
 fn keywords(schema: &Value) -> Map<String, Value> {
     match schema {
-        Value::Object(map) => {
-            map.iter().filter(|(k, _)| !ANNOTATIONS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
-        }
+        Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| !ANNOTATIONS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         _ => Map::new(),
     }
 }
@@ -157,11 +161,11 @@ fn check(narrow: Rooted<'_>, wide: Rooted<'_>, at: &str, depth: usize) -> Result
     if depth > 64 {
         return Err(undecided(at, "schemas nested too deeply".to_owned()));
     }
-    let wide = resolve(wide, at, depth)?;
+    let wide = resolve(wide, at)?;
     if universal(wide.schema) {
         return Ok(());
     }
-    let narrow = resolve(narrow, at, depth)?;
+    let narrow = resolve(narrow, at)?;
     if narrow.schema == &Value::Bool(false) {
         return Ok(());
     }
@@ -185,10 +189,14 @@ fn check(narrow: Rooted<'_>, wide: Rooted<'_>, at: &str, depth: usize) -> Result
     if n.len() == 1 {
         if let Some(Value::Array(branches)) = n.get("anyOf").or_else(|| n.get("oneOf")) {
             for (i, branch) in branches.iter().enumerate() {
-                check(Rooted { root: narrow.root, schema: branch }, wide, at, depth + 1).map_err(|e| match e {
-                    Verdict::No { at, why } => Verdict::No { at, why: format!("{why} (in branch {i} of a union)") },
-                    other => other,
-                })?;
+                check(Rooted { root: narrow.root, schema: branch }, wide, at, depth + 1).map_err(
+                    |e| match e {
+                        Verdict::No { at, why } => {
+                            Verdict::No { at, why: format!("{why} (in branch {i} of a union)") }
+                        }
+                        other => other,
+                    },
+                )?;
             }
             return Ok(());
         }
@@ -206,7 +214,10 @@ fn check(narrow: Rooted<'_>, wide: Rooted<'_>, at: &str, depth: usize) -> Result
             None => return Err(no(at, format!("one accepts any type, the other only {}", wt.join(" or ")))),
             Some(nt) => {
                 if let Some(t) = nt.iter().find(|t| !type_within(t, &wt)) {
-                    return Err(no(at, format!("type {t} is accepted by one and not by the other ({})", wt.join(" or "))));
+                    return Err(no(
+                        at,
+                        format!("type {t} is accepted by one and not by the other ({})", wt.join(" or ")),
+                    ));
                 }
             }
         }
@@ -261,7 +272,13 @@ fn bounds(n: &Map<String, Value>, w: &Map<String, Value>, at: &str) -> Result<()
 }
 
 fn string_set(m: &Map<String, Value>, key: &str) -> Vec<String> {
-    m.get(key).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect()
+    m.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
 }
 
 fn objects(
@@ -342,18 +359,26 @@ mod tests {
     #[test]
     fn accepting_more_members_or_fewer_required_is_wider() {
         let file = json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"], "additionalProperties": false});
-        let plugin = json!({"type": "object", "properties": {"name": {"type": "string"}, "lang": {"type": "string"}}});
+        let plugin =
+            json!({"type": "object", "properties": {"name": {"type": "string"}, "lang": {"type": "string"}}});
         assert_eq!(sub(file.clone(), plugin.clone()), Ok(()));
         // An open file schema allows `lang` of any type: a plugin that only takes a string
         // `lang` accepts less.
-        let open = json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]});
+        let open =
+            json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]});
         assert_eq!(
             sub(open, plugin.clone()),
-            Err(Verdict::No { at: "/lang".into(), why: "one accepts any type, the other only string".into() })
+            Err(Verdict::No {
+                at: "/lang".into(),
+                why: "one accepts any type, the other only string".into()
+            })
         );
         assert_eq!(
             sub(plugin, file),
-            Err(Verdict::No { at: "/".into(), why: "member \"name\" is required by one and optional in the other".into() })
+            Err(Verdict::No {
+                at: "/".into(),
+                why: "member \"name\" is required by one and optional in the other".into()
+            })
         );
     }
 
@@ -363,14 +388,20 @@ mod tests {
         let plugin = json!({"type": "object", "properties": {"name": {"type": "integer"}}});
         assert_eq!(
             sub(file, plugin),
-            Err(Verdict::No { at: "/name".into(), why: "type string is accepted by one and not by the other (integer)".into() })
+            Err(Verdict::No {
+                at: "/name".into(),
+                why: "type string is accepted by one and not by the other (integer)".into()
+            })
         );
         let short = json!({"type": "string", "maxLength": 5});
         let any = json!({"type": "string"});
         assert_eq!(sub(short.clone(), any.clone()), Ok(()));
         assert!(matches!(sub(any, short), Err(Verdict::No { .. })));
         assert_eq!(sub(json!({"type": "integer"}), json!({"type": "number"})), Ok(()));
-        assert!(matches!(sub(json!({"type": "number"}), json!({"type": "integer"})), Err(Verdict::No { .. })));
+        assert!(matches!(
+            sub(json!({"type": "number"}), json!({"type": "integer"})),
+            Err(Verdict::No { .. })
+        ));
     }
 
     #[test]
@@ -388,9 +419,15 @@ mod tests {
         let wide = json!({"type": "string", "pattern": "^a"});
         assert_eq!(
             sub(json!({"type": "string"}), wide),
-            Err(Verdict::Undecided { at: "/".into(), why: "the keyword \"pattern\" is beyond this check".into() })
+            Err(Verdict::Undecided {
+                at: "/".into(),
+                why: "the keyword \"pattern\" is beyond this check".into()
+            })
         );
         // The same keyword with the same value on both sides is fine.
-        assert_eq!(sub(json!({"type": "string", "pattern": "^a"}), json!({"type": "string", "pattern": "^a"})), Ok(()));
+        assert_eq!(
+            sub(json!({"type": "string", "pattern": "^a"}), json!({"type": "string", "pattern": "^a"})),
+            Ok(())
+        );
     }
 }
