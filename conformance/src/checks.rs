@@ -171,18 +171,18 @@ impl Failure {
         self.context.as_ref().map_or("", |c| c.transcript.as_str())
     }
 
-    fn new(summary: impl Into<String>) -> Self {
+    pub(crate) fn new(summary: impl Into<String>) -> Self {
         Failure { summary: summary.into(), ..Failure::default() }
     }
-    fn expected(mut self, s: impl Into<String>) -> Self {
+    pub(crate) fn expected(mut self, s: impl Into<String>) -> Self {
         self.expected = s.into();
         self
     }
-    fn got(mut self, s: impl Into<String>) -> Self {
+    pub(crate) fn got(mut self, s: impl Into<String>) -> Self {
         self.got = s.into();
         self
     }
-    fn fix(mut self, s: impl Into<String>) -> Self {
+    pub(crate) fn fix(mut self, s: impl Into<String>) -> Self {
         self.fix = s.into();
         self
     }

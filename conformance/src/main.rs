@@ -11,6 +11,7 @@
 
 mod checks;
 mod driver;
+mod iface;
 mod procs;
 mod report;
 mod schema;
@@ -40,6 +41,10 @@ struct Cli {
     /// The magic cookie to set, as KEY=VALUE (default: the reference cookie of SPEC.md §1.4).
     #[arg(long, value_name = "KEY=VALUE")]
     cookie: Option<String>,
+    /// An application's interface file (`spec/schema/interface.schema.json`): the plugin is also
+    /// judged against it (`iface.<name>.*` checks, README.md). Repeatable.
+    #[arg(long = "interface-file", value_name = "FILE")]
+    interface_files: Vec<std::path::PathBuf>,
     /// Test only these reference interfaces (default: every one the plugin declares).
     #[arg(long = "interface", value_enum)]
     interfaces: Vec<Interface>,
@@ -130,6 +135,12 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     }
 }
 
+/// Whether `--filter` and `--exclude` keep a check with this id (tiers aside).
+fn selected_id(cli: &Cli, id: &str) -> bool {
+    (cli.filters.is_empty() || cli.filters.iter().any(|f| matches_filter(id, f)))
+        && !cli.excludes.iter().any(|f| matches_filter(id, f))
+}
+
 fn selected(cli: &Cli, check: &Check) -> bool {
     let tier = match cli.tier {
         None => true,
@@ -176,6 +187,13 @@ fn main() -> ExitCode {
             eprintln!("tether-conformance: warning: the baseline names an unknown check {id:?}");
         }
     }
+    let documents = match iface::load(&cli.interface_files) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("tether-conformance: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -183,7 +201,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut reports = match runtime.block_on(run_until_signal(&cli, cookie)) {
+    let mut reports = match runtime.block_on(run_until_signal(&cli, cookie, &documents)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tether-conformance: {e}");
@@ -214,12 +232,16 @@ fn main() -> ExitCode {
 /// Runs the judge; on SIGINT or SIGTERM, kills every plugin's process group (a plugin runs in a
 /// group of its own, which a terminal's Ctrl-C does not reach) and exits with the conventional
 /// status, 128 + the signal's number.
-async fn run_until_signal(cli: &Cli, cookie: MagicCookie) -> anyhow::Result<Vec<PluginReport>> {
+async fn run_until_signal(
+    cli: &Cli,
+    cookie: MagicCookie,
+    documents: &[tether_spec::InterfaceDocument],
+) -> anyhow::Result<Vec<PluginReport>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let number = tokio::select! {
-        r = run(cli, cookie) => return r,
+        r = run(cli, cookie, documents) => return r,
         _ = int.recv() => 2,
         _ = term.recv() => 15,
     };
@@ -228,7 +250,11 @@ async fn run_until_signal(cli: &Cli, cookie: MagicCookie) -> anyhow::Result<Vec<
     std::process::exit(128 + number);
 }
 
-async fn run(cli: &Cli, cookie: MagicCookie) -> anyhow::Result<Vec<PluginReport>> {
+async fn run(
+    cli: &Cli,
+    cookie: MagicCookie,
+    documents: &[tether_spec::InterfaceDocument],
+) -> anyhow::Result<Vec<PluginReport>> {
     let targets = if cli.plugins.is_empty() {
         targets::examples(cli.verbose).await
     } else {
@@ -258,7 +284,13 @@ async fn run(cli: &Cli, cookie: MagicCookie) -> anyhow::Result<Vec<PluginReport>
                     TransportArg::Fds => Wire::Fds,
                 };
                 let spec = PluginSpec { argv, cookie: cookie.clone(), transport };
-                let results = judge(cli, spec, &target.label).await;
+                let mut results = judge(cli, spec.clone(), &target.label).await;
+                let (timeout, grace) =
+                    (Duration::from_millis(cli.timeout_ms), Duration::from_millis(cli.grace_ms));
+                for doc in documents {
+                    let judged = iface::judge(doc, &spec, timeout, grace).await;
+                    results.extend(judged.into_iter().filter(|r| selected_id(cli, &r.id)));
+                }
                 reports.push(PluginReport { label: target.label, command, notes: Vec::new(), results });
             }
             Err(Skipped::Note(note)) => {

@@ -14,6 +14,8 @@
 //!   lifecycle, the broker, cancellation, logs and the reference interfaces;
 //! - [`codes`]: every error code;
 //! - [`schema`]: the JSON Schema of every message, generated from these types;
+//! - [`InterfaceDocument`]: an interface file (an interface's versions, methods, schemas, error
+//!   codes and handles), with the reference interfaces' documents in [`interfaces`];
 //! - since 1.1: typed [`Capabilities`] (`attachments`, `streams`), [`Bytes`] as attachments
 //!   ([`with_attachment_sink`], [`with_attachment_source`]), streams ([`StreamRef`] and the
 //!   `$/stream.*` markers) and the `blob` reference interface ([`interfaces::blob`]);
@@ -71,6 +73,7 @@ mod codec;
 mod cookie;
 mod error;
 pub mod format;
+mod interface_doc;
 pub mod interfaces;
 mod lifecycle;
 mod log;
@@ -92,6 +95,9 @@ pub use crate::codec::{
 };
 pub use crate::cookie::{MagicCookie, REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE};
 pub use crate::error::{codes, ErrorObject};
+pub use crate::interface_doc::{
+    InterfaceDocument, InterfaceDocumentError, InterfaceError, InterfaceVersion, INTERFACE_SCHEMA_ID,
+};
 pub use crate::lifecycle::{
     highest_common, AttachmentsCapability, Capabilities, Initialize, InitializeParams, InitializeResult,
     NegotiatedInterface, PeerInfo, Ping, Shutdown, StreamsCapability, VersionMismatch, CORE_INTERFACE,

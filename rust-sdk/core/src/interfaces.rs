@@ -71,6 +71,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_typed_clients_give_the_committed_reference_interface_files() {
+        use tether_spec::interfaces as spec;
+        // The spec's documents add error codes and handles, which a declaration does not know.
+        let methods_of = |d: tether_spec::InterfaceDocument| {
+            let versions: Vec<_> = d.versions.into_iter().map(|v| (v.version, v.methods)).collect();
+            serde_json::to_value(&versions).unwrap_or_default()
+        };
+        assert_eq!(methods_of(KvClient::interface_document()), methods_of(spec::kv::document()));
+        assert_eq!(methods_of(CounterClient::interface_document()), methods_of(spec::counter::document()));
+        assert_eq!(methods_of(BlobClient::interface_document()), methods_of(spec::blob::document()));
+        let server = BlobServer::new(Unused);
+        assert_eq!(crate::InterfaceServer::interface_document(&server), BlobClient::interface_document());
+        assert_eq!(KvClient::interface_document().version_numbers(), vec![1, 2]);
+        assert_eq!(KvClient::interface_document().version(1).map(|v| v.methods.len()), Some(2));
+    }
+
     struct Unused;
     impl Blob for Unused {
         async fn upload(&self, _: blob::UploadParams) -> Result<blob::Digest, Error> {

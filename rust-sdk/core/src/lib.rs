@@ -61,5 +61,5 @@ pub use tokio_util::sync::CancellationToken;
 pub mod __private {
     pub use crate::server::{dispatch_typed, not_in_version, unknown_method};
     pub use crate::{Call, Client, Handled, InterfaceServer, Peer, RawValue, Remote, RequestContext};
-    pub use tether_spec::{schema_value, HandleRef, MethodSchema};
+    pub use tether_spec::{schema_value, HandleRef, InterfaceDocument, MethodSchema};
 }

@@ -115,6 +115,13 @@ pub trait InterfaceServer: Send + Sync + 'static {
     /// Handles a call of the short method name `method` in the negotiated `version`: -32601
     /// for a method the version does not have, -32602 for params of the wrong shape.
     fn dispatch(&self, version: u32, method: &str, params: Box<RawValue>, cx: RequestContext) -> Handled;
+
+    /// The interface file of what this server serves: every version with its methods and
+    /// schemas (error codes and handles are not known to the server; add them with
+    /// [`tether_spec::InterfaceDocument::with_error`] and `with_handle`).
+    fn interface_document(&self) -> tether_spec::InterfaceDocument {
+        tether_spec::InterfaceDocument::from_methods(self.name(), self.versions(), |v| self.methods(v))
+    }
 }
 
 impl<S: InterfaceServer + ?Sized> InterfaceServer for Arc<S> {

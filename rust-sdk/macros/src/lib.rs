@@ -198,6 +198,8 @@ fn expand(root: TokenStream2, attr: TokenStream2, item: TokenStream2) -> syn::Re
             }
         }
     });
+    let schema_entries: Vec<_> = schema_entries.collect();
+    let client_schema_entries = schema_entries.clone();
 
     let dispatch_arms = methods.iter().map(|m| {
         let Method { ident, params_ty, since, .. } = m;
@@ -231,6 +233,7 @@ fn expand(root: TokenStream2, attr: TokenStream2, item: TokenStream2) -> syn::Re
 
     let versions_lit = versions.iter();
     let versions_client = versions.iter();
+    let versions_doc = versions.iter();
     let server_doc = format!(
         "Serves [`{trait_ident}`] as the `{name_str}` interface: give it to `Plugin::interface`, or serve it as a handle with `Peer::serve_handle`."
     );
@@ -313,6 +316,17 @@ fn expand(root: TokenStream2, attr: TokenStream2, item: TokenStream2) -> syn::Re
             }
 
             #(#client_methods)*
+
+            /// The interface file of this interface, from its Rust declaration: every version
+            /// with its methods and their schemas. Write it with `.to_text()` and hand it to
+            /// plugin authors and to `tether-conformance --interface-file`.
+            pub fn interface_document() -> #root::__private::InterfaceDocument {
+                #root::__private::InterfaceDocument::from_methods(#name_str, &[#(#versions_doc),*], |version| {
+                    let mut methods = ::std::collections::BTreeMap::new();
+                    #(#client_schema_entries)*
+                    methods
+                })
+            }
         }
 
         impl #root::__private::Client for #client_ident {

@@ -148,6 +148,17 @@ pub fn methods(version: u32) -> BTreeMap<String, MethodSchema> {
     methods
 }
 
+/// The interface file of `blob` (SPEC.md §9.5), committed as `interfaces/blob.json`.
+pub fn document() -> crate::InterfaceDocument {
+    crate::InterfaceDocument::from_methods(NAME, VERSIONS, methods)
+        .with_description("Named byte strings moved by streams (SPEC.md §9.5).")
+        .with_error(
+            crate::error::codes::BLOB_NOT_FOUND,
+            "blob.download of a name that holds no blob",
+            Some(crate::method::schema_value::<BlobNotFound>()),
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,3 +100,13 @@ pub fn methods(version: u32) -> BTreeMap<String, MethodSchema> {
     }
     methods
 }
+
+/// The interface file of `counter` (SPEC.md §9.3), committed as `interfaces/counter.json`: its
+/// `put` calls the host's `adder` handle (SPEC.md §9.4).
+pub fn document() -> crate::InterfaceDocument {
+    crate::InterfaceDocument::from_methods(NAME, VERSIONS, methods)
+        .with_description(
+            "Integer counters whose additions are done by the host's adder handle (SPEC.md §9.3, §9.4).",
+        )
+        .with_handle(ADDER)
+}

@@ -120,6 +120,17 @@ pub fn methods(version: u32) -> BTreeMap<String, MethodSchema> {
     methods
 }
 
+/// The interface file of `kv` (SPEC.md §9.1, §9.2), committed as `interfaces/kv.json`.
+pub fn document() -> crate::InterfaceDocument {
+    crate::InterfaceDocument::from_methods(NAME, VERSIONS, methods)
+        .with_description("A key/value store: byte values under non-empty string keys (SPEC.md §9.1, §9.2).")
+        .with_error(
+            codes::KEY_NOT_FOUND,
+            "kv.get of a key that holds no value",
+            Some(crate::method::schema_value::<KeyNotFound>()),
+        )
+}
+
 #[cfg(test)]
 mod progress_tests {
     use super::*;

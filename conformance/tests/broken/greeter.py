@@ -1,0 +1,33 @@
+"""A greeter plugin broken on purpose, for the judge's tests of `--interface-file`: the good one
+is examples-python/greeter/greeter.py; `--break FLAG` breaks one thing.
+
+- `narrow-params`: declares `lang` as `en` only, where the interface file also allows `fr`;
+- `version`: speaks greeter version 2 only, which the interface file does not define;
+- `missing`: serves `hi` instead of `hello`.
+"""
+import os
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
+sys.path.insert(0, os.path.join(ROOT, "examples-python"))
+import tether  # noqa: E402
+
+BREAK = sys.argv[sys.argv.index("--break") + 1] if "--break" in sys.argv else ""
+
+
+def hello(name: str, lang: str = "en") -> dict:
+    word = {"en": "Hello", "fr": "Bonjour"}.get(lang)
+    if word is None:
+        raise tether.Error(2001, f"unknown language: {lang}", {"lang": lang})
+    return {"greeting": f"{word}, {name}!"}
+
+
+hi = hello
+NAME = {"type": "string", "minLength": 1}
+LANGS = ["en"] if BREAK == "narrow-params" else ["en", "fr"]
+PARAMS = {"name": NAME, "lang?": {"type": "string", "enum": LANGS}}
+METHODS = {("hi" if BREAK == "missing" else "hello"): (PARAMS, {"greeting": str})}
+VERSION = 2 if BREAK == "version" else 1
+
+if __name__ == "__main__":
+    tether.serve("greeter-broken", "0.1.0", tether.Interface("greeter", {VERSION: METHODS}, globals()))

@@ -1,0 +1,58 @@
+//! The greeter application (`examples/greeter_host.rs`): its exported interface file is the
+//! committed `examples-python/greeter/greeter.json`, and its typed client calls the Python
+//! greeter plugin in a real process.
+
+// Test code: a failed assumption is a failed test.
+#![allow(clippy::expect_used, clippy::panic)]
+
+#[allow(dead_code, unreachable_pub)] // the example's `main` is not called here
+#[path = "../examples/greeter_host.rs"]
+mod greeter_host;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use greeter_host::{GreeterClient, HelloParams, Lang};
+use tether_host::{PluginProcess, Stopped};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("in the workspace").to_path_buf()
+}
+
+#[test]
+fn the_committed_greeter_interface_file_is_the_exported_one() {
+    let path = root().join("examples-python/greeter/greeter.json");
+    let exported = greeter_host::interface_file();
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if exported != committed {
+        if std::env::var_os("UPDATE_INTERFACES").is_some_and(|v| v == "1") {
+            std::fs::write(&path, &exported).expect("writable examples-python/greeter");
+        } else {
+            panic!(
+                "examples-python/greeter/greeter.json differs from what greeter_host exports; regenerate it with \
+                 `UPDATE_INTERFACES=1 cargo test -p tether-host --test greeter_app` (or `cargo run --example \
+                 greeter_host -p tether-host -- --export-interface`) and review the diff"
+            );
+        }
+    }
+    let doc = tether_host::spec::InterfaceDocument::from_json(&exported).expect("a valid interface file");
+    assert_eq!(doc.version_numbers(), vec![1]);
+    assert_eq!(doc.version(1).map(|v| v.errors[0].code), Some(2001));
+}
+
+#[tokio::test]
+async fn the_typed_client_calls_the_python_greeter() {
+    let plugin = PluginProcess::builder("/usr/bin/python3")
+        .arg(root().join("examples-python/greeter/greeter.py"))
+        .offer::<GreeterClient>()
+        .call_timeout(Duration::from_secs(30))
+        .start()
+        .await
+        .expect("start");
+    let greeter = plugin.client::<GreeterClient>().expect("greeter declared");
+    let en = greeter.hello(&HelloParams { name: "Ada".into(), lang: Lang::En }).await.expect("hello");
+    let fr = greeter.hello(&HelloParams { name: "Ada".into(), lang: Lang::Fr }).await.expect("bonjour");
+    assert_eq!((en.greeting.as_str(), fr.greeting.as_str()), ("Hello, Ada!", "Bonjour, Ada!"));
+    let report = plugin.shutdown().await;
+    assert_eq!(report.stopped, Stopped::Gracefully, "{report:?}");
+}
