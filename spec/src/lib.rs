@@ -16,7 +16,8 @@
 //! - [`schema`]: the JSON Schema of every message, generated from these types;
 //! - since 1.1: typed [`Capabilities`] (`attachments`, `streams`), [`Bytes`] as attachments
 //!   ([`with_attachment_sink`], [`with_attachment_source`]), streams ([`StreamRef`] and the
-//!   `$/stream.*` markers) and the `blob` reference interface ([`interfaces::blob`]).
+//!   `$/stream.*` markers) and the `blob` reference interface ([`interfaces::blob`]);
+//! - [`abi`]: the C ABI of a plugin built as a shared library and loaded into the host.
 //!
 //! # Attachments in a connection (SPEC.md §2.8)
 //!
@@ -61,6 +62,7 @@
 //! assert_eq!(params.key, "hello");
 //! ```
 
+pub mod abi;
 mod broker;
 mod bytes;
 mod cancel;

@@ -31,12 +31,14 @@
 // The code `#[tether_core::interface]` generates names `::tether_core`, also inside this crate.
 extern crate self as tether_core;
 
+mod chunks;
 mod client;
 mod connection;
 pub mod interfaces;
 mod server;
 pub mod stream;
 
+pub use crate::chunks::ChunkReader;
 pub use crate::client::{Client, Remote};
 pub use crate::connection::{
     Call, CallError, CloseKind, CloseReason, Event, Handled, Options, Peer, Reply, ReplyFuture,
