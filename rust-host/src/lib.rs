@@ -58,6 +58,7 @@
 mod builder;
 mod error;
 mod exit;
+mod library;
 mod logs;
 mod plugin_process;
 mod process;
