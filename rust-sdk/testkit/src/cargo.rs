@@ -73,3 +73,37 @@ pub fn sdk_example(name: &str) -> PathBuf {
 pub fn test_plugin() -> PathBuf {
     cargo_binary("tether-test-plugin", Target::Bin, "tether-test-plugin")
 }
+
+/// Builds the library of `package` (a `cdylib`, or a proc-macro crate, which is a shared library
+/// too) with `$CARGO` in this workspace, once per process, and returns the shared library cargo
+/// reports; panics with the cause when it cannot (test helper).
+pub fn cargo_library(package: &str) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(package) {
+        return path.clone();
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "-p", package, "--lib", "--message-format=json-render-diagnostics"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit());
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run cargo build -p {package}: {e}"));
+    assert!(output.status.success(), "cargo build -p {package} --lib failed ({})", output.status);
+    let crate_name = package.replace('-', "_");
+    let path = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == crate_name.as_str())
+        .filter_map(|m| m["filenames"].as_array().cloned())
+        .flatten()
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .find(|f| f.extension().is_some_and(|e| e == "so" || e == "dylib"))
+        .unwrap_or_else(|| panic!("cargo build -p {package} --lib reported no shared library"));
+    built.insert(package.to_owned(), path.clone());
+    path
+}
