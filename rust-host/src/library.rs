@@ -163,7 +163,8 @@ impl Drop for Instance {
     /// a runtime's thread, must not.
     fn drop(&mut self) {
         if let Some(opened) = self.opened.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
-            let _ = std::thread::Builder::new().name("tether-library-close".into()).spawn(move || opened.close());
+            let _ =
+                std::thread::Builder::new().name("tether-library-close".into()).spawn(move || opened.close());
         }
     }
 }

@@ -165,7 +165,8 @@ impl PluginProcess {
     async fn start_library(config: PluginBuilder, name: Arc<str>) -> Result<PluginProcess, Error> {
         let deadline = Instant::now() + config.start_timeout;
         let path = config.program.clone();
-        let library_error = |reason: String| Error::Library { plugin: name.to_string(), path: path.clone(), reason };
+        let library_error =
+            |reason: String| Error::Library { plugin: name.to_string(), path: path.clone(), reason };
         let library = library::load(&path).map_err(library_error)?;
         let (instance, reader) = library::Instance::open(&library).map_err(library_error)?;
         drop(library);

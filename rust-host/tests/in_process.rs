@@ -101,7 +101,8 @@ async fn a_panicking_in_process_handler_is_an_error_answer_and_the_host_goes_on(
         .await
         .expect("start");
     let store = plugin.client::<KvClient>().expect("client");
-    let panicked = store.put(&kv::PutParams { key: "panic".into(), value: "v".into() }).await.expect_err("panic");
+    let panicked =
+        store.put(&kv::PutParams { key: "panic".into(), value: "v".into() }).await.expect_err("panic");
     let error = panicked.remote().expect("an error answer");
     assert_eq!(error.code, codes::INTERNAL_ERROR, "{error:?}");
     assert!(error.message.contains("a panicking in-process handler"), "{error:?}");

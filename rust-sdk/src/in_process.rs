@@ -127,9 +127,9 @@ fn serve(runtime: tokio::runtime::Runtime, plugin: Plugin, reader: ChunkReader, 
     use tracing_subscriber::layer::SubscriberExt as _;
     // `$/log` forwarding, for this thread only (the runtime runs every task here): the library's
     // copy of `tracing` has its own global default, which other instances may want too.
-    let _logs = plugin.forwards_logs().then(|| {
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(plugin.log_layer()))
-    });
+    let _logs = plugin
+        .forwards_logs()
+        .then(|| tracing::subscriber::set_default(tracing_subscriber::registry().with(plugin.log_layer())));
     runtime.block_on(async move {
         let session = plugin.start(reader, HostWriter { sink, ended: false });
         session.closed().await;

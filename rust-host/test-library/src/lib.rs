@@ -41,8 +41,20 @@ extern "C" fn ignore_close(_: *mut c_void) {}
 
 /// Tables of other ABI versions, which a host must refuse before it calls anything in them.
 static OTHER_VERSIONS: [PluginTableV1; 2] = [
-    PluginTableV1 { abi_version: 0, size: TABLE_V1_SIZE, open: refuse_open, send_to_plugin: refuse_send, close: ignore_close },
-    PluginTableV1 { abi_version: 2, size: TABLE_V1_SIZE, open: refuse_open, send_to_plugin: refuse_send, close: ignore_close },
+    PluginTableV1 {
+        abi_version: 0,
+        size: TABLE_V1_SIZE,
+        open: refuse_open,
+        send_to_plugin: refuse_send,
+        close: ignore_close,
+    },
+    PluginTableV1 {
+        abi_version: 2,
+        size: TABLE_V1_SIZE,
+        open: refuse_open,
+        send_to_plugin: refuse_send,
+        close: ignore_close,
+    },
 ];
 
 /// The entry symbol, by hand rather than through `tether::export_plugin!`, to return a table

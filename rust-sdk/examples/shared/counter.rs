@@ -35,5 +35,6 @@ impl Counter for Counters {
 
 /// The plugin: `counter` over counters kept in memory.
 pub(crate) fn plugin() -> tether::Plugin {
-    tether::Plugin::new("counter-rust", env!("CARGO_PKG_VERSION")).interface(CounterServer::new(Counters::default()))
+    tether::Plugin::new("counter-rust", env!("CARGO_PKG_VERSION"))
+        .interface(CounterServer::new(Counters::default()))
 }

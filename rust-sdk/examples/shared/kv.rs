@@ -61,5 +61,6 @@ fn file_name(key: &str) -> String {
 
 /// The plugin: `kv` versions 1 and 2 over `store`.
 pub(crate) fn plugin(store: Store) -> tether::Plugin {
-    tether::Plugin::new("kv-rust", env!("CARGO_PKG_VERSION")).interface(tether::interfaces::KvServer::new(store))
+    tether::Plugin::new("kv-rust", env!("CARGO_PKG_VERSION"))
+        .interface(tether::interfaces::KvServer::new(store))
 }
