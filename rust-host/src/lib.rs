@@ -49,6 +49,10 @@
 //! - **Shutdown**: `tether/shutdown`, close stdin, wait the grace period, SIGTERM, wait again,
 //!   SIGKILL to the group ([`PluginProcess::shutdown`] says which step ended it).
 //!
+//! A plugin built as a library with `tether::export_plugin!` can instead be loaded into this
+//! process ([`PluginProcess::library`], [`PluginBuilder::in_process`]): the same handle and
+//! clients, no isolation at all (`rust-host/IN_PROCESS.md`).
+//!
 //! Unix first. On Windows the process group's equivalent is a job object (process-wrap's
 //! `JobObject`), and there is no SIGTERM step; this crate does not implement them yet.
 //!

@@ -13,6 +13,8 @@
 //!   `tether_spec::Bytes` in typed params or results travels raw after the JSON, and a
 //!   [`stream::ReadStream`] (or [`stream::WriteStream`]) field carries a stream with credit flow
 //!   control, read as `AsyncRead`/`Stream` and written as `AsyncWrite`/`send`.
+//! - [`ChunkReader`]: the reading half of an in-memory transport fed through a channel (the
+//!   in-process plugins of `rust-host/IN_PROCESS.md`).
 //!
 //! The calling side, over any stream:
 //!
