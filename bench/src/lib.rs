@@ -302,6 +302,42 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
                 r.note(format!("tether trace rows skipped: {e:#}"));
             }
         }
+        // The same Rust plugins built as libraries and loaded into the bench's process
+        // (`rust-host/IN_PROCESS.md`), through the same host and typed clients, on the first
+        // runtime flavor: the in-process trade-off against the process rows above.
+        if lang == Lang::Rust {
+            if let Some(&flavor) = opts.flavors.first() {
+                let section =
+                    format!("Rust plugins in-process (cdylib loaded by tether-host), {}", flavor.title());
+                match plugins::build_rust_libraries(opts.release_plugins) {
+                    Ok((kv_lib, counter_lib)) => {
+                        let rt = flavor.runtime().context("building the tokio runtime")?;
+                        let backend = host::HostBackend::in_process();
+                        let sel = scenario::Selection {
+                            start: true,
+                            checksum: false,
+                            callback: true,
+                            one_cpu: false,
+                        };
+                        let prefix = format!("inproc.{}.{}", lang.id(), flavor.id());
+                        eprintln!("measuring: {section}...");
+                        rt.block_on(scenario::measure(
+                            &backend,
+                            helper,
+                            &kv_lib,
+                            counter_lib.as_ref(),
+                            &c,
+                            slow,
+                            sel,
+                            &prefix,
+                            &section,
+                            &mut r,
+                        ));
+                    }
+                    Err(e) => r.note(format!("{section}: {e:#}")),
+                }
+            }
+        }
         // The floor beside the Rust figures: the same scenarios through a minimal client.
         if lang == Lang::Rust {
             for &flavor in &opts.flavors {

@@ -72,3 +72,14 @@ pub fn find(lang: Lang, opts: &Options) -> anyhow::Result<Plugins> {
         }
     }
 }
+
+/// Builds the `kv` and `counter` example plugins as libraries (`rust-sdk/examples-cdylib/`) and
+/// returns them as commands whose program is the library, for the in-process rows.
+pub fn build_rust_libraries(release: bool) -> anyhow::Result<(PluginCmd, Option<PluginCmd>)> {
+    eprintln!("building the Rust example plugin libraries...");
+    let build =
+        |package: &str| tether_testkit::cargo_build_library(package, release).map_err(|e| anyhow!("{e}"));
+    let kv = binary(build("tether-example-kv-lib")?);
+    let counter = build("tether-example-counter-lib").ok().map(binary);
+    Ok((kv, counter))
+}

@@ -48,6 +48,7 @@ pub struct PluginBuilder {
     pub(crate) transport: Transport,
     /// The plugin's stdin, stdout and stderr in the `fds` transport; `None` when not set.
     pub(crate) child_stdio: [Option<ChildStdio>; 3],
+    pub(crate) in_process: bool,
 }
 
 impl PluginBuilder {
@@ -76,7 +77,29 @@ impl PluginBuilder {
             streams: Some(tether_spec::DEFAULT_INITIAL_CREDIT),
             transport: Transport::Stdio,
             child_stdio: [None, None, None],
+            in_process: false,
         }
+    }
+
+    /// Loads the program as a plugin library (a `cdylib` that exports the entry symbol of the
+    /// in-process ABI, `tether_spec::abi`; made with `tether::export_plugin!`) into this process
+    /// instead of running it as a child process: a call then costs no system call and no process
+    /// switch, and the [`PluginProcess`] and typed clients are used exactly as for a process.
+    /// [`PluginProcess::library`] is a shorthand.
+    ///
+    /// **No isolation.** An in-process plugin is code running in the host with all of the
+    /// host's rights and memory: a crash (anything but a Rust panic, which is caught and answered
+    /// as an error), an `abort`, an infinite loop on the host's thread, corrupted memory, or
+    /// `std::process::exit` takes the host down with it, and nothing bounds its memory or CPU.
+    /// Load only libraries you would link into the host. What still holds: panics are caught at
+    /// the boundary; the library stays loaded while its instance is open (every client call
+    /// goes through it); arguments, environment, working directory, cookie, checksum and
+    /// parent-death signal do not apply (no process is started); `pid()` is the host's; the
+    /// exit of an in-process plugin is status 0 with no stderr once its instance is closed.
+    /// See `rust-host/IN_PROCESS.md`.
+    pub fn in_process(mut self, enabled: bool) -> Self {
+        self.in_process = enabled;
+        self
     }
 
     /// Adds an argument.

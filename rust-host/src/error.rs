@@ -30,6 +30,18 @@ pub enum Error {
         /// Why it could not be started.
         source: std::io::Error,
     },
+    /// A library given to [`PluginProcess::library`](crate::PluginProcess::library) could not be
+    /// loaded as an in-process plugin: it cannot be opened, it does not export the entry symbol
+    /// (it is not a Tether plugin), or its table has another ABI version.
+    #[error("plugin {plugin}: cannot load {} as an in-process plugin: {reason}", path.display())]
+    Library {
+        /// The plugin's name.
+        plugin: String,
+        /// The library's file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// The program's file could not be read to check its checksum.
     #[error("plugin {plugin}: cannot read {} to check its SHA-256: {source}", program.display())]
     ChecksumRead {

@@ -68,6 +68,10 @@
 //! the plugin inherits as descriptors 3 and 4, and its stdin, stdout and stderr stay the host's
 //! terminal, or the [`ChildStdio`] given (SPEC.md §13); its stderr is then not captured.
 //!
+//! A plugin built as a library with `tether::export_plugin!` can instead be loaded into this
+//! process ([`PluginProcess::library`], [`PluginBuilder::in_process`]): the same handle and
+//! clients, no isolation at all (`rust-host/IN_PROCESS.md`).
+//!
 //! Unix first. On Windows the process group's equivalent is a job object (process-wrap's
 //! `JobObject`), and there is no SIGTERM step; this crate does not implement them yet.
 //!
@@ -82,6 +86,7 @@ mod exit;
 mod fd_passing;
 #[cfg(target_os = "linux")]
 mod handover;
+mod library;
 mod logs;
 mod manifest;
 mod plugin_process;

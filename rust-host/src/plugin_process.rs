@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use crate::builder::PluginBuilder;
 use crate::error::Error;
 use crate::exit::{ExitInfo, ShutdownReport, Stopped};
+use crate::library;
 use crate::logs;
 use crate::process::{self, Ctl};
 use crate::stderr::SharedTail;
@@ -75,6 +76,9 @@ pub struct PluginProcess {
     pub(crate) stderr_copy: Option<std::os::fd::OwnedFd>,
     /// Set once the plugin was handed over: `Drop` then leaves it alone.
     pub(crate) handed_over: bool,
+    /// The open instance when the plugin is a library loaded into the host
+    /// ([`PluginBuilder::in_process`]); its `ctl` then closes the instance.
+    library: Option<Arc<library::Instance>>,
 }
 
 impl std::fmt::Debug for PluginProcess {
@@ -94,9 +98,18 @@ impl PluginProcess {
         PluginBuilder::new(program)
     }
 
+    /// A builder for a plugin library loaded into this process ([`PluginBuilder::in_process`]):
+    /// the same handle, clients and calls as a process, without its isolation.
+    pub fn library(path: impl Into<std::path::PathBuf>) -> PluginBuilder {
+        PluginBuilder::new(path).in_process(true)
+    }
+
     pub(crate) async fn start(config: PluginBuilder) -> Result<PluginProcess, Error> {
         let name: Arc<str> = Arc::from(config.plugin_name());
         config.validate(&name)?;
+        if config.in_process {
+            return PluginProcess::start_library(config, name).await;
+        }
         let pinned = process::check_pinned(&config, &name).await?;
         let spawned = process::spawn(&config, &name, pinned)?;
         // The start time-out counts from the plugin's start (as documented), not from before
@@ -154,6 +167,73 @@ impl PluginProcess {
             max_frame_size: config.max_frame_size,
             stderr_copy: spawned.stderr_copy,
             handed_over: false,
+            library: None,
+        };
+        plugin.handshake(&config, deadline).await
+    }
+
+    /// Loads the library, opens an instance, and runs the same handshake over it.
+    async fn start_library(config: PluginBuilder, name: Arc<str>) -> Result<PluginProcess, Error> {
+        let deadline = Instant::now() + config.start_timeout;
+        let path = config.program.clone();
+        let library_error =
+            |reason: String| Error::Library { plugin: name.to_string(), path: path.clone(), reason };
+        let library = library::load(&path).map_err(library_error)?;
+        let (instance, reader) = library::Instance::open(&library).map_err(library_error)?;
+        drop(library);
+        let eof = Arc::new(Notify::new());
+        let seen = Seen::default();
+        let mut options =
+            Options::new().max_frame_size(config.max_frame_size).close_on_eof(false).on_event({
+                let name = name.clone();
+                let eof = eof.clone();
+                let seen = seen.clone();
+                move |event| report_event(&name, &eof, &seen, event)
+            });
+        if let Some(timeout) = config.call_timeout {
+            options = options.default_timeout(timeout);
+        }
+        let service = HostService { name: name.clone() };
+        let writer = library::InstanceWriter(instance.clone());
+        let peer = Session::start(reader, writer, options, service).into_peer();
+        let (ctl, ctl_rx) = mpsc::unbounded_channel();
+        let (exit_tx, exit) = watch::channel(None);
+        tokio::spawn(watch_library(LibraryWatch {
+            name: name.clone(),
+            peer: peer.clone(),
+            instance: instance.clone(),
+            eof,
+            ctl: ctl_rx,
+            exit: exit_tx,
+        }));
+        let plugin = PluginProcess {
+            name,
+            peer,
+            init: InitializeResult {
+                protocol_version: 0,
+                plugin: PeerInfo::new("", ""),
+                capabilities: Default::default(),
+                interfaces: BTreeMap::new(),
+            },
+            // The plugin runs in the host's process: there is no process of its own to signal
+            // (`reaped` keeps `Drop` from ever sending a signal), no stdin and no stderr.
+            pid: std::process::id(),
+            grace: config.grace,
+            ctl,
+            exit,
+            stdin: ClosableStdin::closed(),
+            tail: SharedTail::default(),
+            call_timeout: config.call_timeout,
+            deliberate: Arc::new(AtomicBool::new(true)),
+            reaped: Arc::new(AtomicBool::new(true)),
+            seen,
+            stdout_tail: StdoutTail::default(),
+            own_capabilities: config.capabilities(),
+            max_frame_size: config.max_frame_size,
+            // A library shares the host's process: nothing to hand over.
+            stderr_copy: None,
+            handed_over: false,
+            library: Some(instance),
         };
         plugin.handshake(&config, deadline).await
     }
@@ -450,6 +530,10 @@ impl PluginProcess {
             _ = self.exited() => true,
         };
         self.stdin.close();
+        if self.library.is_some() {
+            // An in-process plugin's end of input is the closing of its instance.
+            let _ = self.ctl.send(Ctl::Terminate);
+        }
         let mut stopped = Stopped::Gracefully;
         // A plugin that did not answer `tether/shutdown` within the grace period gets SIGTERM at
         // once (SPEC.md §4.6); one that answered has the grace period to exit.
@@ -650,8 +734,42 @@ impl PluginProcess {
             max_frame_size: a.max_frame_size,
             stderr_copy: None,
             handed_over: false,
+            library: None,
         }
     }
+}
+
+/// What [`watch_library`] needs.
+struct LibraryWatch {
+    name: Arc<str>,
+    peer: Peer,
+    instance: Arc<library::Instance>,
+    eof: Arc<Notify>,
+    ctl: mpsc::UnboundedReceiver<Ctl>,
+    exit: watch::Sender<Option<ExitInfo>>,
+}
+
+/// The in-process counterpart of [`watch_exit`]: closes the instance when the host ends it (a
+/// shutdown, a kill, a drop of the [`PluginProcess`]) or when the plugin ends its stream by
+/// itself; then reports the "exit" (status 0, no stderr: the plugin has no process) and ends the
+/// session, failing what is pending with a reason that says which.
+async fn watch_library(watch: LibraryWatch) {
+    let LibraryWatch { name, peer, instance, eof, mut ctl, exit } = watch;
+    let by_host = tokio::select! {
+        _ = ctl.recv() => true,
+        () = eof.notified() => false,
+    };
+    // Closing joins the plugin's thread, which may take its write grace: not on a runtime thread.
+    let closing = instance.clone();
+    let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+    let info = ExitInfo { code: Some(0), signal: None, stderr_tail: Vec::new() };
+    let _ = exit.send(Some(info.clone()));
+    let text = match by_host {
+        true => format!("in-process plugin {name} was closed by the host"),
+        false => format!("in-process plugin {name} ended its session"),
+    };
+    tracing::debug!(target: logs::LOG_TARGET, plugin = %name, closed = instance.is_closed(), "{text}");
+    peer.close_with(CloseReason::new(CloseKind::EndOfInput, text).with_detail(info));
 }
 
 fn report_event(name: &str, eof: &Notify, seen: &Seen, event: &Event) {
@@ -735,6 +853,11 @@ impl ClosableStdin {
     /// Takes the pipe out (for a hand-over); the host's writes fail from then on.
     pub(crate) fn take(&self) -> Option<ToPlugin> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// No stdin (an in-process plugin).
+    fn closed() -> Self {
+        ClosableStdin(Arc::new(Mutex::new(None)))
     }
 
     fn close(&self) {

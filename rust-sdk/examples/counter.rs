@@ -1,39 +1,9 @@
 //! The `counter` reference plugin (SPEC.md §9.3): each put asks the host's `adder` handle for the
 //! new value and stores whatever the host answers.
 
-use std::collections::HashMap;
-
-use tether::interfaces::{AdderClient, Counter, CounterServer};
-use tether::spec::interfaces::counter::{GetParams, GetResult, PutParams, SumParams};
-use tether::spec::Empty;
-use tether::{Error, RequestContext};
-use tokio::sync::Mutex;
-
-#[derive(Default)]
-struct Counters(Mutex<HashMap<String, i64>>);
-
-impl Counters {
-    async fn value(&self, key: &str) -> i64 {
-        self.0.lock().await.get(key).copied().unwrap_or(0)
-    }
-}
-
-impl Counter for Counters {
-    async fn put(&self, p: PutParams, cx: RequestContext) -> Result<Empty, Error> {
-        let a = self.value(&p.key).await;
-        // No lock is held while the host computes the sum: gets and other puts go on meanwhile.
-        let sum = cx.client::<AdderClient>(p.adder).sum(&SumParams { a, b: p.value }).await?;
-        self.0.lock().await.insert(p.key, sum.result);
-        Ok(Empty {})
-    }
-
-    async fn get(&self, p: GetParams) -> Result<GetResult, Error> {
-        Ok(GetResult { value: self.value(&p.key).await })
-    }
-}
+#[path = "shared/counter.rs"]
+mod shared;
 
 fn main() {
-    tether::Plugin::new("counter-rust", env!("CARGO_PKG_VERSION"))
-        .interface(CounterServer::new(Counters::default()))
-        .serve()
+    shared::plugin().serve()
 }

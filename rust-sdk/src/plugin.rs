@@ -18,7 +18,7 @@ use tether_core::InterfaceServer;
 use tether_core::{CloseKind, CloseReason, Handled, Options, Peer, RequestContext, Service, Session};
 
 /// How long a plugin whose session ended waits for its last answers to be written.
-const WRITE_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+pub(crate) const WRITE_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// The default bound of a plugin's write backlog ([`Options::max_write_backlog`]), at least
 /// twice the maximum frame size.
@@ -119,6 +119,11 @@ impl Plugin {
     pub fn forward_logs(mut self, forward: bool) -> Self {
         self.forward_logs = forward;
         self
+    }
+
+    /// Whether logs are forwarded as `$/log` ([`Plugin::forward_logs`]).
+    pub(crate) fn forwards_logs(&self) -> bool {
+        self.forward_logs
     }
 
     /// Runs handlers on a multi-thread runtime with `threads` workers instead of the default

@@ -22,6 +22,7 @@
 //! - since 1.2: the [`Transport`] a plugin is told to use in [`TRANSPORT_ENV`] (SPEC.md §13).
 //! - since 1.2 too: progress and trace context (SPEC.md §14, §15): [`Meta`] (`params._meta`), the
 //!   [`Progress`] marker (`$/progress`) and [`TraceParent`].
+//! - [`abi`]: the C ABI of a plugin built as a shared library and loaded into the host.
 //!
 //! # Attachments in a connection (SPEC.md §2.8)
 //!
@@ -66,6 +67,7 @@
 //! assert_eq!(params.key, "hello");
 //! ```
 
+pub mod abi;
 mod broker;
 mod bytes;
 mod cancel;

@@ -17,6 +17,9 @@
 //!   [`Call::on_progress`] asks for `$/progress` (and makes the time-out restart on each),
 //!   [`RequestContext::progress`] reports it; [`trace`] carries W3C trace ids across calls.
 //!
+//! - [`ChunkReader`]: the reading half of an in-memory transport fed through a channel (the
+//!   in-process plugins of `rust-host/IN_PROCESS.md`).
+//!
 //! The calling side, over any stream:
 //!
 //! ```
@@ -34,6 +37,7 @@
 // The code `#[tether_core::interface]` generates names `::tether_core`, also inside this crate.
 extern crate self as tether_core;
 
+mod chunks;
 mod client;
 mod connection;
 pub mod interfaces;
@@ -41,6 +45,7 @@ mod server;
 pub mod stream;
 pub mod trace;
 
+pub use crate::chunks::ChunkReader;
 pub use crate::client::{Client, Remote};
 pub use crate::connection::{
     Call, CallError, CloseKind, CloseReason, DetachError, Detached, Event, Handled, Options, Peer, Reply,

@@ -73,3 +73,48 @@ pub fn sdk_example(name: &str) -> PathBuf {
 pub fn test_plugin() -> PathBuf {
     cargo_binary("tether-test-plugin", Target::Bin, "tether-test-plugin")
 }
+
+/// Builds the library of `package` (a `cdylib`, or a proc-macro crate, which is a shared library
+/// too) with `$CARGO` in this workspace, once per process, and returns the shared library cargo
+/// reports; panics with the cause when it cannot (test helper).
+pub fn cargo_library(package: &str) -> PathBuf {
+    cargo_build_library(package, !cfg!(debug_assertions)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Builds the library of `package` (in release mode if `release`) with `$CARGO` in this
+/// workspace and its target directory, once per process, and returns the shared library cargo
+/// reports (`.so`, `.dylib`), or why it could not.
+pub fn cargo_build_library(package: &str, release: bool) -> Result<PathBuf, String> {
+    static BUILT: Mutex<BTreeMap<(String, bool), PathBuf>> = Mutex::new(BTreeMap::new());
+    let key = (package.to_owned(), release);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(&key) {
+        return Ok(path.clone());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "-p", package, "--lib", "--message-format=json-render-diagnostics"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit());
+    if release {
+        command.arg("--release");
+    }
+    let what = format!("cargo build -p {package} --lib{}", if release { " --release" } else { "" });
+    let output = command.output().map_err(|e| format!("cannot run {what}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("{what} failed ({})", output.status));
+    }
+    let crate_name = package.replace('-', "_");
+    let path = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == crate_name.as_str())
+        .filter_map(|m| m["filenames"].as_array().cloned())
+        .flatten()
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .find(|f| f.extension().is_some_and(|e| e == "so" || e == "dylib"))
+        .ok_or_else(|| format!("{what} reported no shared library"))?;
+    built.insert(key, path.clone());
+    Ok(path)
+}

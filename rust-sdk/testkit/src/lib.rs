@@ -11,5 +11,7 @@ mod cargo;
 mod spawn;
 pub mod transcripts;
 
-pub use crate::cargo::{cargo_binary, cargo_build, sdk_example, test_plugin, Target};
+pub use crate::cargo::{
+    cargo_binary, cargo_build, cargo_build_library, cargo_library, sdk_example, test_plugin, Target,
+};
 pub use crate::spawn::{plugin_command, BodyAndAttachments, ProcessPlugin};

@@ -1,0 +1,70 @@
+//! A test-only in-process plugin library (`tether-host`'s `tests/in_process.rs`): a `kv` whose
+//! `put` of the key `panic` panics, and, when `TETHER_TEST_LIBRARY_ABI` is set in the host's
+//! environment, an entry that returns a table of that ABI version instead.
+
+use std::ffi::c_void;
+
+use tether::interfaces::{Kv, KvServer};
+use tether::spec::abi::{PluginTableV1, SendToHostFn, TABLE_V1_SIZE};
+use tether::spec::interfaces::kv::{key_not_found, DeleteResult, GetResult, KeyParams, PutParams};
+use tether::spec::Empty;
+use tether::Error;
+
+struct Panicky;
+
+impl Kv for Panicky {
+    async fn put(&self, p: PutParams, _cx: tether::RequestContext) -> Result<Empty, Error> {
+        assert!(p.key != "panic", "a panicking in-process handler");
+        Ok(Empty {})
+    }
+
+    async fn get(&self, p: KeyParams) -> Result<GetResult, Error> {
+        Err(key_not_found(&p.key).into())
+    }
+
+    async fn delete(&self, _: KeyParams) -> Result<DeleteResult, Error> {
+        Ok(DeleteResult { existed: false })
+    }
+}
+
+fn plugin() -> tether::Plugin {
+    tether::Plugin::new("test-library", env!("CARGO_PKG_VERSION")).interface(KvServer::new(Panicky))
+}
+
+extern "C" fn refuse_open(_: *mut c_void, _: SendToHostFn) -> *mut c_void {
+    std::ptr::null_mut()
+}
+extern "C" fn refuse_send(_: *mut c_void, _: *const u8, _: usize) -> i32 {
+    -1
+}
+extern "C" fn ignore_close(_: *mut c_void) {}
+
+/// Tables of other ABI versions, which a host must refuse before it calls anything in them.
+static OTHER_VERSIONS: [PluginTableV1; 2] = [
+    PluginTableV1 {
+        abi_version: 0,
+        size: TABLE_V1_SIZE,
+        open: refuse_open,
+        send_to_plugin: refuse_send,
+        close: ignore_close,
+    },
+    PluginTableV1 {
+        abi_version: 2,
+        size: TABLE_V1_SIZE,
+        open: refuse_open,
+        send_to_plugin: refuse_send,
+        close: ignore_close,
+    },
+];
+
+/// The entry symbol, by hand rather than through `tether::export_plugin!`, to return a table
+/// of another version on demand.
+#[allow(unsafe_code)]
+#[no_mangle]
+pub extern "C" fn tether_plugin_entry() -> *const PluginTableV1 {
+    match std::env::var("TETHER_TEST_LIBRARY_ABI").ok().as_deref() {
+        Some("0") => &OTHER_VERSIONS[0],
+        Some("2") => &OTHER_VERSIONS[1],
+        _ => tether::__in_process::entry(plugin),
+    }
+}
