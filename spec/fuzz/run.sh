@@ -6,7 +6,8 @@
 #                                                  minimal corpus/TARGET (the committed one)
 #   spec/fuzz/run.sh TARGET --check                run every corpus and regression input once
 #
-# TARGET is codec, message or message_structured. Default flags: one job, 512 MB RSS limit,
+# TARGET is codec, message or message_structured. Default flags: one process (no -jobs, which
+# would send the output to fuzz-N.log), 512 MB RSS limit,
 # run until stopped (add -runs=N or -max_total_time=S). cargo-fuzz needs nightly flags: the
 # script uses `cargo +nightly` when a nightly toolchain is installed, and otherwise stable with
 # RUSTC_BOOTSTRAP=1 (which makes stable accept the -Z flags); it says which. FUZZ_SANITIZER
@@ -47,6 +48,6 @@ case "${1:-}" in
     ;;
 *)
     exec nice -n 10 "${fuzz[@]}" "corpus/$target" "seeds/$target" -- \
-        -jobs=1 -workers=1 -rss_limit_mb=512 -print_final_stats=1 "$@"
+        -rss_limit_mb=512 -print_final_stats=1 "$@"
     ;;
 esac

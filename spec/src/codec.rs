@@ -194,7 +194,13 @@ impl FrameCodecBuilder {
 
     /// The codec.
     pub fn build(self) -> FrameCodec {
-        FrameCodec { max: self.max, mode: self.mode, attachments: self.attachments, skip: None, resyncing: false }
+        FrameCodec {
+            max: self.max,
+            mode: self.mode,
+            attachments: self.attachments,
+            skip: None,
+            resyncing: false,
+        }
     }
 }
 

@@ -387,6 +387,12 @@ fn parse_general(body: &[u8]) -> Result<Message, EnvelopeError> {
     let envelope: Envelope<'_> = match serde_json::from_slice(body) {
         Ok(envelope) => envelope,
         Err(e) if e.is_data() => {
+            // serde stops at the first value of the wrong shape (`4` in `4\xff...`): only a body
+            // that is valid JSON throughout is an invalid message rather than a parse error
+            // (found by the `message` fuzz target).
+            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                return Err(EnvelopeError::Parse(syntax.to_string()));
+            }
             // Valid JSON of the wrong shape (a number, a string, a member of the wrong type).
             return Err(invalid_from_value(body, e.to_string()));
         }
@@ -682,6 +688,8 @@ mod tests {
     #[test]
     fn bad_bodies_get_the_spec_errors() {
         assert!(matches!(parse_message(b"{nope"), Err(EnvelopeError::Parse(_))));
+        assert!(matches!(parse_message(b"4\xff0"), Err(EnvelopeError::Parse(_))));
+        assert!(matches!(parse_message(b"\"x\" 1"), Err(EnvelopeError::Parse(_))));
         assert!(matches!(parse_message(b"[1,2]"), Err(EnvelopeError::Batch)));
         assert!(matches!(parse_message(b"[1,"), Err(EnvelopeError::Parse(_))));
         let null_id = parse_message(br#"{"jsonrpc":"2.0","id":null,"method":"kv.get","params":{}}"#);

@@ -94,12 +94,19 @@ fn codec_seeds() -> Vec<(String, Vec<u8>)> {
             let stream: Vec<u8> = t.blocks.iter().filter(|b| b.dir == dir).flat_map(frame).collect();
             let name = format!("{}-{arrow}", t.name);
             seeds.push((format!("{name}-whole"), codec_oracle::join_input(3, attachments, &[], &stream)));
-            seeds.push((format!("{name}-bytes"), codec_oracle::join_input(3, attachments, &[1, 2, 7], &stream)));
-            seeds.push((format!("{name}-tiny-max"), codec_oracle::join_input(1, attachments, &[40, 200], &stream)));
+            seeds.push((
+                format!("{name}-bytes"),
+                codec_oracle::join_input(3, attachments, &[1, 2, 7], &stream),
+            ));
+            seeds.push((
+                format!("{name}-tiny-max"),
+                codec_oracle::join_input(1, attachments, &[40, 200], &stream),
+            ));
             // Faults spliced between the first frames.
-            let cut = stream.windows(16).position(|w| w == b"Content-Length: ").and_then(|_| {
-                stream[1..].windows(16).position(|w| w == b"Content-Length: ").map(|i| i + 1)
-            });
+            let cut = stream
+                .windows(16)
+                .position(|w| w == b"Content-Length: ")
+                .and_then(|_| stream[1..].windows(16).position(|w| w == b"Content-Length: ").map(|i| i + 1));
             let (first, rest) = stream.split_at(cut.unwrap_or(stream.len()));
             for (fault, bytes) in [
                 ("print", &b"hello from print()\n"[..]),
@@ -108,15 +115,24 @@ fn codec_seeds() -> Vec<(String, Vec<u8>)> {
                 ("bad-length", b"Content-Length: -3\r\n\r\n{}"),
                 ("two-lengths", b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}"),
                 ("latin1", b"Content-Type: text/plain; charset=latin1\r\nContent-Length: 2\r\n\r\n{}"),
-                ("lsp-form", b"content-length: 2\r\nContent-Type: application/vscode-jsonrpc; charset=utf8\r\n\r\n{}"),
+                (
+                    "lsp-form",
+                    b"content-length: 2\r\nContent-Type: application/vscode-jsonrpc; charset=utf8\r\n\r\n{}",
+                ),
                 ("huge-length", b"Content-Length: 18446744073709551615\r\n\r\n{\"id\":1,"),
                 ("lf-only", b"Content-Length: 2\n\n{}"),
             ] {
                 let spliced = [first, bytes, rest].concat();
-                seeds.push((format!("{name}-{fault}"), codec_oracle::join_input(2, attachments, &[9], &spliced)));
+                seeds.push((
+                    format!("{name}-{fault}"),
+                    codec_oracle::join_input(2, attachments, &[9], &spliced),
+                ));
             }
             let truncated = &stream[..stream.len().saturating_sub(5)];
-            seeds.push((format!("{name}-truncated"), codec_oracle::join_input(3, attachments, &[64], truncated)));
+            seeds.push((
+                format!("{name}-truncated"),
+                codec_oracle::join_input(3, attachments, &[64], truncated),
+            ));
         }
     }
     seeds
@@ -161,9 +177,16 @@ fn message_seeds() -> Vec<(String, Vec<u8>)> {
     {
         seeds.push((format!("spec-3.4-{i:02}"), body.as_bytes().to_vec()));
     }
-    let deep = format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a.b\",\"params\":{{\"x\":{}1{}}}}}", "[".repeat(200), "]".repeat(200));
+    let deep = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a.b\",\"params\":{{\"x\":{}1{}}}}}",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
     seeds.push(("deep-nesting".into(), deep.into_bytes()));
-    seeds.push(("not-utf8".into(), b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\",\"params\":{}}".to_vec()));
+    seeds.push((
+        "not-utf8".into(),
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\",\"params\":{}}".to_vec(),
+    ));
     seeds
 }
 

@@ -137,9 +137,7 @@ fn expected_of(body: &[u8], value: Value) -> Verdict {
     match (get("id"), result, error) {
         (Some(Value::Null), None, Some(e)) if valid_error(e) => Verdict::Response(None),
         (Some(v), Some(_), None) if valid_id(v).is_some() => Verdict::Response(valid_id(v)),
-        (Some(v), None, Some(e)) if valid_id(v).is_some() && valid_error(e) => {
-            Verdict::Response(valid_id(v))
-        }
+        (Some(v), None, Some(e)) if valid_id(v).is_some() && valid_error(e) => Verdict::Response(valid_id(v)),
         _ => invalid(),
     }
 }
@@ -175,7 +173,8 @@ pub fn check(body: &[u8]) {
             Message::Response(_) => None,
         };
         let first: Option<Value> = params(&message).and_then(|p| serde_json::from_str(&p).ok());
-        let second = parse_message(&again).ok().and_then(|m| params(&m)).and_then(|p| serde_json::from_str(&p).ok());
+        let second =
+            parse_message(&again).ok().and_then(|m| params(&m)).and_then(|p| serde_json::from_str(&p).ok());
         assert_eq!(first, second, "params changed when the message was written again");
     }
 }
