@@ -1999,7 +1999,10 @@ class Session {
       if (hasResult || hasError) return invalid('a request cannot carry a result or an error');
       let params = msg.params;
       if (params === undefined) params = {};
-      else if (params === null || typeof params !== 'object' || Array.isArray(params)) return invalid('params must be a JSON object');
+      else if (Array.isArray(params) && hasId && id !== null) {
+        // Valid JSON-RPC 2.0, but no Tether method takes positional params (SPEC.md §3.4.2).
+        return this._error(id, E.INVALID_PARAMS, 'invalid params: params must be a JSON object, not an array');
+      } else if (params === null || typeof params !== 'object' || Array.isArray(params)) return invalid('params must be a JSON object');
       if (!hasId) return this._onNotification(method, params, text, atts);
       if (id === null) return invalid('a request id must not be null');
       return this._onRequest(id, method, params, atts);

@@ -163,7 +163,7 @@ describe('JSON-RPC profile (SPEC §3)', () => {
     p.send('{"id":41,"method":"tether/ping","params":{}}');
     assert.equal(errorOf(await p.response(41)), -32600);
     p.send('{"jsonrpc":"2.0","id":42,"method":"kv.get","params":["a"]}');
-    assert.equal(errorOf(await p.response(42)), -32600);
+    assert.equal(errorOf(await p.response(42)), -32602);
     p.send('{"jsonrpc":"2.0","id":43,"method":7}');
     assert.equal(errorOf(await p.response(43)), -32600);
     // Notifications, even malformed or unknown ones, and unknown response ids: no answer.

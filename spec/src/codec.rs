@@ -194,7 +194,13 @@ impl FrameCodecBuilder {
 
     /// The codec.
     pub fn build(self) -> FrameCodec {
-        FrameCodec { max: self.max, mode: self.mode, attachments: self.attachments, skip: None }
+        FrameCodec {
+            max: self.max,
+            mode: self.mode,
+            attachments: self.attachments,
+            skip: None,
+            resyncing: false,
+        }
     }
 }
 
@@ -206,6 +212,10 @@ pub struct FrameCodec {
     mode: Mode,
     attachments: bool,
     skip: Option<Skip>,
+    /// Garbage was discarded up to the end of the input so far without finding the next
+    /// `Content-Length:`: the next bytes continue the garbage, and reading resumes only at that
+    /// header (SPEC.md §2.6), whatever the sizes of the reads.
+    resyncing: bool,
 }
 
 /// A body being skipped without being kept.
@@ -302,9 +312,26 @@ impl FrameCodec {
             if src.is_empty() {
                 return None;
             }
+            if self.resyncing {
+                let n = src.len().min(HEADER_NAME.len());
+                if !src[..n].eq_ignore_ascii_case(&HEADER_NAME[..n]) {
+                    let (garbage, found) = discard_to_next_header(src, GarbageReason::NotAHeader);
+                    self.resyncing = !found;
+                    return Some(garbage);
+                }
+                if n < HEADER_NAME.len() {
+                    // Perhaps the start of the header that ends the garbage.
+                    return None;
+                }
+                self.resyncing = false;
+            }
             match header::parse(src) {
                 header::Parse::Incomplete => return None,
-                header::Parse::Broken(reason) => return Some(discard_to_next_header(src, reason)),
+                header::Parse::Broken(reason) => {
+                    let (garbage, found) = discard_to_next_header(src, reason);
+                    self.resyncing = !found;
+                    return Some(garbage);
+                }
                 header::Parse::Complete { block_len, length, charset, attachments } => {
                     if let Some(charset) = charset {
                         let header = src.split_to(block_len);
@@ -547,12 +574,13 @@ fn strict_content_type_ok(value: &[u8]) -> bool {
 }
 
 /// Skips broken input up to the next `Content-Length:` after its first byte (SPEC.md §2.6),
-/// keeping a tail that may be the start of one.
-fn discard_to_next_header(src: &mut BytesMut, reason: GarbageReason) -> Frame {
-    let cut = next_header_start(src).unwrap_or_else(|| src.len() - possible_header_tail(src));
+/// keeping a tail that may be the start of one; says whether that header was found.
+fn discard_to_next_header(src: &mut BytesMut, reason: GarbageReason) -> (Frame, bool) {
+    let next = next_header_start(src);
+    let cut = next.unwrap_or_else(|| src.len() - possible_header_tail(src));
     // Always make progress: at least the first byte is garbage.
     let cut = cut.max(1).min(src.len());
-    Frame::Garbage { bytes: src.split_to(cut).freeze(), reason }
+    (Frame::Garbage { bytes: src.split_to(cut).freeze(), reason }, next.is_some())
 }
 
 fn next_header_start(buf: &[u8]) -> Option<usize> {
@@ -646,7 +674,9 @@ mod header {
         match line.get(name_len) {
             None => true,
             Some(b':') => {
-                name_len > 0 && line[name_len + 1..].iter().all(|&b| is_value_byte(b) || b == b'\r')
+                // A `\r` inside a value can never end up in a valid line: only the caller's
+                // trailing one may still become `\r\n` (found by the `codec` fuzz target).
+                name_len > 0 && line[name_len + 1..].iter().all(|&b| is_value_byte(b))
             }
             Some(_) => false,
         }
@@ -960,6 +990,34 @@ mod tests {
         let got = codec.decode(&mut buf).ok().flatten();
         assert!(matches!(got, Some(Frame::Garbage { ref bytes, .. }) if &bytes[..] == b"{junk}\n"));
         assert_eq!(&buf[..], b"Conte");
+    }
+
+    #[test]
+    fn garbage_split_across_reads_resumes_only_at_the_next_header() {
+        // Found by the `codec` fuzz target: after garbage that filled the buffer, the next read
+        // was taken as the start of a header block, so `tho: 5...` became a truncated frame
+        // instead of more garbage, depending on where the reads were cut.
+        let input = b"Content-Lengthe params or a method: 5\r\nContent-Length: 2\r\n\r\n{}";
+        for cut in 1..input.len() {
+            let mut codec = FrameCodec::new();
+            let mut buf = BytesMut::from(&input[..cut]);
+            let mut frames = Vec::new();
+            while let Some(f) = codec.decode(&mut buf).ok().flatten() {
+                frames.push(f);
+            }
+            buf.extend_from_slice(&input[cut..]);
+            frames.extend(std::iter::from_fn(|| codec.decode_eof(&mut buf).ok().flatten()));
+            let garbage: Vec<u8> = frames
+                .iter()
+                .filter_map(|f| match f {
+                    Frame::Garbage { bytes, .. } => Some(bytes.to_vec()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            assert_eq!(&garbage[..], &input[..39], "cut at {cut}");
+            assert_eq!(frames.last(), Some(&msg("{}")), "cut at {cut}");
+        }
     }
 
     #[test]

@@ -229,6 +229,15 @@ pub enum EnvelopeError {
         /// What is wrong, for the report.
         reason: String,
     },
+    /// A request whose `params` is an array: valid JSON-RPC 2.0, but no Tether method takes
+    /// positional params, so it is answered -32602 with its id (SPEC.md §3.4.2).
+    #[error("invalid params: {reason}")]
+    InvalidParams {
+        /// The request's id.
+        id: Id,
+        /// What is wrong, for the report.
+        reason: String,
+    },
 }
 
 impl EnvelopeError {
@@ -242,6 +251,10 @@ impl EnvelopeError {
             EnvelopeError::Batch => Some(Response::error(
                 None,
                 ErrorObject::new(codes::INVALID_REQUEST, "batches are not supported by Tether"),
+            )),
+            EnvelopeError::InvalidParams { id, reason } => Some(Response::error(
+                Some(id.clone()),
+                ErrorObject::new(codes::INVALID_PARAMS, format!("invalid params: {reason}")),
             )),
             EnvelopeError::Invalid { id, answer, reason } => {
                 if !answer {
@@ -259,15 +272,17 @@ impl EnvelopeError {
 /// All members a message may have; which are present decides its kind.
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(default, borrow)]
+    // `present_raw`: a member that is `null` is present (`"params": null` makes a request
+    // invalid, `"method": null` makes a body look like a request), unlike an absent one.
+    #[serde(default, borrow, deserialize_with = "present_raw")]
     jsonrpc: Option<&'a RawValue>,
     #[serde(default, deserialize_with = "present_id")]
     id: Option<IdMember>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "present_raw")]
     method: Option<&'a RawValue>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "present_raw")]
     params: Option<&'a RawValue>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "present_raw")]
     result: Option<&'a RawValue>,
     #[serde(default, deserialize_with = "present")]
     error: Option<Value>,
@@ -276,6 +291,11 @@ struct Envelope<'a> {
 /// Deserializes a member so that `"error": null` is `Some(Value::Null)`, unlike an absent member.
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(deserializer).map(Some)
+}
+
+/// Deserializes a raw member so that `null` is `Some("null")`, unlike an absent member.
+fn present_raw<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(deserializer).map(Some)
 }
 
 /// Deserializes the `id` member so that `"id": null` is present, unlike an absent member.
@@ -367,6 +387,12 @@ fn parse_general(body: &[u8]) -> Result<Message, EnvelopeError> {
     let envelope: Envelope<'_> = match serde_json::from_slice(body) {
         Ok(envelope) => envelope,
         Err(e) if e.is_data() => {
+            // serde stops at the first value of the wrong shape (`4` in `4\xff...`): only a body
+            // that is valid JSON throughout is an invalid message rather than a parse error
+            // (found by the `message` fuzz target).
+            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                return Err(EnvelopeError::Parse(syntax.to_string()));
+            }
             // Valid JSON of the wrong shape (a number, a string, a member of the wrong type).
             return Err(invalid_from_value(body, e.to_string()));
         }
@@ -514,6 +540,15 @@ fn classify(envelope: Envelope<'_>) -> Result<Message, EnvelopeError> {
         let params = match envelope.params {
             None => empty_object(),
             Some(raw) if raw.get().starts_with('{') => raw.to_owned(),
+            Some(raw) if raw.get().starts_with('[') && had_id => {
+                if let Some(id) = id {
+                    return Err(EnvelopeError::InvalidParams {
+                        id,
+                        reason: "params must be a JSON object, not an array".into(),
+                    });
+                }
+                return Err(invalid("a request id must not be null"));
+            }
             Some(_) => return Err(invalid("params must be a JSON object")),
         };
         return match (had_id, id) {
@@ -653,6 +688,8 @@ mod tests {
     #[test]
     fn bad_bodies_get_the_spec_errors() {
         assert!(matches!(parse_message(b"{nope"), Err(EnvelopeError::Parse(_))));
+        assert!(matches!(parse_message(b"4\xff0"), Err(EnvelopeError::Parse(_))));
+        assert!(matches!(parse_message(b"\"x\" 1"), Err(EnvelopeError::Parse(_))));
         assert!(matches!(parse_message(b"[1,2]"), Err(EnvelopeError::Batch)));
         assert!(matches!(parse_message(b"[1,"), Err(EnvelopeError::Parse(_))));
         let null_id = parse_message(br#"{"jsonrpc":"2.0","id":null,"method":"kv.get","params":{}}"#);
@@ -662,7 +699,9 @@ mod tests {
         let no_version = parse_message(br#"{"id":4,"method":"kv.get","params":{}}"#);
         assert!(matches!(no_version, Err(EnvelopeError::Invalid { id: Some(Id::Int(4)), .. })));
         let array_params = parse_message(br#"{"jsonrpc":"2.0","id":5,"method":"kv.get","params":[]}"#);
-        assert!(matches!(array_params, Err(EnvelopeError::Invalid { id: Some(Id::Int(5)), .. })));
+        assert!(matches!(array_params, Err(EnvelopeError::InvalidParams { id: Id::Int(5), .. })));
+        let reply = array_params.err().and_then(|e| e.reply()).map(|r| Message::Response(r).to_body());
+        assert!(reply.is_some_and(|b| b.starts_with(br#"{"jsonrpc":"2.0","id":5,"error":{"code":-32602"#)));
         let bad_notification = parse_message(br#"{"jsonrpc":"2.0","method":7}"#);
         assert!(bad_notification.is_err_and(|e| e.reply().is_none()));
         assert!(matches!(parse_message(b"42"), Err(EnvelopeError::Invalid { answer: true, id: None, .. })));
