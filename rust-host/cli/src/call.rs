@@ -14,6 +14,7 @@ use tether_host::{CallError, PluginProcess};
 
 use crate::builtin_handle::BuiltinHandle;
 use crate::launch::LaunchArgs;
+use crate::progress::ProgressMode;
 use crate::shown::Shown;
 use crate::Failure;
 
@@ -36,6 +37,11 @@ pub(crate) struct CallArgs {
     /// Make the same call N times, one after the other, and print latency percentiles on stderr.
     #[arg(long, value_name = "N", default_value_t = 1)]
     repeat: u32,
+    /// How to show the progress the plugin reports (SPEC.md §14): a bar on a terminal (`auto`),
+    /// `bar`, one `progress: DONE/TOTAL MESSAGE` line per report on stderr (`lines`), or `off`
+    /// (progress is then not asked for).
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
     /// The plugin's command line, then the method, then optionally the params: a JSON object,
     /// or `-` to read it from stdin (`{}` when left out).
     #[arg(last = true, required = true, value_name = "PLUGIN COMMAND LINE> <METHOD> [PARAMS")]
@@ -100,7 +106,25 @@ pub(crate) async fn run(args: CallArgs) -> Result<u8, Failure> {
         let call = plugin
             .peer()
             .call_as::<_, Shown>(words.method.to_owned(), &Params { json: &json, bytes: &bytes });
-        outcome = call.timeout(timeout).await.map(|Shown(v)| v);
+        outcome = match args.progress.resolved() {
+            ProgressMode::Off | ProgressMode::Auto => call.timeout(timeout).await.map(|Shown(v)| v),
+            // Every report, as it comes (the hook runs on the session's reader: one short write).
+            ProgressMode::Lines => call
+                .on_progress(|p| eprintln!("{}", crate::progress::line(p)))
+                .timeout(timeout)
+                .await
+                .map(|Shown(v)| v),
+            // A bar only needs the latest report.
+            ProgressMode::Bar => {
+                let (call, rx) = call.watch_progress();
+                let (done, ended) = tokio::sync::oneshot::channel();
+                let shown = tokio::spawn(crate::progress::show_bar(rx, ended));
+                let result = call.timeout(timeout).await.map(|Shown(v)| v);
+                let _ = done.send(());
+                let _ = shown.await;
+                result
+            }
+        };
         latencies.push(sent.elapsed());
         if outcome.is_err() {
             break;

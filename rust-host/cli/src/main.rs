@@ -6,6 +6,7 @@ mod call;
 mod clock;
 mod inspect;
 mod launch;
+mod progress;
 mod shown;
 mod trace;
 

@@ -193,6 +193,36 @@ fn call_bytes_round_trip_through_a_plugin() {
 }
 
 #[test]
+fn call_shows_the_progress_each_kv_example_reports_on_a_large_put() {
+    // SPEC.md §9.1: one `$/progress` per 16384 bytes stored and one at the end.
+    let file = temp_file("progress.bin");
+    std::fs::write(&file, vec![0x5Au8; 40_000]).expect("write value");
+    let bytes = format!("value={}", file.display());
+    for plugin in kv_plugins() {
+        let out = tether(
+            &["call", "--progress", "lines", "--bytes", &bytes],
+            &plugin,
+            &["kv.put", r#"{"key":"big"}"#],
+        );
+        assert!(out.status.success(), "{plugin:?}: {out:?}");
+        let stderr = text(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("progress:")).collect();
+        assert_eq!(
+            lines,
+            ["progress: 16384/40000", "progress: 32768/40000", "progress: 40000/40000"],
+            "{plugin:?}: {stderr}"
+        );
+        let quiet = tether(
+            &["call", "--progress", "off", "--bytes", &bytes],
+            &plugin,
+            &["kv.put", r#"{"key":"big"}"#],
+        );
+        assert!(quiet.status.success(), "{plugin:?}: {quiet:?}");
+        assert!(!text(&quiet.stderr).contains("progress:"), "{plugin:?}: progress shown with --progress off");
+    }
+}
+
+#[test]
 fn call_bytes_travel_as_an_attachment_when_negotiated() {
     let file = temp_file("value.bin");
     std::fs::write(&file, vec![0xABu8; 50_000]).expect("write value");
