@@ -131,8 +131,10 @@ async fn a_call_unanswered_at_the_deadline_fails_as_handed_over_and_the_adopter_
     assert_eq!(got["value"], "djE=");
     let report = adopted.shutdown().await;
     assert_eq!(report.stopped, Stopped::Gracefully, "{report:?}");
-    // Not the adopter's child: the status is unknown, the exit is not.
-    assert_eq!((report.exit.code, report.exit.signal), (None, None));
+    // Here host and adopter are one process, so the plugin is still this process's child: the
+    // adopter may learn its status (0) or not, when the first host's reaping got there first
+    // (in another process it is never known; see the two-process tests).
+    assert!(matches!((report.exit.code, report.exit.signal), (None | Some(0), None)), "{:?}", report.exit);
 }
 
 struct HostAdder;

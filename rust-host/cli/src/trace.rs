@@ -55,6 +55,7 @@ pub(crate) fn run(args: TraceArgs) -> i32 {
         }
     };
     let Some((program, rest)) = args.command.split_first() else { return EXIT_CANNOT_START };
+    let caught = catch_signals();
     let mut child = match Command::new(program)
         .args(rest)
         .stdin(Stdio::piped())
@@ -76,7 +77,7 @@ pub(crate) fn run(args: TraceArgs) -> i32 {
         return EXIT_CANNOT_START;
     };
     let reaped = Arc::new(AtomicBool::new(false));
-    forward_signals(child.id(), reaped.clone());
+    forward_signals(caught, child.id(), reaped.clone());
 
     let up = {
         let tap = Tap::new(Direction::HostToPlugin, pending.clone(), log.clone());
@@ -139,30 +140,40 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
     }
 }
 
-/// Passes SIGTERM and SIGINT on to the plugin until it is reaped (from a thread of its own, with
-/// a small runtime for the signal streams).
-fn forward_signals(pid: u32, reaped: Arc<AtomicBool>) {
+/// SIGTERM and SIGINT caught (tokio keeps what arrives until it is read) with the small runtime
+/// that reads them; installed before the plugin starts, so that a signal sent as soon as the
+/// plugin is up is passed on, not taken by this process's default action.
+struct CaughtSignals {
+    runtime: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+fn catch_signals() -> Option<CaughtSignals> {
     use tokio::signal::unix::{signal, SignalKind};
-    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else { return };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("tether trace: signals will not be forwarded: {e}");
-            return;
+            return None;
         }
     };
-    // Installed before the thread starts, so that no signal that comes after `run` returned
-    // from here is missed.
     let streams = runtime.block_on(async {
         Ok::<_, std::io::Error>((signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?))
     });
-    let (mut term, mut int) = match streams {
-        Ok(streams) => streams,
+    match streams {
+        Ok((term, int)) => Some(CaughtSignals { runtime, term, int }),
         Err(e) => {
             eprintln!("tether trace: signals will not be forwarded: {e}");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Passes SIGTERM and SIGINT on to the plugin until it is reaped (from a thread of its own).
+fn forward_signals(caught: Option<CaughtSignals>, pid: u32, reaped: Arc<AtomicBool>) {
+    let Some(CaughtSignals { runtime, mut term, mut int }) = caught else { return };
+    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else { return };
     std::thread::spawn(move || {
         runtime.block_on(async move {
             loop {
