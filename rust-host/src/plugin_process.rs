@@ -119,16 +119,7 @@ impl PluginProcess {
         let eof = Arc::new(Notify::new());
         let seen = Seen::default();
         let deliberate = Arc::new(AtomicBool::new(false));
-        let mut options =
-            Options::new().max_frame_size(config.max_frame_size).close_on_eof(false).on_event({
-                let name = name.clone();
-                let eof = eof.clone();
-                let seen = seen.clone();
-                move |event| report_event(&name, &eof, &seen, event)
-            });
-        if let Some(timeout) = config.call_timeout {
-            options = options.default_timeout(timeout);
-        }
+        let options = session_options(&name, config.max_frame_size, config.call_timeout, &eof, &seen);
         let service = HostService { name: name.clone() };
         let stdout_tail = StdoutTail::default();
         let stdout = Recording::new(spawned.stdout, stdout_tail.clone());
@@ -183,16 +174,7 @@ impl PluginProcess {
         drop(library);
         let eof = Arc::new(Notify::new());
         let seen = Seen::default();
-        let mut options =
-            Options::new().max_frame_size(config.max_frame_size).close_on_eof(false).on_event({
-                let name = name.clone();
-                let eof = eof.clone();
-                let seen = seen.clone();
-                move |event| report_event(&name, &eof, &seen, event)
-            });
-        if let Some(timeout) = config.call_timeout {
-            options = options.default_timeout(timeout);
-        }
+        let options = session_options(&name, config.max_frame_size, config.call_timeout, &eof, &seen);
         let service = HostService { name: name.clone() };
         let writer = library::InstanceWriter(instance.clone());
         let peer = Session::start(reader, writer, options, service).into_peer();
@@ -693,15 +675,7 @@ impl PluginProcess {
         let eof = Arc::new(Notify::new());
         let seen = Seen::default();
         let deliberate = Arc::new(AtomicBool::new(false));
-        let mut options = Options::new().max_frame_size(a.max_frame_size).close_on_eof(false).on_event({
-            let name = a.name.clone();
-            let eof = eof.clone();
-            let seen = seen.clone();
-            move |event| report_event(&name, &eof, &seen, event)
-        });
-        if let Some(timeout) = a.call_timeout {
-            options = options.default_timeout(timeout);
-        }
+        let options = session_options(&a.name, a.max_frame_size, a.call_timeout, &eof, &seen);
         let service = HostService { name: a.name.clone() };
         let peer = Session::resume(a.stdout, stdin.clone(), options, service, a.resume).into_peer();
         tokio::spawn(watch_exit(ExitWatch {
@@ -770,6 +744,28 @@ async fn watch_library(watch: LibraryWatch) {
     };
     tracing::debug!(target: logs::LOG_TARGET, plugin = %name, closed = instance.is_closed(), "{text}");
     peer.close_with(CloseReason::new(CloseKind::EndOfInput, text).with_detail(info));
+}
+
+/// The connection options of a plugin's session, however it was started (a process, a library,
+/// an adopted hand-over): its frame limit, its default call time-out, and the events that feed
+/// the start error's record of what was seen and the end-of-input signal.
+fn session_options(
+    name: &Arc<str>,
+    max_frame_size: usize,
+    call_timeout: Option<Duration>,
+    eof: &Arc<Notify>,
+    seen: &Seen,
+) -> Options {
+    let options = Options::new().max_frame_size(max_frame_size).close_on_eof(false).on_event({
+        let name = name.clone();
+        let eof = eof.clone();
+        let seen = seen.clone();
+        move |event| report_event(&name, &eof, &seen, event)
+    });
+    match call_timeout {
+        Some(timeout) => options.default_timeout(timeout),
+        None => options,
+    }
 }
 
 fn report_event(name: &str, eof: &Notify, seen: &Seen, event: &Event) {
