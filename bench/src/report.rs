@@ -195,8 +195,9 @@ pub struct Figure {
     pub note: Option<String>,
 }
 
-/// go-plugin 1.0.1's figures on this machine kind, from `/work/shared/ANCHORS.md`: reference
-/// constants, not measured here. `(figure suffix, value, unit, words)`.
+/// go-plugin 1.0.1's figures on this machine kind, from the team's `ANCHORS.md` (kept beside the
+/// repository, not in it): reference constants, used where go-plugin was not measured in the same
+/// run. `(figure suffix, value, unit, words)`.
 pub const GO_PLUGIN: &[(&str, f64, Unit, &str)] = &[
     (ids::GET_SEQ, 127.0, Unit::Micros, "sequential call (gRPC); 103 µs with net/rpc"),
     ("tput_64", 41_000.0, Unit::CallsPerSec, "calls/s with 64 goroutines"),

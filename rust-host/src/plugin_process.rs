@@ -137,12 +137,7 @@ impl PluginProcess {
         let plugin = PluginProcess {
             name,
             peer,
-            init: InitializeResult {
-                protocol_version: 0,
-                plugin: PeerInfo::new("", ""),
-                capabilities: Default::default(),
-                interfaces: BTreeMap::new(),
-            },
+            init: not_yet_initialized(),
             pid: spawned.pid,
             grace: config.grace,
             ctl: spawned.ctl,
@@ -191,12 +186,7 @@ impl PluginProcess {
         let plugin = PluginProcess {
             name,
             peer,
-            init: InitializeResult {
-                protocol_version: 0,
-                plugin: PeerInfo::new("", ""),
-                capabilities: Default::default(),
-                interfaces: BTreeMap::new(),
-            },
+            init: not_yet_initialized(),
             // The plugin runs in the host's process: there is no process of its own to signal
             // (`reaped` keeps `Drop` from ever sending a signal), no stdin and no stderr.
             pid: std::process::id(),
@@ -744,6 +734,17 @@ async fn watch_library(watch: LibraryWatch) {
     };
     tracing::debug!(target: logs::LOG_TARGET, plugin = %name, closed = instance.is_closed(), "{text}");
     peer.close_with(CloseReason::new(CloseKind::EndOfInput, text).with_detail(info));
+}
+
+/// The initialize answer of a session whose handshake has not run yet (replaced by the
+/// plugin's own answer in `handshake`).
+fn not_yet_initialized() -> InitializeResult {
+    InitializeResult {
+        protocol_version: 0,
+        plugin: PeerInfo::new("", ""),
+        capabilities: Default::default(),
+        interfaces: BTreeMap::new(),
+    }
 }
 
 /// The connection options of a plugin's session, however it was started (a process, a library,
