@@ -232,6 +232,18 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
                     "Rust: tether-host start, host heap +200 MiB".into(),
                 ));
                 runs.push((
+                    "start-no-pdeathsig",
+                    0,
+                    "rust.fresh.start_first_call_no_pdeathsig".into(),
+                    "Rust: the same without the parent-death signal (posix_spawn)".into(),
+                ));
+                runs.push((
+                    "start-no-pdeathsig",
+                    200,
+                    "rust.heap200.start_first_call_no_pdeathsig".into(),
+                    "Rust: heap +200 MiB, without the parent-death signal".into(),
+                ));
+                runs.push((
                     "start-floor",
                     0,
                     "floor.rust.fresh.start_first_call".into(),

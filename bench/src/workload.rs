@@ -1,6 +1,6 @@
 //! A fixed, untimed workload for profilers (the `workload` mode of `tether-bench-helper`):
 //!
-//! `tether-bench-helper workload ct|mt get|tput64|put16m|get16m|callback|start|start-floor N PROGRAM [ARGS...]`
+//! `tether-bench-helper workload ct|mt get|tput64|put16m|get16m|callback|start|start-no-pdeathsig|start-floor N PROGRAM [ARGS...]`
 //!
 //! starts the plugin through `tether-host` and makes N calls. Profile the host side with
 //! `valgrind --tool=callgrind target/release/tether-bench-helper workload ...`, the plugin side
@@ -18,7 +18,7 @@ use crate::direct::HostAdder;
 pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     let [flavor, what, n, program, rest @ ..] = args else {
         bail!(
-            "usage: tether-bench-helper workload ct|mt get|tput64|put16m|get16m|callback|start|start-floor N PROGRAM [ARGS...]"
+            "usage: tether-bench-helper workload ct|mt get|tput64|put16m|get16m|callback|start|start-no-pdeathsig|start-floor N PROGRAM [ARGS...]"
         );
     };
     let flavor = match flavor.as_str() {
@@ -51,16 +51,19 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    if what == "start" {
+    if what == "start" || what == "start-no-pdeathsig" {
         // N MiB of touched heap first: how the start depends on the host's size.
         let ballast = vec![1u8; n << 20];
         let mut times = Vec::new();
         rt.block_on(async {
             for _ in 0..21 {
                 let t = std::time::Instant::now();
+                // Without the parent-death signal the host can spawn with `posix_spawn` (vfork)
+                // instead of `fork`: what the default signal costs.
                 let plugin = PluginProcess::builder(program)
                     .args(rest)
                     .interface(kv::NAME, kv::VERSIONS.iter().copied())
+                    .parent_death_signal(what == "start")
                     .start()
                     .await?;
                 let client = plugin.client::<KvClient>()?;

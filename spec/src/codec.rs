@@ -368,6 +368,7 @@ impl FrameCodec {
                         header::Attachments::Duplicate => {
                             Frame::BadAttachments { bytes: frame, reason: AttachmentError::Duplicate }
                         }
+                        header::Attachments::Parsed(lens) => attachments::split(frame, &lens),
                         header::Attachments::List(value) => {
                             match attachments::parse_list(value.as_bytes(), length as u64) {
                                 Ok(lens) => attachments::split(frame, &lens),
@@ -656,6 +657,8 @@ mod header {
         None,
         /// One, with this value (trimmed).
         List(String),
+        /// One in the writer form, its lengths already read and checked against the total.
+        Parsed(Vec<usize>),
         /// More than one.
         Duplicate,
     }
@@ -690,12 +693,32 @@ mod header {
         let rest = buf.strip_prefix(super::WRITER_PREFIX)?;
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
         // Up to 19 digits always fit in a u64; longer ones take the general path.
-        if digits == 0 || digits > 19 || rest.get(digits..digits + 4)? != b"\r\n\r\n" {
+        if digits == 0 || digits > 19 {
             return None;
         }
         let length = rest[..digits].iter().fold(0u64, |n, &b| n * 10 + u64::from(b - b'0'));
-        let block_len = super::WRITER_PREFIX.len() + digits + 4;
-        Some(Parse::Complete { block_len, length, charset: None, attachments: Attachments::None })
+        let after = super::WRITER_PREFIX.len() + digits;
+        if rest.get(digits..digits + 4)? == b"\r\n\r\n" {
+            let block_len = after + 4;
+            return Some(Parse::Complete {
+                block_len,
+                length,
+                charset: None,
+                attachments: Attachments::None,
+            });
+        }
+        // The writer form of a frame with attachments (SPEC.md §2.8): one more line, written
+        // right after `Content-Length`. Since attachments are negotiated, small `Bytes` values
+        // travel this way too, so this is a per-call path.
+        let list = buf[after..].strip_prefix(crate::format::ATTACHMENTS_PREFIX)?;
+        let len = list.iter().take_while(|&&b| b.is_ascii_digit() || b == b',').count();
+        if list.get(len..len + 4)? != b"\r\n\r\n" {
+            return None;
+        }
+        // A list that is not canonical or sums past the total: the general parser reports it.
+        let lens = super::attachments::parse_list(&list[..len], length).ok()?;
+        let block_len = after + crate::format::ATTACHMENTS_PREFIX.len() + len + 4;
+        Some(Parse::Complete { block_len, length, charset: None, attachments: Attachments::Parsed(lens) })
     }
 
     pub(super) fn parse(buf: &[u8]) -> Parse {
@@ -896,6 +919,7 @@ mod sniff {
 mod tests {
     use super::*;
     use crate::format::show_bytes;
+    use bytes::Bytes;
 
     fn decode_all(codec: &mut FrameCodec, input: &[u8]) -> Vec<Frame> {
         let mut buf = BytesMut::from(input);
@@ -954,6 +978,55 @@ mod tests {
                 out.push(f);
             }
             assert_eq!(out, vec![msg("{\"a\":1}"), msg("{}")], "strict, cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn the_attachments_writer_form_reads_as_the_general_parser_reads_it() {
+        // The fast path (exact writer form) and the general parser (any other spelling of the
+        // same block) must give the same frames, at every split of the input.
+        let decode_split = |input: &[u8], cut: usize| {
+            let mut codec = FrameCodec::builder().attachments(true).build();
+            let mut buf = BytesMut::from(&input[..cut]);
+            let mut out = Vec::new();
+            while let Ok(Some(f)) = codec.decode(&mut buf) {
+                out.push(f);
+            }
+            buf.extend_from_slice(&input[cut..]);
+            while let Ok(Some(f)) = codec.decode(&mut buf) {
+                out.push(f);
+            }
+            out
+        };
+        let writer =
+            b"Content-Length: 12\r\nTether-Attachments: 3,2\r\n\r\n{\"a\":1}abcdeContent-Length: 2\r\n\r\n{}";
+        let general = b"content-length: 12\r\ntether-attachments:  3,2 \r\n\r\n{\"a\":1}abcdeContent-Length: 2\r\n\r\n{}";
+        let expected = decode_split(general, general.len());
+        let Some(Frame::Attached(first)) = expected.first() else {
+            panic!("expected an attached frame: {expected:?}")
+        };
+        assert_eq!(
+            (&first.body[..], &first.attachments[..]),
+            (&b"{\"a\":1}"[..], &[Bytes::from("abc"), Bytes::from("de")][..])
+        );
+        for cut in 0..=writer.len() {
+            assert_eq!(decode_split(writer, cut), expected, "cut at {cut}");
+        }
+        assert!(
+            matches!(
+                header::parse(writer),
+                header::Parse::Complete { attachments: header::Attachments::Parsed(_), .. }
+            ),
+            "the writer form takes the fast path"
+        );
+        // A list that is not canonical or sums past the total is reported as the general
+        // parser reports it.
+        for bad in [
+            &b"Content-Length: 12\r\nTether-Attachments: 03,2\r\n\r\n{\"a\":1}abcde"[..],
+            b"Content-Length: 12\r\nTether-Attachments: 9,9\r\n\r\n{\"a\":1}abcde",
+        ] {
+            let frames = decode_split(bad, bad.len());
+            assert!(matches!(&frames[..], [Frame::BadAttachments { .. }]), "{frames:?}");
         }
     }
 

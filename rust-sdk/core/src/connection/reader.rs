@@ -23,6 +23,11 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin + Send + 'static>(
     let mut codec = FrameCodec::builder().max_frame_size(shared.max_frame.load(Ordering::Relaxed)).build();
     let mut buf = unread;
     buf.reserve(64 * 1024);
+    // Made once, not per read: a fresh `cancelled()` future registers with the token's waiters
+    // when polled and unregisters when dropped, two locked list updates per message.
+    let cancelled = shared.token.cancelled();
+    let detach = shared.reader_detach.cancelled();
+    tokio::pin!(cancelled, detach);
     loop {
         loop {
             // Every frame may add to the backlog: look before each one, not only before reading.
@@ -49,8 +54,8 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin + Send + 'static>(
         let skipping = codec.is_skipping();
         let read = tokio::select! {
             read = reader.read_buf(&mut buf) => read,
-            () = shared.token.cancelled() => return,
-            () = shared.reader_detach.cancelled(), if !skipping => {
+            () = &mut cancelled => return,
+            () = &mut detach, if !skipping => {
                 if let Some(back) = shared::lock(&shared.reader_back).take() {
                     let _ = back.send((Box::new(reader), buf.to_vec()));
                 }

@@ -106,12 +106,16 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin + Send + 'static>(
 ) -> CloseReason {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut scratch = Vec::with_capacity(64);
+    // Made once, not per batch (see `read_loop`).
+    let cancelled = shared.token.cancelled();
+    let detach = shared.writer_detach.cancelled();
+    tokio::pin!(cancelled, detach);
     loop {
         let first = tokio::select! {
             biased;
             first = rx.recv() => first,
-            () = shared.token.cancelled() => None,
-            () = shared.writer_detach.cancelled() => {
+            () = &mut cancelled => None,
+            () = &mut detach => {
                 // Handed over: write what is queued, then give the stream back unclosed.
                 while let Ok(first) = rx.try_recv() {
                     if write_batch(&mut writer, &mut buf, &mut scratch, first, &mut rx, &shared).await.is_err() {
