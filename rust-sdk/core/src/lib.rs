@@ -48,8 +48,8 @@ pub mod trace;
 pub use crate::chunks::ChunkReader;
 pub use crate::client::{Client, Remote};
 pub use crate::connection::{
-    Call, CallError, CloseKind, CloseReason, DetachError, Detached, Event, Handled, Options, Peer, Reply,
-    ReplyFuture, RequestContext, Resume, Service, Session, HANDED_OVER,
+    Call, CallError, CloseKind, CloseReason, DetachError, Detached, Event, Handled, MessageInput,
+    MessageSink, Options, Peer, Reply, ReplyFuture, RequestContext, Resume, Service, Session, HANDED_OVER,
 };
 pub use crate::server::{Error, InterfaceServer, Router};
 pub use serde_json::value::RawValue;
