@@ -1,5 +1,7 @@
 //! A test-only in-process plugin library (`tether-host`'s `tests/in_process.rs`): a `kv` whose
-//! `put` of the key `panic` panics, and, when `TETHER_TEST_LIBRARY_ABI` is set in the host's
+//! `put` of the key `panic` panics, of the key `slow` answers after a timer (the slow path: the
+//! answer comes from the instance's thread), of the key `hang` waits until it is cancelled and
+//! logs that it was, and, when `TETHER_TEST_LIBRARY_ABI` is set in the host's
 //! environment, an entry that returns a table of that ABI version instead.
 
 use std::ffi::c_void;
@@ -13,8 +15,17 @@ use tether::Error;
 struct Panicky;
 
 impl Kv for Panicky {
-    async fn put(&self, p: PutParams, _cx: tether::RequestContext) -> Result<Empty, Error> {
+    async fn put(&self, p: PutParams, cx: tether::RequestContext) -> Result<Empty, Error> {
         assert!(p.key != "panic", "a panicking in-process handler");
+        match p.key.as_str() {
+            "slow" => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            "hang" => {
+                cx.token().cancelled().await;
+                tracing::warn!("the hanging put was cancelled");
+                return Err(Error::new(1, "cancelled"));
+            }
+            _ => {}
+        }
         Ok(Empty {})
     }
 
