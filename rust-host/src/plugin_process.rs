@@ -164,7 +164,12 @@ impl PluginProcess {
         let path = config.program.clone();
         let library_error =
             |reason: String| Error::Library { plugin: name.to_string(), path: path.clone(), reason };
-        let library = library::load(&path).map_err(library_error)?;
+        // A pinned digest ([`PluginBuilder::sha256`], a manifest's `sha256`) is checked first, and
+        // the file loaded is the one hashed (through its descriptor, kept open until loaded).
+        let pinned = process::check_pinned(&config, &name).await?;
+        let load_from = pinned.as_ref().map_or_else(|| path.clone(), process::Pinned::open_path);
+        let library = library::load(&load_from).map_err(library_error)?;
+        drop(pinned);
         let eof = Arc::new(Notify::new());
         let seen = Seen::default();
         let options = session_options(&name, config.max_frame_size, config.call_timeout, &eof, &seen);
