@@ -1,5 +1,5 @@
 //! `cargo bench -p tether-bench [-- --quick] [-- --only rust,python] [-- --runtime ct|mt]
-//! [-- --trace-only]`:
+//! [-- --trace-only] [-- --inproc-only]`:
 //! see `BENCHMARKS.md` at the repository root.
 
 use std::path::PathBuf;
@@ -37,6 +37,10 @@ struct Args {
     /// Only the `tether trace` rows (sequential kv.get through the proxy vs directly, Rust).
     #[arg(long)]
     trace_only: bool,
+    /// Only the in-process rows and the same rows through a process (Rust, the first runtime
+    /// given): issue 15's figures in a short run. Prints the table; writes no JSON.
+    #[arg(long)]
+    inproc_only: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -98,6 +102,15 @@ fn main() -> ExitCode {
     };
     if args.trace_only {
         return match tether_bench::trace::run_only(&opts) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tether-bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.inproc_only {
+        return match tether_bench::inproc::run_only(&opts) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tether-bench: {e:#}");

@@ -12,6 +12,7 @@ pub mod direct;
 pub mod go_plugin;
 pub mod host;
 pub mod in_memory;
+pub mod inproc;
 pub mod memory;
 pub mod mini;
 pub mod pipe;

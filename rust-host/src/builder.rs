@@ -93,8 +93,10 @@ impl PluginBuilder {
     /// `std::process::exit` takes the host down with it, and nothing bounds its memory or CPU.
     /// Load only libraries you would link into the host. What still holds: panics are caught at
     /// the boundary; the library stays loaded while its instance is open (every client call
-    /// goes through it); arguments, environment, working directory, cookie, checksum and
-    /// parent-death signal do not apply (no process is started); `pid()` is the host's; the
+    /// goes through it); a checksum ([`sha256`](Self::sha256)) is checked before the library is
+    /// loaded, and on Linux the file loaded is the one hashed (through its descriptor);
+    /// arguments, environment, working directory, cookie and parent-death signal do not apply
+    /// (no process is started); `pid()` is the host's; the
     /// exit of an in-process plugin is status 0 with no stderr once its instance is closed.
     /// See `rust-host/IN_PROCESS.md`.
     pub fn in_process(mut self, enabled: bool) -> Self {

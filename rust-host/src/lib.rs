@@ -69,8 +69,9 @@
 //! terminal, or the [`ChildStdio`] given (SPEC.md §13); its stderr is then not captured.
 //!
 //! A plugin built as a library with `tether::export_plugin!` can instead be loaded into this
-//! process ([`PluginProcess::library`], [`PluginBuilder::in_process`]): the same handle and
-//! clients, no isolation at all (`rust-host/IN_PROCESS.md`).
+//! process ([`PluginProcess::library`], [`PluginBuilder::in_process`], or a manifest's
+//! `library`): the same handle and clients, no isolation at all, and a call whose handler does
+//! not wait is answered on the caller's thread (`rust-host/IN_PROCESS.md`).
 //!
 //! Unix first. On Windows the process group's equivalent is a job object (process-wrap's
 //! `JobObject`), and there is no SIGTERM step; this crate does not implement them yet.

@@ -1,5 +1,9 @@
-//! The host half of the in-process ABI (`tether_spec::abi`): loading a plugin library, checking
-//! its entry symbol and ABI version, and one open instance as a byte stream.
+//! The host half of the in-process ABI (`tether_spec::abi`, version 2): loading a plugin library,
+//! checking its entry symbol and ABI version, and one open instance as the two ends of the
+//! connection's message-level transport (`tether_core::Session::start_messages`): the session's
+//! messages go to `send_to_plugin` on the sending thread, and the plugin's arrive through
+//! `send_to_host` and are dispatched on the plugin's calling thread, so that a call whose
+//! handler does not wait is answered before the caller's `send_to_plugin` returns.
 //!
 //! This is the only module of the host with `unsafe` code: loading a library runs its
 //! initialisers, and its entry symbol and table are trusted to have the types the ABI declares.
@@ -11,18 +15,16 @@
 
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::time::Duration;
 
-use tether_core::ChunkReader;
-use tether_spec::abi::{EntryFn, PluginTableV1, ABI_VERSION, ENTRY_SYMBOL, TABLE_V1_SIZE};
-use tokio::io::AsyncWrite;
-use tokio::sync::mpsc::UnboundedSender;
+use tether_core::{MessageInput, MessageSink, Options, Service, Session};
+use tether_spec::abi::{EntryFn, Message, PluginTableV2, Slice, ABI_VERSION, ENTRY_SYMBOL, TABLE_V2_SIZE};
 
 /// A loaded plugin library and a copy of its table.
 pub(crate) struct Library {
-    table: PluginTableV1,
+    table: PluginTableV2,
     path: PathBuf,
     /// Last: dropped (unloaded) after everything else.
     _library: libloading::Library,
@@ -58,96 +60,158 @@ pub(crate) fn load(path: &Path) -> Result<Arc<Library>, String> {
             "its in-process ABI version is {abi_version}, and this host speaks version {ABI_VERSION}"
         ));
     }
-    // SAFETY: a version 1 table starts with `abi_version` and `size`.
+    // SAFETY: a version 2 table starts with `abi_version` and `size`.
     let size = unsafe { std::ptr::addr_of!((*table).size).read() };
-    if size < TABLE_V1_SIZE {
-        return Err(format!("its version {ABI_VERSION} table has {size} bytes, less than {TABLE_V1_SIZE}"));
+    if size < TABLE_V2_SIZE {
+        return Err(format!("its version {ABI_VERSION} table has {size} bytes, less than {TABLE_V2_SIZE}"));
     }
-    // SAFETY: a version 1 table of at least `TABLE_V1_SIZE` bytes, static in the library.
+    // SAFETY: a version 2 table of at least `TABLE_V2_SIZE` bytes, static in the library.
     let table = unsafe { table.read() };
     Ok(Arc::new(Library { table, path: path.to_owned(), _library: library }))
 }
 
-/// Where the plugin's bytes go: the reading half of the host's session. Given to the plugin as
-/// its `host_ctx`; freed only after `close` returned.
-struct Inbox(Mutex<Option<UnboundedSender<Vec<u8>>>>);
+/// The link to one instance, shared by the session's sink and by [`Instance::close`]: the
+/// plugin's functions and its instance pointer, and the count of calls into it in progress, so
+/// that `close` is never called while a `send_to_plugin` runs (the ABI forbids it).
+struct Link {
+    send_to_plugin: tether_spec::abi::SendToPluginFn,
+    /// The instance pointer `open` returned (0 until then).
+    instance: AtomicUsize,
+    /// Calls of `send_to_plugin` in progress (nested ones included).
+    sending: AtomicUsize,
+    /// Set before `close`: no new call starts.
+    closing: AtomicBool,
+}
 
-extern "C" fn receive(ctx: *mut c_void, bytes: *const u8, len: usize) {
+/// The session's sink: each message goes to the plugin at once, on the sending thread. No lock
+/// is held across the call, since the plugin may call back (`send_to_host`) before it returns.
+struct ToPlugin(Arc<Link>);
+
+impl MessageSink for ToPlugin {
+    fn send(&self, body: &[u8], attachments: &[bytes::Bytes]) -> bool {
+        let link = &self.0;
+        // Counted before `closing` is read, and `close` sets `closing` before it reads the
+        // count (both sequentially consistent): either this call sees `closing`, or `close`
+        // waits for it.
+        link.sending.fetch_add(1, Ordering::SeqCst);
+        let instance = link.instance.load(Ordering::SeqCst);
+        let sent = if link.closing.load(Ordering::SeqCst) || instance == 0 {
+            false
+        } else {
+            let slices: Vec<Slice> =
+                attachments.iter().map(|a| Slice { ptr: a.as_ptr(), len: a.len() }).collect();
+            let message = Message {
+                body: Slice { ptr: body.as_ptr(), len: body.len() },
+                attachments: if slices.is_empty() { std::ptr::null() } else { slices.as_ptr() },
+                attachment_count: slices.len(),
+            };
+            (link.send_to_plugin)(instance as *mut c_void, &message) == 0
+        };
+        link.sending.fetch_sub(1, Ordering::SeqCst);
+        sent
+    }
+
+    fn end(&self) {
+        // The host's end of messages is `close`, made by the owner of the instance.
+    }
+}
+
+/// Where the plugin's messages go: the input of the host's session. Given to the plugin as its
+/// `host_ctx`; freed only after `close` returned.
+struct Inbox(MessageInput);
+
+extern "C" fn receive(ctx: *mut c_void, message: *const Message) {
     // Unwinding out of an `extern "C"` function aborts: catch everything.
     let _ = std::panic::catch_unwind(|| {
         // SAFETY: `ctx` is the `Inbox` this module gave to `open`, freed only after `close`
         // returned, and the ABI forbids calling back after that.
-        let Some(inbox) = (unsafe { ctx.cast::<Inbox>().as_ref() }) else { return };
-        let mut tx = inbox.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if len == 0 || bytes.is_null() {
-            // The end of the plugin's stream.
-            tx.take();
+        let Some(Inbox(input)) = (unsafe { ctx.cast::<Inbox>().as_ref() }) else { return };
+        // SAFETY: the plugin passes a valid `Message` for the duration of the call, or null for
+        // the end of its messages.
+        let Some(message) = (unsafe { message.as_ref() }) else {
+            input.end();
             return;
+        };
+        let Some(body) = lent(message.body) else { return };
+        let mut attachments = Vec::with_capacity(message.attachment_count);
+        if message.attachment_count > 0 {
+            if message.attachments.is_null() {
+                return;
+            }
+            // SAFETY: `attachment_count` slices at `attachments` (non-null), lent for the call.
+            let slices = unsafe { std::slice::from_raw_parts(message.attachments, message.attachment_count) };
+            for slice in slices {
+                let Some(bytes) = lent(*slice) else { return };
+                attachments.push(bytes::Bytes::copy_from_slice(bytes));
+            }
         }
-        // SAFETY: the plugin passes `len` readable bytes, valid for the duration of the call;
-        // they are copied here.
-        let chunk = unsafe { std::slice::from_raw_parts(bytes, len) }.to_vec();
-        if let Some(sender) = tx.as_ref() {
-            let _ = sender.send(chunk);
-        }
+        input.deliver(body, attachments);
     });
 }
 
-/// What `close` needs: the instance, the inbox it calls back, and the library they live in.
+/// The bytes of a slice the plugin lends for the duration of the call; `None` for a null
+/// pointer with a length.
+fn lent<'a>(slice: Slice) -> Option<&'a [u8]> {
+    if slice.len == 0 {
+        return Some(&[]);
+    }
+    if slice.ptr.is_null() {
+        return None;
+    }
+    // SAFETY: the plugin passes `len` readable bytes at `ptr` (non-null), valid for the
+    // duration of the call (the ABI's contract); they are parsed or copied before it returns.
+    Some(unsafe { std::slice::from_raw_parts(slice.ptr, slice.len) })
+}
+
+/// What `close` needs: the inbox the plugin calls back, and the library they live in.
 struct Opened {
-    instance: usize,
     inbox: usize,
     library: Arc<Library>,
 }
 
-impl Opened {
-    /// Ends the instance (blocking until its threads are done), then frees the inbox; the
-    /// library may be unloaded after this returns.
-    fn close(self) {
-        (self.library.table.close)(self.instance as *mut c_void);
-        // SAFETY: `inbox` came from `Box::into_raw` in `Instance::open`, and after `close`
-        // returned the plugin never calls back with it.
-        drop(unsafe { Box::from_raw(self.inbox as *mut Inbox) });
-        drop(self.library);
-    }
-}
-
 /// One open instance of a plugin library.
 pub(crate) struct Instance {
+    link: Arc<Link>,
     opened: Mutex<Option<Opened>>,
-    /// `send_to_plugin` of the table, with the instance address, while open.
-    send: tether_spec::abi::SendToPluginFn,
 }
 
+/// How long [`Instance::close`] sleeps between looks at the calls into the plugin in progress
+/// (they are synchronous and short: a handler's part before its first wait).
+const SENDING_POLL: Duration = Duration::from_micros(200);
+
 impl Instance {
-    /// Opens an instance: the plugin's bytes arrive on the returned reader.
-    pub(crate) fn open(library: &Arc<Library>) -> Result<(Arc<Instance>, ChunkReader), String> {
-        let (tx, reader) = ChunkReader::channel();
-        let inbox = Box::into_raw(Box::new(Inbox(Mutex::new(Some(tx)))));
+    /// Opens an instance and starts the host's session on it (`options`, `service`). Must be
+    /// called within a tokio runtime.
+    pub(crate) fn open(
+        library: &Arc<Library>,
+        options: Options,
+        service: impl Service,
+    ) -> Result<(Arc<Instance>, Session), String> {
+        let link = Arc::new(Link {
+            send_to_plugin: library.table.send_to_plugin,
+            instance: AtomicUsize::new(0),
+            sending: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+        });
+        let (session, input) = Session::start_messages(ToPlugin(link.clone()), options, service);
+        let inbox = Box::into_raw(Box::new(Inbox(input)));
         let instance = (library.table.open)(inbox.cast(), receive);
         if instance.is_null() {
             // SAFETY: the plugin failed to open and keeps no copy of `inbox`.
             drop(unsafe { Box::from_raw(inbox) });
+            session.peer().close("the in-process plugin could not start");
             return Err("its open function failed (the plugin could not start)".to_owned());
         }
-        let opened = Opened { instance: instance as usize, inbox: inbox as usize, library: library.clone() };
-        let send = library.table.send_to_plugin;
-        Ok((Arc::new(Instance { opened: Mutex::new(Some(opened)), send }), reader))
-    }
-
-    fn send(&self, bytes: &[u8]) -> bool {
-        let opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
-        match opened.as_ref() {
-            Some(o) => (self.send)(o.instance as *mut c_void, bytes.as_ptr(), bytes.len()) == 0,
-            None => false,
-        }
+        link.instance.store(instance as usize, Ordering::SeqCst);
+        let opened = Opened { inbox: inbox as usize, library: library.clone() };
+        Ok((Arc::new(Instance { link, opened: Mutex::new(Some(opened)) }), session))
     }
 
     /// Closes the instance (once; later calls do nothing) and returns when it is done. Blocks.
     pub(crate) fn close(&self) {
         let opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(opened) = opened {
-            opened.close();
+            close_opened(&self.link, opened);
         }
     }
 
@@ -157,38 +221,30 @@ impl Instance {
     }
 }
 
+/// Stops new calls into the plugin, waits for those in progress, ends the instance (blocking
+/// until its threads are done), then frees the inbox; the library may be unloaded after this.
+fn close_opened(link: &Link, opened: Opened) {
+    link.closing.store(true, Ordering::SeqCst);
+    while link.sending.load(Ordering::SeqCst) != 0 {
+        std::thread::sleep(SENDING_POLL);
+    }
+    (opened.library.table.close)(link.instance.load(Ordering::SeqCst) as *mut c_void);
+    // SAFETY: `inbox` came from `Box::into_raw` in `Instance::open`, and after `close` returned
+    // the plugin never calls back with it.
+    drop(unsafe { Box::from_raw(opened.inbox as *mut Inbox) });
+    drop(opened.library);
+}
+
 impl Drop for Instance {
     /// An instance still open when the last reference goes (nobody shut it down) is closed on a
     /// thread of its own: closing waits for the plugin's last answers, which a drop, perhaps on
     /// a runtime's thread, must not.
     fn drop(&mut self) {
         if let Some(opened) = self.opened.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
-            let _ =
-                std::thread::Builder::new().name("tether-library-close".into()).spawn(move || opened.close());
+            let link = self.link.clone();
+            let _ = std::thread::Builder::new()
+                .name("tether-library-close".into())
+                .spawn(move || close_opened(&link, opened));
         }
-    }
-}
-
-/// The writing half of the host's session: every write goes to the plugin at once (it copies).
-pub(crate) struct InstanceWriter(pub(crate) Arc<Instance>);
-
-impl AsyncWrite for InstanceWriter {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        if buf.is_empty() || self.0.send(buf) {
-            Poll::Ready(Ok(buf.len()))
-        } else {
-            Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the in-process plugin no longer reads",
-            )))
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
     }
 }

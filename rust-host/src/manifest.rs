@@ -33,7 +33,8 @@ pub struct ManifestError {
 #[serde(deny_unknown_fields)]
 struct Raw {
     name: String,
-    command: Vec<String>,
+    command: Option<Vec<String>>,
+    library: Option<String>,
     interfaces: BTreeMap<String, Vec<u32>>,
     sha256: String,
     cookie: Option<RawCookie>,
@@ -60,6 +61,15 @@ struct RawCookie {
 /// interfaces = { kv = [1, 2] }
 /// sha256 = "…"                          # of kv.py here; of the program when it is a path
 /// ```
+///
+/// or, for a plugin library loaded into the host (`rust-host/IN_PROCESS.md`):
+///
+/// ```toml
+/// name = "kv"
+/// library = "libkv_plugin.so"           # relative to the manifest's directory
+/// interfaces = { kv = [2] }
+/// sha256 = "…"                          # of the library file
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
     /// The manifest file.
@@ -69,8 +79,11 @@ pub struct Manifest {
     /// The directory of the manifest: the plugin's working directory.
     pub dir: PathBuf,
     /// The program: a path inside [`dir`](Self::dir), or a name looked up in `PATH` (an
-    /// interpreter such as `python3` or `node`).
+    /// interpreter such as `python3` or `node`); for an in-process plugin, the library file.
     pub program: PathBuf,
+    /// Whether the manifest names a `library` (loaded into the host, [`PluginBuilder::in_process`])
+    /// rather than a `command` (run as a process).
+    pub in_process: bool,
     /// The arguments, as written.
     pub args: Vec<String>,
     /// The file the checksum covers, inside [`dir`](Self::dir): the program when it is a path,
@@ -127,29 +140,74 @@ impl Manifest {
                 format!("{:?} is not a name (letters, digits, `-`, `_`, `.`)", raw.name),
             ));
         }
-        let Some((program, args)) = raw.command.split_first() else {
-            return Err(bad("command", "is empty: it needs at least the program".into()));
-        };
-        let program_is_path = program.contains('/');
-        if program_is_path {
-            inside(program).map_err(|reason| bad("command", format!("the program {program:?} {reason}")))?;
-        } else if program.is_empty() {
-            return Err(bad("command", "the program is an empty string".into()));
-        }
-        let pinned = if program_is_path {
-            program.clone()
-        } else {
-            let script = args.iter().find(|a| !a.starts_with('-')).ok_or_else(|| {
-                bad(
+        let (program, args, pinned, program_is_path, in_process) = match (&raw.command, &raw.library) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "library",
+                    "a manifest names either `command` (a process) or `library` (a library loaded \
+                     into the host), not both"
+                        .into(),
+                ))
+            }
+            (None, None) => {
+                return Err(bad(
                     "command",
-                    format!(
-                        "{program:?} is looked up in PATH, and no argument names the script that \
-                         `sha256` covers (the first argument that is not an option)"
-                    ),
-                )
-            })?;
-            inside(script).map_err(|reason| bad("command", format!("the script {script:?} {reason}")))?;
-            script.clone()
+                    "missing: a manifest names either `command` (a process) or `library` (a library \
+                     loaded into the host)"
+                        .into(),
+                ))
+            }
+            (None, Some(library)) => {
+                if library.is_empty() {
+                    return Err(bad("library", "is an empty string".into()));
+                }
+                inside(library)
+                    .map_err(|reason| bad("library", format!("the library {library:?} {reason}")))?;
+                // What a process is given and a library cannot use is refused, not ignored.
+                let unused = [
+                    ("env", !raw.env.is_empty()),
+                    ("env_clear", raw.env_clear),
+                    ("cookie", raw.cookie.is_some()),
+                ];
+                if let Some((field, _)) = unused.iter().find(|(_, set)| *set) {
+                    return Err(bad(
+                        field,
+                        "does not apply to a library: it runs in the host's process, with the host's \
+                         environment"
+                            .into(),
+                    ));
+                }
+                (library, &[][..], library.clone(), true, true)
+            }
+            (Some(command), None) => {
+                let Some((program, args)) = command.split_first() else {
+                    return Err(bad("command", "is empty: it needs at least the program".into()));
+                };
+                let program_is_path = program.contains('/');
+                if program_is_path {
+                    inside(program)
+                        .map_err(|reason| bad("command", format!("the program {program:?} {reason}")))?;
+                } else if program.is_empty() {
+                    return Err(bad("command", "the program is an empty string".into()));
+                }
+                let pinned = if program_is_path {
+                    program.clone()
+                } else {
+                    let script = args.iter().find(|a| !a.starts_with('-')).ok_or_else(|| {
+                        bad(
+                            "command",
+                            format!(
+                                "{program:?} is looked up in PATH, and no argument names the script that \
+                                 `sha256` covers (the first argument that is not an option)"
+                            ),
+                        )
+                    })?;
+                    inside(script)
+                        .map_err(|reason| bad("command", format!("the script {script:?} {reason}")))?;
+                    script.clone()
+                };
+                (program, args, pinned, program_is_path, false)
+            }
         };
         if parse_digest(&raw.sha256).is_none() {
             return Err(bad("sha256", format!("{:?} is not a SHA-256 digest (64 hex digits)", raw.sha256)));
@@ -180,6 +238,7 @@ impl Manifest {
             file: file.to_owned(),
             name: raw.name,
             program,
+            in_process,
             args: args.to_vec(),
             pinned_file: dir.join(pinned),
             dir,
@@ -197,7 +256,12 @@ impl Manifest {
     /// directory), environment, cookie, time-outs and interfaces, with the checksum pinned
     /// ([`PluginBuilder::sha256`] for a program given as a path, [`PluginBuilder::sha256_of`]
     /// for an interpreter's script). Change what the host decides (limits, host info) on it.
+    /// For a manifest that names a `library`, a builder that loads it into the host
+    /// ([`PluginBuilder::in_process`]), its checksum pinned the same way.
     pub fn builder(&self) -> PluginBuilder {
+        if self.in_process {
+            return self.library_builder();
+        }
         let mut builder = PluginBuilder::new(&self.program).args(&self.args).name(&self.name);
         if self.env_clear {
             builder = builder.env_clear();
@@ -211,6 +275,23 @@ impl Manifest {
         } else {
             builder.sha256_of(&self.pinned_file, &self.sha256)
         };
+        for (name, versions) in &self.interfaces {
+            builder = builder.interface(name, versions.iter().copied());
+        }
+        if let Some(timeout) = self.start_timeout {
+            builder = builder.start_timeout(timeout);
+        }
+        if let Some(timeout) = self.call_timeout {
+            builder = builder.call_timeout(timeout);
+        }
+        builder
+    }
+
+    /// The builder of a plugin library: loaded into the host, its file's checksum checked first
+    /// (and the checked file is the one loaded, `rust-host/IN_PROCESS.md`).
+    fn library_builder(&self) -> PluginBuilder {
+        let mut builder =
+            PluginBuilder::new(&self.program).in_process(true).name(&self.name).sha256(&self.sha256);
         for (name, versions) in &self.interfaces {
             builder = builder.interface(name, versions.iter().copied());
         }
@@ -326,6 +407,40 @@ mod tests {
                 .is_err_and(|m| m.contains("plugins/kv/tether-plugin.toml") && m.contains("line 5")),
             "{message:?}"
         );
+    }
+
+    #[test]
+    fn a_library_is_pinned_and_loaded_in_process() {
+        let m = parse(&format!(
+            "name = 'kv'\nlibrary = 'libkv.so'\ninterfaces = {{ kv = [2] }}\nsha256 = '{HASH}'\n"
+        ));
+        let m = m.map(|m| (m.in_process, m.program.clone(), m.pinned_file == m.program, m.args.len()));
+        assert_eq!(m, Ok((true, PathBuf::from("plugins/kv/libkv.so"), true, 0)));
+    }
+
+    #[test]
+    fn a_manifest_names_exactly_one_of_command_and_library() {
+        let both = format!(
+            "name = 'kv'\ncommand = ['./kv']\nlibrary = 'libkv.so'\ninterfaces = {{ kv = [2] }}\nsha256 = '{HASH}'\n"
+        );
+        let error = parse(&both).err();
+        assert_eq!(error.as_ref().and_then(|e| e.field.as_deref()), Some("library"));
+        assert!(error.is_some_and(|e| e.to_string().contains("either `command` (a process) or `library`")));
+        let neither = format!("name = 'kv'\ninterfaces = {{ kv = [2] }}\nsha256 = '{HASH}'\n");
+        let error = parse(&neither).err();
+        assert_eq!(error.as_ref().and_then(|e| e.field.as_deref()), Some("command"));
+        assert!(error.is_some_and(|e| e.reason.starts_with("missing: a manifest names either")));
+    }
+
+    #[test]
+    fn a_library_refuses_what_only_a_process_can_use() {
+        let ok =
+            format!("name = 'kv'\nlibrary = 'libkv.so'\ninterfaces = {{ kv = [2] }}\nsha256 = '{HASH}'\n");
+        assert_eq!(field(&format!("{ok}env = {{ A = '1' }}\n")), Some("env".into()));
+        assert_eq!(field(&format!("{ok}env_clear = true\n")), Some("env_clear".into()));
+        assert_eq!(field(&format!("{ok}cookie = {{ key = 'K', value = 'V' }}\n")), Some("cookie".into()));
+        assert_eq!(field(&ok.replace("libkv.so", "../libkv.so")), Some("library".into()));
+        assert_eq!(field(&ok.replace("libkv.so", "/lib/libkv.so")), Some("library".into()));
     }
 
     #[test]

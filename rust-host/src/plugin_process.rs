@@ -164,15 +164,20 @@ impl PluginProcess {
         let path = config.program.clone();
         let library_error =
             |reason: String| Error::Library { plugin: name.to_string(), path: path.clone(), reason };
-        let library = library::load(&path).map_err(library_error)?;
-        let (instance, reader) = library::Instance::open(&library).map_err(library_error)?;
-        drop(library);
+        // A pinned digest ([`PluginBuilder::sha256`], a manifest's `sha256`) is checked first, and
+        // the file loaded is the one hashed (through its descriptor, kept open until loaded).
+        let pinned = process::check_pinned(&config, &name).await?;
+        let load_from = pinned.as_ref().map_or_else(|| path.clone(), process::Pinned::open_path);
+        let library = library::load(&load_from).map_err(library_error)?;
+        drop(pinned);
         let eof = Arc::new(Notify::new());
         let seen = Seen::default();
         let options = session_options(&name, config.max_frame_size, config.call_timeout, &eof, &seen);
         let service = HostService { name: name.clone() };
-        let writer = library::InstanceWriter(instance.clone());
-        let peer = Session::start(reader, writer, options, service).into_peer();
+        let (instance, session) =
+            library::Instance::open(&library, options, service).map_err(library_error)?;
+        drop(library);
+        let peer = session.into_peer();
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let (exit_tx, exit) = watch::channel(None);
         tokio::spawn(watch_library(LibraryWatch {

@@ -63,6 +63,19 @@ pub(crate) struct Pinned {
     is_script: bool,
 }
 
+impl Pinned {
+    /// The path to open the checked file by: on Linux its descriptor (`/proc/self/fd/N`), so that
+    /// what is loaded is the file that was hashed, even if the path was replaced since; elsewhere
+    /// its path.
+    pub(crate) fn open_path(&self) -> PathBuf {
+        if cfg!(target_os = "linux") {
+            fd_path(&self.file)
+        } else {
+            self.path.clone()
+        }
+    }
+}
+
 /// Hashes the program when a digest is pinned ([`PluginBuilder::sha256`]) and refuses a mismatch.
 /// The hash runs on the blocking pool: a large binary takes milliseconds (seconds in a debug
 /// build), which must not stall the runtime thread that serves other plugins.

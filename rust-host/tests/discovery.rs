@@ -15,7 +15,7 @@ use common::capture_logs;
 use tether_host::interfaces::KvClient;
 use tether_host::spec::interfaces::kv;
 use tether_host::{discover, sha256_file, Error, Manifest, Stopped};
-use tether_testkit::sdk_example;
+use tether_testkit::{cargo_library, sdk_example};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -118,6 +118,46 @@ async fn a_rust_plugin_starts_from_the_manifest_beside_it() {
     assert_eq!(manifest.pinned_file, manifest.program);
     assert_eq!(manifest.start_timeout, Some(Duration::from_secs(30)));
     round_trip(manifest).await;
+}
+
+/// A manifest that names a `library` (issue 15): the plugin library is loaded into the host,
+/// after its checksum; a wrong digest refuses it before anything of it runs; naming both a
+/// `command` and a `library` is refused naming the field.
+#[tokio::test]
+async fn a_library_manifest_starts_the_plugin_in_process_after_its_checksum() {
+    capture_logs();
+    let dir = scratch("library");
+    let library = cargo_library("tether-example-kv-lib");
+    std::fs::copy(&library, dir.join("libkv.so")).expect("copy");
+    let digest = sha256_file(dir.join("libkv.so")).expect("hash");
+    let manifest = |digest: &str| {
+        format!(
+            "name = 'kv-library'\nlibrary = 'libkv.so'\ninterfaces = {{ kv = [2] }}\nsha256 = '{digest}'\n"
+        )
+    };
+    write(&dir.join("kv.tether.toml"), &manifest(&digest));
+    let found = discover(&dir);
+    assert!(found.errors.is_empty(), "{:?}", found.errors);
+    let kv = found.plugin("kv-library").expect("found");
+    assert!(kv.in_process);
+    assert_eq!(kv.program, dir.join("libkv.so"));
+    let plugin = kv.builder().call_timeout(Duration::from_secs(30)).start().await.expect("start");
+    assert_eq!(plugin.pid(), std::process::id(), "loaded into this process");
+    plugin.shutdown().await;
+    round_trip(kv).await;
+
+    let wrong = "ab".repeat(32);
+    write(&dir.join("kv.tether.toml"), &manifest(&wrong));
+    let found = discover(&dir);
+    let error = found.plugin("kv-library").expect("found").builder().start().await.expect_err("wrong digest");
+    assert!(matches!(error, Error::ChecksumMismatch { .. }), "{error:?}");
+    assert!(error.to_string().contains(&wrong), "{error}");
+
+    write(&dir.join("kv.tether.toml"), &format!("{}command = ['./kv']\n", manifest(&digest)));
+    let found = discover(&dir);
+    assert_eq!(found.errors.len(), 1, "{found:?}");
+    assert_eq!(found.errors[0].field.as_deref(), Some("library"));
+    assert!(found.errors[0].to_string().contains("not both"), "{}", found.errors[0]);
 }
 
 #[tokio::test]

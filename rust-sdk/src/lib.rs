@@ -75,8 +75,8 @@ pub use crate::log::LogLayer;
 pub use crate::plugin::{Plugin, PluginService};
 pub use tether_core::{
     interfaces, spec, stream, trace, Call, CallError, CancellationToken, Client, CloseKind, CloseReason,
-    Error, Event, Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture,
-    RequestContext, Router, Service, Session,
+    Error, Event, Handled, InterfaceServer, MessageInput, MessageSink, Options, Peer, RawValue, Remote,
+    Reply, ReplyFuture, RequestContext, Router, Service, Session,
 };
 /// Declares an interface: one trait declaration gives the trait a plugin implements, a server
 /// (`KvServer`) and a typed client (`KvClient`). See the `tether-macros` crate.
@@ -110,7 +110,7 @@ macro_rules! export_plugin {
         /// The entry symbol of the Tether in-process ABI (`tether_spec::abi::ENTRY_SYMBOL`).
         #[allow(unsafe_code)]
         #[no_mangle]
-        pub extern "C" fn tether_plugin_entry() -> *const $crate::spec::abi::PluginTableV1 {
+        pub extern "C" fn tether_plugin_entry() -> *const $crate::spec::abi::PluginTableV2 {
             fn factory() -> $crate::Plugin {
                 ($factory)()
             }

@@ -15,7 +15,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::log::{LogLayer, LogState};
 use tether_core::InterfaceServer;
-use tether_core::{CloseKind, CloseReason, Handled, Options, Peer, RequestContext, Service, Session};
+use tether_core::{
+    CloseKind, CloseReason, Handled, MessageInput, MessageSink, Options, Peer, RequestContext, Service,
+    Session,
+};
 
 /// How long a plugin whose session ended waits for its last answers to be written.
 pub(crate) const WRITE_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
@@ -284,6 +287,26 @@ impl Plugin {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
+        let (options, service) = self.session_parts();
+        let logs = service.logs.clone();
+        let session = Session::start(reader, writer, options, service);
+        logs.set_peer(session.peer().clone());
+        session
+    }
+
+    /// Starts serving on the message-level transport ([`Session::start_messages`]): what the
+    /// plugin sends goes to `sink`, what it receives is given to the returned input. The
+    /// in-process ABI serves a plugin library this way.
+    pub fn start_messages(self, sink: impl MessageSink) -> (Session, MessageInput) {
+        let (options, service) = self.session_parts();
+        let logs = service.logs.clone();
+        let (session, input) = Session::start_messages(sink, options, service);
+        logs.set_peer(session.peer().clone());
+        (session, input)
+    }
+
+    /// The options and the service of a session of this plugin, whatever its transport.
+    fn session_parts(self) -> (Options, PluginService) {
         let mut options = self.options.clone();
         if options.write_backlog_limit().is_none() {
             // A host that stops reading our answers stops us reading its requests, rather
@@ -296,11 +319,7 @@ impl Plugin {
             let name = self.info.name.clone();
             options = options.on_event(move |event| eprintln!("{name}: {event}"));
         }
-        let service = self.into_service();
-        let logs = service.logs.clone();
-        let session = Session::start(reader, writer, options, service);
-        logs.set_peer(session.peer().clone());
-        session
+        (options, self.into_service())
     }
 
     /// The [`Service`] that answers the lifecycle requests and dispatches to the interfaces,

@@ -1,6 +1,7 @@
 //! [`ChunkReader`]: an `AsyncRead` over chunks of bytes sent through a channel, the reading half
-//! of an in-memory transport (an in-process plugin's stream, fed by a C callback that may run
-//! on any thread and must not wait).
+//! of an in-memory byte-stream transport (fed, for example, by a C callback that may run on any
+//! thread and must not wait). In-process plugins use the message-level transport instead
+//! (`Session::start_messages`).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

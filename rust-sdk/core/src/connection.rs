@@ -34,6 +34,9 @@
 //! - [`reader`], [`dispatch`] and [`writer`]: the reader task, the routing of what it read, and
 //!   the writer task.
 //!
+//! - [`messages`]: the message-level transport ([`Session::start_messages`]): whole messages
+//!   handed to a [`MessageSink`] and taken from a [`MessageInput`] on the calling thread, with
+//!   no reader or writer task (in-process plugins).
 //! - [`handover`]: the end of a session in one process and its resumption in another
 //!   ([`Peer::detach`], [`Session::resume`]), for a host that hands its plugins to a successor.
 //! - [`streams`]: the stream table beside `pending` and `handles` (SPEC.md §12), with
@@ -47,6 +50,7 @@ mod envelope;
 mod error;
 mod handles;
 mod handover;
+mod messages;
 mod negotiated;
 mod options;
 mod peer;
@@ -72,6 +76,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::call::Call;
 pub use self::error::{CallError, CloseKind, CloseReason};
 pub use self::handover::{DetachError, Detached, Resume, HANDED_OVER};
+pub use self::messages::{MessageInput, MessageSink};
 pub use self::options::{Event, Options};
 pub use self::peer::Peer;
 pub use self::service::{Handled, Reply, ReplyFuture, RequestContext, Service};
@@ -139,34 +144,7 @@ impl Session {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let (queue, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            queue,
-            next_id: AtomicI64::new(1),
-            pending: Mutex::new(PendingCalls::default()),
-            incoming: Mutex::new(FxHashMap::default()),
-            polling: AtomicUsize::new(0),
-            idle: Notify::new(),
-            handles: Mutex::new(HandleTable::default()),
-            max_frame: AtomicUsize::new(options.max_frame_size),
-            live_handles: AtomicUsize::new(0),
-            accepting: AtomicBool::new(true),
-            token: CancellationToken::new(),
-            reason: OnceLock::new(),
-            options,
-            service,
-            backlog: AtomicUsize::new(0),
-            drained: Notify::new(),
-            // The side that sends `tether/initialize` turns out to be the host (odd ids); until
-            // then a side is taken for a plugin.
-            streams: Mutex::new(StreamTable::new(tether_spec::Opener::Plugin)),
-            negotiated: Negotiated::default(),
-            initialize: Mutex::new(None),
-            detaching: AtomicBool::new(false),
-            reader_detach: CancellationToken::new(),
-            reader_back: Mutex::new(None),
-            writer_detach: CancellationToken::new(),
-            writer_back: Mutex::new(None),
-        });
+        let shared = new_shared(queue, options, service, None);
         let mut unread = bytes::BytesMut::new();
         if let Some(state) = resume {
             shared.next_id.store(state.next_id.max(1), std::sync::atomic::Ordering::Relaxed);
@@ -206,4 +184,43 @@ impl Session {
             Err(_) => self.peer.closed().await,
         }
     }
+}
+
+/// The state of a new session: what it sends goes to `queue` (the writer task's), or to `sink`
+/// when there is one (the message-level transport).
+fn new_shared(
+    queue: mpsc::UnboundedSender<self::envelope::Outgoing>,
+    options: Options,
+    service: Arc<dyn Service>,
+    sink: Option<Arc<dyn MessageSink>>,
+) -> Arc<Shared> {
+    Arc::new(Shared {
+        queue,
+        next_id: AtomicI64::new(1),
+        pending: Mutex::new(PendingCalls::default()),
+        incoming: Mutex::new(FxHashMap::default()),
+        polling: AtomicUsize::new(0),
+        idle: Notify::new(),
+        handles: Mutex::new(HandleTable::default()),
+        max_frame: AtomicUsize::new(options.max_frame_size),
+        live_handles: AtomicUsize::new(0),
+        accepting: AtomicBool::new(true),
+        token: CancellationToken::new(),
+        reason: OnceLock::new(),
+        options,
+        service,
+        backlog: AtomicUsize::new(0),
+        drained: Notify::new(),
+        // The side that sends `tether/initialize` turns out to be the host (odd ids); until
+        // then a side is taken for a plugin.
+        streams: Mutex::new(StreamTable::new(tether_spec::Opener::Plugin)),
+        negotiated: Negotiated::default(),
+        initialize: Mutex::new(None),
+        detaching: AtomicBool::new(false),
+        reader_detach: CancellationToken::new(),
+        reader_back: Mutex::new(None),
+        writer_detach: CancellationToken::new(),
+        writer_back: Mutex::new(None),
+        sink,
+    })
 }

@@ -17,8 +17,12 @@
 //!   [`Call::on_progress`] asks for `$/progress` (and makes the time-out restart on each),
 //!   [`RequestContext::progress`] reports it; [`trace`] carries W3C trace ids across calls.
 //!
-//! - [`ChunkReader`]: the reading half of an in-memory transport fed through a channel (the
-//!   in-process plugins of `rust-host/IN_PROCESS.md`).
+//! - [`Session::start_messages`]: the message-level transport, whole messages handed to a
+//!   [`MessageSink`] and taken by a [`MessageInput`] on the calling thread, with no reader or
+//!   writer task: what in-process plugins run on (`rust-host/IN_PROCESS.md`), so that a call
+//!   whose handler does not wait is answered on the caller's thread.
+//! - [`ChunkReader`]: the reading half of an in-memory byte-stream transport fed through a
+//!   channel, for a transport whose chunks arrive from a callback on any thread.
 //!
 //! The calling side, over any stream:
 //!
@@ -48,8 +52,8 @@ pub mod trace;
 pub use crate::chunks::ChunkReader;
 pub use crate::client::{Client, Remote};
 pub use crate::connection::{
-    Call, CallError, CloseKind, CloseReason, DetachError, Detached, Event, Handled, Options, Peer, Reply,
-    ReplyFuture, RequestContext, Resume, Service, Session, HANDED_OVER,
+    Call, CallError, CloseKind, CloseReason, DetachError, Detached, Event, Handled, MessageInput,
+    MessageSink, Options, Peer, Reply, ReplyFuture, RequestContext, Resume, Service, Session, HANDED_OVER,
 };
 pub use crate::server::{Error, InterfaceServer, Router};
 pub use serde_json::value::RawValue;

@@ -82,7 +82,7 @@ impl Shared {
         }
     }
 
-    fn on_body(self: &Arc<Self>, body: &[u8], attachments: Vec<bytes::Bytes>) {
+    pub(super) fn on_body(self: &Arc<Self>, body: &[u8], attachments: Vec<bytes::Bytes>) {
         match parse_message(body) {
             Ok(Message::Request(request)) => self.on_request(request, attachments),
             Ok(Message::Notification(n)) => self.on_notification(&n.method, n.params, &attachments),

@@ -74,6 +74,9 @@ pub(crate) struct Shared {
     /// Asks the writer to write what is queued and give back its stream.
     pub(super) writer_detach: CancellationToken,
     pub(super) writer_back: Mutex<Option<oneshot::Sender<Box<dyn Any + Send>>>>,
+    /// Where messages go on the message-level transport (`messages`): at once, on the sending
+    /// thread, instead of through `queue` and the writer task.
+    pub(super) sink: Option<Arc<dyn super::messages::MessageSink>>,
 }
 
 /// Locks a mutex, going on with the data when a panicking thread poisoned it (the maps stay
@@ -93,6 +96,9 @@ impl Shared {
 
     /// Queues a message for the writer, counting it in the backlog when that is bounded.
     pub(super) fn enqueue(&self, out: Outgoing) -> Result<(), ()> {
+        if let Some(sink) = &self.sink {
+            return self.send_to_sink(sink.as_ref(), out).then_some(()).ok_or(());
+        }
         if self.options.max_write_backlog.is_none() {
             // Unbounded (a host): no counting on the hot path.
             return self.queue.send(out).map_err(|_| ());
