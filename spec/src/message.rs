@@ -563,14 +563,19 @@ fn classify(envelope: Envelope<'_>) -> Result<Message, EnvelopeError> {
         // is an error response with a null id (SPEC.md §3.3, §3.4); the receiver reports it.
         if had_id && envelope.result.is_none() {
             if let Some(error) = envelope.error {
-                return Ok(Message::Response(Response::error(None, error_object(error).ok_or_else(malformed)?)));
+                return Ok(Message::Response(Response::error(
+                    None,
+                    error_object(error).ok_or_else(malformed)?,
+                )));
             }
         }
         return Err(invalid("a message needs a method, or an id and a result or error"));
     };
     match (envelope.result, envelope.error) {
         (Some(result), None) => Ok(Message::Response(Response::ok(id, result.to_owned()))),
-        (None, Some(error)) => Ok(Message::Response(Response::error(Some(id), error_object(error).ok_or_else(malformed)?))),
+        (None, Some(error)) => {
+            Ok(Message::Response(Response::error(Some(id), error_object(error).ok_or_else(malformed)?)))
+        }
         (Some(_), Some(_)) => Err(invalid("a response cannot carry both a result and an error")),
         (None, None) => Err(invalid("a response needs a result or an error")),
     }
@@ -595,10 +600,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":4,"error":[1,"m",null]}"#,
         ] {
             let parsed = parse_message(body.as_bytes());
-            assert!(
-                matches!(&parsed, Err(e) if e.reply().is_none()),
-                "{body}: {parsed:?}"
-            );
+            assert!(matches!(&parsed, Err(e) if e.reply().is_none()), "{body}: {parsed:?}");
         }
     }
 

@@ -34,6 +34,7 @@
 //! - [`reader`], [`dispatch`] and [`writer`]: the reader task, the routing of what it read, and
 //!   the writer task.
 //!
+//! - [`diagnostics`]: counts of what a session holds, for the fuzz target and tests.
 //! - [`handover`]: the end of a session in one process and its resumption in another
 //!   ([`Peer::detach`], [`Session::resume`]), for a host that hands its plugins to a successor.
 //! - [`streams`]: the stream table beside `pending` and `handles` (SPEC.md §12), with
@@ -42,6 +43,7 @@
 //!   results carry attachments (SPEC.md §2.8) and stream fields without changing the typed API.
 
 mod call;
+mod diagnostics;
 mod dispatch;
 mod envelope;
 mod error;
@@ -70,6 +72,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use self::call::Call;
+pub use self::diagnostics::Diagnostics;
 pub use self::error::{CallError, CloseKind, CloseReason};
 pub use self::handover::{DetachError, Detached, Resume, HANDED_OVER};
 pub use self::options::{Event, Options};
