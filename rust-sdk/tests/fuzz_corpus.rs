@@ -90,7 +90,7 @@ fn seeds() -> Vec<(String, Program)> {
             .collect();
         actions.push(Action::Settle);
         let stem = name.trim_end_matches(".tether");
-        seeds.push((format!("{stem}"), Program { pipe: 64 * 1024, actions: actions.clone() }));
+        seeds.push((stem.to_owned(), Program { pipe: 64 * 1024, actions: actions.clone() }));
         seeds.push((format!("{stem}-small-pipe"), Program { pipe: 61, actions }));
     }
     let init = Action::Initialize { flags: 3 };
