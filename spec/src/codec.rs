@@ -205,8 +205,9 @@ impl FrameCodecBuilder {
 }
 
 /// The `Content-Length` decoder (SPEC.md §2): plain frames, and attachment frames (§2.8) once
-/// attachments are negotiated.
-#[derive(Debug)]
+/// attachments are negotiated. `Clone` copies the decoding state, so that a reader can try what a
+/// copy would make of more bytes (the connection fuzz target's model of its peer does).
+#[derive(Debug, Clone)]
 pub struct FrameCodec {
     max: usize,
     mode: Mode,
@@ -219,7 +220,7 @@ pub struct FrameCodec {
 }
 
 /// A body being skipped without being kept.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Skip {
     remaining: u64,
     declared: u64,

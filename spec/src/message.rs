@@ -528,6 +528,7 @@ fn classify(envelope: Envelope<'_>) -> Result<Message, EnvelopeError> {
         answer,
         reason: reason.into(),
     };
+    let malformed = || invalid("the error member is malformed");
     match envelope.jsonrpc.map(RawValue::get) {
         Some("\"2.0\"") => {}
         _ => return Err(invalid("the jsonrpc member must be \"2.0\"")),
@@ -562,9 +563,10 @@ fn classify(envelope: Envelope<'_>) -> Result<Message, EnvelopeError> {
         // is an error response with a null id (SPEC.md §3.3, §3.4); the receiver reports it.
         if had_id && envelope.result.is_none() {
             if let Some(error) = envelope.error {
-                let error: ErrorObject =
-                    serde_json::from_value(error).map_err(|_| invalid("the error member is malformed"))?;
-                return Ok(Message::Response(Response::error(None, error)));
+                return Ok(Message::Response(Response::error(
+                    None,
+                    error_object(error).ok_or_else(malformed)?,
+                )));
             }
         }
         return Err(invalid("a message needs a method, or an id and a result or error"));
@@ -572,18 +574,35 @@ fn classify(envelope: Envelope<'_>) -> Result<Message, EnvelopeError> {
     match (envelope.result, envelope.error) {
         (Some(result), None) => Ok(Message::Response(Response::ok(id, result.to_owned()))),
         (None, Some(error)) => {
-            let error: ErrorObject =
-                serde_json::from_value(error).map_err(|_| invalid("the error member is malformed"))?;
-            Ok(Message::Response(Response::error(Some(id), error)))
+            Ok(Message::Response(Response::error(Some(id), error_object(error).ok_or_else(malformed)?)))
         }
         (Some(_), Some(_)) => Err(invalid("a response cannot carry both a result and an error")),
         (None, None) => Err(invalid("a response needs a result or an error")),
     }
 }
 
+/// The `error` member of a response: an object with an integer `code` and a string `message`
+/// (SPEC.md §3.4). Checked to be an object first: serde reads a struct from an array too
+/// (`[1, "m"]` as code and message), which the fuzzer found (`spec/fuzz/regressions/message/`).
+fn error_object(error: Value) -> Option<ErrorObject> {
+    error.is_object().then(|| serde_json::from_value(error).ok()).flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_member_that_is_an_array_is_not_an_error_object() {
+        // Responses stay silent when malformed (SPEC.md §3.4): neither is read as a response.
+        for body in [
+            r#"{"jsonrpc":"2.0","id":null,"error":[1,"m"]}"#,
+            r#"{"jsonrpc":"2.0","id":4,"error":[1,"m",null]}"#,
+        ] {
+            let parsed = parse_message(body.as_bytes());
+            assert!(matches!(&parsed, Err(e) if e.reply().is_none()), "{body}: {parsed:?}");
+        }
+    }
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_owned()).unwrap_or_else(|_| empty_object())

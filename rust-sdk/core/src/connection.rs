@@ -37,6 +37,7 @@
 //! - [`messages`]: the message-level transport ([`Session::start_messages`]): whole messages
 //!   handed to a [`MessageSink`] and taken from a [`MessageInput`] on the calling thread, with
 //!   no reader or writer task (in-process plugins).
+//! - [`diagnostics`]: counts of what a session holds, for the fuzz target and tests.
 //! - [`handover`]: the end of a session in one process and its resumption in another
 //!   ([`Peer::detach`], [`Session::resume`]), for a host that hands its plugins to a successor.
 //! - [`streams`]: the stream table beside `pending` and `handles` (SPEC.md §12), with
@@ -45,6 +46,7 @@
 //!   results carry attachments (SPEC.md §2.8) and stream fields without changing the typed API.
 
 mod call;
+mod diagnostics;
 mod dispatch;
 mod envelope;
 mod error;
@@ -74,6 +76,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use self::call::Call;
+pub use self::diagnostics::Diagnostics;
 pub use self::error::{CallError, CloseKind, CloseReason};
 pub use self::handover::{DetachError, Detached, Resume, HANDED_OVER};
 pub use self::messages::{MessageInput, MessageSink};

@@ -51,6 +51,9 @@ pub mod trace;
 
 pub use crate::chunks::ChunkReader;
 pub use crate::client::{Client, Remote};
+/// Counts of what a session holds ([`Peer::diagnostics`]); for fuzzing and tests, not an API.
+#[doc(hidden)]
+pub use crate::connection::Diagnostics;
 pub use crate::connection::{
     Call, CallError, CloseKind, CloseReason, DetachError, Detached, Event, Handled, MessageInput,
     MessageSink, Options, Peer, Reply, ReplyFuture, RequestContext, Resume, Service, Session, HANDED_OVER,

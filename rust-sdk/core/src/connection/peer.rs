@@ -113,6 +113,13 @@ impl Peer {
         self.shared.live_handles.store(table.len(), Ordering::Relaxed);
     }
 
+    /// How much the session holds now: calls waiting, handlers running, handles, streams, bytes
+    /// queued. For the connection fuzz target and tests (not an API: it may change).
+    #[doc(hidden)]
+    pub fn diagnostics(&self) -> super::Diagnostics {
+        self.shared.diagnostics()
+    }
+
     /// Whether this side still serves the handle (for tests and diagnostics).
     pub fn serves_handle(&self, handle: &HandleRef) -> bool {
         lock(&self.shared.handles).contains(&handle.handle)
