@@ -27,7 +27,7 @@ fn judge(args: &[&str]) -> Output {
 }
 
 /// The one plugin section of a JSON report, and its one row.
-fn section(out: &Output) -> (serde_json::Value, serde_json::Value) {
+fn report_of(out: &Output) -> (serde_json::Value, serde_json::Value) {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "not JSON ({e}):\n{}\nstderr:\n{}",
@@ -86,7 +86,7 @@ fn passes(plugin: &str, frames: u64, seed: &str) {
         "--fuzz-out",
         dir.to_str().expect("utf-8"),
     ]);
-    let (section, row) = section(&out);
+    let (section, row) = report_of(&out);
     assert_eq!(row["id"], "fuzz.survives");
     assert_eq!(row["status"], "pass", "{plugin}: {}", explain(&out));
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
@@ -129,7 +129,7 @@ fn a_plugin_that_crashes_on_one_input_is_minimized_to_a_replay_file_that_fails_i
             "--fuzz-out",
             dir.to_str().expect("utf-8"),
         ]);
-        let (section, row) = section(&out);
+        let (section, row) = report_of(&out);
         assert_eq!(row["status"], "fail", "{flag}: {}", explain(&out));
         assert_eq!(out.status.code(), Some(1));
         let reason = row["reason"].as_str().unwrap_or_default();
@@ -154,14 +154,14 @@ fn a_plugin_that_crashes_on_one_input_is_minimized_to_a_replay_file_that_fails_i
         );
 
         let again = judge(&["--plugin", &broken, "--replay", &file]);
-        let (_, row) = section(&again);
+        let (_, row) = report_of(&again);
         assert_eq!(row["id"], "fuzz.replay");
         assert_eq!(row["status"], "fail", "{flag}: {}", explain(&again));
         assert!(row["reason"].as_str().is_some_and(|r| r.starts_with("exited: ") && r.contains(status)));
         assert_eq!(again.status.code(), Some(1));
 
         let fixed = judge(&["--plugin", &good, "--replay", &file]);
-        let (_, row) = section(&fixed);
+        let (_, row) = report_of(&fixed);
         assert_eq!(row["status"], "pass", "{flag}: {}", explain(&fixed));
         assert_eq!(fixed.status.code(), Some(0));
     }
@@ -174,7 +174,7 @@ fn a_file_that_is_not_a_replay_file_fails_with_its_name_and_the_cause() {
     std::fs::write(&file, b"{\"format\": \"something else\"}").expect("written");
     let good = format!("{PYTHON} {}", root().join("examples-python/kv.py").display());
     let out = judge(&["--plugin", &good, "--replay", file.to_str().expect("utf-8")]);
-    let (_, row) = section(&out);
+    let (_, row) = report_of(&out);
     assert_eq!(row["status"], "fail");
     assert!(
         row["reason"]
