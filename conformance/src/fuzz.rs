@@ -26,6 +26,8 @@ use replay::{ReplayFile, ReplayFrame};
 const BURST: usize = 100;
 /// After this many failures (each minimized), the run stops.
 const MAX_FAILURES: usize = 3;
+/// Trials spent making the last failing frame smaller.
+const SHRINK_TRIALS: usize = 40;
 /// Bursts kept before a failing one, to reproduce a failure that needs what came before.
 const HISTORY: usize = 8;
 
@@ -212,8 +214,16 @@ async fn report_failure(
         let reproduced = minimize::fails(setup, &all, fault.kind).await;
         (all, reproduced)
     };
-    let (input, trials) =
+    let (mut input, mut trials) =
         if reproduced { minimize::minimize(setup, input, fault.kind, budget).await } else { (input, 0) };
+    // One frame left: make it smaller too, within a few more trials.
+    if reproduced && input.len() == 1 {
+        if let Some(item) = input.pop() {
+            let (item, more) = minimize::shrink_frame(setup, item, fault.kind, SHRINK_TRIALS).await;
+            input.push(item);
+            trials += more;
+        }
+    }
     let file = ReplayFile {
         format: replay::FORMAT.into(),
         plugin: opts.label.clone(),

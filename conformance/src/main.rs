@@ -92,7 +92,7 @@ struct Cli {
     /// Instead of the checks, throw this many generated and mutated frames at each plugin, in
     /// bursts, checking after each burst that it is alive, answers and wrote only frames
     /// (README.md, "Fuzzing"). A failure is minimized and written as a replay file.
-    #[arg(long, value_name = "N", conflicts_with = "replay")]
+    #[arg(long, value_name = "N", conflicts_with = "replay", value_parser = clap::value_parser!(u64).range(1..))]
     fuzz: Option<u64>,
     /// The seed of `--fuzz` (default: a random one, printed), to repeat a run.
     #[arg(long, value_name = "S", requires = "fuzz")]

@@ -79,3 +79,39 @@ pub(crate) async fn minimize(
     }
     (items, trials)
 }
+
+/// The body of `wire` when it is exactly one frame in the writer form of §2.2.
+fn body_of(wire: &[u8]) -> Option<&[u8]> {
+    let rest = wire.strip_prefix(b"Content-Length: ".as_slice())?;
+    let end = rest.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let n: usize = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+    let body = &rest[end + 4..];
+    (body.len() == n && rest[..end].iter().all(u8::is_ascii_digit)).then_some(body)
+}
+
+/// Within one failing frame: removes runs of bytes from its body (halving their length, the
+/// `Content-Length` rewritten) while it still fails with `kind`, within `trials`; the smaller
+/// frame and the trials run. A frame that is not exactly one frame is left as it is.
+pub(crate) async fn shrink_frame(setup: &Setup, item: Item, kind: FaultKind, trials: usize) -> (Item, usize) {
+    let Some(body) = body_of(&item.wire) else { return (item, 0) };
+    let mut body = body.to_vec();
+    let mut run = 0;
+    let mut chunk = body.len() / 2;
+    while chunk >= 1 && run < trials {
+        let mut start = 0;
+        while start < body.len() && run < trials {
+            let end = (start + chunk).min(body.len());
+            let mut shorter = body[..start].to_vec();
+            shorter.extend_from_slice(&body[end..]);
+            let candidate = Item { wire: super::mutate::frame(&shorter), ..item.clone() };
+            run += 1;
+            if fails(setup, std::slice::from_ref(&candidate), kind).await {
+                body = shorter;
+            } else {
+                start += chunk;
+            }
+        }
+        chunk /= 2;
+    }
+    (Item { wire: super::mutate::frame(&body), ..item }, run)
+}
