@@ -116,10 +116,15 @@ fn a_plugin_that_crashes_on_one_input_is_minimized_to_a_replay_file_that_fails_i
     let good = format!("{PYTHON} {}", root().join("examples-python/kv.py").display());
     // What the offending frame holds, whatever the minimizer cut from it: brackets past the
     // depth of 64, or a response (a string id is all the broken plugin looks at).
-    let deep = |text: &str| text.chars().filter(|c| *c == '[' || *c == '{').count() > 64;
-    let response = |text: &str| text.contains("\"result\"") || text.contains("\"error\"");
-    let cases: [(&str, &dyn Fn(&str) -> bool, &str); 2] =
-        [("deep", &deep, "exit status: 3"), ("stray", &response, "exit status: 4")];
+    fn deep(text: &str) -> bool {
+        text.chars().filter(|c| *c == '[' || *c == '{').count() > 64
+    }
+    fn response(text: &str) -> bool {
+        text.contains("\"result\"") || text.contains("\"error\"")
+    }
+    type Holds = fn(&str) -> bool;
+    let cases: [(&str, Holds, &str); 2] =
+        [("deep", deep, "exit status: 3"), ("stray", response, "exit status: 4")];
     for (flag, offending, status) in cases {
         let broken = format!("{PYTHON} {} --break {flag}", fuzzy.display());
         let dir = out_dir(flag);

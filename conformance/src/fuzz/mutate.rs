@@ -403,7 +403,7 @@ impl Gen {
         if open == "[" {
             nested.push_str(&close.repeat(depth));
         } else {
-            nested.push_str("1");
+            nested.push('1');
             nested.push_str(&close.repeat(depth));
         }
         let id = self.fresh("deep");
