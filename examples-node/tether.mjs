@@ -950,7 +950,9 @@ function safeStringify(v) {
   try {
     return JSON.stringify(v);
   } catch {
-    return String(v);
+    // JSON.stringify overflows the stack on a value nested thousands deep (the peer sent it), and
+    // String() of a nested array recurses just the same: show only what it is.
+    return v !== null && typeof v === 'object' ? `(${Array.isArray(v) ? 'an array' : 'an object'} nested too deeply to show)` : String(v);
   }
 }
 

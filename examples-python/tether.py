@@ -2584,12 +2584,15 @@ class _Session:
 
     def on_retain(self, rid: Any, params: dict[str, Any]) -> None:
         """The host keeps a handle of ours after the request that carried it (§6.3)."""
+        hid = params.get("handle")
+        if type(hid) is not str:  # missing, or a list or object that no dict key could be
+            return self.reply_error(rid, -32602, "invalid params: tether/retain takes handle "
+                                    "(string)", {"path": "/handle", "reason": "expected a string"})
         with self.lock:
-            export = self.exports.get(params.get("handle"))  # type: ignore[arg-type]
+            export = self.exports.get(hid)
             if export is not None:
                 export.retained = True
         if export is None:
-            hid = params.get("handle")
             return self.reply_error(rid, -32003, f"unknown or expired handle {hid!r}",
                                     {"handle": hid})
         self.reply(rid, {})

@@ -11,6 +11,7 @@
 
 mod checks;
 mod driver;
+mod fuzz;
 mod iface;
 mod procs;
 mod report;
@@ -88,6 +89,21 @@ struct Cli {
     /// Show progress and the frames exchanged in failures.
     #[arg(long)]
     verbose: bool,
+    /// Instead of the checks, throw this many generated and mutated frames at each plugin, in
+    /// bursts, checking after each burst that it is alive, answers and wrote only frames
+    /// (README.md, "Fuzzing"). A failure is minimized and written as a replay file.
+    #[arg(long, value_name = "N", conflicts_with = "replay", value_parser = clap::value_parser!(u64).range(1..))]
+    fuzz: Option<u64>,
+    /// The seed of `--fuzz` (default: a random one, printed), to repeat a run.
+    #[arg(long, value_name = "S", requires = "fuzz")]
+    seed: Option<u64>,
+    /// Where `--fuzz` writes replay files (default: the system's temporary directory).
+    #[arg(long, value_name = "DIR", requires = "fuzz")]
+    fuzz_out: Option<std::path::PathBuf>,
+    /// Instead of the checks, send the frames of a replay file written by `--fuzz` to a fresh
+    /// plugin and judge it the same way.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -284,6 +300,17 @@ async fn run(
                     TransportArg::Fds => Wire::Fds,
                 };
                 let spec = PluginSpec { argv, cookie: cookie.clone(), transport };
+                if cli.fuzz.is_some() || cli.replay.is_some() {
+                    let (result, stats) = fuzz_or_replay(cli, &spec, &target.label).await;
+                    reports.push(PluginReport {
+                        label: target.label,
+                        command,
+                        notes: Vec::new(),
+                        results: vec![result],
+                        fuzz: Some(stats),
+                    });
+                    continue;
+                }
                 let mut results = judge(cli, spec.clone(), &target.label).await;
                 let (timeout, grace) =
                     (Duration::from_millis(cli.timeout_ms), Duration::from_millis(cli.grace_ms));
@@ -291,7 +318,13 @@ async fn run(
                     let judged = iface::judge(doc, &spec, timeout, grace).await;
                     results.extend(judged.into_iter().filter(|r| selected_id(cli, &r.id)));
                 }
-                reports.push(PluginReport { label: target.label, command, notes: Vec::new(), results });
+                reports.push(PluginReport {
+                    label: target.label,
+                    command,
+                    notes: Vec::new(),
+                    results,
+                    fuzz: None,
+                });
             }
             Err(Skipped::Note(note)) => {
                 reports.push(PluginReport {
@@ -299,6 +332,7 @@ async fn run(
                     command: String::new(),
                     notes: vec![note],
                     results: Vec::new(),
+                    fuzz: None,
                 });
             }
             Err(Skipped::Failed { id, reason, detail }) => {
@@ -317,11 +351,40 @@ async fn run(
                         reason,
                         failure: Some(failure),
                     }],
+                    fuzz: None,
                 });
             }
         }
     }
     Ok(reports)
+}
+
+/// `--fuzz N` or `--replay FILE` against one plugin.
+async fn fuzz_or_replay(cli: &Cli, spec: &PluginSpec, label: &str) -> (CheckResult, fuzz::Stats) {
+    let timeout = Duration::from_millis(cli.timeout_ms);
+    if let Some(file) = &cli.replay {
+        return fuzz::replay(spec, file, timeout).await;
+    }
+    let seed = cli.seed.unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("tether-conformance: fuzzing {label} with {} frames, --seed {seed}", cli.fuzz.unwrap_or(0));
+    let only = cli
+        .interfaces
+        .iter()
+        .map(|i| match i {
+            Interface::Kv => "kv".to_owned(),
+            Interface::Counter => "counter".to_owned(),
+            Interface::Blob => "blob".to_owned(),
+        })
+        .collect();
+    let opts = fuzz::FuzzOpts {
+        frames: cli.fuzz.unwrap_or(0),
+        seed,
+        out_dir: cli.fuzz_out.clone().unwrap_or_else(std::env::temp_dir),
+        timeout,
+        only,
+        label: label.to_owned(),
+    };
+    fuzz::fuzz(spec, &opts).await
 }
 
 /// Why a target is not judged.

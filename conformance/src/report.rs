@@ -86,6 +86,8 @@ pub(crate) struct PluginReport {
     pub(crate) notes: Vec<String>,
     /// The checks in order.
     pub(crate) results: Vec<CheckResult>,
+    /// With `--fuzz` or `--replay`: what was sent, how long it took.
+    pub(crate) fuzz: Option<crate::fuzz::Stats>,
 }
 
 /// Counts of a set of results.
@@ -253,6 +255,9 @@ pub(crate) fn table(reports: &[PluginReport]) -> String {
         for note in &p.notes {
             let _ = writeln!(out, "   note: {note}");
         }
+        if let Some(f) = &p.fuzz {
+            let _ = writeln!(out, "   fuzz: {}", f.line());
+        }
         if !p.results.is_empty() {
             let _ = writeln!(
                 out,
@@ -332,6 +337,14 @@ pub(crate) fn json(reports: &[PluginReport]) -> String {
                 "command": p.command,
                 "notes": p.notes,
                 "summary": counts_json(c),
+                "fuzz": p.fuzz.as_ref().map(|f| json!({
+                    "seed": f.seed,
+                    "frames": f.frames,
+                    "bursts": f.bursts,
+                    "seconds": f.elapsed.as_secs_f64(),
+                    "framesPerSecond": f.rate(),
+                    "replayFiles": f.replays.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                })),
                 "checks": p.results.iter().map(|r| json!({
                     "id": r.id,
                     "section": r.section,
@@ -465,7 +478,7 @@ mod tests {
     }
 
     fn report(label: &str, results: Vec<CheckResult>) -> PluginReport {
-        PluginReport { label: label.into(), command: label.into(), notes: vec![], results }
+        PluginReport { label: label.into(), command: label.into(), notes: vec![], results, fuzz: None }
     }
 
     #[test]

@@ -311,6 +311,17 @@ describe('logs (SPEC §8, §9.1)', () => {
     await finish(p);
   });
 
+  test('a level nested 100000 deep is ignored with a line on stderr, not a crash', async () => {
+    // Found by `tether-conformance --fuzz`: the report of the unknown level overflowed the stack.
+    const p = start();
+    await p.initialize();
+    const deep = '['.repeat(100000) + ']'.repeat(100000);
+    p.sendBytes(frame(`{"jsonrpc":"2.0","method":"$/setLogLevel","params":{"level":${deep}}}`));
+    assert.deepEqual((await p.call('tether/ping')).result, {});
+    assert.match(p.stderr, /unknown level: \(an array nested too deeply to show\)/);
+    await finish(p);
+  });
+
   test('default level info: no debug log', async () => {
     const p = start();
     await p.initialize({ logLevel: undefined });

@@ -107,6 +107,16 @@ class ProfileTest(unittest.TestCase):
             self.assertEqual(err["code"], -32602, params)
         self.assertEqual(self.p.error("kv.get", {"key": ["a"]})["code"], -32602)
 
+    def test_retain_without_a_string_handle_is_invalid_params(self) -> None:
+        # Found by tether-conformance --fuzz: a retain whose params were lost (absent params are
+        # {}) was answered -32003 with data {"handle": null}, which Appendix A does not allow,
+        # and a list as the handle raised TypeError (unhashable) in the reader.
+        for params in ({}, {"handle": None}, {"handle": ["h1"]}, {"handle": {"a": 1}}, {"handle": 7}):
+            err = self.p.error("tether/retain", params)
+            self.assertEqual(err["code"], -32602, params)
+        self.assertEqual(self.p.error("tether/retain", {"handle": "nobody"})["data"],
+                         {"handle": "nobody"})
+
     def test_notifications_are_never_answered(self) -> None:
         self.p.notify("$/progress", {"token": "t"})
         self.p.send_raw(encode(b'{"jsonrpc":"2.0","method":7,"params":{}}'))
