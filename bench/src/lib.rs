@@ -20,6 +20,7 @@ pub mod plugins;
 pub mod report;
 pub mod scaling;
 pub mod scenario;
+pub mod soak;
 pub mod stats;
 pub mod streams;
 pub mod trace;
