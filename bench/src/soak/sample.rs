@@ -49,8 +49,11 @@ pub struct Resources {
     pub plugin_rss_kib: u64,
 }
 
+/// Reads one column out of [`Resources`].
+pub type Column = fn(&Resources) -> u64;
+
 /// The resource columns, in table order, with how each is read out of [`Resources`].
-pub const COLUMNS: [(&str, fn(&Resources) -> u64); 9] = [
+pub const COLUMNS: [(&str, Column); 9] = [
     ("rss_kib", |r| r.rss_kib),
     ("fds", |r| r.fds),
     ("threads", |r| r.threads),
