@@ -1,5 +1,5 @@
 //! `cargo bench -p tether-bench [-- --quick] [-- --only rust,python] [-- --runtime ct|mt]
-//! [-- --trace-only] [-- --inproc-only]`:
+//! [-- --trace-only] [-- --inproc-only] [-- --soak [--soak-calls N] [--soak-cycles N]]`:
 //! see `BENCHMARKS.md` at the repository root.
 
 use std::path::PathBuf;
@@ -41,6 +41,17 @@ struct Args {
     /// given): issue 15's figures in a short run. Prints the table; writes no JSON.
     #[arg(long)]
     inproc_only: bool,
+    /// The soak run instead of the figures (issue 14): one plugin called a million times, then
+    /// start/call/shutdown and start/kill cycles; the host's resources sampled and judged
+    /// (JSON at bench-results/soak.json unless --json says otherwise).
+    #[arg(long)]
+    soak: bool,
+    /// Mixed calls of the soak run, per language.
+    #[arg(long, default_value_t = 1_000_000)]
+    soak_calls: u64,
+    /// Start/call/shutdown cycles of the soak run, and as many start/kill cycles, per language.
+    #[arg(long, default_value_t = 1_000)]
+    soak_cycles: u64,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -85,6 +96,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let soak_json = args.json.clone();
     let opts = Options {
         mode,
         langs,
@@ -100,6 +112,25 @@ fn main() -> ExitCode {
         python: PathBuf::from("/usr/bin/python3"),
         node: PathBuf::from("/usr/bin/node"),
     };
+    if args.soak {
+        let soak = tether_bench::soak::SoakOptions {
+            calls: args.soak_calls,
+            cycles: args.soak_cycles,
+            json: soak_json.unwrap_or_else(tether_bench::soak::default_json),
+            ..tether_bench::soak::SoakOptions::full()
+        };
+        return match tether_bench::soak::run_and_report(&opts, &soak) {
+            Ok(report) if report.languages.iter().all(|l| l.passed()) => ExitCode::SUCCESS,
+            Ok(_) => {
+                eprintln!("tether-bench: the soak found growth or stopped early (see the verdicts)");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("tether-bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.trace_only {
         return match tether_bench::trace::run_only(&opts) {
             Ok(_) => ExitCode::SUCCESS,

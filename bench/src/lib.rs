@@ -4,7 +4,9 @@
 //!
 //! Run it with `cargo bench -p tether-bench` (see `BENCHMARKS.md` at the repository root for
 //! the flags, what each row measures and where the JSON goes). `tests/smoke.rs` runs the same
-//! code paths with tiny counts, so the benchmark cannot rot.
+//! code paths with tiny counts, so the benchmark cannot rot. `-- --soak` runs [`soak`] instead:
+//! whether the host's resources stay constant over a million calls and thousands of plugin
+//! starts (`tests/soak.rs` runs it short).
 
 pub mod child;
 pub mod config;
@@ -21,6 +23,7 @@ pub mod plugins;
 pub mod report;
 pub mod scaling;
 pub mod scenario;
+pub mod soak;
 pub mod stats;
 pub mod streams;
 pub mod trace;
