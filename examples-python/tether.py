@@ -1368,6 +1368,10 @@ _HOST_LEAVING_WINDOW = 1.0  # seconds a failed write waits for the end of stdin 
 _IOV_MAX = 512  # buffers per writev call (even-sized: header and body stay together)
 
 
+def _nothing() -> None:
+    pass
+
+
 def _write_buffers(fd: int, buffers: list[bytes]) -> None:
     """Write all of ``buffers``, in order, in as few system calls as the pipe allows."""
     if not _HAS_VECTORED_IO:
@@ -1398,12 +1402,16 @@ class _Reader:
         self.pos = 0
         self.max_frame = DEFAULT_MAX_FRAME_SIZE
         self.attachments = False  # whether Tether-Attachments is read (negotiated, §2.8.3)
+        # Called before every read that may block: the session writes the answers it held
+        # back while frames were already buffered (see _Session.holder).
+        self.before_read: Callable[[], None] = _nothing
 
     def _fill(self) -> bool:
         """Append what the pipe has (at least one byte); False at end of file."""
         if self.pos >= _CHUNK:
             del self.buf[: self.pos]
             self.pos = 0
+        self.before_read()
         data = os.read(self.fd, _CHUNK)
         self.buf += data
         return bool(data)
@@ -1469,6 +1477,7 @@ class _Reader:
         self.buf.clear()
         self.pos = 0
         view = memoryview(body)
+        self.before_read()
         while have < length:
             n = _read_into(self.fd, view[have: have + 16 * _CHUNK])
             if not n:
@@ -1487,6 +1496,7 @@ class _Reader:
             return _Oversized(length, prefix)
         self.buf.clear()
         self.pos = 0
+        self.before_read()
         while left > 0:
             data = os.read(self.fd, min(left, 16 * _CHUNK))
             if not data:
@@ -1646,6 +1656,12 @@ class _Session:
         self.out_fd = out_fd
         self.write_lock = allocate_lock()
         self.out_queue: list[bytes] = []  # frames waiting for the writer: header, body, ...
+        # The leader, while it handles frames that were already read: what it sends waits in
+        # out_queue and goes out in one writev before it next blocks (a read that waits, a
+        # wait in a handler, the hand-over; the watchdog flushes for a handler that runs
+        # long). Many answers per system call when requests arrive together; one otherwise.
+        self.holder: int | None = None
+        self.reader.before_read = self.flush
         self.lock = allocate_lock()  # guards everything below that threads share
         self.initialized = False
         self.shutting_down = False
@@ -1713,6 +1729,13 @@ class _Session:
                 body, *parts)
         else:
             queue += (b"Content-Length: %d\r\n\r\n" % len(body), body)
+        if self.holder == get_ident():
+            return  # the leader writes it before it next waits
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the frames waiting in the queue (unless another thread is writing them)."""
+        queue = self.out_queue
         while queue:
             if not self.write_lock.acquire(False):
                 return  # the writer re-checks the queue after releasing the lock
@@ -1846,6 +1869,8 @@ class _Session:
     def lead(self) -> None:
         """Read and route frames, running handlers inline, until the lead is handed over."""
         reader = self.reader
+        me = get_ident()
+        self.holder = me
         while True:
             try:
                 frame = reader.next()
@@ -1853,6 +1878,8 @@ class _Session:
                 _report(f"cannot read from the host: {e}")
                 frame = None
             if frame is None:
+                self.holder = None
+                self.flush()
                 self.on_eof()  # does not return
             try:
                 kind = type(frame)
@@ -1868,6 +1895,9 @@ class _Session:
                 _report(f"internal error while handling a frame: {e!r}")
                 continue
             if job is not None and not self.run_inline(job):
+                if self.holder == me:
+                    self.holder = None
+                self.flush()
                 return
 
     def run_inline(self, job: tuple[Call, _Method, dict[str, Any]]) -> bool:
@@ -1896,6 +1926,9 @@ class _Session:
             mine = self.inline_thread == me
             if mine:
                 self.inline_thread = None
+        if self.holder == me:
+            self.holder = None
+        self.flush()  # what this thread held back, before it waits
         if mine:
             self.promote()
 
@@ -1917,6 +1950,7 @@ class _Session:
                     self.watchdog_parked = True
             if stuck:
                 self.promote()
+                self.flush()  # what the leader held back before this long handler
             if park:
                 quiet = 0
                 self.watchdog_latch.acquire()  # released by run_inline
