@@ -1198,8 +1198,9 @@ class Call:
         self.span_id: str | None = None
         self.parent_span_id: str | None = None
         self._cancelled = False
-        self._latch = allocate_lock()  # held until the call is cancelled
-        self._latch.acquire()
+        # Held until the call is cancelled; made (under the session lock) by the first
+        # wait_cancelled, since most handlers never wait for a cancel.
+        self._latch: Any = None
         self._outgoing: dict[int, _Pending] = {}  # our unanswered requests made for this call
         self._streams: list[_Channel] = []  # the streams its params carried (§12.4.3)
 
@@ -1213,8 +1214,14 @@ class Call:
         session = _session
         if session is not None:
             session.yield_lead()  # the cancel is read by another thread
-        if self._latch.acquire(True, -1 if timeout is None else max(timeout, 0)):
-            self._latch.release()
+        with session.lock if session is not None else allocate_lock():
+            latch = self._latch
+            if latch is None:
+                self._latch = latch = allocate_lock()
+                if not self._cancelled:
+                    latch.acquire()  # cancel() releases it
+        if latch.acquire(True, -1 if timeout is None else max(timeout, 0)):
+            latch.release()
         return self._cancelled
 
     def check(self) -> None:
@@ -1433,12 +1440,12 @@ class _Reader:
                         _report("end of file inside a frame header: " + _shown(buf[pos:]))
                     return None
                 continue
-            header = bytes(buf[pos:end])
             lengths: list[int] | None = None
-            if header.startswith(b"Content-Length: ") and header[16:].isdigit():
-                length = int(header[16:])  # the writer form of §2.2: the common case
+            digits = buf[pos + 16:end] if buf.startswith(b"Content-Length: ", pos, end) else b""
+            if digits.isdigit():
+                length = int(digits)  # the writer form of §2.2: the common case
             else:
-                length, problem, listed = _parse_header(header)
+                length, problem, listed = _parse_header(bytes(buf[pos:end]))
                 if length < 0:
                     if not self._resync(pos, problem):
                         return None
@@ -1722,7 +1729,11 @@ class _Session:
         one system call (``writev``), without copying the bodies or the attachments.
         """
         queue = self.out_queue
-        if parts:
+        if len(parts) == 1:  # one bytes value: the common case, formatted in one step
+            size = len(parts[0])
+            queue += (b"Content-Length: %d\r\nTether-Attachments: %d\r\n\r\n" % (
+                len(body) + size, size), body, parts[0])
+        elif parts:
             sizes = [len(p) for p in parts]
             queue += (b"Content-Length: %d\r\nTether-Attachments: %s\r\n\r\n" % (
                 len(body) + sum(sizes), ",".join(map(str, sizes)).encode("ascii")),
@@ -1911,13 +1922,12 @@ class _Session:
         if wake:
             self.watchdog_latch.release()
         try:
-            self.run_call(*job)
-        finally:
+            return self.run_call(*job, leader=me)
+        except BaseException:
             with self.lock:
-                still = self.inline_thread == me
-                if still:
+                if self.inline_thread == me:
                     self.inline_thread = None
-        return still
+            raise
 
     def yield_lead(self) -> None:
         """Before this thread blocks in a handler: hand the reading over if it still leads."""
@@ -2445,8 +2455,9 @@ class _Session:
         return call, target, params, parts
 
     def run_call(self, call: Call, target: _Method, params: dict[str, Any],
-                 parts: list[memoryview] | None = None) -> None:
-        """Call a handler on this worker thread and answer its request."""
+                 parts: list[memoryview] | None = None, leader: int | None = None) -> bool:
+        """Call a handler on this thread and answer its request. ``leader``: this thread's id
+        when it leads (:meth:`run_inline`); returns whether it still does."""
         tid = get_ident()
         _calls_by_thread[tid] = call
         try:
@@ -2461,13 +2472,17 @@ class _Session:
         self.send(body, attached)
         if opened:
             self.start_streams(opened)
-        with self.lock:
+        with self.lock:  # one lock section for the call and for the leader's turn
+            still = leader is not None and self.inline_thread == leader
+            if still:
+                self.inline_thread = None
             del self.calls[call.id]
             shutdown_id = _MISSING
             if not self.calls and self.shutdown_id is not _MISSING:
                 shutdown_id, self.shutdown_id = self.shutdown_id, _MISSING
         if shutdown_id is not _MISSING:  # the last in-flight request: shutdown completes
             self.reply(shutdown_id, {})
+        return still
 
     def answer(self, call: Call, target: _Method, params: dict[str, Any],
                parts: list[memoryview] | None = None
@@ -2591,7 +2606,9 @@ class _Session:
                 del self.pending[pending.id]
                 self.abandoned.add(pending.id)
                 pending.cancelled = True
-        call._latch.release()
+            latch = call._latch  # None while no thread waits in wait_cancelled
+        if latch is not None:
+            latch.release()
         for channel in call._streams:  # at both ends, with -32800 (§12.4.3)
             channel._abort(Cancelled())
         for pending in waiting:

@@ -11,12 +11,20 @@ not. The answers are counted and the last one is compared with the expected byte
 broken SDK cannot look fast.
 
     cd examples-python && /usr/bin/python3 bench/replay.py [calls] [--profile] [--repeat R]
+    cd examples-python && /usr/bin/python3 bench/replay.py [calls] --process python|node
 
 ``--profile`` runs one replay under cProfile and prints the 25 functions with the most own time.
+``--process`` replays the same frames into the Python or the Node kv example as a whole process
+(stdin read from the file, stdout written to a file; it exits at the end of its input), so
+that both SDKs are measured alike: CPU time of the process (user + system, from the rusage of
+children) per call, minus that of a replay without gets (the start-up). Profile Node there with
+``NODE_OPTIONS=--cpu-prof``.
 """
 import cProfile
 import os
 import pstats
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -89,9 +97,48 @@ def check(answers: bytes, calls: int) -> None:
             b'{"jsonrpc":"2.0","id":%d,"result":{"value":{"$bytes":0}}}%s')
     body_len = len(b'{"jsonrpc":"2.0","id":%d,"result":{"value":{"$bytes":0}}}' % (calls + 2))
     expected = last % (body_len + len(VALUE), calls + 2, VALUE)
-    if count != calls + 2 or not answers.endswith(expected):
+    if count != calls + 2 or (calls and not answers.endswith(expected)):
         sys.exit(f"wrong answers: {count} frames for {calls + 2} requests; the end: "
                  f"{answers[-200:]!r}")
+
+
+PLUGINS = {
+    "python": ["/usr/bin/python3", os.path.join(HERE, "kv.py")],
+    "node": ["/usr/bin/node", os.path.join(os.path.dirname(HERE), "examples-node", "kv.mjs")],
+}
+
+
+def replay_process(language: str, calls: int) -> tuple[float, float]:
+    """Run the kv example of ``language`` on the recorded input once; (wall, CPU) seconds."""
+    fd, path = tempfile.mkstemp(prefix="tether-replay-in-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(frames(calls))
+    env = dict(os.environ, TETHER_MAGIC_COOKIE="7c1e4b9a-tether-reference-plugin")
+    try:
+        with open(path, "rb") as stdin, tempfile.TemporaryFile() as stdout:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wall = time.perf_counter()
+            subprocess.run(PLUGINS[language], stdin=stdin, stdout=stdout, env=env, check=True)
+            wall = time.perf_counter() - wall
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            stdout.seek(0)
+            check(stdout.read(), calls)
+    finally:
+        os.unlink(path)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main_process(language: str, calls: int, repeat: int) -> None:
+    base = sorted(replay_process(language, 0) for _ in range(repeat))
+    runs = sorted(replay_process(language, calls) for _ in range(repeat))
+    wall = (runs[0][0] - base[0][0]) / calls
+    cpus = sorted(c for _, c in runs)
+    base_cpu = sorted(c for _, c in base)[len(base) // 2]
+    cpu = (cpus[len(cpus) // 2] - base_cpu) / calls
+    print(f"{language}: {calls} kv.get replayed into a process, {repeat} runs: CPU "
+          f"{cpu * 1e6:.2f} µs per call (median, start-up of {base_cpu * 1e3:.0f} ms taken "
+          f"out; best {(cpus[0] - base_cpu) / calls * 1e6:.2f} µs), wall {wall * 1e6:.2f} µs "
+          "per call (best)")
 
 
 def main() -> None:
@@ -100,6 +147,11 @@ def main() -> None:
     repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 5
     if "--repeat" in sys.argv:
         args.remove(str(repeat))
+    if "--process" in sys.argv:
+        language = sys.argv[sys.argv.index("--process") + 1]
+        args.remove(language)
+        calls = int(args[0]) if args else 100_000
+        return main_process(language, calls, repeat)
     fd, path = tempfile.mkstemp(prefix="tether-replay-in-")
     with os.fdopen(fd, "wb") as f:
         f.write(frames(calls))
