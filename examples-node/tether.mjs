@@ -1496,6 +1496,8 @@ class Session {
     this._nextHandle = 1;
     this._out = [];
     this._outScheduled = false;
+    /** True while a chunk of stdin is handled: its 'data' callback flushes what was queued. */
+    this._reading = false;
     this._writing = 0;
     this._outBroken = false;
     this._exiting = false;
@@ -1540,9 +1542,16 @@ class Session {
     });
     const stdin = frameIn;
     stdin.on('data', (chunk) => {
-      this._reader.push(chunk);
-      // Answers of synchronous handlers go out now, one write per chunk read; the others are
-      // flushed at the end of this turn of the event loop.
+      // Answers of synchronous handlers go out now, one write per chunk read, without a
+      // setImmediate: a pending immediate makes the event loop poll once more without
+      // waiting, after the write, while the host already waits for this process's CPU. The
+      // others are flushed at the end of this turn of the event loop.
+      this._reading = true;
+      try {
+        this._reader.push(chunk);
+      } finally {
+        this._reading = false;
+      }
       if (this._out.length) this._flush();
     });
     stdin.on('end', () => this._onEnd());
@@ -1574,7 +1583,7 @@ class Session {
     } else {
       this._out.push(`Content-Length: ${size}\r\n\r\n`, body);
     }
-    if (!this._outScheduled) {
+    if (!this._outScheduled && !this._reading) {
       this._outScheduled = true;
       setImmediate(this._flushBound);
     }

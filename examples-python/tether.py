@@ -1198,8 +1198,9 @@ class Call:
         self.span_id: str | None = None
         self.parent_span_id: str | None = None
         self._cancelled = False
-        self._latch = allocate_lock()  # held until the call is cancelled
-        self._latch.acquire()
+        # Held until the call is cancelled; made (under the session lock) by the first
+        # wait_cancelled, since most handlers never wait for a cancel.
+        self._latch: Any = None
         self._outgoing: dict[int, _Pending] = {}  # our unanswered requests made for this call
         self._streams: list[_Channel] = []  # the streams its params carried (§12.4.3)
 
@@ -1213,8 +1214,14 @@ class Call:
         session = _session
         if session is not None:
             session.yield_lead()  # the cancel is read by another thread
-        if self._latch.acquire(True, -1 if timeout is None else max(timeout, 0)):
-            self._latch.release()
+        with session.lock if session is not None else allocate_lock():
+            latch = self._latch
+            if latch is None:
+                self._latch = latch = allocate_lock()
+                if not self._cancelled:
+                    latch.acquire()  # cancel() releases it
+        if latch.acquire(True, -1 if timeout is None else max(timeout, 0)):
+            latch.release()
         return self._cancelled
 
     def check(self) -> None:
@@ -1368,6 +1375,10 @@ _HOST_LEAVING_WINDOW = 1.0  # seconds a failed write waits for the end of stdin 
 _IOV_MAX = 512  # buffers per writev call (even-sized: header and body stay together)
 
 
+def _nothing() -> None:
+    pass
+
+
 def _write_buffers(fd: int, buffers: list[bytes]) -> None:
     """Write all of ``buffers``, in order, in as few system calls as the pipe allows."""
     if not _HAS_VECTORED_IO:
@@ -1398,12 +1409,16 @@ class _Reader:
         self.pos = 0
         self.max_frame = DEFAULT_MAX_FRAME_SIZE
         self.attachments = False  # whether Tether-Attachments is read (negotiated, §2.8.3)
+        # Called before every read that may block: the session writes the answers it held
+        # back while frames were already buffered (see _Session.holder).
+        self.before_read: Callable[[], None] = _nothing
 
     def _fill(self) -> bool:
         """Append what the pipe has (at least one byte); False at end of file."""
         if self.pos >= _CHUNK:
             del self.buf[: self.pos]
             self.pos = 0
+        self.before_read()
         data = os.read(self.fd, _CHUNK)
         self.buf += data
         return bool(data)
@@ -1425,12 +1440,12 @@ class _Reader:
                         _report("end of file inside a frame header: " + _shown(buf[pos:]))
                     return None
                 continue
-            header = bytes(buf[pos:end])
             lengths: list[int] | None = None
-            if header.startswith(b"Content-Length: ") and header[16:].isdigit():
-                length = int(header[16:])  # the writer form of §2.2: the common case
+            digits = buf[pos + 16:end] if buf.startswith(b"Content-Length: ", pos, end) else b""
+            if digits.isdigit():
+                length = int(digits)  # the writer form of §2.2: the common case
             else:
-                length, problem, listed = _parse_header(header)
+                length, problem, listed = _parse_header(bytes(buf[pos:end]))
                 if length < 0:
                     if not self._resync(pos, problem):
                         return None
@@ -1469,6 +1484,7 @@ class _Reader:
         self.buf.clear()
         self.pos = 0
         view = memoryview(body)
+        self.before_read()
         while have < length:
             n = _read_into(self.fd, view[have: have + 16 * _CHUNK])
             if not n:
@@ -1487,6 +1503,7 @@ class _Reader:
             return _Oversized(length, prefix)
         self.buf.clear()
         self.pos = 0
+        self.before_read()
         while left > 0:
             data = os.read(self.fd, min(left, 16 * _CHUNK))
             if not data:
@@ -1646,6 +1663,12 @@ class _Session:
         self.out_fd = out_fd
         self.write_lock = allocate_lock()
         self.out_queue: list[bytes] = []  # frames waiting for the writer: header, body, ...
+        # The leader, while it handles frames that were already read: what it sends waits in
+        # out_queue and goes out in one writev before it next blocks (a read that waits, a
+        # wait in a handler, the hand-over; the watchdog flushes for a handler that runs
+        # long). Many answers per system call when requests arrive together; one otherwise.
+        self.holder: int | None = None
+        self.reader.before_read = self.flush
         self.lock = allocate_lock()  # guards everything below that threads share
         self.initialized = False
         self.shutting_down = False
@@ -1706,13 +1729,24 @@ class _Session:
         one system call (``writev``), without copying the bodies or the attachments.
         """
         queue = self.out_queue
-        if parts:
+        if len(parts) == 1:  # one bytes value: the common case, formatted in one step
+            size = len(parts[0])
+            queue += (b"Content-Length: %d\r\nTether-Attachments: %d\r\n\r\n" % (
+                len(body) + size, size), body, parts[0])
+        elif parts:
             sizes = [len(p) for p in parts]
             queue += (b"Content-Length: %d\r\nTether-Attachments: %s\r\n\r\n" % (
                 len(body) + sum(sizes), ",".join(map(str, sizes)).encode("ascii")),
                 body, *parts)
         else:
             queue += (b"Content-Length: %d\r\n\r\n" % len(body), body)
+        if self.holder == get_ident():
+            return  # the leader writes it before it next waits
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the frames waiting in the queue (unless another thread is writing them)."""
+        queue = self.out_queue
         while queue:
             if not self.write_lock.acquire(False):
                 return  # the writer re-checks the queue after releasing the lock
@@ -1846,6 +1880,8 @@ class _Session:
     def lead(self) -> None:
         """Read and route frames, running handlers inline, until the lead is handed over."""
         reader = self.reader
+        me = get_ident()
+        self.holder = me
         while True:
             try:
                 frame = reader.next()
@@ -1853,6 +1889,8 @@ class _Session:
                 _report(f"cannot read from the host: {e}")
                 frame = None
             if frame is None:
+                self.holder = None
+                self.flush()
                 self.on_eof()  # does not return
             try:
                 kind = type(frame)
@@ -1868,6 +1906,9 @@ class _Session:
                 _report(f"internal error while handling a frame: {e!r}")
                 continue
             if job is not None and not self.run_inline(job):
+                if self.holder == me:
+                    self.holder = None
+                self.flush()
                 return
 
     def run_inline(self, job: tuple[Call, _Method, dict[str, Any]]) -> bool:
@@ -1881,13 +1922,12 @@ class _Session:
         if wake:
             self.watchdog_latch.release()
         try:
-            self.run_call(*job)
-        finally:
+            return self.run_call(*job, leader=me)
+        except BaseException:
             with self.lock:
-                still = self.inline_thread == me
-                if still:
+                if self.inline_thread == me:
                     self.inline_thread = None
-        return still
+            raise
 
     def yield_lead(self) -> None:
         """Before this thread blocks in a handler: hand the reading over if it still leads."""
@@ -1896,6 +1936,9 @@ class _Session:
             mine = self.inline_thread == me
             if mine:
                 self.inline_thread = None
+        if self.holder == me:
+            self.holder = None
+        self.flush()  # what this thread held back, before it waits
         if mine:
             self.promote()
 
@@ -1917,6 +1960,7 @@ class _Session:
                     self.watchdog_parked = True
             if stuck:
                 self.promote()
+                self.flush()  # what the leader held back before this long handler
             if park:
                 quiet = 0
                 self.watchdog_latch.acquire()  # released by run_inline
@@ -2411,8 +2455,9 @@ class _Session:
         return call, target, params, parts
 
     def run_call(self, call: Call, target: _Method, params: dict[str, Any],
-                 parts: list[memoryview] | None = None) -> None:
-        """Call a handler on this worker thread and answer its request."""
+                 parts: list[memoryview] | None = None, leader: int | None = None) -> bool:
+        """Call a handler on this thread and answer its request. ``leader``: this thread's id
+        when it leads (:meth:`run_inline`); returns whether it still does."""
         tid = get_ident()
         _calls_by_thread[tid] = call
         try:
@@ -2427,13 +2472,17 @@ class _Session:
         self.send(body, attached)
         if opened:
             self.start_streams(opened)
-        with self.lock:
+        with self.lock:  # one lock section for the call and for the leader's turn
+            still = leader is not None and self.inline_thread == leader
+            if still:
+                self.inline_thread = None
             del self.calls[call.id]
             shutdown_id = _MISSING
             if not self.calls and self.shutdown_id is not _MISSING:
                 shutdown_id, self.shutdown_id = self.shutdown_id, _MISSING
         if shutdown_id is not _MISSING:  # the last in-flight request: shutdown completes
             self.reply(shutdown_id, {})
+        return still
 
     def answer(self, call: Call, target: _Method, params: dict[str, Any],
                parts: list[memoryview] | None = None
@@ -2557,7 +2606,9 @@ class _Session:
                 del self.pending[pending.id]
                 self.abandoned.add(pending.id)
                 pending.cancelled = True
-        call._latch.release()
+            latch = call._latch  # None while no thread waits in wait_cancelled
+        if latch is not None:
+            latch.release()
         for channel in call._streams:  # at both ends, with -32800 (§12.4.3)
             channel._abort(Cancelled())
         for pending in waiting:

@@ -6,7 +6,7 @@ import time
 import unittest
 from typing import Any
 
-from harness import TESTS, Plugin, precompile
+from harness import TESTS, Plugin, encode, precompile
 
 LAB = os.path.join(TESTS, "plugins", "lab.py")
 
@@ -69,6 +69,43 @@ class LabTest(unittest.TestCase):
             self.assertEqual(self.p.result("tether/ping"), {})  # answered before the slow one
             self.assertLess(time.monotonic() - started, 1.5, method)
             self.assertIn("result", self.p.response(slow))
+
+    def batch(self, *calls: tuple[str, dict[str, Any]]) -> list[int]:
+        """Send requests in one write, so that the plugin reads them together; their ids."""
+        ids = [self.p.new_id() for _ in calls]
+        self.p.send_raw(b"".join(
+            encode({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
+            for rid, (method, params) in zip(ids, calls)))
+        return ids
+
+    def test_answers_read_together_go_out_in_order(self) -> None:
+        # The leader holds answers back while frames are buffered and writes them together.
+        ids = self.batch(*[("lab.echo_bytes", {"data": base64.b64encode(b"%d" % i).decode()})
+                           for i in range(50)])
+        for i, rid in enumerate(ids):
+            self.assertEqual(self.p.response(rid)["result"],
+                             {"data": base64.b64encode(b"%d" % i).decode(), "len": len(b"%d" % i)})
+
+    def test_an_answer_read_with_a_slow_handler_is_not_held_behind_it(self) -> None:
+        # The ping's answer waits while the next buffered frame is handled; a handler that
+        # runs long (sleeping, or spinning without the SDK) must not keep it waiting.
+        for method in ("lab.nap", "lab.spin"):
+            started = time.monotonic()
+            ping, slow = self.batch(("tether/ping", {}), (method, {"seconds": 3.0}))
+            self.assertEqual(self.p.response(ping)["result"], {})
+            self.assertLess(time.monotonic() - started, 2.0, method)
+            self.assertIn("result", self.p.response(slow))
+
+    def test_a_request_to_the_host_is_not_held_behind_its_handler(self) -> None:
+        # A handler run by the leader asks the host; the request and the earlier answer go
+        # out before it waits, or host and plugin would wait for each other.
+        ping, rid = self.batch(("tether/ping", {}),
+                               ("lab.call_host", {"method": "host.thing", "timeout": 30.0}))
+        self.assertEqual(self.p.response(ping)["result"], {})
+        msg = self.p.recv()
+        self.assertEqual(msg["method"], "host.thing")
+        self.p.reply(msg["id"], {"ok": 2})
+        self.assertEqual(self.p.response(rid)["result"], {"result": {"ok": 2}})
 
     def test_a_handler_polling_its_flag_sees_the_cancel(self) -> None:
         rid = self.p.request("lab.poll_cancel", {"seconds": 30.0})
