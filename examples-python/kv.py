@@ -1,6 +1,4 @@
 """kv: the reference key/value store of SPEC.md §9.1 and §9.2, in memory, as a Tether plugin."""
-import os
-
 import tether
 
 store: dict[str, bytes] = {}
@@ -32,12 +30,13 @@ def delete(key: str) -> dict:
     return {"existed": store.pop(key, None) is not None}
 
 
-# The schemas of versions 1 and 2 are those of the application's interface file, read rather
-# than repeated here; in code they would be, for instance,
-# {"put": ({"key": {"type": "string", "minLength": 1}, "value": bytes}, {}), ...}.
-INTERFACE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "spec",
-                              "interfaces", "kv.json")
+KEY = {"type": "string", "minLength": 1}  # keys are non-empty Unicode strings
+V1 = {
+    # bytes: base64 on the wire (§5.3), or an attachment once negotiated (§2.8)
+    "put": ({"key": KEY, "value": bytes}, {}),
+    "get": ({"key": KEY}, {"value": bytes}),
+}
+V2 = {**V1, "delete": ({"key": KEY}, {"existed": bool})}
 
 if __name__ == "__main__":
-    kv = tether.Interface.from_file(INTERFACE_FILE, {"put": put, "get": get, "delete": delete})
-    tether.serve("kv-python", "0.1.0", kv)
+    tether.serve("kv-python", "0.1.0", tether.Interface("kv", {1: V1, 2: V2}, globals()))

@@ -37,4 +37,4 @@ elif flag == "inheritable":
 elif flag == "protects-stdout":
     os.dup2(2, 1)
 
-tether.serve("kv-fds", "0.1.0", tether.Interface.from_file(kv.INTERFACE_FILE, kv))
+tether.serve("kv-fds", "0.1.0", tether.Interface("kv", {1: kv.V1, 2: kv.V2}, vars(kv)))

@@ -163,6 +163,6 @@ def run(flag):
     PATCHES[flag]()
     tether.serve(
         "broken-streams", "0.1.0",
-        tether.Interface.from_file(kv.INTERFACE_FILE, kv),
+        tether.Interface("kv", {1: kv.V1, 2: kv.V2}, kv),
         tether.Interface("blob", {1: blob.V1}, blob),
     )
