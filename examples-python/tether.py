@@ -22,9 +22,12 @@ Section numbers (``§2.5``) refer to ``spec/SPEC.md``, the Tether protocol, vers
   created per call) as soon as the handler waits for the host (a callback through a handle,
   §6) or runs past 2 ms, so a handler never stops other requests from being served for long,
   and quick handlers cost no thread hand-off (§3.7);
-* converts params: ``{"type": "string", "contentEncoding": "base64"}`` becomes ``bytes``, a
-  handle becomes a :class:`RemoteHandle` you can call, and bad params are answered -32602;
-  ``bytes`` in results are sent as base64;
+* converts params: a bytes value (the spec's Bytes schema, :data:`BYTES_SCHEMA`, or
+  ``{"type": "string", "contentEncoding": "base64"}``) becomes ``bytes``, a handle becomes a
+  :class:`RemoteHandle` you can call, and bad params are answered -32602; ``bytes`` in results
+  are sent as base64;
+* reads an application's interface file (``spec/interfaces/kv.json``):
+  :meth:`Interface.from_file` serves its versions with the file's schemas, not repeated in code;
 * negotiates attachments (§2.8): when the host announces them, every ``bytes`` value travels
   raw after the JSON of its frame (``{"$bytes": i}``), written with ``writev`` without a copy,
   and frames with attachments are read bounded by the maximum frame size; base64 keeps
@@ -74,6 +77,7 @@ __all__ = [
     "Cancelled",
     "Error",
     "Export",
+    "BYTES_SCHEMA",
     "Interface",
     "InterfaceFileError",
     "RemoteError",
