@@ -76,7 +76,9 @@ async fn interface_name(args: &ExportArgs) -> Result<String, Failure> {
         return Ok(one.clone());
     }
     if args.launch.interfaces().len() > 1 {
-        return Err(Failure::failed(anyhow::anyhow!("export one interface at a time: give --interface once")));
+        return Err(Failure::failed(anyhow::anyhow!(
+            "export one interface at a time: give --interface once"
+        )));
     }
     let started = args.launch.start(&args.command).await.map_err(Failure::not_started)?;
     let declared: Vec<String> = started.plugin.initialize_result().interfaces.keys().cloned().collect();
@@ -111,6 +113,8 @@ async fn declared_methods(
             "offered {name} version {version} alone, the plugin declared version {}",
             d.version
         ))),
-        None => Err(Failure::failed(anyhow::anyhow!("offered {name} version {version}, the plugin did not declare it"))),
+        None => Err(Failure::failed(anyhow::anyhow!(
+            "offered {name} version {version}, the plugin did not declare it"
+        ))),
     }
 }

@@ -536,10 +536,8 @@ fn interface_export_of_one_version_of_the_node_kv_example_and_to_stdout() {
 
 #[test]
 fn interface_export_names_what_it_cannot_export() {
-    let greeter = vec![
-        "python3".to_owned(),
-        repo().join("examples-python/greeter/greeter.py").display().to_string(),
-    ];
+    let greeter =
+        vec!["python3".to_owned(), repo().join("examples-python/greeter/greeter.py").display().to_string()];
     let out = tether(&["interface", "export"], &greeter, &[]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(
