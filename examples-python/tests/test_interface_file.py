@@ -122,6 +122,33 @@ class FromFileTest(unittest.TestCase):
         self.assertIn("$ref '#/$defs/Gone' points at nothing in its schema", str(e.exception))
 
 
+class ReferenceFilesTest(unittest.TestCase):
+    """The handles and streams of spec/interfaces/counter.json and blob.json, loaded as they are."""
+
+    def test_a_handle_of_counter_json_becomes_a_remote_handle(self) -> None:
+        counter = tether.Interface.from_file(os.path.join(SPEC, "counter.json"),
+                                             {"put": lambda **kw: {}, "get": lambda key: {}})
+        got = convert(counter, 1, "put",
+                      {"key": "k", "value": 1, "adder": {"$handle": "h1", "interface": "adder"}})
+        self.assertIsInstance(got["adder"], tether.RemoteHandle)
+        self.assertEqual((got["adder"].id, got["adder"].interface), ("h1", "adder"))
+        # The file's handle schema leaves `interface` open and requires a non-empty `$handle`.
+        self.assertEqual(convert(counter, 1, "put", {"key": "k", "value": 1,
+                                                     "adder": {"$handle": "", "interface": "x"}}),
+                         "invalid params: adder: expected a handle with a non-empty string $handle")
+
+    def test_a_stream_of_blob_json_needs_the_streams_capability(self) -> None:
+        names = ("upload", "download", "count", "produce")
+        blob = tether.Interface.from_file(os.path.join(SPEC, "blob.json"),
+                                          {n: (lambda **kw: {}) for n in names})
+        # Without a session that negotiated streams, a stream object is refused with the reason.
+        self.assertEqual(convert(blob, 1, "count", {"data": {"$stream": 1, "mode": "read"}}),
+                         "invalid params: data: a stream, but the streams capability was not "
+                         "negotiated")
+        self.assertEqual(convert(blob, 1, "produce", {"size": 2**41}),
+                         "invalid params: size: expected at most 1099511627776")
+
+
 class SchemaKeywordsTest(unittest.TestCase):
     """Validation of what interface files use, through the params conversion of a handler."""
 
