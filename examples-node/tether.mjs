@@ -430,7 +430,7 @@ const badRef = (atts, i) =>
 
 /** A local reference (`#/$defs/Bytes`) in `root`; undefined (anything goes) otherwise. */
 function resolveRef(root, ref) {
-  if (!ref.startsWith('#')) return undefined;
+  if (ref !== '#' && !ref.startsWith('#/')) return undefined; // `#anchor`s are not followed
   let node = root;
   for (const part of ref.slice(1).split('/').slice(1)) {
     const key = decodeURIComponent(part).replaceAll('~1', '/').replaceAll('~0', '~');

@@ -442,10 +442,10 @@ class _Scope:
 
     def resolve(self, ref: Any) -> Any:
         """The schema a local reference (``#/$defs/Bytes``) points at; ValueError otherwise."""
-        if type(ref) is not str or not ref.startswith("#"):
+        if type(ref) is not str or (ref != "#" and not ref.startswith("#/")):
             raise ValueError(f"$ref {ref!r} is not a local reference (#/...) to follow")
         node = self.root
-        for part in ref[1:].split("/")[1:] if ref != "#" else []:
+        for part in ref[2:].split("/") if ref != "#" else []:
             key = part.replace("~1", "/").replace("~0", "~")
             if type(node) is dict and key in node:
                 node = node[key]
