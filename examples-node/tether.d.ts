@@ -69,7 +69,8 @@ export const schema: Readonly<{
   string(extra?: JsonSchema): JsonSchema;
   /**
    * Bytes: padded standard base64 on the wire, or an attachment once negotiated (SPEC.md §2.8);
-   * a `Buffer` in handlers either way. Return a Buffer/Uint8Array.
+   * a `Buffer` in handlers either way. Return a Buffer/Uint8Array. The schema is the spec's
+   * Bytes schema (`anyOf` a base64 string or `{"$bytes": i}`).
    */
   bytes(extra?: JsonSchema): JsonSchema;
   /**
@@ -88,6 +89,25 @@ export const schema: Readonly<{
   /** `{}`. */
   empty(): ObjectSchema;
 }>;
+
+/** An interface file that cannot be served; the message names the file and the cause. */
+export class InterfaceFileError extends Error {}
+
+/**
+ * Reads an interface file (`spec/schema/interface.schema.json`, e.g. `spec/interfaces/kv.json`)
+ * and returns the interface for `serve()`, declared with the file's schemas. `versions`: those
+ * to serve (default: every version of the file). Rejects with an InterfaceFileError.
+ */
+export function interfaceFromFile(
+  file: string | URL,
+  options: { handlers: Record<string, any>; versions?: number | number[] },
+): Promise<InterfaceDecl>;
+
+/** `interfaceFromFile` for a document already parsed; throws an InterfaceFileError. */
+export function interfaceFromDocument(
+  doc: unknown,
+  options: { handlers: Record<string, any>; versions?: number | number[]; source?: string },
+): InterfaceDecl;
 
 /** Strict base64 (SPEC.md §5.3): a Buffer, or null when `s` is not padded standard base64. */
 export function decodeBase64(s: string): Buffer | null;

@@ -162,8 +162,13 @@ export const schema = Object.freeze({
   },
   /** @param {object} [extra] e.g. `{minLength: 1}` */
   string: (extra = {}) => ({ type: 'string', ...extra }),
-  /** Bytes: standard padded base64 on the wire (SPEC.md §5.3), a `Buffer` in your handler. */
-  bytes: (extra = {}) => ({ type: 'string', contentEncoding: 'base64', ...extra }),
+  /**
+   * Bytes: standard padded base64 on the wire (SPEC.md §5.3), or an attachment reference
+   * `{"$bytes": i}` once attachments are negotiated (§2.8); a `Buffer` in your handler. The
+   * schema is the spec's Bytes schema (`#/$defs/Bytes` of spec/interfaces/kv.json), so a plugin
+   * declares exactly what an interface file allows.
+   */
+  bytes: (extra = {}) => ({ ...bytesSchema(), ...extra }),
   /** An integer (SPEC.md §5.4); this SDK accepts only exactly representable ones (±2^53-1). */
   integer: (extra = {}) => ({ type: 'integer', ...extra }),
   number: (extra = {}) => ({ type: 'number', ...extra }),
@@ -193,6 +198,21 @@ export const schema = Object.freeze({
   /** `{}`: a method without params or without result. */
   empty: () => ({ type: 'object' }),
 });
+
+/** The spec's Bytes schema: a base64 string, or an attachment reference (SPEC.md §2.8). */
+function bytesSchema() {
+  return {
+    anyOf: [
+      { type: 'string', contentEncoding: 'base64' },
+      {
+        type: 'object',
+        properties: { $bytes: { type: 'integer', minimum: 0 } },
+        required: ['$bytes'],
+        additionalProperties: false,
+      },
+    ],
+  };
+}
 
 const B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 const B64_VALUE = (c) =>
@@ -232,8 +252,10 @@ function typeMatches(want, v, actual) {
 /**
  * Checks `value` (found at `holder[key]`) against the subset of JSON Schema that method schemas
  * use: type, properties, required, additionalProperties, items, const, enum, minLength,
- * maxLength, minimum, maximum, minItems, maxItems, contentEncoding base64 (the string is
- * replaced by a Buffer). Other keywords are ignored. Returns a problem, or null.
+ * maxLength, minimum, maximum, minItems, maxItems, allOf, anyOf, oneOf, local $ref (within
+ * `root`, the method schema), contentEncoding base64 (the string is replaced by a Buffer) and
+ * attachment references `{"$bytes": i}` where the schema allows them (replaced by the
+ * attachment). Other keywords are ignored. Returns a problem, or null.
  * @returns {{path: string, problem: string} | null}
  */
 function check(s, holder, key, path, root = s, atts = null) {
@@ -241,7 +263,7 @@ function check(s, holder, key, path, root = s, atts = null) {
   if (s === false) return { path, problem: 'no value is allowed here' };
   const v = holder[key];
   if (v instanceof Uint8Array) return null; // bytes this walk already decoded
-  if (s.contentEncoding === 'base64' && isBytesRef(v)) {
+  if ((s.contentEncoding === 'base64' || (s.properties && Object.hasOwn(s.properties, '$bytes'))) && isBytesRef(v)) {
     // `{"$bytes": i}`: attachment i of the frame, in place of the base64 string (SPEC.md §2.8).
     const bytes = attachment(atts, v.$bytes);
     if (bytes === null) return { path, problem: badRef(atts, v.$bytes) };
@@ -258,6 +280,12 @@ function check(s, holder, key, path, root = s, atts = null) {
       const p = check(sub, holder, key, path, root, atts);
       if (p) return p;
     }
+  }
+  for (const word of ['anyOf', 'oneOf']) {
+    if (!Array.isArray(s[word]) || s[word].length === 0) continue;
+    const p = checkUnion(s[word], word === 'oneOf', holder, key, path, root, atts);
+    if (p) return p;
+    if (holder[key] !== v) return null;
   }
   const actual = typeOf(v);
   if (s.type !== undefined) {
@@ -327,6 +355,56 @@ function check(s, holder, key, path, root = s, atts = null) {
   return null;
 }
 
+/**
+ * `anyOf` (the first branch that accepts the value converts it) or `oneOf` (exactly one branch
+ * may accept it). Each branch checks its own copy, so a branch that fails half-way leaves no
+ * Buffer behind for the next. A refusal names the problem of the one branch whose type fits
+ * the value, or every branch's.
+ */
+function checkUnion(branches, exactlyOne, holder, key, path, root, atts) {
+  const v = holder[key];
+  let accepted;
+  let found = false;
+  const problems = [];
+  for (const branch of branches) {
+    const scratch = { v: copyJson(v) };
+    const p = check(branch, scratch, 'v', path, root, atts);
+    if (p) {
+      problems.push({ p, fits: typeFits(branch, root, v) });
+      continue;
+    }
+    if (found) return { path, problem: 'matches more than one alternative of a oneOf' };
+    found = true;
+    accepted = scratch.v;
+    if (!exactlyOne) break;
+  }
+  if (found) {
+    holder[key] = accepted;
+    return null;
+  }
+  const fitting = problems.filter((x) => x.fits);
+  if (fitting.length === 1) return fitting[0].p;
+  return { path, problem: `matches none of the alternatives: ${problems.map((x, i) => `(${i + 1}) ${x.p.problem}`).join('; ')}` };
+}
+
+/** Whether `v` has a type the schema (a `$ref` followed) names; true when it names none. */
+function typeFits(s, root, v) {
+  for (let i = 0; i < 32 && s && typeof s.$ref === 'string'; i++) s = resolveRef(root, s.$ref);
+  if (!s || s.type === undefined) return true;
+  const actual = typeOf(v);
+  return (Array.isArray(s.type) ? s.type : [s.type]).some((t) => typeMatches(t, v, actual));
+}
+
+/** A copy of a JSON value (Buffers already decoded are kept as they are). */
+function copyJson(v) {
+  if (v === null || typeof v !== 'object' || v instanceof Uint8Array) return v;
+  if (Array.isArray(v)) return v.map(copyJson);
+  const out = {};
+  // defineProperty: a member named `__proto__` stays a member.
+  for (const k of Object.keys(v)) Object.defineProperty(out, k, { value: copyJson(v[k]), writable: true, enumerable: true, configurable: true });
+  return out;
+}
+
 /** Whether `v` is an attachment reference: an object whose only member is `$bytes`. */
 function isBytesRef(v) {
   if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.hasOwn(v, '$bytes')) return false;
@@ -352,7 +430,7 @@ const badRef = (atts, i) =>
 
 /** A local reference (`#/$defs/Bytes`) in `root`; undefined (anything goes) otherwise. */
 function resolveRef(root, ref) {
-  if (!ref.startsWith('#')) return undefined;
+  if (ref !== '#' && !ref.startsWith('#/')) return undefined; // `#anchor`s are not followed
   let node = root;
   for (const part of ref.slice(1).split('/').slice(1)) {
     const key = decodeURIComponent(part).replaceAll('~1', '/').replaceAll('~0', '~');
@@ -369,6 +447,124 @@ function jsonEqual(a, b) {
   const ka = Object.keys(a);
   if (ka.length !== Object.keys(b).length) return false;
   return ka.every((k) => Object.hasOwn(b, k) && jsonEqual(a[k], b[k]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interface files (spec/schema/interface.schema.json): an application's interface, its versions
+// and their methods' schemas, read instead of repeated in code.
+
+/** An interface file that cannot be served; the message names the file and the cause. */
+export class InterfaceFileError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'InterfaceFileError';
+  }
+}
+
+/**
+ * Reads an interface file (`spec/interfaces/kv.json`) and returns the interface for `serve()`'s
+ * `interfaces`, with the methods' params and result schemas of the file.
+ * @param {string | URL} file
+ * @param {{handlers: object, versions?: number | number[]}} options `versions`: those to serve
+ *   (every version of the file by default)
+ */
+export async function interfaceFromFile(file, options) {
+  // Imported here: plugins that never read a file do not pay for the module at start-up.
+  const { readFile } = await import('node:fs/promises');
+  const source = file instanceof URL ? file.pathname : String(file);
+  let text;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const why = e?.code === 'ENOENT' ? 'no such file' : e?.message ?? String(e);
+    throw new InterfaceFileError(`cannot read the interface file ${source}: ${why}`);
+  }
+  let doc;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw new InterfaceFileError(`${source}: not JSON: ${e.message}`);
+  }
+  return interfaceFromDocument(doc, { ...options, source });
+}
+
+/**
+ * `interfaceFromFile` for a document already parsed. Throws an InterfaceFileError when the
+ * document is not an interface document, a chosen version is not in it, a method of a chosen
+ * version has no handler, a handler is no method of any chosen version, or a `$ref` of a
+ * method schema points at nothing within that schema.
+ * @param {any} doc
+ * @param {{handlers: object, versions?: number | number[], source?: string}} options
+ */
+export function interfaceFromDocument(doc, options) {
+  const source = options?.source ?? 'the interface document';
+  const bad = (why) => new InterfaceFileError(`${source}: ${why}`);
+  const isObject = (x) => x !== null && typeof x === 'object' && !Array.isArray(x);
+  const name = doc?.name;
+  if (!isObject(doc) || typeof name !== 'string' || !NAME_RE.test(name) || !Array.isArray(doc.versions) || doc.versions.length === 0) {
+    throw bad('not an interface document (it needs a name and a non-empty versions list, spec/schema/interface.schema.json)');
+  }
+  const defined = new Map();
+  for (const entry of doc.versions) {
+    if (!isObject(entry) || !Number.isSafeInteger(entry.version) || entry.version < 1 || !isObject(entry.methods)) {
+      throw bad(`interface ${name}: every version needs a positive version number and a methods object`);
+    }
+    defined.set(entry.version, entry.methods);
+  }
+  const wanted = options?.versions;
+  const chosen = wanted === undefined ? [...defined.keys()] : [...new Set(Array.isArray(wanted) ? wanted : [wanted])];
+  chosen.sort((a, b) => a - b);
+  const missing = chosen.filter((v) => !defined.has(v));
+  if (missing.length || chosen.length === 0) {
+    throw bad(`interface ${name} defines the versions ${JSON.stringify([...defined.keys()].sort((a, b) => a - b))}, not ${JSON.stringify(missing)}`);
+  }
+  const handlers = options?.handlers;
+  if (handlers === null || (typeof handlers !== 'object' && typeof handlers !== 'function')) {
+    throw bad(`interface ${name} needs \`handlers\` (an object with a function per method)`);
+  }
+  const versions = {};
+  const served = new Set();
+  for (const v of chosen) {
+    versions[v] = {};
+    for (const [method, decl] of Object.entries(defined.get(v))) {
+      for (const part of ['params', 'result']) {
+        if (decl?.[part]?.type !== 'object') throw bad(`${name}.${method} (version ${v}) needs a ${part} schema of type object`);
+        const dangling = danglingRef(decl[part], decl[part]);
+        if (dangling) throw bad(`${name}.${method} (version ${v}) ${part}: $ref ${JSON.stringify(dangling)} points at nothing in its schema`);
+      }
+      if (typeof handlers[method] !== 'function') {
+        throw bad(`${name} version ${v} defines the method ${method}, but the handlers have no function ${method}`);
+      }
+      versions[v][method] = { params: decl.params, result: decl.result };
+      served.add(method);
+    }
+  }
+  const extra = handlerNames(handlers).filter((h) => !served.has(h)).sort();
+  if (extra.length) {
+    throw bad(`the handlers ${JSON.stringify(extra)} are no method of ${name} version(s) ${JSON.stringify(chosen)} (its methods: ${JSON.stringify([...served].sort())})`);
+  }
+  return { name, versions, handlers };
+}
+
+/** The functions of a handlers object: its own, and the methods of its class (not `_private`). */
+function handlerNames(handlers) {
+  const names = new Set(Object.keys(handlers));
+  const proto = Object.getPrototypeOf(handlers);
+  if (proto && proto !== Object.prototype && proto !== Function.prototype) {
+    for (const k of Object.getOwnPropertyNames(proto)) if (k !== 'constructor') names.add(k);
+  }
+  return [...names].filter((k) => !k.startsWith('_') && typeof handlers[k] === 'function');
+}
+
+/** The first `$ref` of `s` that is not a local reference resolving within `root`, or null. */
+function danglingRef(s, root, depth = 0) {
+  if (s === null || typeof s !== 'object' || depth > 64) return null;
+  if (typeof s.$ref === 'string' && resolveRef(root, s.$ref) === undefined) return s.$ref;
+  for (const sub of Array.isArray(s) ? s : Object.values(s)) {
+    const found = danglingRef(sub, root, depth + 1);
+    if (found) return found;
+  }
+  return null;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ def delete(key: str) -> dict:
 
 KEY = {"type": "string", "minLength": 1}  # keys are non-empty Unicode strings
 V1 = {
-    "put": ({"key": KEY, "value": bytes}, {}),  # bytes: base64 on the wire (§5.3)
+    # bytes: base64 on the wire (§5.3), or an attachment once negotiated (§2.8)
+    "put": ({"key": KEY, "value": bytes}, {}),
     "get": ({"key": KEY}, {"value": bytes}),
 }
 V2 = {**V1, "delete": ({"key": KEY}, {"existed": bool})}

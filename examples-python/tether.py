@@ -22,9 +22,12 @@ Section numbers (``§2.5``) refer to ``spec/SPEC.md``, the Tether protocol, vers
   created per call) as soon as the handler waits for the host (a callback through a handle,
   §6) or runs past 2 ms, so a handler never stops other requests from being served for long,
   and quick handlers cost no thread hand-off (§3.7);
-* converts params: ``{"type": "string", "contentEncoding": "base64"}`` becomes ``bytes``, a
-  handle becomes a :class:`RemoteHandle` you can call, and bad params are answered -32602;
-  ``bytes`` in results are sent as base64;
+* converts params: a bytes value (the spec's Bytes schema, :data:`BYTES_SCHEMA`, or
+  ``{"type": "string", "contentEncoding": "base64"}``) becomes ``bytes``, a handle becomes a
+  :class:`RemoteHandle` you can call, and bad params are answered -32602; ``bytes`` in results
+  are sent as base64;
+* reads an application's interface file (``spec/interfaces/kv.json``):
+  :meth:`Interface.from_file` serves its versions with the file's schemas, not repeated in code;
 * negotiates attachments (§2.8): when the host announces them, every ``bytes`` value travels
   raw after the JSON of its frame (``{"$bytes": i}``), written with ``writev`` without a copy,
   and frames with attachments are read bounded by the maximum frame size; base64 keeps
@@ -74,7 +77,9 @@ __all__ = [
     "Cancelled",
     "Error",
     "Export",
+    "BYTES_SCHEMA",
     "Interface",
+    "InterfaceFileError",
     "RemoteError",
     "RemoteHandle",
     "Stream",
@@ -137,6 +142,11 @@ class Error(Exception):
         if self.data is not _MISSING:
             err["data"] = self.data
         return err
+
+
+class InterfaceFileError(Exception):
+    """An interface file that :meth:`Interface.from_file` cannot serve, with the file and the
+    cause in its message."""
 
 
 class Cancelled(Error):
@@ -301,9 +311,24 @@ def _b64decode(text: str) -> bytes:
 # Schemas: the shorthand of Interface declarations, and params checking and conversion (§5.2)
 # --------------------------------------------------------------------------------------------
 
+#: The spec's schema of a bytes value (``spec/interfaces/*.json``, ``#/$defs/Bytes``): base64,
+#: or, once attachments are negotiated, ``{"$bytes": i}`` (§2.8). Declared as it is, so that a
+#: plugin accepts exactly what an interface file allows.
+BYTES_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "contentEncoding": "base64"},
+        {
+            "type": "object",
+            "properties": {"$bytes": {"type": "integer", "minimum": 0}},
+            "required": ["$bytes"],
+            "additionalProperties": False,
+        },
+    ],
+}
+
 _SHORTHAND: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},
-    bytes: {"type": "string", "contentEncoding": "base64"},
+    bytes: BYTES_SCHEMA,
     int: {"type": "integer"},
     float: {"type": "number"},
     bool: {"type": "boolean"},
@@ -337,16 +362,17 @@ def schema(spec: Any) -> dict[str, Any]:
       ``list``, ``None`` and ``object`` (anything);
     * a dict of members, ``{"key": str, "limit?": int}``: an object; a name ending in ``?`` is
       optional, every other member is required;
-    * a JSON Schema, recognised by its string ``type`` member, is used as it is.
+    * a JSON Schema, recognised by its ``type`` member (or ``$ref``, ``anyOf``, ``oneOf``,
+      ``allOf``, ``const``, ``enum``), is used as it is.
     """
     if spec is None:
         spec = type(None)
     if isinstance(spec, type):
         if spec not in _SHORTHAND:
             raise TypeError(f"no JSON Schema shorthand for {spec.__name__}")
-        return dict(_SHORTHAND[spec])
+        return _json_copy(_SHORTHAND[spec])
     if isinstance(spec, dict):
-        if isinstance(spec.get("type"), (str, list)):
+        if isinstance(spec.get("type"), (str, list)) or not _SCHEMA_WORDS.isdisjoint(spec):
             return spec
         props: dict[str, Any] = {}
         required: list[str] = []
@@ -361,6 +387,18 @@ def schema(spec: Any) -> dict[str, Any]:
             out["required"] = required
         return out
     raise TypeError(f"not a schema: {spec!r}")
+
+
+_SCHEMA_WORDS = frozenset(("$ref", "anyOf", "oneOf", "allOf", "const", "enum"))
+
+
+def _json_copy(v: Any) -> Any:
+    """A deep copy of a JSON value (so a declaration cannot change the shared shorthands)."""
+    if type(v) is dict:
+        return {k: _json_copy(x) for k, x in v.items()}
+    if type(v) is list:
+        return [_json_copy(x) for x in v]
+    return v
 
 
 def _json_equal(a: Any, b: Any) -> bool:
@@ -392,22 +430,158 @@ _TYPE_WORDS = {"string": "a string", "integer": "an integer (64-bit, no fraction
                "array": "an array", "null": "null"}
 
 
-def _compile(s: dict[str, Any]) -> Callable[[Any, str], Any]:
+class _Scope:
+    """The schema document a method schema's ``$ref`` pointers resolve in (its root), and the
+    converters of the targets already compiled (so a recursive schema compiles once)."""
+
+    __slots__ = ("root", "compiled")
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+        self.compiled: dict[str, Callable[[Any, str], Any]] = {}
+
+    def resolve(self, ref: Any) -> Any:
+        """The schema a local reference (``#/$defs/Bytes``) points at; ValueError otherwise."""
+        if type(ref) is not str or (ref != "#" and not ref.startswith("#/")):
+            raise ValueError(f"$ref {ref!r} is not a local reference (#/...) to follow")
+        node = self.root
+        for part in ref[2:].split("/") if ref != "#" else []:
+            key = part.replace("~1", "/").replace("~0", "~")
+            if type(node) is dict and key in node:
+                node = node[key]
+            elif type(node) is list and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            else:
+                raise ValueError(f"$ref {ref!r} points at nothing in its schema")
+        if node is not True and type(node) is not dict:
+            raise ValueError(f"$ref {ref!r} points at {node!r}, not a schema")
+        return node
+
+    def converter(self, ref: str) -> Callable[[Any, str], Any]:
+        """The converter of a ``$ref`` target, compiled once; a cycle goes through a forwarder."""
+        known = self.compiled.get(ref)
+        if known is not None:
+            return known
+        target = self.resolve(ref)
+        done: list[Callable[[Any, str], Any]] = []
+
+        def forward(v: Any, path: str) -> Any:
+            return done[0](v, path)
+
+        self.compiled[ref] = forward
+        done.append(_compile(target if type(target) is dict else {}, self))
+        self.compiled[ref] = done[0]
+        return done[0]
+
+    def target(self, s: Any) -> Any:
+        """``s`` with a bare ``$ref`` (nothing but annotations beside it) followed."""
+        for _ in range(32):
+            if type(s) is not dict or "$ref" not in s or len(_keywords(s)) > 1:
+                return s
+            s = self.resolve(s["$ref"])
+        return s
+
+
+_ANNOTATIONS = frozenset(("description", "title", "$schema", "$comment", "$id", "$defs",
+                          "definitions", "examples", "default", "deprecated", "readOnly",
+                          "writeOnly", "format", "contentMediaType"))
+
+
+def _keywords(s: dict[str, Any]) -> list[str]:
+    return [k for k in s if k not in _ANNOTATIONS]
+
+
+def _bytes_branch(s: Any, scope: _Scope) -> dict[str, Any] | None:
+    """The base64 branch of the spec's Bytes schema (``anyOf``/``oneOf`` of a base64 string
+    and an attachment reference ``{"$bytes": i}``), when ``s`` is that schema."""
+    branches = s.get("anyOf", s.get("oneOf")) if type(s) is dict else None
+    if type(branches) is not list or len(branches) != 2 or len(_keywords(s)) != 1:
+        return None
+    b64 = ref = None
+    for branch in branches:
+        branch = scope.target(branch)
+        if type(branch) is not dict:
+            return None
+        props = branch.get("properties")
+        if branch.get("contentEncoding") == "base64" and branch.get("type") == "string":
+            b64 = branch
+        elif type(props) is dict and "$bytes" in props:
+            ref = branch
+    return b64 if b64 is not None and ref is not None else None
+
+
+def _union_converter(branches: list[Callable[[Any, str], Any]], tests: list[Any],
+                     exactly_one: bool) -> Callable[[Any, str], Any]:
+    """``anyOf`` (the first branch that accepts the value converts it) or ``oneOf`` (exactly
+    one branch may accept it). A refusal names the reason of the one branch whose type fits
+    the value, or every branch's."""
+    def convert(v: Any, path: str) -> Any:
+        out: Any = _MISSING
+        reasons: list[tuple[bool, str]] = []
+        for i, branch in enumerate(branches):
+            try:
+                got = branch(v, path)
+            except _Invalid as e:
+                fits = tests[i] is None or tests[i](v)
+                reasons.append((fits, e.reason))
+                continue
+            if out is _MISSING:
+                out = got
+                if not exactly_one:
+                    return out
+            else:
+                raise _Invalid(path, "matches more than one alternative of a oneOf")
+        if out is not _MISSING:
+            return out
+        fitting = [r for fits, r in reasons if fits]
+        if len(fitting) == 1:
+            raise _Invalid(path, fitting[0])
+        raise _Invalid(path, "matches none of the alternatives: "
+                       + "; ".join(f"({i + 1}) {r}" for i, (_, r) in enumerate(reasons)))
+
+    return convert
+
+
+def _type_test(s: Any) -> Callable[[Any], bool] | None:
+    """Whether a value has one of the types a schema names (None: it names none)."""
+    types = s.get("type") if type(s) is dict else None
+    if types is None:
+        return None
+    tests = [_TYPE_TESTS[t] for t in ([types] if type(types) is str else types)
+             if t in _TYPE_TESTS]
+    return lambda v: any(t(v) for t in tests)
+
+
+def _compile(s: dict[str, Any], scope: _Scope | None = None) -> Callable[[Any, str], Any]:
     """Compile a JSON Schema (the subset SDK users need) into ``convert(value, path)``.
 
     It checks ``type``, ``enum``, ``const``, ``minLength``, ``maxLength``, ``minimum``,
     ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``, ``properties``, ``required``,
-    ``additionalProperties``, ``items``, ``minItems`` and ``maxItems``; other keywords are
-    annotations. It returns the value with base64 strings decoded to ``bytes`` and handles
-    made into :class:`RemoteHandle` objects, and raises :class:`_Invalid` on a mismatch.
+    ``additionalProperties``, ``items``, ``minItems``, ``maxItems``, ``allOf``, ``anyOf``,
+    ``oneOf`` and local ``$ref`` (``#/$defs/...`` in the schema's root, the method schema);
+    other keywords are annotations. It returns the value with bytes (base64, or an attachment
+    reference) made ``bytes`` and handles made into :class:`RemoteHandle` objects, and raises
+    :class:`_Invalid` on a mismatch; ValueError for a ``$ref`` it cannot follow.
     """
+    if scope is None:
+        scope = _Scope(s)
     props = s.get("properties")
     if isinstance(props, dict) and "$handle" in props:
-        iface = props.get("interface", {}).get("const")
+        iface = scope.target(props.get("interface", {})).get("const")
         return _handle_converter(iface)
     if isinstance(props, dict) and "$stream" in props:
-        return _stream_converter(props.get("mode", {}).get("const", "read"))
+        return _stream_converter(scope.target(props.get("mode", {})).get("const"))
+    if isinstance(props, dict) and "$bytes" in props:
+        return lambda v, path: _attachment(v, path) if type(v) is dict else _attachment({}, path)
+    b64 = _bytes_branch(s, scope)
+    if b64 is not None:
+        return _compile(b64, scope)
     steps: list[Callable[[Any, str], Any]] = []
+    if "$ref" in s:
+        steps.append(scope.converter(s["$ref"]))
+    for sub in s.get("allOf") or ():
+        if type(sub) is dict:
+            steps.append(_compile(sub, scope))
     types = s.get("type")
     if types is not None:
         names = [types] if isinstance(types, str) else list(types)
@@ -449,10 +623,16 @@ def _compile(s: dict[str, Any]) -> Callable[[Any, str], Any]:
     for word, kind, holds, what in _BOUNDS:
         if word in s:
             steps.append(_bound(kind, s[word], holds, what))
+    for word in ("anyOf", "oneOf"):
+        branches = s.get(word)
+        if type(branches) is list and branches:
+            steps.append(_union_converter(
+                [_compile(b if type(b) is dict else {}, scope) for b in branches],
+                [_type_test(scope.target(b)) for b in branches], word == "oneOf"))
     if isinstance(props, dict) or "required" in s or "additionalProperties" in s:
-        steps.append(_object_converter(s))
+        steps.append(_object_converter(s, scope))
     if isinstance(s.get("items"), dict):
-        item = _compile(s["items"])
+        item = _compile(s["items"], scope)
 
         def convert_items(v: Any, path: str) -> Any:
             if type(v) is list:
@@ -540,10 +720,10 @@ def _bound(kind: Any, limit: Any, test: Callable[[Any, Any], bool], what: str
     return check
 
 
-def _object_converter(s: dict[str, Any]) -> Callable[[Any, str], Any]:
-    members = _member_converters(s)
+def _object_converter(s: dict[str, Any], scope: _Scope) -> Callable[[Any, str], Any]:
+    members = _member_converters(s, scope)
     extra = s.get("additionalProperties", True)
-    extra_conv = _compile(extra) if isinstance(extra, dict) else None
+    extra_conv = _compile(extra, scope) if isinstance(extra, dict) else None
 
     def convert(v: Any, path: str) -> Any:
         if type(v) is not dict:
@@ -576,10 +756,13 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _member_converters(s: dict[str, Any]) -> list[tuple[str, bool, Callable[[Any, str], Any]]]:
+def _member_converters(s: dict[str, Any], scope: _Scope | None = None
+                       ) -> list[tuple[str, bool, Callable[[Any, str], Any]]]:
+    scope = _Scope(s) if scope is None else scope
     props = s.get("properties") or {}
     required = set(s.get("required") or ())
-    out = [(name, name in required, _compile(sub)) for name, sub in props.items()]
+    out = [(name, name in required, _compile(sub if type(sub) is dict else {}, scope))
+           for name, sub in props.items()]
     out += [(name, True, lambda v, path: v) for name in required if name not in props]
     return out
 
@@ -696,6 +879,93 @@ class Interface:
                 "methods": {m: {"params": t.params_schema, "result": t.result_schema}
                             for m, t in table.items()},
             }
+
+    @classmethod
+    def from_file(cls, path: str, handlers: Any,
+                  versions: int | Iterable[int] | None = None) -> Interface:
+        """The interface an interface file defines (``spec/interfaces/kv.json``, the document of
+        ``spec/schema/interface.schema.json``), with its methods' params and result schemas
+        taken from the file instead of repeated in code.
+
+        ``handlers`` is a dict ``{method: function}`` or an object whose public methods (names
+        not beginning with ``_``) are the handlers. ``versions`` chooses the versions to serve
+        (one number or several; every version of the file by default). Raises
+        :class:`InterfaceFileError`, naming the file, when it cannot be read or is not an
+        interface document, when a chosen version is not in it, when a method of a chosen
+        version has no handler, or when a handler is no method of any chosen version.
+        """
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise InterfaceFileError(
+                f"cannot read the interface file {path}: {getattr(e, 'strerror', None) or e}"
+            ) from None
+        try:
+            doc = _loads(text)
+        except ValueError as e:
+            raise InterfaceFileError(f"{path}: not JSON: {e}") from None
+        return cls.from_document(doc, handlers, versions, source=path)
+
+    @classmethod
+    def from_document(cls, doc: Any, handlers: Any, versions: int | Iterable[int] | None = None,
+                      *, source: str = "the interface document") -> Interface:
+        """:meth:`from_file` for a document already parsed (a dict)."""
+        def bad(why: str) -> InterfaceFileError:
+            return InterfaceFileError(f"{source}: {why}")
+
+        name = doc.get("name") if type(doc) is dict else None
+        listed = doc.get("versions") if type(doc) is dict else None
+        if not _is_name(name) or type(listed) is not list or not listed:
+            raise bad("not an interface document (it needs a name and a non-empty versions "
+                      "list, spec/schema/interface.schema.json)")
+        defined: dict[int, dict[str, Any]] = {}
+        for entry in listed:
+            number = entry.get("version") if type(entry) is dict else None
+            methods = entry.get("methods") if type(entry) is dict else None
+            if type(number) is not int or number < 1 or type(methods) is not dict:
+                raise bad(f"interface {name}: every version needs a positive version number "
+                          "and a methods object")
+            defined[number] = methods
+        if versions is None:
+            chosen = sorted(defined)
+        else:
+            chosen = sorted({versions} if type(versions) is int else set(versions))
+        missing = [v for v in chosen if v not in defined]
+        if missing or not chosen:
+            raise bad(f"interface {name} defines the versions {sorted(defined)}, not {missing}")
+        table: dict[int, dict[str, tuple[Any, Any]]] = {}
+        for v in chosen:
+            table[v] = {}
+            for method, decl in defined[v].items():
+                if type(decl) is not dict or "params" not in decl or "result" not in decl:
+                    raise bad(f"{name}.{method} (version {v}) needs params and result schemas")
+                table[v][method] = (decl["params"], decl["result"])
+        served = {m for methods in table.values() for m in methods}
+        if type(handlers) is dict:
+            offered = {k for k, fn in handlers.items() if callable(fn)}
+            find = handlers.get
+        else:
+            names = set(dir(type(handlers))) | set(getattr(handlers, "__dict__", ()))
+            offered = {k for k in names
+                       if not k.startswith("_") and callable(getattr(handlers, k, None))}
+
+            def find(k: str) -> Any:
+                return getattr(handlers, k, None)
+
+        for v in chosen:
+            for method in table[v]:
+                if not callable(find(method)):
+                    raise bad(f"{name} version {v} defines the method {method}, but the "
+                              f"handlers have no function {method!r}")
+        extra = sorted(offered - served)
+        if extra:
+            raise bad(f"the handlers {extra} are no method of {name} version(s) {chosen} "
+                      f"(its methods: {sorted(served)})")
+        try:
+            return cls(name, table, handlers)
+        except (TypeError, ValueError) as e:
+            raise bad(f"interface {name}: {e}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -1153,9 +1423,11 @@ class StreamWriter(_Channel):
         return f"<StreamWriter {self.id}>"
 
 
-def _stream_converter(mode: str) -> Callable[[Any, str], Any]:
-    """Params conversion of a stream (§12.1): the objects were made when the request arrived."""
-    kind = StreamReader if mode == "read" else StreamWriter
+def _stream_converter(mode: str | None) -> Callable[[Any, str], Any]:
+    """Params conversion of a stream (§12.1): the objects were made when the request arrived.
+    ``mode`` is the schema's constant mode; None (a schema that allows both) takes either."""
+    kind = (StreamReader if mode == "read" else StreamWriter if mode == "write"
+            else _Channel)
 
     def convert(v: Any, path: str) -> Any:
         if isinstance(v, kind):
@@ -1164,7 +1436,7 @@ def _stream_converter(mode: str) -> Callable[[Any, str], Any]:
             raise _Invalid(path, f"expected a stream of mode {mode}, not {v.mode}")
         if type(v) is dict and "$stream" in v:
             raise _Invalid(path, "a stream, but the streams capability was not negotiated")
-        raise _Invalid(path, f'expected a stream {{"$stream": id, "mode": "{mode}"}}')
+        raise _Invalid(path, f'expected a stream {{"$stream": id, "mode": "{mode or "read"}"}}')
 
     return convert
 

@@ -1,7 +1,8 @@
 //! Proves the judge's checks of an application's own interface (`--interface-file`): the
 //! example greeter (examples-python/greeter/) passes them, and each broken greeter
 //! (`tests/broken/greeter.py --break FLAG`) fails exactly the check of what it breaks, with the
-//! cause in the reason.
+//! cause in the reason; the reference examples of every SDK are judged against the shipped
+//! `spec/interfaces/*.json`, with what each verdict is and why.
 
 #![allow(clippy::expect_used, clippy::panic)] // a failed expectation is a failed test
 
@@ -129,35 +130,82 @@ fn an_unusable_interface_file_stops_the_judge_naming_the_file() {
     assert!(stderr.contains("bad.json: invalid interface document: interface greeter: versions must be positive and increasing, 1 follows 2"), "{stderr}");
 }
 
+/// Builds the Rust example plugins (debug) into the target directory this test was built in.
+fn rust_examples() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["build", "-p", "tether", "--examples"])
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build -p tether --examples failed");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root().join(dir),
+        _ => root().join("target"),
+    };
+    target.join("debug").join("examples")
+}
+
+/// The `iface.*` verdicts of `plugin` judged against `spec/interfaces/<name>.json`.
+fn against_shipped_file(plugin: &str, name: &str) -> Vec<(String, String, String)> {
+    let file = format!("spec/interfaces/{name}.json");
+    iface_checks(&judge(plugin, &["--interface-file", &file, "--filter", "iface"]))
+}
+
+fn passed(name: &str) -> Vec<(String, String, String)> {
+    vec![
+        (format!("iface.{name}.declared"), "pass".into(), String::new()),
+        (format!("iface.{name}.schemas-compatible"), "pass".into(), String::new()),
+    ]
+}
+
 #[test]
-fn the_reference_interface_file_finds_the_python_kv_bytes_schema_narrower_than_the_spec() {
-    // spec/interfaces/kv.json says a `value` is base64 or, with attachments, `{"$bytes": i}`
-    // (SPEC.md §2.8); the Python SDK reads both but declares only the string: the plugin says
-    // it accepts fewer params than the interface allows, and the judge shows where.
-    let out = judge(
-        &format!("{PYTHON} examples-python/kv.py"),
-        &["--interface-file", "spec/interfaces/kv.json", "--filter", "iface"],
-    );
-    let got = iface_checks(&out);
-    assert_eq!(got[0], ("iface.kv.declared".into(), "pass".into(), String::new()));
-    assert_eq!(
-        got[1].2,
-        "kv.put params at /value: type object is accepted by one and not by the other (string) (in branch 1 of a union)"
-    );
+fn the_kv_example_of_every_sdk_is_schema_compatible_with_the_shipped_kv_file() {
+    // spec/interfaces/kv.json says a value is base64 or, with attachments, `{"$bytes": i}`
+    // (SPEC.md §2.8); every SDK declares bytes with that same schema.
+    let rust = rust_examples().join("kv").display().to_string();
+    for plugin in [rust, format!("{PYTHON} examples-python/kv.py"), "node examples-node/kv.mjs".into()] {
+        assert_eq!(against_shipped_file(&plugin, "kv"), passed("kv"), "{plugin}");
+    }
+}
+
+#[test]
+fn the_rust_counter_and_blob_examples_pass_their_shipped_files() {
+    let examples = rust_examples();
+    for name in ["counter", "blob"] {
+        let plugin = examples.join(name).display().to_string();
+        assert_eq!(against_shipped_file(&plugin, name), passed(name), "{plugin}");
+    }
+}
+
+#[test]
+fn the_python_and_node_blob_examples_refuse_a_write_stream_that_blob_json_allows() {
+    // blob.json's stream schema (generated from the generic StreamRef type) lets `mode` be
+    // "read" or "write" for blob.count; the SDKs declare, and enforce with -32602, "read" only.
+    for plugin in [format!("{PYTHON} examples-python/blob.py"), "node examples-node/blob.mjs".into()] {
+        let got = against_shipped_file(&plugin, "blob");
+        assert_eq!((got[0].1.as_str(), got[1].1.as_str()), ("pass", "fail"), "{plugin}");
+        assert_eq!(
+            got[1].2,
+            "blob.count params at /data/mode: the value \"write\" is accepted by one and refused by the other (in branch 1 of a union)",
+            "{plugin}"
+        );
+    }
 }
 
 #[test]
 fn what_the_subset_check_cannot_decide_is_a_skip_that_says_so() {
     // counter.json lets a handle's `interface` be any string; the Python counter declares the
-    // constant "adder". The check does not decide a constant against an open string type.
-    let out = judge(
-        &format!("{PYTHON} examples-python/counter.py"),
-        &["--interface-file", "spec/interfaces/counter.json", "--filter", "iface"],
-    );
-    let got = iface_checks(&out);
-    assert_eq!(got[0].1, "pass");
-    assert_eq!(
-        (got[1].1.as_str(), got[1].2.as_str()),
-        ("skip", "cannot decide: counter.put params at /adder/interface: a const or enum against a schema that is not finite")
-    );
+    // constant "adder" (so do the Node SDK's). The check does not decide a constant against an
+    // open string type.
+    for plugin in [format!("{PYTHON} examples-python/counter.py"), "node examples-node/counter.mjs".into()] {
+        let got = against_shipped_file(&plugin, "counter");
+        assert_eq!(got[0].1, "pass", "{plugin}");
+        assert_eq!(
+            (got[1].1.as_str(), got[1].2.as_str()),
+            ("skip", "cannot decide: counter.put params at /adder/interface: a const or enum against a schema that is not finite"),
+            "{plugin}"
+        );
+    }
 }

@@ -56,7 +56,8 @@ describe('lifecycle and version negotiation (SPEC §4)', () => {
       assert.equal(m.params.type, 'object');
       assert.equal(m.result.type, 'object');
     }
-    assert.deepEqual(r.result.interfaces.kv.methods.put.params.properties.value, { type: 'string', contentEncoding: 'base64' });
+    // The spec's Bytes schema: base64, or an attachment reference once negotiated (§2.8).
+    assert.deepEqual(r.result.interfaces.kv.methods.put.params.properties.value.anyOf[0], { type: 'string', contentEncoding: 'base64' });
     assert.equal(r.result.plugin.name, 'kv-node');
     const d = await p.call('kv.delete', { key: 'a' });
     assert.equal(errorOf(d), -32601);

@@ -73,7 +73,8 @@ class HandshakeTest(unittest.TestCase):
         for schemas in kv["methods"].values():  # §4.4: object schemas for params and result
             self.assertEqual(schemas["params"]["type"], "object")
             self.assertEqual(schemas["result"]["type"], "object")
-        self.assertEqual(kv["methods"]["put"]["params"]["properties"]["value"],
+        # The spec's Bytes schema: base64, or an attachment reference once negotiated (§2.8).
+        self.assertEqual(kv["methods"]["put"]["params"]["properties"]["value"]["anyOf"][0],
                          {"type": "string", "contentEncoding": "base64"})
         self.assertEqual(self.p.result("kv.delete", {"key": "a"}), {"existed": False})
         self.p.shutdown()

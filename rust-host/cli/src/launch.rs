@@ -48,6 +48,11 @@ impl LaunchArgs {
             .start_timeout(timeout))
     }
 
+    /// The interfaces named with `--interface`.
+    pub(crate) fn interfaces(&self) -> &[String] {
+        &self.interface
+    }
+
     /// Starts the plugin with `--offer`, or with what it declares when there is none; says how
     /// long the start (of that session) took.
     pub(crate) async fn start(&self, argv: &[String]) -> anyhow::Result<Started> {

@@ -1,9 +1,11 @@
 //! The `tether` command line: `inspect` a plugin, `call` one of its methods, `trace` the frames
-//! between a host and a plugin (`rust-host/cli/README.md` documents each subcommand).
+//! between a host and a plugin, `interface export` what it declares as an interface file
+//! (`rust-host/cli/README.md` documents each subcommand).
 
 mod builtin_handle;
 mod call;
 mod clock;
+mod export;
 mod inspect;
 mod launch;
 mod progress;
@@ -37,6 +39,17 @@ enum Command {
     /// Run as the plugin: start the real one, relay every byte both ways unchanged and log every
     /// frame (to stderr, or `--out FILE`).
     Trace(trace::TraceArgs),
+    /// Application interfaces as interface files (spec/schema/interface.schema.json).
+    #[command(subcommand)]
+    Interface(InterfaceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum InterfaceCommand {
+    /// Start a plugin and write the interface file of what it declares: every version it speaks
+    /// (or each `--version`), with its methods' params and result schemas. `--interface NAME`
+    /// chooses the interface (needed when the plugin declares several, or none of SPEC.md §9).
+    Export(export::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +70,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Inspect(args) => inspect::run(args).await,
             Command::Call(args) => call::run(args).await,
+            Command::Interface(InterfaceCommand::Export(args)) => export::run(args).await,
             Command::Trace(_) => Ok(0),
         }
     });

@@ -467,3 +467,84 @@ fn the_judge_passes_the_rust_kv_example_through_trace() {
     let summary = stdout.lines().last().unwrap_or_default();
     assert!(summary.contains(" passed, 0 failed"), "{summary}");
 }
+
+/// `spec/interfaces/kv.json` without what a handshake cannot carry: the description and the
+/// error codes (`rust-host/cli/README.md`, "tether interface export").
+fn shipped_kv_as_a_handshake_shows_it() -> tether_spec::InterfaceDocument {
+    let text = std::fs::read_to_string(repo().join("spec/interfaces/kv.json")).expect("kv.json");
+    let mut doc = tether_spec::InterfaceDocument::from_json(&text).expect("the shipped file is valid");
+    doc.description = None;
+    for version in &mut doc.versions {
+        version.errors.clear();
+    }
+    doc
+}
+
+/// Runs `tether interface export` with `args` and returns the document it wrote to `--out`,
+/// after checking it against `spec/schema/interface.schema.json`.
+fn export(args: &[&str], plugin: &[String], file: &str) -> tether_spec::InterfaceDocument {
+    let out_file = temp_file(file);
+    let out_arg = out_file.display().to_string();
+    let mut all = vec!["interface", "export", "--out", out_arg.as_str()];
+    all.extend_from_slice(args);
+    let out = tether(&all, plugin, &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "", "the document goes to --out only");
+    let written = std::fs::read_to_string(&out_file).expect("the document was written");
+    let schema_text =
+        std::fs::read_to_string(repo().join("spec/schema/interface.schema.json")).expect("the schema");
+    let schema: Value = serde_json::from_str(&schema_text).expect("the schema is JSON");
+    let value: Value = serde_json::from_str(&written).expect("the document is JSON");
+    let validator = jsonschema::draft202012::new(&schema).expect("the schema compiles");
+    let problems: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+    assert!(problems.is_empty(), "{problems:?}\n{written}");
+    tether_spec::InterfaceDocument::from_json(&written).expect("a valid interface document")
+}
+
+#[test]
+fn interface_export_of_the_rust_kv_example_is_the_shipped_file_but_for_descriptions_and_errors() {
+    let doc = export(&[], &kv_plugins()[0], "rust-kv.json");
+    assert_eq!(doc, shipped_kv_as_a_handshake_shows_it());
+}
+
+#[test]
+fn interface_export_of_the_python_kv_example_is_a_valid_document_of_both_versions() {
+    let doc = export(&[], &kv_plugins()[1], "python-kv.json");
+    let shipped = shipped_kv_as_a_handshake_shows_it();
+    assert_eq!(doc.name, "kv");
+    assert_eq!(doc.version_numbers(), [1, 2]);
+    for (exported, file) in doc.versions.iter().zip(&shipped.versions) {
+        assert!(exported.methods.keys().eq(file.methods.keys()), "{exported:?}");
+    }
+    // Its bytes are the spec's Bytes schema (written inline, where the file has a $ref).
+    let bytes = &shipped.versions[0].methods["put"].params["$defs"]["Bytes"]["anyOf"];
+    assert_eq!(&doc.versions[0].methods["put"].params["properties"]["value"]["anyOf"], bytes);
+}
+
+#[test]
+fn interface_export_of_one_version_of_the_node_kv_example_and_to_stdout() {
+    let doc = export(&["--version", "1"], &kv_plugins()[2], "node-kv.json");
+    assert_eq!(doc.name, "kv");
+    assert_eq!(doc.version_numbers(), [1]);
+    let methods: Vec<&String> = doc.versions[0].methods.keys().collect();
+    assert_eq!(methods, ["get", "put"]);
+    // Without --out the document is printed, the same text.
+    let out = tether(&["interface", "export", "--version", "1"], &kv_plugins()[2], &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), doc.to_text());
+}
+
+#[test]
+fn interface_export_names_what_it_cannot_export() {
+    let greeter =
+        vec!["python3".to_owned(), repo().join("examples-python/greeter/greeter.py").display().to_string()];
+    let out = tether(&["interface", "export"], &greeter, &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        text(&out.stderr).lines().last(),
+        Some("tether: the plugin declares none of the interfaces offered; name yours with --interface NAME")
+    );
+    let out = tether(&["interface", "export", "--version", "9"], &kv_plugins()[0], &[]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(text(&out.stderr).contains("starting the plugin offered kv version 9"), "{out:?}");
+}
