@@ -214,9 +214,20 @@ async fn expect(
                     RecvError::Closed => "the plugin closed its stdout (it exited?)".to_owned(),
                     RecvError::NotAFrame(v) => format!("bytes that are not a frame: {v}"),
                 };
-                return Err(Failure::new(format!("{}:{}: {why}", sc.path, first.line))
+                let still = if group {
+                    format!(
+                        " ({} of the {} lines of the unordered group at lines {}-{} still expected)",
+                        left.len(),
+                        lines.len(),
+                        lines[0].line,
+                        lines[lines.len() - 1].line
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(Failure::new(format!("{}:{}: {why}{still}", sc.path, first.line))
                     .expected(expected_lines(sc, &left))
-                    .got(format!("nothing: {why}"))
+                    .got(format!("no line came: {why}"))
                     .fix("send the expected line in time (the plugin's stderr may say why it did not)"));
             }
         };
@@ -233,6 +244,8 @@ async fn expect(
                 left.remove(i);
             }
             None => {
+                // The line that came closest (the deepest difference) is named first.
+                misses.sort_by_key(|(_, m)| std::cmp::Reverse(m.at.matches('/').count()));
                 let detail: Vec<String> = misses
                     .iter()
                     .map(|(line, m)| format!("{}:{line}: at {:?}: {}", sc.path, m.at, m.why))

@@ -3,7 +3,11 @@ is examples-python/greeter/greeter.py; `--break FLAG` breaks one thing.
 
 - `narrow-params`: declares `lang` as `en` only, where the interface file also allows `fr`;
 - `version`: speaks greeter version 2 only, which the interface file does not define;
-- `missing`: serves `hi` instead of `hello`.
+- `missing`: serves `hi` instead of `hello`;
+- `french`: greets in French without the comma and the `!` (`Bonjour Ada`), which the
+  scenarios that speak French catch (examples-python/greeter/scenarios/);
+- `result`: answers `{"greeting": {"text": ...}}`, an object where the interface file says a
+  string, which `iface.greeter.messages-valid` catches.
 """
 import os
 import sys
@@ -19,6 +23,10 @@ def hello(name: str, lang: str = "en") -> dict:
     word = {"en": "Hello", "fr": "Bonjour"}.get(lang)
     if word is None:
         raise tether.Error(2001, f"unknown language: {lang}", {"lang": lang})
+    if BREAK == "french" and lang == "fr":
+        return {"greeting": f"{word} {name}"}
+    if BREAK == "result":
+        return {"greeting": {"text": f"{word}, {name}!"}}
     return {"greeting": f"{word}, {name}!"}
 
 
