@@ -10,6 +10,9 @@
 //!   reported as a skip that says so, never as a pass;
 //! - `iface.<name>.messages-valid` ([`messages_valid`]): what the plugin sent on the interface
 //!   during the whole run, against the file's schemas.
+//!
+//! A file whose interface another file lists among its `handles` is served by the host
+//! ([`host_served`]): it gets only `messages-valid`, for the plugin's invokes of such handles.
 
 mod compat;
 mod messages;
@@ -24,6 +27,13 @@ use tether_spec::{InterfaceDocument, LogLevel, Outcome};
 use crate::checks::{Failure, Tier};
 use crate::driver::{CookieMode, PluginSpec, Session};
 use crate::report::{CheckResult, Status};
+
+/// Whether the host serves `doc`'s interface as a handle: another file given lists it among its
+/// `handles`. The plugin does not declare such an interface, so only its invokes are judged
+/// (`iface.<name>.messages-valid`, by the file's last version).
+pub(crate) fn host_served(doc: &InterfaceDocument, all: &[InterfaceDocument]) -> bool {
+    all.iter().any(|d| d.name != doc.name && d.versions.iter().any(|v| v.handles.contains(&doc.name)))
+}
 
 /// Reads the interface files, naming the file that cannot be used.
 pub(crate) fn load(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<InterfaceDocument>> {

@@ -305,6 +305,11 @@ async fn run(
                     (Duration::from_millis(cli.timeout_ms), Duration::from_millis(cli.grace_ms));
                 let mut versions = Vec::new();
                 for doc in documents {
+                    if iface::host_served(doc, documents) {
+                        // The host serves it as a handle: only the plugin's invokes are judged.
+                        versions.push(doc.versions.last().map(|v| v.version));
+                        continue;
+                    }
                     let (judged, version) = iface::judge(doc, &spec, timeout, grace).await;
                     results.extend(judged.into_iter().filter(|r| selected_id(cli, &r.id)));
                     versions.push(version);

@@ -59,7 +59,14 @@ fn broken(flag: &str) -> String {
 fn the_example_greeter_passes_every_check_with_its_interface_file() {
     let out = judge(
         &format!("{PYTHON} examples-python/greeter/greeter.py"),
-        &["--interface-file", FILE, "--scenarios", "examples-python/greeter/scenarios"],
+        &[
+            "--interface-file",
+            FILE,
+            "--interface-file",
+            "examples-python/greeter/audience.json",
+            "--scenarios",
+            "examples-python/greeter/scenarios",
+        ],
     );
     let all = checks(&out);
     let failed: Vec<_> = all.iter().filter(|(_, s, _)| s == "fail").collect();
@@ -75,10 +82,13 @@ fn the_example_greeter_passes_every_check_with_its_interface_file() {
         [
             "iface.greeter.declared pass",
             "iface.greeter.schemas-compatible pass",
+            "scenario.audience pass",
             "scenario.captures pass",
             "scenario.in-flight pass",
             "scenario.languages pass",
             "iface.greeter.messages-valid pass",
+            // audience.json is a handle interface of greeter.json: only the plugin's invokes.
+            "iface.audience.messages-valid pass",
         ]
     );
 }

@@ -90,6 +90,7 @@ fn a_greeter_broken_in_french_fails_exactly_the_french_scenarios_with_the_differ
         [
             "iface.greeter.declared pass",
             "iface.greeter.schemas-compatible pass",
+            "scenario.audience pass",
             "scenario.captures pass",
             "scenario.in-flight fail",
             "scenario.languages fail",
@@ -158,6 +159,46 @@ fn a_result_that_violates_the_interface_file_fails_messages_valid_with_its_point
     );
     assert!(valid.got.contains(r#"{\"greeting\":{\"text\":\"Hello, Ada!\"}}"#), "{}", valid.got);
     assert_eq!(row(&all, "scenario.captures").status, "fail");
+}
+
+#[test]
+fn an_invoke_of_a_host_handle_that_violates_its_interface_file_fails_that_files_messages_valid() {
+    let out = judge(
+        &broken("invoke"),
+        &[
+            "--interface-file",
+            FILE,
+            "--interface-file",
+            "examples-python/greeter/audience.json",
+            "--scenarios",
+            SCENARIOS,
+            "--filter",
+            "iface",
+            "--filter",
+            "scenario.audience",
+        ],
+    );
+    let all = rows(&out);
+    // The plugin does not serve audience: no declared or schemas-compatible check for it.
+    assert!(!all.iter().any(|r| r.id == "iface.audience.declared"), "{all:?}");
+    let invoke = row(&all, "iface.audience.messages-valid");
+    assert_eq!(invoke.status, "fail");
+    assert!(
+        invoke.reason.starts_with(
+            "in scenario.audience: the params of the plugin's invoke of audience.hear at \"\": "
+        ),
+        "{}",
+        invoke.reason
+    );
+    assert!(invoke.got.contains("tether/invoke"), "{}", invoke.got);
+    let scenario = row(&all, "scenario.audience");
+    assert!(
+        scenario.reason.starts_with(
+            "examples-python/greeter/scenarios/audience.tether:15: at \"/params/params/greeting\": missing"
+        ),
+        "{}",
+        scenario.reason
+    );
 }
 
 #[test]

@@ -7,7 +7,9 @@ is examples-python/greeter/greeter.py; `--break FLAG` breaks one thing.
 - `french`: greets in French without the comma and the `!` (`Bonjour Ada`), which the
   scenarios that speak French catch (examples-python/greeter/scenarios/);
 - `result`: answers `{"greeting": {"text": ...}}`, an object where the interface file says a
-  string, which `iface.greeter.messages-valid` catches.
+  string, which `iface.greeter.messages-valid` catches;
+- `invoke`: `greeter.announce` invokes the host's `audience.hear` with `{"text": ...}` where
+  audience.json says `{"greeting": ...}`, which `iface.audience.messages-valid` catches.
 """
 import os
 import sys
@@ -30,11 +32,20 @@ def hello(name: str, lang: str = "en") -> dict:
     return {"greeting": f"{word}, {name}!"}
 
 
+def announce(name: str, audience: tether.RemoteHandle) -> dict:
+    greeting = f"Hello, {name}!"
+    heard = audience.hear(text=greeting) if BREAK == "invoke" else audience.hear(greeting=greeting)
+    return {"greeting": greeting, "applause": heard["applause"]}
+
+
 hi = hello
 NAME = {"type": "string", "minLength": 1}
 LANGS = ["en"] if BREAK == "narrow-params" else ["en", "fr"]
 PARAMS = {"name": NAME, "lang?": {"type": "string", "enum": LANGS}}
-METHODS = {("hi" if BREAK == "missing" else "hello"): (PARAMS, {"greeting": str})}
+METHODS = {
+    ("hi" if BREAK == "missing" else "hello"): (PARAMS, {"greeting": str}),
+    "announce": ({"name": NAME, "audience": tether.handle("audience")}, {"greeting": str, "applause": int}),
+}
 VERSION = 2 if BREAK == "version" else 1
 
 if __name__ == "__main__":
