@@ -284,20 +284,15 @@ fn expected_lines(sc: &Scenario, left: &[&parse::Expect]) -> String {
 async fn end(sc: &Scenario, s: &mut Session, grace: Duration) -> Result<(), Failure> {
     s.close_stdin();
     let until = Instant::now() + grace;
-    loop {
-        match next(s, until).await {
-            Ok((_, body)) => {
-                return Err(Failure::new(format!(
-                    "{}: after the scenario's last line the plugin sent a line it does not expect",
-                    sc.path
-                ))
-                .expected("nothing more, then an exit with status 0")
-                .got(show_bytes(&body, SHOWN))
-                .fix("send only what the scenario expects (or add the line to the scenario)"))
-            }
-            Err(RecvError::Closed) => break,
-            Err(_) => break,
-        }
+    // End of output (or the grace period) ends the wait; any message before it fails.
+    if let Ok((_, body)) = next(s, until).await {
+        return Err(Failure::new(format!(
+            "{}: after the scenario's last line the plugin sent a line it does not expect",
+            sc.path
+        ))
+        .expected("nothing more, then an exit with status 0")
+        .got(show_bytes(&body, SHOWN))
+        .fix("send only what the scenario expects (or add the line to the scenario)"));
     }
     let left = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
     match s.wait_exit(left).await {

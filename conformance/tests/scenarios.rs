@@ -291,3 +291,13 @@ fn a_file_that_is_not_a_scenario_stops_the_judge_naming_its_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_line_after_the_scenarios_last_line_fails_it() {
+    let r = fixture(GREETER, "extra-line", &[]);
+    assert_eq!(
+        r.reason,
+        "conformance/tests/scenarios/extra-line.tether: after the scenario's last line the plugin sent a line it does not expect"
+    );
+    assert!(r.got.contains(r#"\"greeting\":\"Hello, Ada!\""#), "{}", r.got);
+}
