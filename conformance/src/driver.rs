@@ -43,6 +43,35 @@ pub(crate) struct PluginSpec {
     pub(crate) cookie: MagicCookie,
     /// Which descriptors carry the frames (SPEC.md §13).
     pub(crate) transport: Wire,
+    /// The application interfaces (`--interface-file`) whose messages are kept in
+    /// [`Observations::iface_messages`], for `iface.<name>.messages-valid`.
+    pub(crate) watch: Vec<String>,
+}
+
+/// What kind of message on a watched interface the plugin sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeenKind {
+    /// The result of one of the interface's methods, which the judge called.
+    Result,
+    /// An error answer to one of them, with its code (its `data` is the value).
+    Error(i64),
+    /// A `tether/invoke` of a host handle of this interface (the invoke's params are the value).
+    Invoke,
+}
+
+/// One message on a watched application interface.
+#[derive(Debug, Clone)]
+pub(crate) struct SeenMessage {
+    /// The interface's name.
+    pub(crate) interface: String,
+    /// The method's short name (`hello` for `greeter.hello`).
+    pub(crate) method: String,
+    /// Result, error or invoke.
+    pub(crate) kind: SeenKind,
+    /// The result, the error's `data` (null when absent) or the invoke's params.
+    pub(crate) value: Value,
+    /// The frame, shortened, for reports.
+    pub(crate) shown: String,
 }
 
 /// Which descriptors carry the frames (`--transport`, SPEC.md §13).
@@ -92,6 +121,8 @@ pub(crate) struct Observations {
     pub(crate) late_retains: Vec<String>,
     /// Frames with a `Tether-Attachments` header before attachments were negotiated (§2.8.3).
     pub(crate) unnegotiated_attachments: Vec<String>,
+    /// Messages on the watched application interfaces (`iface.<name>.messages-valid`).
+    pub(crate) iface_messages: Vec<SeenMessage>,
 }
 
 /// Shared state the reader tasks fill.
@@ -181,6 +212,12 @@ pub(crate) struct Session {
     pub(crate) obs: Observations,
     transcript: Vec<String>,
     verbose: bool,
+    /// The watched interfaces ([`PluginSpec::watch`]).
+    watch: Vec<String>,
+    /// The judge's requests on a watched interface, until answered: id to method.
+    asked: std::collections::HashMap<Id, String>,
+    /// The handles the judge passed that serve a watched interface: handle id to interface.
+    handle_interfaces: std::collections::HashMap<String, String>,
 }
 
 impl Session {
@@ -286,6 +323,9 @@ impl Session {
             obs: Observations::default(),
             transcript: Vec::new(),
             verbose,
+            watch: spec.watch.clone(),
+            asked: std::collections::HashMap::new(),
+            handle_interfaces: std::collections::HashMap::new(),
         })
     }
 
@@ -372,9 +412,76 @@ impl Session {
     /// Writes one frame with `body` to the plugin's stdin.
     pub(crate) async fn send_raw(&mut self, body: &[u8]) -> anyhow::Result<()> {
         self.note(">>", body);
+        self.watch_sent(body);
         let mut frame = BytesMut::new();
         encode_frame(body, &mut frame);
         self.send_wire(&frame).await
+    }
+
+    /// Writes a scenario's host line: like [`Session::send_raw`], and the handles a request
+    /// carries stay valid for `tether/retain` until it is answered (§6.3), as with
+    /// [`Session::request_with_id`].
+    pub(crate) async fn send_scenario(&mut self, body: &[u8]) -> anyhow::Result<()> {
+        if let Ok(Message::Request(r)) = parse_message(body) {
+            let mut handles = Vec::new();
+            if let Ok(params) = serde_json::from_str::<Value>(r.params.get()) {
+                handles_in(&params, &mut handles);
+            }
+            if !handles.is_empty() {
+                self.carried.insert(r.id, handles);
+            }
+        }
+        self.send_raw(body).await
+    }
+
+    /// Keeps what a request the judge sends on a watched interface needs for its answer to be
+    /// judged: the method of its id, and the interfaces of the handles it carries.
+    fn watch_sent(&mut self, body: &[u8]) {
+        if self.watch.is_empty() || body.len() > SCHEMA_CHECKED_BODY {
+            return;
+        }
+        let Ok(Message::Request(r)) = parse_message(body) else { return };
+        if let Ok(params) = serde_json::from_str::<Value>(r.params.get()) {
+            handle_interfaces_in(&params, &self.watch, &mut self.handle_interfaces);
+        }
+        if let Some((iface, _)) = r.method.split_once('.') {
+            if self.watch.iter().any(|w| w == iface) {
+                self.asked.insert(r.id, r.method);
+            }
+        }
+    }
+
+    /// Keeps a message of the plugin on a watched interface (see [`SeenMessage`]).
+    fn watch_received(&mut self, msg: &Message, body: &[u8]) {
+        if self.watch.is_empty() {
+            return;
+        }
+        let seen = match msg {
+            Message::Response(r) => {
+                let Some(method) = r.id.as_ref().and_then(|id| self.asked.remove(id)) else { return };
+                let (kind, value) = match &r.outcome {
+                    Outcome::Result(raw) => {
+                        (SeenKind::Result, serde_json::from_str(raw.get()).unwrap_or(Value::Null))
+                    }
+                    Outcome::Error(e) => (SeenKind::Error(e.code), e.data.clone().unwrap_or(Value::Null)),
+                };
+                method.split_once('.').map(|(i, m)| (i.to_owned(), m.to_owned(), kind, value))
+            }
+            Message::Request(r) if r.method == tether_spec::Invoke::METHOD => {
+                let params: Value = serde_json::from_str(r.params.get()).unwrap_or(Value::Null);
+                let handle = params.get("handle").and_then(Value::as_str).unwrap_or_default();
+                let method = params.get("method").and_then(Value::as_str).unwrap_or_default();
+                self.handle_interfaces.get(handle).map(|iface| {
+                    let value = params.get("params").cloned().unwrap_or(Value::Null);
+                    (iface.clone(), method.to_owned(), SeenKind::Invoke, value)
+                })
+            }
+            _ => None,
+        };
+        if let Some((interface, method, kind, value)) = seen {
+            let shown = show_bytes(body, 300);
+            self.obs.iface_messages.push(SeenMessage { interface, method, kind, value, shown });
+        }
     }
 
     /// Writes bytes as they are to the plugin's stdin (framing checks build their own frames).
@@ -625,6 +732,9 @@ impl Session {
             self.obs
                 .bad_messages
                 .push(format!("params and results must be JSON objects (§3.1): {}", show_bytes(body, 200)));
+        }
+        if body.len() <= SCHEMA_CHECKED_BODY {
+            self.watch_received(&msg, body);
         }
         if let Message::Notification(n) = &msg {
             if n.method == tether_spec::Log::METHOD {
@@ -928,6 +1038,28 @@ fn handles_in(value: &Value, out: &mut Vec<String>) {
             map.values().for_each(|v| handles_in(v, out));
         }
         Value::Array(items) => items.iter().for_each(|v| handles_in(v, out)),
+        _ => {}
+    }
+}
+
+/// The handles (`{"$handle": id, "interface": name}`) of a watched interface in a value.
+fn handle_interfaces_in(
+    value: &Value,
+    watch: &[String],
+    out: &mut std::collections::HashMap<String, String>,
+) {
+    match value {
+        Value::Object(map) => {
+            if let (Some(Value::String(id)), Some(Value::String(iface))) =
+                (map.get("$handle"), map.get("interface"))
+            {
+                if watch.contains(iface) {
+                    out.insert(id.clone(), iface.clone());
+                }
+            }
+            map.values().for_each(|v| handle_interfaces_in(v, watch, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| handle_interfaces_in(v, watch, out)),
         _ => {}
     }
 }

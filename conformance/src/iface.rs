@@ -7,9 +7,17 @@
 //!   accepts at least the params the file allows (file ⊆ plugin) and answers no more than the
 //!   file's result allows (plugin ⊆ file), by the subset check of [`compat`]; the first
 //!   incompatibility is reported with its JSON pointer, and what the check cannot decide is
-//!   reported as a skip that says so, never as a pass.
+//!   reported as a skip that says so, never as a pass;
+//! - `iface.<name>.messages-valid` ([`messages_valid`]): what the plugin sent on the interface
+//!   during the whole run, against the file's schemas.
+//!
+//! A file whose interface another file lists among its `handles` is served by the host
+//! ([`host_served`]): it gets only `messages-valid`, for the plugin's invokes of such handles.
 
 mod compat;
+mod messages;
+
+pub(crate) use messages::check as messages_valid;
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +27,13 @@ use tether_spec::{InterfaceDocument, LogLevel, Outcome};
 use crate::checks::{Failure, Tier};
 use crate::driver::{CookieMode, PluginSpec, Session};
 use crate::report::{CheckResult, Status};
+
+/// Whether the host serves `doc`'s interface as a handle: another file given lists it among its
+/// `handles`. The plugin does not declare such an interface, so only its invokes are judged
+/// (`iface.<name>.messages-valid`, by the file's last version).
+pub(crate) fn host_served(doc: &InterfaceDocument, all: &[InterfaceDocument]) -> bool {
+    all.iter().any(|d| d.name != doc.name && d.versions.iter().any(|v| v.handles.contains(&doc.name)))
+}
 
 /// Reads the interface files, naming the file that cannot be used.
 pub(crate) fn load(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<InterfaceDocument>> {
@@ -91,12 +106,25 @@ async fn handshake(
     }))
 }
 
-/// Judges one plugin against one interface file.
+/// Judges one plugin against one interface file; with the version of the file the plugin
+/// declared, when it declared one.
 pub(crate) async fn judge(
     doc: &InterfaceDocument,
     spec: &PluginSpec,
     timeout: Duration,
     grace: Duration,
+) -> (Vec<CheckResult>, Option<u32>) {
+    let mut version = None;
+    let results = judge_declared(doc, spec, timeout, grace, &mut version).await;
+    (results, version)
+}
+
+async fn judge_declared(
+    doc: &InterfaceDocument,
+    spec: &PluginSpec,
+    timeout: Duration,
+    grace: Duration,
+    declared_version: &mut Option<u32>,
 ) -> Vec<CheckResult> {
     let started = Instant::now();
     let name = &doc.name;
@@ -151,6 +179,7 @@ pub(crate) async fn judge(
             not_run("the declared version is not in the file"),
         ];
     };
+    *declared_version = Some(file_version.version);
     let took = started.elapsed();
     let mut out = vec![result(declared_id, &declared_title, Status::Pass, String::new(), None, took)];
     out.push(compatible(doc, file_version, &methods, &compat_id, &compat_title, took));

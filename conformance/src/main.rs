@@ -15,6 +15,7 @@ mod fuzz;
 mod iface;
 mod procs;
 mod report;
+mod scenario;
 mod schema;
 mod targets;
 
@@ -46,6 +47,10 @@ struct Cli {
     /// judged against it (`iface.<name>.*` checks, README.md). Repeatable.
     #[arg(long = "interface-file", value_name = "FILE")]
     interface_files: Vec<std::path::PathBuf>,
+    /// A directory of scenarios (`*.tether`, the format of spec/transcripts/README.md): each is
+    /// replayed in a fresh plugin process as the check `scenario.<file stem>`.
+    #[arg(long = "scenarios", value_name = "DIR")]
+    scenarios: Option<std::path::PathBuf>,
     /// Test only these reference interfaces (default: every one the plugin declares).
     #[arg(long = "interface", value_enum)]
     interfaces: Vec<Interface>,
@@ -199,12 +204,20 @@ fn main() -> ExitCode {
     };
     let known: Vec<&str> = checks::all().iter().map(|c| c.id).collect();
     for id in baseline.ids() {
-        if !known.contains(&id) {
+        // Interface and scenario checks are named by the files given on the command line.
+        if !known.contains(&id) && !id.starts_with("iface.") && !id.starts_with("scenario.") {
             eprintln!("tether-conformance: warning: the baseline names an unknown check {id:?}");
         }
     }
     let documents = match iface::load(&cli.interface_files) {
         Ok(d) => d,
+        Err(e) => {
+            eprintln!("tether-conformance: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let scenarios = match cli.scenarios.as_deref().map(scenario::load).transpose() {
+        Ok(s) => s.unwrap_or_default(),
         Err(e) => {
             eprintln!("tether-conformance: {e}");
             return ExitCode::from(2);
@@ -217,7 +230,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut reports = match runtime.block_on(run_until_signal(&cli, cookie, &documents)) {
+    let mut reports = match runtime.block_on(run_until_signal(&cli, cookie, &documents, &scenarios)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tether-conformance: {e}");
@@ -252,12 +265,13 @@ async fn run_until_signal(
     cli: &Cli,
     cookie: MagicCookie,
     documents: &[tether_spec::InterfaceDocument],
+    scenarios: &[scenario::Scenario],
 ) -> anyhow::Result<Vec<PluginReport>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let number = tokio::select! {
-        r = run(cli, cookie, documents) => return r,
+        r = run(cli, cookie, documents, scenarios) => return r,
         _ = int.recv() => 2,
         _ = term.recv() => 15,
     };
@@ -270,6 +284,7 @@ async fn run(
     cli: &Cli,
     cookie: MagicCookie,
     documents: &[tether_spec::InterfaceDocument],
+    scenarios: &[scenario::Scenario],
 ) -> anyhow::Result<Vec<PluginReport>> {
     let targets = if cli.plugins.is_empty() {
         targets::examples(cli.verbose).await
@@ -299,7 +314,8 @@ async fn run(
                     TransportArg::Stdio => Wire::Stdio,
                     TransportArg::Fds => Wire::Fds,
                 };
-                let spec = PluginSpec { argv, cookie: cookie.clone(), transport };
+                let watch = documents.iter().map(|d| d.name.clone()).collect();
+                let spec = PluginSpec { argv, cookie: cookie.clone(), transport, watch };
                 if cli.fuzz.is_some() || cli.replay.is_some() {
                     let (result, stats) = fuzz_or_replay(cli, &spec, &target.label).await;
                     reports.push(PluginReport {
@@ -311,12 +327,35 @@ async fn run(
                     });
                     continue;
                 }
-                let mut results = judge(cli, spec.clone(), &target.label).await;
+                let (mut results, mut seen) = judge(cli, spec.clone(), &target.label).await;
                 let (timeout, grace) =
                     (Duration::from_millis(cli.timeout_ms), Duration::from_millis(cli.grace_ms));
+                let mut versions = Vec::new();
                 for doc in documents {
-                    let judged = iface::judge(doc, &spec, timeout, grace).await;
+                    if iface::host_served(doc, documents) {
+                        // The host serves it as a handle: only the plugin's invokes are judged.
+                        versions.push(doc.versions.last().map(|v| v.version));
+                        continue;
+                    }
+                    let (judged, version) = iface::judge(doc, &spec, timeout, grace).await;
                     results.extend(judged.into_iter().filter(|r| selected_id(cli, &r.id)));
+                    versions.push(version);
+                }
+                let chosen: Vec<scenario::Scenario> =
+                    scenarios.iter().filter(|s| selected_id(cli, &scenario::id(s))).cloned().collect();
+                let limits = scenario::Limits { timeout, grace, verbose: cli.verbose };
+                for (r, mut obs) in scenario::run_all(&chosen, &spec, limits, cli.jobs).await {
+                    if cli.verbose {
+                        eprintln!("{:<30} {}", r.id, r.reason);
+                    }
+                    seen.push((r.id.clone(), std::mem::take(&mut obs.iface_messages)));
+                    results.push(r);
+                }
+                for (doc, version) in documents.iter().zip(versions) {
+                    let r = iface::messages_valid(doc, version, &seen);
+                    if selected_id(cli, &r.id) {
+                        results.push(r);
+                    }
                 }
                 reports.push(PluginReport {
                     label: target.label,
@@ -422,9 +461,13 @@ fn verdict_result(check: &Check, verdict: Verdict, duration: Duration) -> CheckR
     }
 }
 
+/// What each check saw on the watched application interfaces: (check id, messages).
+type SeenByCheck = Vec<(String, Vec<driver::SeenMessage>)>;
+
 /// Runs every selected check against one plugin: the launch checks and the handshake probe
-/// first; when the handshake does not complete, that one diagnosis and nothing else.
-async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
+/// first; when the handshake does not complete, that one diagnosis and nothing else. Also gives
+/// what each check saw on the watched application interfaces.
+async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> (Vec<CheckResult>, SeenByCheck) {
     let only: Vec<String> = cli
         .interfaces
         .iter()
@@ -445,6 +488,7 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
     let progress = Progress::new(cli, label, chosen.len());
     let mut results: BTreeMap<&str, CheckResult> = BTreeMap::new();
     let mut observations: Vec<Observations> = Vec::new();
+    let mut seen: SeenByCheck = Vec::new();
     // A check that does not finish within this time fails; it never hangs the judge.
     let limit = opts.timeout * 4 + opts.grace * 2 + Duration::from_secs(120);
     let jobs = cli.jobs.max(1);
@@ -473,7 +517,8 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
     };
     let (out, launched) =
         tokio::join!(probe_run, run_scenarios(launch, Arc::clone(&ctx0), limit, jobs, &progress));
-    for (check, out, elapsed) in launched {
+    for (check, mut out, elapsed) in launched {
+        seen.push((check.id.to_owned(), std::mem::take(&mut out.obs.iface_messages)));
         observations.push(out.obs);
         let r = verdict_result(&check, out.verdict, elapsed);
         progress.done(cli, &r);
@@ -481,6 +526,8 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
     }
     progress.stop("handshake.initialize");
     let probe = out.probe.clone();
+    let mut out = out;
+    seen.push(("handshake.initialize".to_owned(), std::mem::take(&mut out.obs.iface_messages)));
     observations.push(out.obs);
     let probe_check = all.iter().find(|c| matches!(c.kind, Kind::Probe)).copied();
     if let Some(check) = probe_check {
@@ -505,7 +552,7 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
             });
         }
         progress.clear();
-        return all.iter().filter_map(|c| results.remove(c.id)).collect();
+        return (all.iter().filter_map(|c| results.remove(c.id)).collect(), seen);
     }
     let wire = spec.transport;
     let ctx = Arc::new(Ctx::new(spec, opts.clone(), probe.clone()));
@@ -593,7 +640,8 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
             Kind::Aggregate(_) | Kind::Probe => {}
         }
     }
-    for (check, out, elapsed) in run_scenarios(scenarios, ctx, limit, jobs, &progress).await {
+    for (check, mut out, elapsed) in run_scenarios(scenarios, ctx, limit, jobs, &progress).await {
+        seen.push((check.id.to_owned(), std::mem::take(&mut out.obs.iface_messages)));
         observations.push(out.obs);
         let r = verdict_result(&check, out.verdict, elapsed);
         progress.done(cli, &r);
@@ -609,7 +657,7 @@ async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> Vec<CheckResult> {
         }
     }
     progress.clear();
-    all.iter().filter_map(|c| results.remove(c.id)).collect()
+    (all.iter().filter_map(|c| results.remove(c.id)).collect(), seen)
 }
 
 /// A scenario check's function.

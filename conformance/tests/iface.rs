@@ -58,13 +58,40 @@ fn broken(flag: &str) -> String {
 
 #[test]
 fn the_example_greeter_passes_every_check_with_its_interface_file() {
-    let out = judge(&format!("{PYTHON} examples-python/greeter/greeter.py"), &["--interface-file", FILE]);
+    let out = judge(
+        &format!("{PYTHON} examples-python/greeter/greeter.py"),
+        &[
+            "--interface-file",
+            FILE,
+            "--interface-file",
+            "examples-python/greeter/audience.json",
+            "--scenarios",
+            "examples-python/greeter/scenarios",
+        ],
+    );
     let all = checks(&out);
     let failed: Vec<_> = all.iter().filter(|(_, s, _)| s == "fail").collect();
     assert!(failed.is_empty(), "failures: {failed:?}");
     assert!(out.status.success());
-    let ids: Vec<_> = iface_checks(&out).into_iter().map(|(id, s, _)| format!("{id} {s}")).collect();
-    assert_eq!(ids, ["iface.greeter.declared pass", "iface.greeter.schemas-compatible pass"]);
+    let ids: Vec<_> = all
+        .into_iter()
+        .filter(|(id, _, _)| id.starts_with("iface.") || id.starts_with("scenario."))
+        .map(|(id, s, _)| format!("{id} {s}"))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "iface.greeter.declared pass",
+            "iface.greeter.schemas-compatible pass",
+            "scenario.audience pass",
+            "scenario.captures pass",
+            "scenario.in-flight pass",
+            "scenario.languages pass",
+            "iface.greeter.messages-valid pass",
+            // audience.json is a handle interface of greeter.json: only the plugin's invokes.
+            "iface.audience.messages-valid pass",
+        ]
+    );
 }
 
 #[test]
@@ -87,6 +114,11 @@ fn a_plugin_accepting_fewer_params_than_the_file_fails_schemas_compatible_with_t
                 "fail".into(),
                 "greeter.hello params at /lang: the value \"fr\" is accepted by one and refused by the other (in branch 1 of a union)".into()
             ),
+            (
+                "iface.greeter.messages-valid".into(),
+                "skip".into(),
+                "no message on greeter was seen: no check or scenario called its methods (add scenarios with --scenarios)".into()
+            ),
         ]
     );
     assert_eq!(out.status.code(), Some(1));
@@ -100,6 +132,7 @@ fn a_plugin_speaking_a_version_the_file_does_not_define_fails_declared() {
     assert_eq!(got[0].1, "fail");
     assert!(got[0].2.contains("host speaks [1], plugin speaks [2]"), "{got:?}");
     assert_eq!((got[1].0.as_str(), got[1].1.as_str()), ("iface.greeter.schemas-compatible", "not-run"));
+    assert_eq!((got[2].0.as_str(), got[2].1.as_str()), ("iface.greeter.messages-valid", "not-run"));
 }
 
 #[test]
