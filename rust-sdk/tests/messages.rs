@@ -240,3 +240,14 @@ async fn the_end_of_input_closes_the_other_session_and_fails_its_calls() {
     let after = a.call::<Wait>(&Empty {}).await.expect_err("a is closed");
     assert!(after.close_reason().is_some(), "{after:?}");
 }
+
+#[tokio::test]
+async fn a_session_of_whole_messages_refuses_a_hand_over_at_once_and_goes_on() {
+    let b = Router::new().interface(KvServer::new(MemKv::default()));
+    let (a, _b, _) = linked(Options::new(), Router::new(), Options::new(), b);
+    // No reader or writer task exists to give a stream back: refused without waiting.
+    let refused = a.detach(Duration::from_secs(3600)).now_or_never().expect("refused at once");
+    assert_eq!(refused.err(), Some(tether::DetachError::NoStreams));
+    let store = KvClient::new(a);
+    store.put(&kv::PutParams { key: "k".into(), value: "v".into() }).await.expect("still serving");
+}

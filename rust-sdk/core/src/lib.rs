@@ -21,8 +21,6 @@
 //!   [`MessageSink`] and taken by a [`MessageInput`] on the calling thread, with no reader or
 //!   writer task: what in-process plugins run on (`rust-host/IN_PROCESS.md`), so that a call
 //!   whose handler does not wait is answered on the caller's thread.
-//! - [`ChunkReader`]: the reading half of an in-memory byte-stream transport fed through a
-//!   channel, for a transport whose chunks arrive from a callback on any thread.
 //!
 //! The calling side, over any stream:
 //!
@@ -41,7 +39,6 @@
 // The code `#[tether_core::interface]` generates names `::tether_core`, also inside this crate.
 extern crate self as tether_core;
 
-mod chunks;
 mod client;
 mod connection;
 pub mod interfaces;
@@ -49,7 +46,6 @@ mod server;
 pub mod stream;
 pub mod trace;
 
-pub use crate::chunks::ChunkReader;
 pub use crate::client::{Client, Remote};
 /// Counts of what a session holds ([`Peer::diagnostics`]); for fuzzing and tests, not an API.
 #[doc(hidden)]

@@ -38,6 +38,10 @@ pub enum DetachError {
     /// Streams are open: their state (credit, buffered chunks) lives in this process.
     #[error("{0} stream(s) are open")]
     OpenStreams(usize),
+    /// The session exchanges whole messages ([`crate::Session::start_messages`], an in-process
+    /// plugin): it has no streams to give back, and its other side lives in this process.
+    #[error("a session of whole messages (an in-process plugin) has no streams to hand over")]
+    NoStreams,
     /// The session has ended.
     #[error("the session has ended: {0}")]
     Closed(String),
@@ -94,7 +98,8 @@ impl Peer {
     /// Stops this session so that another process can go on with it over the same streams,
     /// without the other side noticing (`tether-host`'s hand-over is built on it).
     ///
-    /// Refused, with the session untouched, while this side serves handles or streams are open.
+    /// Refused, with the session untouched, while this side serves handles or streams are open,
+    /// and for a session of whole messages (it has no streams).
     /// Otherwise: new calls fail at once with [`HANDED_OVER`]; the calls in flight have until
     /// `timeout` to be answered; the reader then stops at a frame boundary (the bytes of a
     /// frame read in part are in [`Detached::unread`]), the handlers of the other side's
@@ -104,6 +109,10 @@ impl Peer {
         let shared = &self.shared;
         if let Some(reason) = shared.reason.get() {
             return Err(DetachError::Closed(reason.message.to_string()));
+        }
+        if shared.sink.is_some() {
+            // No reader or writer task would ever give a stream back: refuse rather than wait.
+            return Err(DetachError::NoStreams);
         }
         let handles = shared.live_handles.load(Ordering::Relaxed);
         if handles > 0 {
