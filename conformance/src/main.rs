@@ -118,6 +118,16 @@ enum Interface {
     Blob,
 }
 
+/// The names of the reference interfaces `--interface` keeps (all when none is given).
+fn interface_names(cli: &Cli) -> Vec<String> {
+    let name = |i: &Interface| match i {
+        Interface::Kv => "kv",
+        Interface::Counter => "counter",
+        Interface::Blob => "blob",
+    };
+    cli.interfaces.iter().map(|i| name(i).to_owned()).collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum TransportArg {
     Stdio,
@@ -406,15 +416,7 @@ async fn fuzz_or_replay(cli: &Cli, spec: &PluginSpec, label: &str) -> (CheckResu
     }
     let seed = cli.seed.unwrap_or_else(|| fastrand::u64(..));
     eprintln!("tether-conformance: fuzzing {label} with {} frames, --seed {seed}", cli.fuzz.unwrap_or(0));
-    let only = cli
-        .interfaces
-        .iter()
-        .map(|i| match i {
-            Interface::Kv => "kv".to_owned(),
-            Interface::Counter => "counter".to_owned(),
-            Interface::Blob => "blob".to_owned(),
-        })
-        .collect();
+    let only = interface_names(cli);
     let opts = fuzz::FuzzOpts {
         frames: cli.fuzz.unwrap_or(0),
         seed,
@@ -468,15 +470,7 @@ type SeenByCheck = Vec<(String, Vec<driver::SeenMessage>)>;
 /// first; when the handshake does not complete, that one diagnosis and nothing else. Also gives
 /// what each check saw on the watched application interfaces.
 async fn judge(cli: &Cli, spec: PluginSpec, label: &str) -> (Vec<CheckResult>, SeenByCheck) {
-    let only: Vec<String> = cli
-        .interfaces
-        .iter()
-        .map(|i| match i {
-            Interface::Kv => "kv".to_owned(),
-            Interface::Counter => "counter".to_owned(),
-            Interface::Blob => "blob".to_owned(),
-        })
-        .collect();
+    let only = interface_names(cli);
     let opts = Opts {
         grace: Duration::from_millis(cli.grace_ms),
         timeout: Duration::from_millis(cli.timeout_ms),

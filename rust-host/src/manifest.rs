@@ -275,23 +275,19 @@ impl Manifest {
         } else {
             builder.sha256_of(&self.pinned_file, &self.sha256)
         };
-        for (name, versions) in &self.interfaces {
-            builder = builder.interface(name, versions.iter().copied());
-        }
-        if let Some(timeout) = self.start_timeout {
-            builder = builder.start_timeout(timeout);
-        }
-        if let Some(timeout) = self.call_timeout {
-            builder = builder.call_timeout(timeout);
-        }
-        builder
+        self.with_interfaces_and_timeouts(builder)
     }
 
     /// The builder of a plugin library: loaded into the host, its file's checksum checked first
     /// (and the checked file is the one loaded, `rust-host/IN_PROCESS.md`).
     fn library_builder(&self) -> PluginBuilder {
-        let mut builder =
+        let builder =
             PluginBuilder::new(&self.program).in_process(true).name(&self.name).sha256(&self.sha256);
+        self.with_interfaces_and_timeouts(builder)
+    }
+
+    /// What a process and a library manifest set alike: the interfaces and the time-outs.
+    fn with_interfaces_and_timeouts(&self, mut builder: PluginBuilder) -> PluginBuilder {
         for (name, versions) in &self.interfaces {
             builder = builder.interface(name, versions.iter().copied());
         }

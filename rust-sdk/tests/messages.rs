@@ -83,6 +83,17 @@ method!(WhereAmI, "t.where", Empty, Thread);
 method!(Wait, "t.wait", Empty, Empty);
 method!(Boom, "t.boom", Empty, Empty);
 
+/// A router whose `t.wait` handler waits until `release` is notified.
+fn waits_for(release: Arc<Notify>) -> Router {
+    Router::new().route::<Wait, _, _>(move |_, _| {
+        let waiting = release.clone();
+        async move {
+            waiting.notified().await;
+            Ok(Empty {})
+        }
+    })
+}
+
 fn thread_name(id: ThreadId) -> String {
     format!("{id:?}")
 }
@@ -112,14 +123,7 @@ async fn a_handler_that_does_not_wait_is_answered_on_the_callers_thread_within_t
 #[tokio::test]
 async fn a_handler_that_waits_answers_later_from_its_task() {
     let release = Arc::new(Notify::new());
-    let waiting = release.clone();
-    let b = Router::new().route::<Wait, _, _>(move |_, _| {
-        let waiting = waiting.clone();
-        async move {
-            waiting.notified().await;
-            Ok(Empty {})
-        }
-    });
+    let b = waits_for(release.clone());
     let (a, _b, _) = linked(Options::new(), Router::new(), Options::new(), b);
     let mut call = a.call::<Wait>(&Empty {}).into_future();
     assert!((&mut call).now_or_never().is_none(), "the handler waits: no answer within the first poll");
@@ -213,14 +217,7 @@ async fn an_oversized_message_is_answered_as_an_oversized_frame() {
 #[tokio::test]
 async fn the_end_of_input_closes_the_other_session_and_fails_its_calls() {
     let release = Arc::new(Notify::new());
-    let waiting = release.clone();
-    let b = Router::new().route::<Wait, _, _>(move |_, _| {
-        let waiting = waiting.clone();
-        async move {
-            waiting.notified().await;
-            Ok(Empty {})
-        }
-    });
+    let b = waits_for(release.clone());
     let (a, b, _) = linked(Options::new(), Router::new(), Options::new(), b);
     let pending = tokio::spawn({
         let a = a.clone();

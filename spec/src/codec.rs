@@ -938,6 +938,20 @@ mod tests {
         Frame::Message(bytes::Bytes::copy_from_slice(body.as_bytes()))
     }
 
+    /// The frames `codec` decodes from `input` read in two parts, split at `cut`.
+    fn decode_split(mut codec: FrameCodec, input: &[u8], cut: usize) -> Vec<Frame> {
+        let mut buf = BytesMut::from(&input[..cut]);
+        let mut out = Vec::new();
+        while let Ok(Some(f)) = codec.decode(&mut buf) {
+            out.push(f);
+        }
+        buf.extend_from_slice(&input[cut..]);
+        while let Ok(Some(f)) = codec.decode(&mut buf) {
+            out.push(f);
+        }
+        out
+    }
+
     #[test]
     fn writes_the_exact_writer_form() {
         let mut dst = BytesMut::new();
@@ -957,27 +971,9 @@ mod tests {
     fn split_reads_at_every_byte_boundary() {
         let input = b"Content-Length: 7\r\n\r\n{\"a\":1}Content-Length: 2\r\n\r\n{}";
         for cut in 0..input.len() {
-            let mut codec = FrameCodec::new();
-            let mut buf = BytesMut::from(&input[..cut]);
-            let mut out = Vec::new();
-            while let Ok(Some(f)) = codec.decode(&mut buf) {
-                out.push(f);
-            }
-            buf.extend_from_slice(&input[cut..]);
-            while let Ok(Some(f)) = codec.decode(&mut buf) {
-                out.push(f);
-            }
+            let out = decode_split(FrameCodec::new(), input, cut);
             assert_eq!(out, vec![msg("{\"a\":1}"), msg("{}")], "cut at {cut}");
-            let mut strict = FrameCodec::builder().strict().build();
-            let mut buf = BytesMut::from(&input[..cut]);
-            let mut out = Vec::new();
-            while let Ok(Some(f)) = strict.decode(&mut buf) {
-                out.push(f);
-            }
-            buf.extend_from_slice(&input[cut..]);
-            while let Ok(Some(f)) = strict.decode(&mut buf) {
-                out.push(f);
-            }
+            let out = decode_split(FrameCodec::builder().strict().build(), input, cut);
             assert_eq!(out, vec![msg("{\"a\":1}"), msg("{}")], "strict, cut at {cut}");
         }
     }
@@ -987,17 +983,7 @@ mod tests {
         // The fast path (exact writer form) and the general parser (any other spelling of the
         // same block) must give the same frames, at every split of the input.
         let decode_split = |input: &[u8], cut: usize| {
-            let mut codec = FrameCodec::builder().attachments(true).build();
-            let mut buf = BytesMut::from(&input[..cut]);
-            let mut out = Vec::new();
-            while let Ok(Some(f)) = codec.decode(&mut buf) {
-                out.push(f);
-            }
-            buf.extend_from_slice(&input[cut..]);
-            while let Ok(Some(f)) = codec.decode(&mut buf) {
-                out.push(f);
-            }
-            out
+            decode_split(FrameCodec::builder().attachments(true).build(), input, cut)
         };
         let writer =
             b"Content-Length: 12\r\nTether-Attachments: 3,2\r\n\r\n{\"a\":1}abcdeContent-Length: 2\r\n\r\n{}";
