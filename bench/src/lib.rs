@@ -226,26 +226,26 @@ pub fn run(opts: &Options) -> anyhow::Result<Results> {
                 "start",
                 0usize,
                 format!("{}.fresh.{}", lang.id(), ids::START),
-                format!("{}: tether-host start, fresh host process", lang.title()),
+                format!("{}: tether-host start, parent-death signal on (fork), fresh host", lang.title()),
             )];
             if lang == Lang::Rust {
                 runs.push((
                     "start",
                     200,
                     "rust.heap200.start_first_call".into(),
-                    "Rust: tether-host start, host heap +200 MiB".into(),
+                    "Rust: tether-host start, signal on, host heap +200 MiB".into(),
                 ));
                 runs.push((
                     "start-no-pdeathsig",
                     0,
                     "rust.fresh.start_first_call_no_pdeathsig".into(),
-                    "Rust: the same without the parent-death signal (posix_spawn)".into(),
+                    "Rust: the same, signal off (the default: posix_spawn)".into(),
                 ));
                 runs.push((
                     "start-no-pdeathsig",
                     200,
                     "rust.heap200.start_first_call_no_pdeathsig".into(),
-                    "Rust: heap +200 MiB, without the parent-death signal".into(),
+                    "Rust: heap +200 MiB, signal off (the default)".into(),
                 ));
                 runs.push((
                     "start-floor",

@@ -58,8 +58,9 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
         rt.block_on(async {
             for _ in 0..21 {
                 let t = std::time::Instant::now();
-                // Without the parent-death signal the host can spawn with `posix_spawn` (vfork)
-                // instead of `fork`: what the default signal costs.
+                // `start` turns the parent-death signal on (off by default since issue 16 round
+                // 3): then the host spawns with `fork` instead of `posix_spawn` (vfork), which is
+                // what the signal costs.
                 let plugin = PluginProcess::builder(program)
                     .args(rest)
                     .interface(kv::NAME, kv::VERSIONS.iter().copied())

@@ -71,7 +71,7 @@ impl PluginBuilder {
             name: None,
             sha256: None,
             pinned_file: None,
-            parent_death_signal: true,
+            parent_death_signal: false,
             handover: false,
             attachments: true,
             streams: Some(tether_spec::DEFAULT_INITIAL_CREDIT),
@@ -305,15 +305,22 @@ impl PluginBuilder {
         self
     }
 
-    /// Whether, on Linux, the kernel kills the plugin when the host dies (`PR_SET_PDEATHSIG`);
-    /// on by default. A plugin also exits when its stdin closes (SPEC.md §1.6), so this only
-    /// matters for a plugin that stops reading.
+    /// Whether, on Linux, the kernel also kills the plugin when the host dies
+    /// (`PR_SET_PDEATHSIG`); off by default. Without it a plugin still ends with its host: the
+    /// host's end of its stdin closes when the host dies, however it dies, and the SDKs exit at
+    /// the end of stdin (SPEC.md §1.6; `rust-host/tests/orphans.rs` kills a host with SIGKILL
+    /// and watches the Rust, Python and Node plugins exit). Turn it on for a plugin that may
+    /// stop reading its stdin (a handler that blocks the reading thread, a program that does
+    /// not speak Tether yet): the kernel then kills it whatever it is doing.
     ///
-    /// It has a cost that grows with the host's memory: setting the signal needs code between
-    /// `fork` and `exec`, so the standard library cannot use `posix_spawn` (vfork) and copies the
-    /// host's page tables instead. Measured (BENCHMARKS.md): 1.4 ms from start to the first
-    /// answered call in a small host, 6.9 ms in a host with 200 MiB of heap; without the signal,
-    /// about 1.2 ms in both. Hosts that start many plugins from a large heap may turn it off.
+    /// It is off by default because of what it costs: setting the signal needs code between
+    /// `fork` and `exec`, so the standard library cannot use `posix_spawn` (vfork) and copies
+    /// the host's page tables instead, a cost that grows with the host's memory. Measured
+    /// (BENCHMARKS.md, "issue 16, round 3"): about 0.3-0.4 ms more from start to the first
+    /// answered call in a small host (1.6-2.5 ms against 1.2-1.3 ms), 54.9 ms against 5.7 ms
+    /// in a host with 200 MiB of heap. The signal is tied to the thread that started the
+    /// plugin: start such plugins from runtime worker threads or the main thread, not from a
+    /// thread that ends before the host.
     pub fn parent_death_signal(mut self, enabled: bool) -> Self {
         self.parent_death_signal = enabled;
         self

@@ -52,9 +52,10 @@
 //! - **Deadlines**: no call outlives its time-out and `start()` does not outlive the start
 //!   time-out; a plugin that closes its stdout and lives on is killed after the grace period.
 //! - **No orphans**: the plugin runs in its own process group, killed when the plugin exits,
-//!   when the [`PluginProcess`] is dropped, and at the end of a shutdown; on Linux the plugin is also
-//!   killed when the host dies (`PR_SET_PDEATHSIG`, tied to the thread that started it; not for a
-//!   plugin started [`PluginBuilder::handover_capable`], which must outlive its host).
+//!   when the [`PluginProcess`] is dropped, and at the end of a shutdown; when the host dies,
+//!   however it dies, the plugin sees the end of its stdin and exits (SPEC.md §1.6). On Linux,
+//!   [`PluginBuilder::parent_death_signal`] also has the kernel kill it then (`PR_SET_PDEATHSIG`,
+//!   for a plugin that may stop reading; off by default, as it makes every start `fork` the host).
 //! - **Shutdown**: `tether/shutdown`, close stdin, wait the grace period, SIGTERM, wait again,
 //!   SIGKILL to the group ([`PluginProcess::shutdown`] says which step ended it).
 //!

@@ -395,9 +395,9 @@ async fn ping_typed_requests_and_kill() {
 }
 
 #[tokio::test]
-async fn without_the_parent_death_signal_a_plugin_starts_and_stops_the_same() {
-    let plugin =
-        test_plugin("no-pdeathsig", "normal").parent_death_signal(false).start().await.expect("start");
+async fn with_the_parent_death_signal_a_plugin_starts_and_stops_the_same() {
+    // Off by default; on, the host spawns with `fork` and a `pre_exec`.
+    let plugin = test_plugin("pdeathsig", "normal").parent_death_signal(true).start().await.expect("start");
     session_works(&plugin).await;
     let pid = plugin.pid();
     let report = plugin.shutdown().await;

@@ -93,7 +93,10 @@ fn main() {
         }
     }
     if state.mode == "ignore-sigterm" || std::env::var_os("TETHER_TEST_LINGER").is_some() {
-        eprintln!("test plugin: stdin closed, but not exiting ({} mode)", state.mode);
+        // Not `eprintln!`: when the host died its end of stderr is closed too, and a panic on
+        // the failed write would end the plugin that is meant to linger.
+        let _ =
+            writeln!(std::io::stderr(), "test plugin: stdin closed, but not exiting ({} mode)", state.mode);
         loop {
             std::thread::sleep(Duration::from_secs(60));
         }

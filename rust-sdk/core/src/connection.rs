@@ -3,6 +3,8 @@
 //! [`Session::start`] starts two tasks on the current tokio runtime: a **reader** that decodes
 //! frames with the lenient [`FrameCodec`] and routes each message, and a **writer** that drains
 //! the queue of outgoing frames into one buffer and writes it with one `write` and one `flush`.
+//! While the writer is idle, a call or an answer sent when nothing else is in flight is
+//! written by the task that sends it (a non-blocking write), saving a task hop per message.
 //! The reader never waits for a handler: an asynchronous handler is polled once on the reader
 //! (most finish there, without a task) and, if it has to wait, runs on in its own task, so a
 //! handler that calls back into the other side (a broker callback, SPEC.md §6.4) cannot stall
@@ -32,7 +34,9 @@
 //! - [`envelope`]: the messages waiting for the writer, and the envelope written around
 //!   payloads that are already encoded;
 //! - [`reader`], [`dispatch`] and [`writer`]: the reader task, the routing of what it read, and
-//!   the writer task.
+//!   the writer task; [`through`]: the gate where the idle writer leaves its stream, so that
+//!   a message sent when nothing else is in flight is written by its sender, without the hop
+//!   to the writer task.
 //!
 //! - [`messages`]: the message-level transport ([`Session::start_messages`]): whole messages
 //!   handed to a [`MessageSink`] and taken from a [`MessageInput`] on the calling thread, with
@@ -64,6 +68,7 @@ mod service;
 pub(crate) mod shared;
 mod stream_io;
 pub(crate) mod streams;
+mod through;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize};
@@ -225,5 +230,6 @@ fn new_shared(
         writer_detach: CancellationToken::new(),
         writer_back: Mutex::new(None),
         sink,
+        gate: Mutex::new(self::through::Gate::default()),
     })
 }

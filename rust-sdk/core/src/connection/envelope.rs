@@ -66,6 +66,8 @@ pub(super) enum Outgoing {
         /// Its attachments, in order.
         attachments: Vec<bytes::Bytes>,
     },
+    /// Bytes already framed, which a write through the gate (`through`) could not finish.
+    Framed(bytes::Bytes),
 }
 
 pub(super) const RESULT_HEAD: &[u8] = br#"{"jsonrpc":"2.0","id":"#;
@@ -80,6 +82,7 @@ impl Outgoing {
         let attached = |a: &[bytes::Bytes]| a.iter().map(bytes::Bytes::len).sum::<usize>();
         match self {
             Outgoing::Body(body) => body.len(),
+            Outgoing::Framed(bytes) => bytes.len(),
             Outgoing::Request { params, attachments, .. } => params.get().len() + attached(attachments),
             Outgoing::Result { result, attachments, .. } => result.get().len() + attached(attachments),
             Outgoing::Attached { body, attachments } => body.len() + attached(attachments),
@@ -89,7 +92,7 @@ impl Outgoing {
     /// The attachments written after the body.
     pub(super) fn attachments(&self) -> &[bytes::Bytes] {
         match self {
-            Outgoing::Body(_) => &[],
+            Outgoing::Body(_) | Outgoing::Framed(_) => &[],
             Outgoing::Request { attachments, .. }
             | Outgoing::Result { attachments, .. }
             | Outgoing::Attached { attachments, .. } => attachments,
@@ -101,6 +104,8 @@ impl Outgoing {
     pub(super) fn parts<'a>(&'a self, scratch: &'a mut Vec<u8>) -> (&'a [u8], &'a [u8], &'a [u8]) {
         match self {
             Outgoing::Body(body) | Outgoing::Attached { body, .. } => (&[], body, &[]),
+            // Written as they are by the writer; never a body handed to a message sink.
+            Outgoing::Framed(bytes) => (&[], bytes, &[]),
             Outgoing::Request { id, method, params, .. } => {
                 scratch.clear();
                 scratch.extend_from_slice(REQUEST_HEAD);

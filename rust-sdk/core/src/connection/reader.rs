@@ -29,9 +29,13 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin + Send + 'static>(
     let detach = shared.reader_detach.cancelled();
     tokio::pin!(cancelled, detach);
     loop {
+        // The answers of handlers that finish while this read's frames are decoded are
+        // collected and written together at the end, as one write (`through`).
+        shared.cork();
         loop {
             // Every frame may add to the backlog: look before each one, not only before reading.
             if !shared.backlog_below_limit().await {
+                shared.uncork();
                 return;
             }
             // `tether/initialize` changes the maximum synchronously: read the next frame with it.
@@ -45,6 +49,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin + Send + 'static>(
                 None => break,
             }
         }
+        shared.uncork();
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 * 1024);
         }

@@ -29,6 +29,7 @@ use super::progress::{with_meta, ProgressSink};
 use super::scope::{Encoded, Opened};
 use super::service::{Reply, Service};
 use super::streams::{Outbound, StreamTable};
+use super::through::Gate;
 
 /// What the reader gives back when it stops for a hand-over: its stream and the bytes read and
 /// not decoded.
@@ -77,6 +78,8 @@ pub(crate) struct Shared {
     /// Where messages go on the message-level transport (`messages`): at once, on the sending
     /// thread, instead of through `queue` and the writer task.
     pub(super) sink: Option<Arc<dyn super::messages::MessageSink>>,
+    /// The writer's stream while the writer task is idle, for writing through (`through`).
+    pub(super) gate: Mutex<Gate>,
 }
 
 /// Locks a mutex, going on with the data when a panicking thread poisoned it (the maps stay
@@ -96,9 +99,49 @@ impl Shared {
 
     /// Queues a message for the writer, counting it in the backlog when that is bounded.
     pub(super) fn enqueue(&self, out: Outgoing) -> Result<(), ()> {
+        self.enqueue_through(out, || false)
+    }
+
+    /// Sends a message: written through at once when the writer task is idle and `alone` says
+    /// nothing else is in flight (or collected while the reader is corked), otherwise queued
+    /// for the writer (`through`). Every message goes through the gate's lock, which keeps
+    /// the frames in the order they were sent.
+    pub(super) fn enqueue_through(&self, out: Outgoing, alone: impl FnOnce() -> bool) -> Result<(), ()> {
         if let Some(sink) = &self.sink {
             return self.send_to_sink(sink.as_ref(), out).then_some(()).ok_or(());
         }
+        let mut gate = lock(&self.gate);
+        let out = match gate.offer(out, alone) {
+            Ok(()) => return Ok(()),
+            Err(out) => out,
+        };
+        if let Some(collected) = gate.hand_over() {
+            self.queue_for_writer(collected)?;
+        }
+        self.queue_for_writer(out)
+    }
+
+    /// The reader starts decoding the frames of one read: answers given meanwhile are collected.
+    pub(super) fn cork(&self) {
+        if self.sink.is_none() {
+            lock(&self.gate).cork();
+        }
+    }
+
+    /// The reader has decoded the frames of one read: what was collected is written.
+    pub(super) fn uncork(&self) {
+        if self.sink.is_some() {
+            return;
+        }
+        let mut gate = lock(&self.gate);
+        if let Some(rest) = gate.uncork() {
+            let _ = self.queue_for_writer(rest);
+        }
+    }
+
+    /// Puts a message in the writer task's queue, counting it in the backlog when that is
+    /// bounded.
+    fn queue_for_writer(&self, out: Outgoing) -> Result<(), ()> {
         if self.options.max_write_backlog.is_none() {
             // Unbounded (a host): no counting on the hot path.
             return self.queue.send(out).map_err(|_| ());
@@ -300,7 +343,7 @@ impl Shared {
             }
         }
         let (tx, rx) = oneshot::channel();
-        {
+        let alone = {
             let mut pending = lock(&self.pending);
             if self.token.is_cancelled() {
                 return Err(CallError::Closed(self.close_reason()));
@@ -312,9 +355,11 @@ impl Shared {
                 Some(sink) => pending.insert_with_progress(id, tx, handles, sink),
                 None => pending.insert(id, tx, handles),
             }
-        }
+            // The only call in flight: written through, as no other would batch with it.
+            pending.len() == 1
+        };
         let mut guard = CancelGuard::new(self, id, streams.to_vec());
-        if self.enqueue(out).is_err() {
+        if self.enqueue_through(out, || alone).is_err() {
             guard.disarm();
             return Err(CallError::Closed(self.close_reason()));
         }
@@ -375,7 +420,10 @@ impl Shared {
                 let len = tether_spec::frame_len(len, &attachments);
                 let max = self.max_frame.load(Ordering::Relaxed);
                 if len <= max as u64 {
-                    let _ = self.enqueue(Outgoing::Result { id: n, result, attachments });
+                    // Written through when this is the only request being served.
+                    let _ = self.enqueue_through(Outgoing::Result { id: n, result, attachments }, || {
+                        self.in_flight() <= 1
+                    });
                     self.activate(&opened.produced);
                     return;
                 }
