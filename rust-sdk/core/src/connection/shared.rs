@@ -320,6 +320,20 @@ impl Shared {
         }
         // The request is queued: the data of its streams may follow it (SPEC.md §12.2).
         self.activate(opened);
+        // On the message-level transport, a peer whose handler did not wait has answered inside
+        // `enqueue`: taken here, without setting up the wait below.
+        let mut rx = rx;
+        match rx.try_recv() {
+            Ok(answer) => {
+                guard.disarm();
+                return answer;
+            }
+            Err(oneshot::error::TryRecvError::Closed) => {
+                guard.disarm();
+                return Err(CallError::Closed(self.close_reason()));
+            }
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
         let parent_cancelled = async {
             match peer.parent_token() {
                 Some(token) => token.cancelled().await,
