@@ -149,7 +149,13 @@ pub fn with_attachment_sink<R>(sink: &mut Vec<bytes::Bytes>, f: impl FnOnce() ->
 /// is an error. Keep the frame's attachments with its raw params until the typed handler
 /// deserializes them, since that may happen later on another thread.
 pub fn with_attachment_source<R>(attachments: &[bytes::Bytes], f: impl FnOnce() -> R) -> R {
-    let previous = SOURCE.with(|s| s.replace(Some(attachments.to_vec())));
+    with_owned_attachment_source(attachments.to_vec(), f)
+}
+
+/// [`with_attachment_source`] for a caller that owns the frame's attachments and is done with
+/// them after `f`: they are moved into the scope rather than cloned one by one.
+pub fn with_owned_attachment_source<R>(attachments: Vec<bytes::Bytes>, f: impl FnOnce() -> R) -> R {
+    let previous = SOURCE.with(|s| s.replace(Some(attachments)));
     let _restore = Restore { slot: &SOURCE, previous, out: None };
     f()
 }
