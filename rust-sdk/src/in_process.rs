@@ -81,7 +81,9 @@ impl MessageSink for ToHost {
         if self.0.ended.load(Ordering::SeqCst) {
             return false;
         }
-        tether_spec::abi::lend(body, attachments, |message| (self.0.send)(self.0.ctx as *mut c_void, message));
+        tether_spec::abi::lend(body, attachments, |message| {
+            (self.0.send)(self.0.ctx as *mut c_void, message)
+        });
         true
     }
 

@@ -144,7 +144,8 @@ mod tests {
     fn a_lent_message_points_at_its_body_and_counts_its_attachments() {
         let body = br#"{"jsonrpc":"2.0","method":"$/x","params":{}}"#;
         for count in [0, 1, INLINE_ATTACHMENTS, INLINE_ATTACHMENTS + 3] {
-            let attachments: Vec<bytes::Bytes> = (0..count).map(|i| bytes::Bytes::from(vec![i as u8; i])).collect();
+            let attachments: Vec<bytes::Bytes> =
+                (0..count).map(|i| bytes::Bytes::from(vec![i as u8; i])).collect();
             lend(body, &attachments, |message| {
                 assert_eq!((message.body.ptr, message.body.len), (body.as_ptr(), body.len()));
                 assert_eq!(message.attachment_count, count);

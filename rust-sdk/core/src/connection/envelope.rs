@@ -130,7 +130,9 @@ impl Outgoing {
     /// At least the length of an enveloped message's body.
     fn enveloped_len(&self) -> Option<usize> {
         match self {
-            Outgoing::Request { method, params, .. } => Some(ENVELOPE_MAX + method.len() + params.get().len()),
+            Outgoing::Request { method, params, .. } => {
+                Some(ENVELOPE_MAX + method.len() + params.get().len())
+            }
             Outgoing::Result { result, .. } => Some(ENVELOPE_MAX + result.get().len()),
             Outgoing::Body(_) | Outgoing::Attached { .. } => None,
         }
