@@ -98,14 +98,9 @@ impl MessageSink for ToPlugin {
         let sent = if link.closing.load(Ordering::SeqCst) || instance == 0 {
             false
         } else {
-            let slices: Vec<Slice> =
-                attachments.iter().map(|a| Slice { ptr: a.as_ptr(), len: a.len() }).collect();
-            let message = Message {
-                body: Slice { ptr: body.as_ptr(), len: body.len() },
-                attachments: if slices.is_empty() { std::ptr::null() } else { slices.as_ptr() },
-                attachment_count: slices.len(),
-            };
-            (link.send_to_plugin)(instance as *mut c_void, &message) == 0
+            tether_spec::abi::lend(body, attachments, |message| {
+                (link.send_to_plugin)(instance as *mut c_void, message) == 0
+            })
         };
         link.sending.fetch_sub(1, Ordering::SeqCst);
         sent

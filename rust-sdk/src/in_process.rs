@@ -81,14 +81,9 @@ impl MessageSink for ToHost {
         if self.0.ended.load(Ordering::SeqCst) {
             return false;
         }
-        let slices: Vec<Slice> =
-            attachments.iter().map(|a| Slice { ptr: a.as_ptr(), len: a.len() }).collect();
-        let message = Message {
-            body: Slice { ptr: body.as_ptr(), len: body.len() },
-            attachments: if slices.is_empty() { std::ptr::null() } else { slices.as_ptr() },
-            attachment_count: slices.len(),
-        };
-        (self.0.send)(self.0.ctx as *mut c_void, &message);
+        tether_spec::abi::lend(body, attachments, |message| {
+            (self.0.send)(self.0.ctx as *mut c_void, message)
+        });
         true
     }
 

@@ -58,6 +58,39 @@ pub struct Slice {
     pub len: usize,
 }
 
+impl Slice {
+    /// Lends `bytes` (valid as long as they are borrowed).
+    pub fn of(bytes: &[u8]) -> Slice {
+        Slice { ptr: bytes.as_ptr(), len: bytes.len() }
+    }
+}
+
+/// How many attachments' slices [`lend`] builds on the stack; more take a vector.
+const INLINE_ATTACHMENTS: usize = 4;
+
+/// Runs `f` with `body` and `attachments` lent as one [`Message`] (what each side passes to the
+/// other's function). The slices of a few attachments are built on the stack: a message costs
+/// no allocation.
+pub fn lend<R>(body: &[u8], attachments: &[bytes::Bytes], f: impl FnOnce(&Message) -> R) -> R {
+    let mut inline = [Slice::of(&[]); INLINE_ATTACHMENTS];
+    let spilled: Vec<Slice>;
+    let slices: &[Slice] = if attachments.len() <= INLINE_ATTACHMENTS {
+        for (slice, attachment) in inline.iter_mut().zip(attachments) {
+            *slice = Slice::of(attachment);
+        }
+        &inline[..attachments.len()]
+    } else {
+        spilled = attachments.iter().map(|a| Slice::of(a)).collect();
+        &spilled
+    };
+    let message = Message {
+        body: Slice::of(body),
+        attachments: if slices.is_empty() { std::ptr::null() } else { slices.as_ptr() },
+        attachment_count: slices.len(),
+    };
+    f(&message)
+}
+
 /// One JSON-RPC message, lent for the duration of one call.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -102,3 +135,22 @@ pub struct PluginTableV2 {
 
 /// The `size` a version 2 table carries.
 pub const TABLE_V2_SIZE: u32 = std::mem::size_of::<PluginTableV2>() as u32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lent_message_points_at_its_body_and_counts_its_attachments() {
+        let body = br#"{"jsonrpc":"2.0","method":"$/x","params":{}}"#;
+        for count in [0, 1, INLINE_ATTACHMENTS, INLINE_ATTACHMENTS + 3] {
+            let attachments: Vec<bytes::Bytes> =
+                (0..count).map(|i| bytes::Bytes::from(vec![i as u8; i])).collect();
+            lend(body, &attachments, |message| {
+                assert_eq!((message.body.ptr, message.body.len), (body.as_ptr(), body.len()));
+                assert_eq!(message.attachment_count, count);
+                assert_eq!(message.attachments.is_null(), count == 0, "{count} attachments");
+            });
+        }
+    }
+}

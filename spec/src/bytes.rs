@@ -149,7 +149,13 @@ pub fn with_attachment_sink<R>(sink: &mut Vec<bytes::Bytes>, f: impl FnOnce() ->
 /// is an error. Keep the frame's attachments with its raw params until the typed handler
 /// deserializes them, since that may happen later on another thread.
 pub fn with_attachment_source<R>(attachments: &[bytes::Bytes], f: impl FnOnce() -> R) -> R {
-    let previous = SOURCE.with(|s| s.replace(Some(attachments.to_vec())));
+    with_owned_attachment_source(attachments.to_vec(), f)
+}
+
+/// [`with_attachment_source`] for a caller that owns the frame's attachments and is done with
+/// them after `f`: they are moved into the scope rather than cloned one by one.
+pub fn with_owned_attachment_source<R>(attachments: Vec<bytes::Bytes>, f: impl FnOnce() -> R) -> R {
+    let previous = SOURCE.with(|s| s.replace(Some(attachments)));
     let _restore = Restore { slot: &SOURCE, previous, out: None };
     f()
 }
@@ -190,18 +196,35 @@ impl<'de> Deserialize<'de> for Bytes {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Bytes, A::Error> {
                 let not_a_ref =
                     || de::Error::custom("an object in place of bytes must be exactly {\"$bytes\": i}");
-                let Some(key) = map.next_key::<Cow<'de, str>>()? else { return Err(not_a_ref()) };
-                if key != BYTES_REF {
-                    return Err(not_a_ref());
-                }
+                let Some(IsBytesRef(true)) = map.next_key::<IsBytesRef>()? else { return Err(not_a_ref()) };
                 let index: u64 = map.next_value()?;
-                if map.next_key::<Cow<'de, str>>()?.is_some() {
+                if map.next_key::<IsBytesRef>()?.is_some() {
                     return Err(not_a_ref());
                 }
                 attachment(index).map_err(de::Error::custom)
             }
         }
         deserializer.deserialize_any(BytesVisitor)
+    }
+}
+
+/// Whether an object's key is `$bytes`, read without copying it into a `String` (as a
+/// `Cow<str>` key would be: serde deserializes `Cow` as owned).
+struct IsBytesRef(bool);
+
+impl<'de> Deserialize<'de> for IsBytesRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = IsBytesRef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<IsBytesRef, E> {
+                Ok(IsBytesRef(key == BYTES_REF))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -294,6 +317,10 @@ mod tests {
         assert_eq!(&one[..], b"one");
         assert_eq!(one.0.as_ptr(), attachments[1].as_ptr());
         assert_eq!(&hi[..], b"hi");
+        // The key is read as a string, escapes included.
+        let escaped: Option<Bytes> =
+            with_attachment_source(&attachments, || serde_json::from_str(r#"{"\u0024bytes":0}"#).ok());
+        assert_eq!(escaped.as_deref(), Some(&b"zero"[..]));
         let err = with_attachment_source(&attachments, || serde_json::from_str::<Bytes>(r#"{"$bytes":2}"#))
             .err()
             .map(|e| e.to_string())

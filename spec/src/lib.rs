@@ -88,7 +88,9 @@ mod stream;
 mod transport;
 
 pub use crate::broker::{HandleParams, HandleRef, Invoke, InvokeParams, Release, Retain};
-pub use crate::bytes::{with_attachment_sink, with_attachment_source, Bytes, BYTES_REF};
+pub use crate::bytes::{
+    with_attachment_sink, with_attachment_source, with_owned_attachment_source, Bytes, BYTES_REF,
+};
 pub use crate::cancel::{CancelParams, CancelRequest};
 pub use crate::codec::{
     encode_attached_frame_head, encode_frame, frame_len, AttachedFrame, AttachmentError, AttributedKind,

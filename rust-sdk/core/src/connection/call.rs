@@ -169,7 +169,7 @@ impl<R: DeserializeOwned + Send + 'static> IntoFuture for Call<R> {
                 scope::attachments_as_base64(answer.result.get(), &answer.attachments)
                     .and_then(|json| serde_json::from_str(json.get()))
             } else {
-                scope::decode(&shared, answer.result.get(), &answer.attachments)
+                scope::decode_owned(&shared, answer.result.get(), answer.attachments)
             }
             .map_err(|e| CallError::Deserialize(e.to_string()));
             // Streams of the answer that the result type did not take are aborted (SPEC.md

@@ -102,29 +102,73 @@ impl Outgoing {
     /// The body as three pieces written one after the other: the small head (built in
     /// `scratch`), the payload, and the tail.
     pub(super) fn parts<'a>(&'a self, scratch: &'a mut Vec<u8>) -> (&'a [u8], &'a [u8], &'a [u8]) {
+        scratch.clear();
+        match self.head_into(scratch) {
+            Some((payload, tail)) => (scratch, payload, tail),
+            None => (&[], self.complete_body().unwrap_or_default(), &[]),
+        }
+    }
+
+    /// The body of a message that is already whole (`Body`, `Attached`); `None` for one the
+    /// envelope is put around when it is written.
+    pub(super) fn complete_body(&self) -> Option<&[u8]> {
         match self {
-            Outgoing::Body(body) | Outgoing::Attached { body, .. } => (&[], body, &[]),
+            Outgoing::Body(body) | Outgoing::Attached { body, .. } => Some(body),
             // Written as they are by the writer; never a body handed to a message sink.
-            Outgoing::Framed(bytes) => (&[], bytes, &[]),
+            Outgoing::Framed(bytes) => Some(&bytes[..]),
+            Outgoing::Request { .. } | Outgoing::Result { .. } => None,
+        }
+    }
+
+    /// The whole body of an enveloped message (`Request`, `Result`) written into `out` (after
+    /// what it holds), in one reservation; false (nothing written) for a whole one.
+    pub(super) fn write_enveloped(&self, out: &mut Vec<u8>) -> bool {
+        let Some(len) = self.enveloped_len() else { return false };
+        out.reserve(len);
+        if let Some((payload, tail)) = self.head_into(out) {
+            out.extend_from_slice(payload);
+            out.extend_from_slice(tail);
+        }
+        true
+    }
+
+    /// At least the length of an enveloped message's body.
+    fn enveloped_len(&self) -> Option<usize> {
+        match self {
+            Outgoing::Request { method, params, .. } => {
+                Some(ENVELOPE_MAX + method.len() + params.get().len())
+            }
+            Outgoing::Result { result, .. } => Some(ENVELOPE_MAX + result.get().len()),
+            Outgoing::Body(_) | Outgoing::Attached { .. } | Outgoing::Framed(_) => None,
+        }
+    }
+
+    /// Writes the head of an enveloped message into `out` and returns its payload and tail;
+    /// `None` (nothing written) for a whole body.
+    fn head_into(&self, out: &mut Vec<u8>) -> Option<(&[u8], &'static [u8])> {
+        match self {
+            Outgoing::Body(_) | Outgoing::Attached { .. } | Outgoing::Framed(_) => None,
             Outgoing::Request { id, method, params, .. } => {
-                scratch.clear();
-                scratch.extend_from_slice(REQUEST_HEAD);
-                write_int(scratch, *id);
-                scratch.extend_from_slice(REQUEST_METHOD);
-                scratch.extend_from_slice(method.as_bytes());
-                scratch.extend_from_slice(REQUEST_PARAMS);
-                (scratch, params.get().as_bytes(), b"}")
+                out.extend_from_slice(REQUEST_HEAD);
+                write_int(out, *id);
+                out.extend_from_slice(REQUEST_METHOD);
+                out.extend_from_slice(method.as_bytes());
+                out.extend_from_slice(REQUEST_PARAMS);
+                Some((params.get().as_bytes(), b"}"))
             }
             Outgoing::Result { id, result, .. } => {
-                scratch.clear();
-                scratch.extend_from_slice(RESULT_HEAD);
-                write_int(scratch, *id);
-                scratch.extend_from_slice(RESULT_MID);
-                (scratch, result.get().as_bytes(), b"}")
+                out.extend_from_slice(RESULT_HEAD);
+                write_int(out, *id);
+                out.extend_from_slice(RESULT_MID);
+                Some((result.get().as_bytes(), b"}"))
             }
         }
     }
 }
+
+/// The most an envelope adds around its payload besides the method name: head, id (at most 20
+/// characters), the members' names, tail.
+const ENVELOPE_MAX: usize = 64;
 
 /// The number of bytes `write_int` writes for `n`.
 pub(super) fn int_len(n: i64) -> usize {
@@ -166,5 +210,29 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":12,"method":"kv.get","params":{"key":"k"}}"#
         );
         assert!(plain_json_str("kv.get") && !plain_json_str("a\"b") && !plain_json_str("a\nb"));
+    }
+
+    #[test]
+    fn a_whole_body_written_at_once_is_the_body_written_in_parts() {
+        let params = RawValue::from_string(r#"{"key":"k"}"#.to_owned()).unwrap_or_default();
+        let result = RawValue::from_string(r#"{"value":{"$bytes":0}}"#.to_owned()).unwrap_or_default();
+        let messages = [
+            Outgoing::Request { id: 12, method: Cow::Borrowed("kv.get"), params, attachments: Vec::new() },
+            Outgoing::Result { id: -5, result, attachments: Vec::new() },
+        ];
+        let mut scratch = Vec::new();
+        for out in &messages {
+            let (head, payload, tail) = out.parts(&mut scratch);
+            let in_parts = [head, payload, tail].concat();
+            // Written after what the buffer holds, in one reservation.
+            let mut whole = b"old".to_vec();
+            assert!(out.write_enveloped(&mut whole));
+            assert_eq!(&whole[3..], &in_parts[..]);
+            assert!(out.complete_body().is_none());
+        }
+        let body = Outgoing::Body(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#.to_vec());
+        let mut untouched = Vec::new();
+        assert!(!body.write_enveloped(&mut untouched) && untouched.is_empty());
+        assert_eq!(body.complete_body(), Some(&br#"{"jsonrpc":"2.0","id":1,"result":{}}"#[..]));
     }
 }

@@ -130,20 +130,34 @@ impl Session {
     }
 }
 
+thread_local! {
+    /// The buffer each thread assembles enveloped bodies in, so that a message costs no
+    /// allocation. Taken out while in use: a send nested in the sink's call (a callback answered
+    /// inline) finds it empty and uses a fresh one, never the outer message's.
+    static BODY: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Buffers larger than this are not kept for the next message: a thread that once sent a large
+/// value does not hold that much memory for good.
+const KEPT_BODY: usize = 64 * 1024;
+
 impl Shared {
     /// Hands `out` to the sink as one whole message; false when the sink refused it (the
     /// session is then closed, as after a failed write).
     pub(super) fn send_to_sink(&self, sink: &dyn MessageSink, out: Outgoing) -> bool {
-        let mut scratch = Vec::new();
-        let (head, payload, tail) = out.parts(&mut scratch);
-        let sent = if head.is_empty() && tail.is_empty() {
-            sink.send(payload, out.attachments())
-        } else {
-            let mut body = Vec::with_capacity(head.len() + payload.len() + tail.len());
-            body.extend_from_slice(head);
-            body.extend_from_slice(payload);
-            body.extend_from_slice(tail);
-            sink.send(&body, out.attachments())
+        let sent = match out.complete_body() {
+            Some(body) => sink.send(body, out.attachments()),
+            None => {
+                // `try_with`: a thread being torn down (its locals gone) still sends.
+                let mut body = BODY.try_with(std::cell::Cell::take).unwrap_or_default();
+                body.clear();
+                out.write_enveloped(&mut body);
+                let sent = sink.send(&body, out.attachments());
+                if body.capacity() <= KEPT_BODY {
+                    let _ = BODY.try_with(|b| b.set(body));
+                }
+                sent
+            }
         };
         if !sent && !self.token.is_cancelled() {
             self.close(CloseReason::new(CloseKind::WriteFailed, "the other side no longer takes messages"));

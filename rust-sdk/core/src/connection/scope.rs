@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tether_spec::{with_attachment_sink, with_attachment_source};
+use tether_spec::{with_attachment_sink, with_attachment_source, with_owned_attachment_source};
 
 use super::shared::{lock, Shared};
 use super::streams::{Entry, Inbound, Outbound};
@@ -136,11 +136,20 @@ pub(crate) fn decode<T: DeserializeOwned>(
     json: &str,
     attachments: &[bytes::Bytes],
 ) -> Result<T, serde_json::Error> {
+    decode_owned(shared, json, attachments.to_vec())
+}
+
+/// [`decode`] for a caller done with the attachments afterwards (they are moved, not cloned).
+pub(crate) fn decode_owned<T: DeserializeOwned>(
+    shared: &Arc<Shared>,
+    json: &str,
+    attachments: Vec<bytes::Bytes>,
+) -> Result<T, serde_json::Error> {
     enter(&DECODING, shared.clone(), || {
         if attachments.is_empty() {
             serde_json::from_str(json)
         } else {
-            with_attachment_source(attachments, || serde_json::from_str(json))
+            with_owned_attachment_source(attachments, || serde_json::from_str(json))
         }
     })
     .0

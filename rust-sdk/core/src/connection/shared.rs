@@ -365,6 +365,42 @@ impl Shared {
         }
         // The request is queued: the data of its streams may follow it (SPEC.md §12.2).
         self.activate(opened);
+        // On the message-level transport, a peer whose handler did not wait has answered inside
+        // `enqueue`: taken here, without setting up the wait below.
+        let mut rx = rx;
+        match rx.try_recv() {
+            Ok(answer) => {
+                guard.disarm();
+                return answer;
+            }
+            Err(oneshot::error::TryRecvError::Closed) => {
+                guard.disarm();
+                return Err(CallError::Closed(self.close_reason()));
+            }
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
+        if timeout.is_none() && extras.overall.is_none() && peer.parent_token().is_none() {
+            // Nothing but the answer can end the wait (the common case of a host's call).
+            let answer = rx.await;
+            guard.disarm();
+            return answer.unwrap_or_else(|_| Err(CallError::Closed(self.close_reason())));
+        }
+        // Boxed: the timers and the select are the largest part of a call's future, which a
+        // call without time-out or parent does not carry (nor allocate).
+        Box::pin(self.wait_bounded(rx, guard, peer, timeout, pulse, extras.overall)).await
+    }
+
+    /// Waits for the answer of a call that a time-out, an overall cap or the cancellation of
+    /// the request it is made for (`peer`'s parent) may end first.
+    async fn wait_bounded(
+        &self,
+        rx: oneshot::Receiver<Result<Answer, CallError>>,
+        mut guard: CancelGuard<'_>,
+        peer: &Peer,
+        timeout: Option<Duration>,
+        pulse: Option<Arc<Notify>>,
+        overall: Option<Duration>,
+    ) -> Result<Answer, CallError> {
         let parent_cancelled = async {
             match peer.parent_token() {
                 Some(token) => token.cancelled().await,
@@ -384,12 +420,12 @@ impl Shared {
             }
         };
         let capped = async {
-            match extras.overall {
+            match overall {
                 Some(cap) => tokio::time::sleep(cap).await,
                 None => std::future::pending().await,
             }
         };
-        let outcome = tokio::select! {
+        tokio::select! {
             biased;
             answer = rx => {
                 guard.disarm();
@@ -397,9 +433,8 @@ impl Shared {
             }
             () = parent_cancelled => Err(CallError::Cancelled),
             () = timed_out => Err(CallError::Timeout(timeout.unwrap_or_default())),
-            () = capped => Err(CallError::Timeout(extras.overall.unwrap_or_default())),
-        };
-        outcome
+            () = capped => Err(CallError::Timeout(overall.unwrap_or_default())),
+        }
     }
 
     pub(super) fn respond(&self, id: Id, reply: Reply) {
