@@ -1446,6 +1446,9 @@ def _stream_converter(mode: str | None) -> Callable[[Any, str], Any]:
 # --------------------------------------------------------------------------------------------
 
 
+_NO_PROGRESS = (0, None)
+
+
 class Call:
     """The request a handler is serving; :func:`current` returns it inside a handler."""
 
@@ -1457,24 +1460,20 @@ class Call:
         self.id = request_id
         self.method = method
         self.version = version  # the negotiated version of the method's interface
-        # The caller's ``_meta.progressToken`` (§14), or None: :meth:`progress` sends nothing.
+        self._answered = self._cancelled = False
+        # One chained assignment (this runs for every request): the caller's
+        # ``_meta.progressToken`` (§14), or None, and :meth:`progress` sends nothing; the trace
+        # context (§15): the caller's ``traceparent``/``tracestate`` as sent, and, when the
+        # traceparent is valid, this request's span (the caller's trace id, a new span id, the
+        # caller's span id as parent), named by ``$/log`` sent while handling it; the latch held
+        # until the call is cancelled, made (under the session lock) by the first
+        # wait_cancelled, since most handlers never wait for a cancel; our unanswered requests
+        # made for this call (a dict, made by the first one).
         self.progress_token: int | str | None = None
-        self._progress_last: tuple[int, int | None] = (0, None)
-        self._answered = False
-        # Trace context (§15): the caller's ``traceparent``/``tracestate`` as sent, and, when
-        # the traceparent is valid, this request's span: the caller's trace id, a new span id,
-        # the caller's span id as parent. ``$/log`` sent while handling it names the trace.
-        self.traceparent: str | None = None
-        self.tracestate: str | None = None
-        self.trace_id: str | None = None
-        self.span_id: str | None = None
-        self.parent_span_id: str | None = None
-        self._cancelled = False
-        # Held until the call is cancelled; made (under the session lock) by the first
-        # wait_cancelled, since most handlers never wait for a cancel.
-        self._latch: Any = None
-        self._outgoing: dict[int, _Pending] = {}  # our unanswered requests made for this call
-        self._streams: list[_Channel] = []  # the streams its params carried (§12.4.3)
+        self.traceparent = self.tracestate = self.trace_id = self.span_id = None
+        self.parent_span_id = self._latch = self._outgoing = self.progress_token
+        self._progress_last: tuple[int, int | None] = _NO_PROGRESS
+        self._streams: list[_Channel] | tuple[()] = ()  # the streams its params carried (§12.4.3)
 
     @property
     def cancelled(self) -> bool:
@@ -1655,11 +1654,18 @@ def _write_buffers(fd: int, buffers: list[bytes]) -> None:
     """Write all of ``buffers``, in order, in as few system calls as the pipe allows."""
     if not _HAS_VECTORED_IO:
         buffers = [b"".join(buffers)]
-    while buffers:
+    left = sum(map(len, buffers))
+    while left:
         n = os.writev(fd, buffers) if _HAS_VECTORED_IO else os.write(fd, buffers[0])
-        while buffers and n >= len(buffers[0]):
-            n -= len(buffers[0])
-            del buffers[0]
+        left -= n
+        if not left:
+            return  # all of it: the common case, without walking the list
+        # A pipe that took part of it: drop what went out, in one slice.
+        i = 0
+        while n >= len(buffers[i]):
+            n -= len(buffers[i])
+            i += 1
+        buffers = buffers[i:]
         if n:
             buffers[0] = memoryview(buffers[0])[n:]
 
@@ -1981,19 +1987,20 @@ class _Session:
 
     # ---- writing -----------------------------------------------------------------------
 
-    def encode(self, msg: dict[str, Any]) -> tuple[bytes, list[Any]]:
+    def encode(self, msg: dict[str, Any], tid: int = 0) -> tuple[bytes, list[Any]]:
         """A message's body and its attachments: once attachments are negotiated every bytes
-        value becomes one (§2.8), otherwise base64 (no attachments)."""
+        value becomes one (§2.8), otherwise base64 (no attachments). ``tid``: the calling
+        thread's id, when the caller has it at hand."""
         if not self.attachments:
             return _dumps(msg), ()  # type: ignore[return-value]
-        tid = get_ident()
+        tid = tid or get_ident()
         _attaching[tid] = parts = []
         try:
             return _dumps(msg), parts
         finally:
             del _attaching[tid]
 
-    def send(self, body: bytes, parts: list[Any] | tuple[()] = ()) -> None:
+    def send(self, body: bytes, parts: list[Any] | tuple[()] = (), tid: int = 0) -> None:
         """Write one frame in the exact form of §2.2 (§2.8 with attachments), one writer at a
         time.
 
@@ -2012,7 +2019,7 @@ class _Session:
                 body, *parts)
         else:
             queue += (b"Content-Length: %d\r\n\r\n" % len(body), body)
-        if self.holder == get_ident():
+        if self.holder == (tid or get_ident()):
             return  # the leader writes it before it next waits
         self.flush()
 
@@ -2177,22 +2184,15 @@ class _Session:
             except Exception as e:  # noqa: BLE001 - the reader must go on (§2.6)
                 _report(f"internal error while handling a frame: {e!r}")
                 continue
-            if job is not None and not self.run_inline(job):
+            if job is not None and not self.run_inline(job, me):
                 if self.holder == me:
                     self.holder = None
                 self.flush()
                 return
 
-    def run_inline(self, job: tuple[Call, _Method, dict[str, Any]]) -> bool:
-        """Run a handler on the leader; whether this thread is still the leader afterwards."""
-        me = get_ident()
-        with self.lock:
-            self.inline_thread = me
-            self.inline_seq += 1
-            wake = self.watchdog_parked
-            self.watchdog_parked = False
-        if wake:
-            self.watchdog_latch.release()
+    def run_inline(self, job: tuple[Call, _Method, dict[str, Any]], me: int) -> bool:
+        """Run a handler on the leader ``me`` (:meth:`start` told the watchdog); whether this
+        thread is still the leader afterwards."""
         try:
             return self.run_call(*job, leader=me)
         except BaseException:
@@ -2582,7 +2582,7 @@ class _Session:
                 elif not quiet:
                     _report(f"ignored a response for an unknown id: {_shown(_dumps(msg))}")
                 return
-            if pending.call is not None:
+            if pending.call is not None and pending.call._outgoing:
                 pending.call._outgoing.pop(rid, None)
             self.expire_exports(rid)
             pending.response = msg
@@ -2717,23 +2717,32 @@ class _Session:
             call._take_meta(params)
             if not self.progress_on:
                 call.progress_token = None  # a host that did not announce progress gets none
+        # The leader runs the job at once (run_inline): the watchdog learns of it in the same
+        # lock section that registers the call.
+        me = get_ident()
         with self.lock:
             duplicate = rid in self.calls
             if not duplicate:
                 self.calls[rid] = call
+                self.inline_thread = me
+                self.inline_seq += 1
+                wake = self.watchdog_parked
+                self.watchdog_parked = False
         if duplicate:
             return self.reply_error(rid, -32600, "invalid request: this id is already used by a "
                                     "request in flight (SPEC.md §3.2)")
+        if wake:
+            self.watchdog_latch.release()
         return call, target, params, parts
 
     def run_call(self, call: Call, target: _Method, params: dict[str, Any],
                  parts: list[memoryview] | None = None, leader: int | None = None) -> bool:
         """Call a handler on this thread and answer its request. ``leader``: this thread's id
         when it leads (:meth:`run_inline`); returns whether it still does."""
-        tid = get_ident()
+        tid = get_ident() if leader is None else leader
         _calls_by_thread[tid] = call
         try:
-            body, attached, opened = self.answer(call, target, params, parts)
+            body, attached, opened = self.answer(call, target, params, parts, tid)
         except SystemExit as e:  # sys.exit() in a handler ends the plugin, as without threads
             if e.code is not None and not isinstance(e.code, int):
                 _report(str(e.code))
@@ -2741,7 +2750,7 @@ class _Session:
         finally:
             del _calls_by_thread[tid]
         call._answered = True  # no $/progress after the answer (§14.2.1)
-        self.send(body, attached)
+        self.send(body, attached, tid)
         if opened:
             self.start_streams(opened)
         with self.lock:  # one lock section for the call and for the leader's turn
@@ -2757,9 +2766,10 @@ class _Session:
         return still
 
     def answer(self, call: Call, target: _Method, params: dict[str, Any],
-               parts: list[memoryview] | None = None
+               parts: list[memoryview] | None = None, tid: int = 0
                ) -> tuple[bytes, list[Any], list[tuple[StreamWriter, Stream]]]:
-        """Run the handler; its response, encoded: body, attachments, streams it opens."""
+        """Run the handler; its response, encoded: body, attachments, streams it opens.
+        ``tid``: this thread's id."""
         opened: list[tuple[StreamWriter, Stream]] = []
         try:
             if call._cancelled:
@@ -2771,14 +2781,14 @@ class _Session:
                 raise TypeError(f"the handler returned a {type(result).__name__}, not a dict")
             msg = {"jsonrpc": "2.0", "id": call.id, "result": result}
             if not self.streams_on:
-                body, attached = self.encode(msg)
+                body, attached = self.encode(msg, tid)
             else:
                 if call._streams:
                     self.finish_streams(call, None)
-                tid = get_ident()
+                tid = tid or get_ident()
                 self.opening[tid] = opened
                 try:
-                    body, attached = self.encode(msg)
+                    body, attached = self.encode(msg, tid)
                 finally:
                     del self.opening[tid]
             size = len(body) + sum(map(len, attached))
@@ -2872,8 +2882,8 @@ class _Session:
             if call._cancelled:
                 return
             call._cancelled = True
-            waiting = list(call._outgoing.values())
-            call._outgoing.clear()
+            waiting = list(call._outgoing.values()) if call._outgoing else ()
+            call._outgoing = None
             for pending in waiting:
                 del self.pending[pending.id]
                 self.abandoned.add(pending.id)
@@ -2973,6 +2983,8 @@ class _Session:
                 if call._cancelled:
                     self.drop_streams_locked(opened)
                     raise Cancelled()
+                if call._outgoing is None:
+                    call._outgoing = {}
                 call._outgoing[rid] = pending
             self.pending[rid] = pending
             if exported:
@@ -2988,7 +3000,7 @@ class _Session:
                 if mine:
                     del self.pending[rid]
                     self.abandoned.add(rid)
-                    if call is not None:
+                    if call is not None and call._outgoing:
                         call._outgoing.pop(rid, None)
             if mine:
                 self.notify("$/cancelRequest", {"id": rid})
