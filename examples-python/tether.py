@@ -576,6 +576,8 @@ def _compile(s: dict[str, Any], scope: _Scope | None = None) -> Callable[[Any, s
     b64 = _bytes_branch(s, scope)
     if b64 is not None:
         return _compile(b64, scope)
+    if s.get("type") == "string" and set(_keywords(s)) <= _STRING_WORDS:
+        return _string_converter(s.get("minLength"), s.get("maxLength"))
     steps: list[Callable[[Any, str], Any]] = []
     if "$ref" in s:
         steps.append(scope.converter(s["$ref"]))
@@ -708,6 +710,30 @@ _BOUNDS: list[tuple[str, Any, Callable[[Any, Any], bool], str]] = [
     ("minItems", list, lambda v, n: len(v) >= n, "at least {} items"),
     ("maxItems", list, lambda v, n: len(v) <= n, "at most {} items"),
 ]
+
+
+# A string with length bounds at most (keys, names, ...): one step instead of three.
+_STRING_WORDS = {"type", "minLength", "maxLength"}
+
+
+def _string_converter(least: Any, most: Any) -> Callable[[Any, str], Any]:
+    """What the general steps check for ``{"type": "string"}`` with ``minLength`` and
+    ``maxLength`` (either may be absent), with the same messages, in one function."""
+    if least is None:
+        least = 0
+    too_short = "expected " + _BOUNDS[0][3].format(least)
+    too_long = None if most is None else "expected " + _BOUNDS[1][3].format(most)
+
+    def check_string(v: Any, path: str) -> Any:
+        if type(v) is not str:
+            raise _Invalid(path, "expected " + _TYPE_WORDS["string"])
+        if not len(v) >= least:
+            raise _Invalid(path, too_short)
+        if too_long is not None and not len(v) <= most:
+            raise _Invalid(path, too_long)
+        return v
+
+    return check_string
 
 
 def _bound(kind: Any, limit: Any, test: Callable[[Any, Any], bool], what: str
@@ -2184,22 +2210,21 @@ class _Session:
             except Exception as e:  # noqa: BLE001 - the reader must go on (§2.6)
                 _report(f"internal error while handling a frame: {e!r}")
                 continue
-            if job is not None and not self.run_inline(job, me):
+            if job is None:
+                continue
+            # The handler runs here, on the leader (start() told the watchdog).
+            try:
+                still = self.run_call(*job, leader=me)
+            except BaseException:
+                with self.lock:
+                    if self.inline_thread == me:
+                        self.inline_thread = None
+                raise
+            if not still:
                 if self.holder == me:
                     self.holder = None
                 self.flush()
                 return
-
-    def run_inline(self, job: tuple[Call, _Method, dict[str, Any]], me: int) -> bool:
-        """Run a handler on the leader ``me`` (:meth:`start` told the watchdog); whether this
-        thread is still the leader afterwards."""
-        try:
-            return self.run_call(*job, leader=me)
-        except BaseException:
-            with self.lock:
-                if self.inline_thread == me:
-                    self.inline_thread = None
-            raise
 
     def yield_lead(self) -> None:
         """Before this thread blocks in a handler: hand the reading over if it still leads."""
@@ -2216,7 +2241,7 @@ class _Session:
 
     def watchdog(self) -> None:
         """Hand the reading over when the leader's handler runs past _INLINE_LIMIT; park when
-        no handler has run for a while (woken by run_inline)."""
+        no handler has run for a while (woken by start)."""
         quiet = 0
         while True:
             seq = self.inline_seq
@@ -2235,7 +2260,7 @@ class _Session:
                 self.flush()  # what the leader held back before this long handler
             if park:
                 quiet = 0
-                self.watchdog_latch.acquire()  # released by run_inline
+                self.watchdog_latch.acquire()  # released by start()
 
     def promote(self) -> None:
         """Hand the reading to an idle thread, or to a new one."""
@@ -2717,7 +2742,7 @@ class _Session:
             call._take_meta(params)
             if not self.progress_on:
                 call.progress_token = None  # a host that did not announce progress gets none
-        # The leader runs the job at once (run_inline): the watchdog learns of it in the same
+        # The leader runs the job at once (in lead()): the watchdog learns of it in the same
         # lock section that registers the call.
         me = get_ident()
         with self.lock:
@@ -2738,7 +2763,7 @@ class _Session:
     def run_call(self, call: Call, target: _Method, params: dict[str, Any],
                  parts: list[memoryview] | None = None, leader: int | None = None) -> bool:
         """Call a handler on this thread and answer its request. ``leader``: this thread's id
-        when it leads (:meth:`run_inline`); returns whether it still does."""
+        when it leads (:meth:`lead`); returns whether it still does."""
         tid = get_ident() if leader is None else leader
         _calls_by_thread[tid] = call
         try:
