@@ -80,6 +80,14 @@ let stdout = process.stdout;
 let frameIn = null;
 /** The real write of the frame stream: the private path for frames. */
 let frameWrite = stdout.write;
+/**
+ * The frame descriptor for direct writes, `{ fs, fd }`, when it is a non-blocking pipe or socket
+ * (libuv made it so when it opened it as a stream; checked in /proc/self/fdinfo on Linux), else
+ * null: then every frame goes through the stream. Set by serve().
+ */
+let directOut = null;
+/** The write descriptor of the fds transport (set by serve()). */
+let frameOutFd = -1;
 if (!fdsTransport) {
   stdout.write = function strayStdoutWrite(chunk, encoding, callback) {
     return process.stderr.write(chunk, encoding, callback);
@@ -1788,9 +1796,20 @@ class Session {
 
   _flush() {
     this._outScheduled = false;
-    const out = this._out;
+    let out = this._out;
     if (out.length === 0 || this._outBroken) return;
     this._out = [];
+    let buffers = this._outBuffers;
+    this._outBuffers = 0;
+    this._outBufBytes = 0;
+    // Nothing in flight on the stream: write now, with one system call, and skip the stream's
+    // write request, whose completion libuv reports on the next turn of the event loop (one
+    // more pass through JS before this process sleeps again, while the host already waits).
+    if (directOut && this._writing === 0 && stdout.writableLength === 0) {
+      out = this._writeDirect(out, buffers);
+      if (out === null) return;
+      buffers = 1; // what is left is a list of Buffers
+    }
     this._writing++;
     const done = (err) => {
       this._writing--;
@@ -1798,13 +1817,11 @@ class Session {
       if (this._drainWaiters.length) this._wakeDrainWaiters();
     };
     let ok;
-    if (this._outBuffers === 0) {
+    if (buffers === 0) {
       ok = frameWrite.call(stdout, out.length === 2 ? out[0] + out[1] : out.join(''), done);
     } else {
       // Attachments: the text runs and the buffers go out in one writev (cork/uncork), so that
       // a 16 MiB value is never copied into a frame-sized buffer on its way out.
-      this._outBuffers = 0;
-      this._outBufBytes = 0;
       stdout.cork();
       let text = '';
       for (let i = 0; i < out.length; i++) {
@@ -1824,6 +1841,59 @@ class Session {
       this._stdinPaused = true;
       frameIn.pause();
     }
+  }
+
+  /**
+   * Writes the queued frames straight to the non-blocking frame descriptor. Returns null when
+   * all of it went out (or the write failed, which is reported as the stream's error would
+   * be), else the Buffers still to write: the pipe was full, and the stream queues the rest.
+   */
+  _writeDirect(out, buffers) {
+    let written;
+    let list = null;
+    let text = null;
+    try {
+      if (buffers === 0) {
+        text = out.length === 2 ? out[0] + out[1] : out.join('');
+        written = directOut.fs.writeSync(directOut.fd, text);
+        if (written === Buffer.byteLength(text)) written = -1;
+      } else {
+        list = [];
+        let run = '';
+        for (const x of out) {
+          if (typeof x === 'string') run += x;
+          else {
+            if (run) list.push(Buffer.from(run));
+            run = '';
+            list.push(x);
+          }
+        }
+        if (run) list.push(Buffer.from(run));
+        written = list.length === 1 ? directOut.fs.writeSync(directOut.fd, list[0]) : directOut.fs.writevSync(directOut.fd, list);
+      }
+    } catch (err) {
+      if (err?.code !== 'EAGAIN') {
+        this._onStdoutError(err);
+        return null;
+      }
+      written = 0;
+    }
+    if (list === null) list = written === -1 ? [] : [Buffer.from(text)];
+    // What the pipe did not take, in order.
+    const rest = [];
+    for (const b of list) {
+      if (written >= b.byteLength) written -= b.byteLength;
+      else {
+        rest.push(written ? b.subarray(written) : b);
+        written = 0;
+      }
+    }
+    if (rest.length === 0) {
+      if (this._exiting) setImmediate(() => this._maybeExit());
+      if (this._drainWaiters.length) this._wakeDrainWaiters();
+      return null;
+    }
+    return rest;
   }
 
   _onStdoutError(err) {
@@ -2831,8 +2901,28 @@ export function serve(options) {
   }
   if (fds) openFrameFds(fds);
   else frameIn = process.stdin;
+  directOut = directFrameOut(fds ? frameOutFd : 1);
   session._start();
   return session;
+}
+
+/**
+ * `{ fs, fd }` when `fd` can take direct writes: Linux, Node.js 20.16+ (process.getBuiltinModule)
+ * and the descriptor non-blocking, as libuv leaves a pipe or socket it opened as a stream (a full
+ * pipe then refuses a write with EAGAIN instead of stopping the event loop). Otherwise null.
+ */
+function directFrameOut(fd) {
+  if (process.platform !== 'linux') return null;
+  const fs = process.getBuiltinModule?.('node:fs');
+  if (!fs) return null;
+  try {
+    const flags = /^flags:\s*([0-7]+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1'));
+    const O_NONBLOCK = 0o4000;
+    if (!flags || (parseInt(flags[1], 8) & O_NONBLOCK) === 0) return null;
+  } catch {
+    return null;
+  }
+  return { fs, fd };
 }
 
 /**
@@ -2875,5 +2965,6 @@ function openFrameFds([r, w]) {
   const wfd = reopen(w, fs.constants.O_WRONLY);
   frameIn = new net.Socket({ fd: rfd, readable: true, writable: false });
   stdout = new net.Socket({ fd: wfd, readable: false, writable: true });
+  frameOutFd = wfd;
   frameWrite = stdout.write;
 }

@@ -576,6 +576,8 @@ def _compile(s: dict[str, Any], scope: _Scope | None = None) -> Callable[[Any, s
     b64 = _bytes_branch(s, scope)
     if b64 is not None:
         return _compile(b64, scope)
+    if s.get("type") == "string" and set(_keywords(s)) <= _STRING_WORDS:
+        return _string_converter(s.get("minLength"), s.get("maxLength"))
     steps: list[Callable[[Any, str], Any]] = []
     if "$ref" in s:
         steps.append(scope.converter(s["$ref"]))
@@ -708,6 +710,30 @@ _BOUNDS: list[tuple[str, Any, Callable[[Any, Any], bool], str]] = [
     ("minItems", list, lambda v, n: len(v) >= n, "at least {} items"),
     ("maxItems", list, lambda v, n: len(v) <= n, "at most {} items"),
 ]
+
+
+# A string with length bounds at most (keys, names, ...): one step instead of three.
+_STRING_WORDS = {"type", "minLength", "maxLength"}
+
+
+def _string_converter(least: Any, most: Any) -> Callable[[Any, str], Any]:
+    """What the general steps check for ``{"type": "string"}`` with ``minLength`` and
+    ``maxLength`` (either may be absent), with the same messages, in one function."""
+    if least is None:
+        least = 0
+    too_short = "expected " + _BOUNDS[0][3].format(least)
+    too_long = None if most is None else "expected " + _BOUNDS[1][3].format(most)
+
+    def check_string(v: Any, path: str) -> Any:
+        if type(v) is not str:
+            raise _Invalid(path, "expected " + _TYPE_WORDS["string"])
+        if not len(v) >= least:
+            raise _Invalid(path, too_short)
+        if too_long is not None and not len(v) <= most:
+            raise _Invalid(path, too_long)
+        return v
+
+    return check_string
 
 
 def _bound(kind: Any, limit: Any, test: Callable[[Any, Any], bool], what: str
@@ -1446,6 +1472,9 @@ def _stream_converter(mode: str | None) -> Callable[[Any, str], Any]:
 # --------------------------------------------------------------------------------------------
 
 
+_NO_PROGRESS = (0, None)
+
+
 class Call:
     """The request a handler is serving; :func:`current` returns it inside a handler."""
 
@@ -1457,24 +1486,20 @@ class Call:
         self.id = request_id
         self.method = method
         self.version = version  # the negotiated version of the method's interface
-        # The caller's ``_meta.progressToken`` (§14), or None: :meth:`progress` sends nothing.
+        self._answered = self._cancelled = False
+        # One chained assignment (this runs for every request): the caller's
+        # ``_meta.progressToken`` (§14), or None, and :meth:`progress` sends nothing; the trace
+        # context (§15): the caller's ``traceparent``/``tracestate`` as sent, and, when the
+        # traceparent is valid, this request's span (the caller's trace id, a new span id, the
+        # caller's span id as parent), named by ``$/log`` sent while handling it; the latch held
+        # until the call is cancelled, made (under the session lock) by the first
+        # wait_cancelled, since most handlers never wait for a cancel; our unanswered requests
+        # made for this call (a dict, made by the first one).
         self.progress_token: int | str | None = None
-        self._progress_last: tuple[int, int | None] = (0, None)
-        self._answered = False
-        # Trace context (§15): the caller's ``traceparent``/``tracestate`` as sent, and, when
-        # the traceparent is valid, this request's span: the caller's trace id, a new span id,
-        # the caller's span id as parent. ``$/log`` sent while handling it names the trace.
-        self.traceparent: str | None = None
-        self.tracestate: str | None = None
-        self.trace_id: str | None = None
-        self.span_id: str | None = None
-        self.parent_span_id: str | None = None
-        self._cancelled = False
-        # Held until the call is cancelled; made (under the session lock) by the first
-        # wait_cancelled, since most handlers never wait for a cancel.
-        self._latch: Any = None
-        self._outgoing: dict[int, _Pending] = {}  # our unanswered requests made for this call
-        self._streams: list[_Channel] = []  # the streams its params carried (§12.4.3)
+        self.traceparent = self.tracestate = self.trace_id = self.span_id = None
+        self.parent_span_id = self._latch = self._outgoing = self.progress_token
+        self._progress_last: tuple[int, int | None] = _NO_PROGRESS
+        self._streams: list[_Channel] | tuple[()] = ()  # the streams its params carried (§12.4.3)
 
     @property
     def cancelled(self) -> bool:
@@ -1655,11 +1680,18 @@ def _write_buffers(fd: int, buffers: list[bytes]) -> None:
     """Write all of ``buffers``, in order, in as few system calls as the pipe allows."""
     if not _HAS_VECTORED_IO:
         buffers = [b"".join(buffers)]
-    while buffers:
+    left = sum(map(len, buffers))
+    while left:
         n = os.writev(fd, buffers) if _HAS_VECTORED_IO else os.write(fd, buffers[0])
-        while buffers and n >= len(buffers[0]):
-            n -= len(buffers[0])
-            del buffers[0]
+        left -= n
+        if not left:
+            return  # all of it: the common case, without walking the list
+        # A pipe that took part of it: drop what went out, in one slice.
+        i = 0
+        while n >= len(buffers[i]):
+            n -= len(buffers[i])
+            i += 1
+        buffers = buffers[i:]
         if n:
             buffers[0] = memoryview(buffers[0])[n:]
 
@@ -1981,19 +2013,20 @@ class _Session:
 
     # ---- writing -----------------------------------------------------------------------
 
-    def encode(self, msg: dict[str, Any]) -> tuple[bytes, list[Any]]:
+    def encode(self, msg: dict[str, Any], tid: int = 0) -> tuple[bytes, list[Any]]:
         """A message's body and its attachments: once attachments are negotiated every bytes
-        value becomes one (§2.8), otherwise base64 (no attachments)."""
+        value becomes one (§2.8), otherwise base64 (no attachments). ``tid``: the calling
+        thread's id, when the caller has it at hand."""
         if not self.attachments:
             return _dumps(msg), ()  # type: ignore[return-value]
-        tid = get_ident()
+        tid = tid or get_ident()
         _attaching[tid] = parts = []
         try:
             return _dumps(msg), parts
         finally:
             del _attaching[tid]
 
-    def send(self, body: bytes, parts: list[Any] | tuple[()] = ()) -> None:
+    def send(self, body: bytes, parts: list[Any] | tuple[()] = (), tid: int = 0) -> None:
         """Write one frame in the exact form of §2.2 (§2.8 with attachments), one writer at a
         time.
 
@@ -2012,7 +2045,7 @@ class _Session:
                 body, *parts)
         else:
             queue += (b"Content-Length: %d\r\n\r\n" % len(body), body)
-        if self.holder == get_ident():
+        if self.holder == (tid or get_ident()):
             return  # the leader writes it before it next waits
         self.flush()
 
@@ -2177,29 +2210,21 @@ class _Session:
             except Exception as e:  # noqa: BLE001 - the reader must go on (§2.6)
                 _report(f"internal error while handling a frame: {e!r}")
                 continue
-            if job is not None and not self.run_inline(job):
+            if job is None:
+                continue
+            # The handler runs here, on the leader (start() told the watchdog).
+            try:
+                still = self.run_call(*job, leader=me)
+            except BaseException:
+                with self.lock:
+                    if self.inline_thread == me:
+                        self.inline_thread = None
+                raise
+            if not still:
                 if self.holder == me:
                     self.holder = None
                 self.flush()
                 return
-
-    def run_inline(self, job: tuple[Call, _Method, dict[str, Any]]) -> bool:
-        """Run a handler on the leader; whether this thread is still the leader afterwards."""
-        me = get_ident()
-        with self.lock:
-            self.inline_thread = me
-            self.inline_seq += 1
-            wake = self.watchdog_parked
-            self.watchdog_parked = False
-        if wake:
-            self.watchdog_latch.release()
-        try:
-            return self.run_call(*job, leader=me)
-        except BaseException:
-            with self.lock:
-                if self.inline_thread == me:
-                    self.inline_thread = None
-            raise
 
     def yield_lead(self) -> None:
         """Before this thread blocks in a handler: hand the reading over if it still leads."""
@@ -2216,7 +2241,7 @@ class _Session:
 
     def watchdog(self) -> None:
         """Hand the reading over when the leader's handler runs past _INLINE_LIMIT; park when
-        no handler has run for a while (woken by run_inline)."""
+        no handler has run for a while (woken by start)."""
         quiet = 0
         while True:
             seq = self.inline_seq
@@ -2235,7 +2260,7 @@ class _Session:
                 self.flush()  # what the leader held back before this long handler
             if park:
                 quiet = 0
-                self.watchdog_latch.acquire()  # released by run_inline
+                self.watchdog_latch.acquire()  # released by start()
 
     def promote(self) -> None:
         """Hand the reading to an idle thread, or to a new one."""
@@ -2582,7 +2607,7 @@ class _Session:
                 elif not quiet:
                     _report(f"ignored a response for an unknown id: {_shown(_dumps(msg))}")
                 return
-            if pending.call is not None:
+            if pending.call is not None and pending.call._outgoing:
                 pending.call._outgoing.pop(rid, None)
             self.expire_exports(rid)
             pending.response = msg
@@ -2717,23 +2742,32 @@ class _Session:
             call._take_meta(params)
             if not self.progress_on:
                 call.progress_token = None  # a host that did not announce progress gets none
+        # The leader runs the job at once (in lead()): the watchdog learns of it in the same
+        # lock section that registers the call.
+        me = get_ident()
         with self.lock:
             duplicate = rid in self.calls
             if not duplicate:
                 self.calls[rid] = call
+                self.inline_thread = me
+                self.inline_seq += 1
+                wake = self.watchdog_parked
+                self.watchdog_parked = False
         if duplicate:
             return self.reply_error(rid, -32600, "invalid request: this id is already used by a "
                                     "request in flight (SPEC.md §3.2)")
+        if wake:
+            self.watchdog_latch.release()
         return call, target, params, parts
 
     def run_call(self, call: Call, target: _Method, params: dict[str, Any],
                  parts: list[memoryview] | None = None, leader: int | None = None) -> bool:
         """Call a handler on this thread and answer its request. ``leader``: this thread's id
-        when it leads (:meth:`run_inline`); returns whether it still does."""
-        tid = get_ident()
+        when it leads (:meth:`lead`); returns whether it still does."""
+        tid = get_ident() if leader is None else leader
         _calls_by_thread[tid] = call
         try:
-            body, attached, opened = self.answer(call, target, params, parts)
+            body, attached, opened = self.answer(call, target, params, parts, tid)
         except SystemExit as e:  # sys.exit() in a handler ends the plugin, as without threads
             if e.code is not None and not isinstance(e.code, int):
                 _report(str(e.code))
@@ -2741,7 +2775,7 @@ class _Session:
         finally:
             del _calls_by_thread[tid]
         call._answered = True  # no $/progress after the answer (§14.2.1)
-        self.send(body, attached)
+        self.send(body, attached, tid)
         if opened:
             self.start_streams(opened)
         with self.lock:  # one lock section for the call and for the leader's turn
@@ -2757,9 +2791,10 @@ class _Session:
         return still
 
     def answer(self, call: Call, target: _Method, params: dict[str, Any],
-               parts: list[memoryview] | None = None
+               parts: list[memoryview] | None = None, tid: int = 0
                ) -> tuple[bytes, list[Any], list[tuple[StreamWriter, Stream]]]:
-        """Run the handler; its response, encoded: body, attachments, streams it opens."""
+        """Run the handler; its response, encoded: body, attachments, streams it opens.
+        ``tid``: this thread's id."""
         opened: list[tuple[StreamWriter, Stream]] = []
         try:
             if call._cancelled:
@@ -2771,14 +2806,14 @@ class _Session:
                 raise TypeError(f"the handler returned a {type(result).__name__}, not a dict")
             msg = {"jsonrpc": "2.0", "id": call.id, "result": result}
             if not self.streams_on:
-                body, attached = self.encode(msg)
+                body, attached = self.encode(msg, tid)
             else:
                 if call._streams:
                     self.finish_streams(call, None)
-                tid = get_ident()
+                tid = tid or get_ident()
                 self.opening[tid] = opened
                 try:
-                    body, attached = self.encode(msg)
+                    body, attached = self.encode(msg, tid)
                 finally:
                     del self.opening[tid]
             size = len(body) + sum(map(len, attached))
@@ -2872,8 +2907,8 @@ class _Session:
             if call._cancelled:
                 return
             call._cancelled = True
-            waiting = list(call._outgoing.values())
-            call._outgoing.clear()
+            waiting = list(call._outgoing.values()) if call._outgoing else ()
+            call._outgoing = None
             for pending in waiting:
                 del self.pending[pending.id]
                 self.abandoned.add(pending.id)
@@ -2973,6 +3008,8 @@ class _Session:
                 if call._cancelled:
                     self.drop_streams_locked(opened)
                     raise Cancelled()
+                if call._outgoing is None:
+                    call._outgoing = {}
                 call._outgoing[rid] = pending
             self.pending[rid] = pending
             if exported:
@@ -2988,7 +3025,7 @@ class _Session:
                 if mine:
                     del self.pending[rid]
                     self.abandoned.add(rid)
-                    if call is not None:
+                    if call is not None and call._outgoing:
                         call._outgoing.pop(rid, None)
             if mine:
                 self.notify("$/cancelRequest", {"id": rid})

@@ -12,13 +12,17 @@ broken SDK cannot look fast.
 
     cd examples-python && /usr/bin/python3 bench/replay.py [calls] [--profile] [--repeat R]
     cd examples-python && /usr/bin/python3 bench/replay.py [calls] --process python|node
+    cd examples-python && /usr/bin/python3 bench/replay.py [calls] --sequential python|node
 
 ``--profile`` runs one replay under cProfile and prints the 25 functions with the most own time.
 ``--process`` replays the same frames into the Python or the Node kv example as a whole process
 (stdin read from the file, stdout written to a file; it exits at the end of its input), so
 that both SDKs are measured alike: CPU time of the process (user + system, from the rusage of
 children) per call, minus that of a replay without gets (the start-up). Profile Node there with
-``NODE_OPTIONS=--cpu-prof``.
+``NODE_OPTIONS=--cpu-prof``. ``--sequential`` sends the same requests over pipes one at a time,
+each after the previous answer was read (a sequential caller): the plugin process's CPU per
+call (rusage, minus a run without gets) and the wall time per call, medians of the runs. Unlike
+``--process`` this includes what the SDK does per wake-up (the event loop's turn in Node).
 """
 import cProfile
 import os
@@ -141,6 +145,64 @@ def main_process(language: str, calls: int, repeat: int) -> None:
           "per call (best)")
 
 
+def _read_frame(fd: int, buf: bytes) -> bytes:
+    """Read until one whole frame is in ``buf``; what follows it."""
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            length = int(buf[:end].split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            while len(buf) < end + 4 + length:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    sys.exit("the plugin closed its stdout inside a frame")
+                buf += chunk
+            return buf[end + 4 + length:]
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            sys.exit("the plugin closed its stdout")
+        buf += chunk
+
+
+def sequential_process(language: str, calls: int) -> tuple[float, float]:
+    """One request at a time over pipes; (wall of the gets, CPU of the whole process) seconds."""
+    env = dict(os.environ, TETHER_MAGIC_COOKIE="7c1e4b9a-tether-reference-plugin")
+    p = subprocess.Popen(PLUGINS[language], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         env=env)
+    w, r = p.stdin.fileno(), p.stdout.fileno()
+    prologue = frames(0)
+    first = prologue.index(b"Content-Length: ", 1)
+    os.write(w, prologue[:first])
+    buf = _read_frame(r, b"")
+    os.write(w, prologue[first:])
+    buf = _read_frame(r, buf)
+    wall = time.perf_counter()
+    for rid in range(3, calls + 3):
+        body = b'{"jsonrpc":"2.0","id":%d,"method":"kv.get","params":{"key":"k"}}' % rid
+        os.write(w, b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        buf = _read_frame(r, buf)
+    wall = time.perf_counter() - wall
+    p.stdin.close()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.stdout.close()
+    if status != 0:
+        sys.exit(f"the {language} plugin exited with status {status}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def main_sequential(language: str, calls: int, repeat: int) -> None:
+    cpus, walls = [], []
+    for _ in range(repeat):
+        _, base = sequential_process(language, 0)
+        wall, cpu = sequential_process(language, calls)
+        cpus.append((cpu - base) / calls)
+        walls.append(wall / calls)
+    cpus.sort()
+    walls.sort()
+    print(f"{language}: {calls} sequential kv.get over pipes, {repeat} runs: plugin CPU "
+          f"{cpus[len(cpus) // 2] * 1e6:.1f} µs per call (median; start-up taken out), wall "
+          f"{walls[len(walls) // 2] * 1e6:.1f} µs per call (median)")
+
+
 def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     calls = int(args[0]) if args else 100_000
@@ -152,6 +214,11 @@ def main() -> None:
         args.remove(language)
         calls = int(args[0]) if args else 100_000
         return main_process(language, calls, repeat)
+    if "--sequential" in sys.argv:
+        language = sys.argv[sys.argv.index("--sequential") + 1]
+        args.remove(language)
+        calls = int(args[0]) if args else 100_000
+        return main_sequential(language, calls, repeat)
     fd, path = tempfile.mkstemp(prefix="tether-replay-in-")
     with os.fdopen(fd, "wb") as f:
         f.write(frames(calls))

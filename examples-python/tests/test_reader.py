@@ -6,6 +6,7 @@ import random
 import sys
 import threading
 import unittest
+import unittest.mock
 
 from harness import EXAMPLES
 
@@ -116,3 +117,44 @@ class ReaderTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WriteBuffersTest(unittest.TestCase):
+    """``_write_buffers``: one writev for what the pipe takes whole, and after a partial write
+    (a signal, a non-blocking pipe) the rest from the exact byte where the pipe stopped."""
+
+    BUFFERS = [b"Content-Length: 3\r\n\r\n", b"abc", b"", b"x" * 5000, memoryview(b"tail")]
+
+    def written(self, take) -> tuple[bytes, int]:
+        """What reaches the pipe when each writev writes ``take(wanted)`` bytes, and how many
+        writev calls it took."""
+        r, w = os.pipe()
+        calls = []
+        real_writev = os.writev
+
+        def writev(fd: int, buffers: list) -> int:
+            data = b"".join(bytes(b) for b in buffers)
+            calls.append(len(data))
+            return os.write(fd, data[: take(len(data))]) if take else real_writev(fd, buffers)
+
+        try:
+            with unittest.mock.patch.object(tether.os, "writev", writev):
+                tether._write_buffers(w, list(self.BUFFERS))
+        finally:
+            os.close(w)
+        with os.fdopen(r, "rb") as f:
+            return f.read(), len(calls)
+
+    def test_a_whole_write_is_one_call(self) -> None:
+        data, calls = self.written(None)
+        self.assertEqual(data, b"".join(bytes(b) for b in self.BUFFERS))
+        self.assertEqual(calls, 1)
+
+    def test_partial_writes_continue_where_the_pipe_stopped(self) -> None:
+        expected = b"".join(bytes(b) for b in self.BUFFERS)
+        rng = random.Random(7)
+        for take in (lambda n: 1, lambda n: 7, lambda n: 21, lambda n: 24, lambda n: max(1, n - 1),
+                     lambda n: rng.randint(1, n)):
+            data, calls = self.written(take)
+            self.assertEqual(data, expected)
+            self.assertGreater(calls, 1)
