@@ -2237,7 +2237,8 @@ class Session {
     }
     if (hasError) {
       const e = msg.error;
-      if (e === null || typeof e !== 'object' || !Number.isInteger(e.code) || typeof e.message !== 'string') {
+      // An object (not an array, SPEC.md §3.4.4) with an integer code and a string message.
+      if (e === null || typeof e !== 'object' || Array.isArray(e) || !Number.isInteger(e.code) || typeof e.message !== 'string') {
         const entry = this._settle(id);
         if (entry) entry.reject(new RemoteError(entry.label, E.INTERNAL_ERROR, 'the host answered with a malformed error object', { error: e }));
         return invalid('the error member is malformed');
