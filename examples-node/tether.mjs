@@ -240,7 +240,11 @@ export function decodeBase64(s) {
   // Unused bits of the last data character must be zero, as in every strict decoder.
   if (pad === 2 && (B64_VALUE(s.charCodeAt(n - 3)) & 0x0f) !== 0) return null;
   if (pad === 1 && (B64_VALUE(s.charCodeAt(n - 2)) & 0x03) !== 0) return null;
-  return Buffer.from(s, 'base64');
+  // Its own memory, exactly its size: Buffer.from(s, 'base64') puts a small value in Node's
+  // shared 8 KiB pool, and a handler that keeps it (a kv store) would keep the whole slab.
+  const out = Buffer.allocUnsafeSlow((n / 4) * 3 - pad);
+  out.write(s, 0, 'base64');
+  return out;
 }
 
 const typeOf = (v) =>
@@ -420,15 +424,24 @@ function isBytesRef(v) {
   return true;
 }
 
+/** The most bytes an attachment handed to a handler may keep alive beyond its own. */
+const ATTACHMENT_SLACK = 4096;
+
 /**
- * Attachment `i` of a frame, or null when the frame has none such. A small attachment that sits
- * in a much larger read buffer is copied, so that keeping it does not keep the whole buffer.
+ * Attachment `i` of a frame, or null when the frame has none such. An attachment is a view of
+ * the memory it was read into: a 64 KiB read from the pipe, Node's shared 8 KiB pool, or the
+ * whole frame with its other attachments. One that would keep more than ATTACHMENT_SLACK other
+ * bytes alive is copied into memory of its own (not `Buffer.from`, which uses the pool again),
+ * so that a handler keeping a value (a kv store) keeps that value's bytes and no more.
  * @param {Buffer[] | null} atts @param {unknown} i
  */
 function attachment(atts, i) {
   if (!atts || !Number.isSafeInteger(i) || i < 0 || i >= atts.length) return null;
   const a = atts[i];
-  return a.length < 65536 && a.buffer.byteLength > 2 * a.length ? Buffer.from(a) : a;
+  if (a.buffer.byteLength - a.length <= ATTACHMENT_SLACK) return a;
+  const own = Buffer.allocUnsafeSlow(a.length);
+  a.copy(own);
+  return own;
 }
 
 const badRef = (atts, i) =>
@@ -2294,7 +2307,8 @@ class Session {
     }
     if (hasError) {
       const e = msg.error;
-      if (e === null || typeof e !== 'object' || !Number.isInteger(e.code) || typeof e.message !== 'string') {
+      // An object (not an array, SPEC.md §3.4.4) with an integer code and a string message.
+      if (e === null || typeof e !== 'object' || Array.isArray(e) || !Number.isInteger(e.code) || typeof e.message !== 'string') {
         const entry = this._settle(id);
         if (entry) entry.reject(new RemoteError(entry.label, E.INTERNAL_ERROR, 'the host answered with a malformed error object', { error: e }));
         return invalid('the error member is malformed');

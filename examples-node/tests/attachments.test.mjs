@@ -235,3 +235,45 @@ describe('kv without attachments negotiated', () => {
     await finish(p);
   });
 });
+
+// Issue 14: a value a handler keeps (a kv store) must keep its own bytes alive and no more: not
+// the 64 KiB read it arrived in, Node's shared 8 KiB pool, or the frame's other attachments.
+describe('a bytes value kept by a handler keeps only its own memory', () => {
+  const call = (id, params) => ({ jsonrpc: '2.0', id, method: 'streamy.backing', params });
+  const own = (n) => ({ length: n, backing: n });
+
+  test('a small base64 value is not a view of the shared pool', async () => {
+    const p = start(STREAMY);
+    await p.initialize({ interfaces: { streamy: [1] } });
+    const r = await p.call('streamy.backing', { a: Buffer.from('0123456789abcdef').toString('base64') });
+    assert.deepEqual(r.result, { a: own(16), b: null });
+    await finish(p);
+  });
+
+  test('a small attachment read with a large frame is not a view of that read', async () => {
+    const p = start(STREAMY);
+    await p.initialize({ interfaces: { streamy: [1] }, capabilities: WITH });
+    // One write: a 48 KiB attachment frame, then a 16 B one, so that both usually arrive in
+    // one read from the pipe (the 16 B value would then sit in a buffer of about 48 KiB).
+    p.sendBytes(Buffer.concat([
+      attachmentFrame(JSON.stringify(call(1, { a: { $bytes: 0 } })), [Buffer.alloc(48 * 1024, 7)]),
+      attachmentFrame(JSON.stringify(call(2, { a: { $bytes: 0 } })), [Buffer.from('0123456789abcdef')]),
+    ]));
+    const big = (await p.response(1)).result.a;
+    assert.equal(big.length, 48 * 1024);
+    assert.ok(big.backing - big.length <= 4096, JSON.stringify(big));
+    assert.deepEqual((await p.response(2)).result, { a: own(16), b: null });
+    await finish(p);
+  });
+
+  test('a 100 KiB attachment beside a 1 MiB one in the same frame keeps 100 KiB, not the frame', async () => {
+    const p = start(STREAMY);
+    await p.initialize({ interfaces: { streamy: [1] }, capabilities: WITH });
+    p.sendWithAttachments(call(3, { a: { $bytes: 0 }, b: { $bytes: 1 } }), [Buffer.alloc(1048576, 1), Buffer.alloc(102400, 2)]);
+    const r = (await p.response(3, 30000)).result;
+    assert.deepEqual(r.b, own(102400));
+    assert.equal(r.a.length, 1048576);
+    assert.ok(r.a.backing - r.a.length <= 4096, JSON.stringify(r.a));
+    await finish(p);
+  });
+});

@@ -2,7 +2,7 @@
 // while a callback is pending, and cancellation (§7).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Plugin } from './harness.mjs';
+import { Plugin, frame } from './harness.mjs';
 
 const live = new Set();
 async function started() {
@@ -124,6 +124,41 @@ test('an error from the adder fails the put (-32603, the cause in data)', async 
   p.respond((await invoke(p)).id, { result: 'three' });
   assert.equal((await p.response(put2)).error.code, -32603);
   assert.equal((await p.call('counter.get', { key: 'e' })).result.value, 0);
+  await finish(p);
+});
+
+// SPEC.md §3.4: an error member must be an object with an integer code and a string message,
+// and a response carries exactly one of result and error. A malformed answer to the plugin's
+// sum is not read as the host's error: the sum fails locally, the malformed answer is not
+// answered, and the session goes on.
+test('a malformed answer to sum is not the host\'s error: the put fails locally, nothing is answered', async () => {
+  const p = await started();
+  const malformed = [
+    '"error":[1,"m"]',
+    '"error":[1,"m",null]',
+    '"result":5,"error":{"code":1,"message":"m"}',
+    '"error":{"code":"1","message":"m"}',
+    '"error":{"code":1.5,"message":"m"}',
+    '"error":{"code":true,"message":"m"}',
+    '"error":{"message":"m"}',
+    '"error":{"code":1,"message":7}',
+    '"error":{"code":1}',
+    '"error":null',
+    '"error":"m"',
+  ];
+  for (const members of malformed) {
+    const put = p.request('counter.put', { key: 'm', value: 1, adder: adder() });
+    const inv = await invoke(p);
+    p.sendBytes(frame(`{"jsonrpc":"2.0","id":${inv.id},${members}}`));
+    const r = await p.response(put);
+    assert.equal(r.error?.code, -32603, `${members}: ${JSON.stringify(r)}`);
+    // Not the host's error passed on with its code 1: a local one naming the malformed answer.
+    assert.notEqual(r.error.data?.cause?.code, 1, `${members}: ${JSON.stringify(r)}`);
+    assert.match(r.error.message + JSON.stringify(r.error.data ?? null), /malformed|both a result and an error/, members);
+  }
+  // Nothing else was sent: no answer to a malformed response (§3.4.2), and the session goes on.
+  assert.deepEqual((await p.call('counter.get', { key: 'm' })).result, { value: 0 });
+  assert.deepEqual(p.queue, []);
   await finish(p);
 });
 

@@ -1,5 +1,6 @@
 """The counter example: the broker callback (SPEC.md §6, §9.3) and cancellation (§7)."""
 
+import json
 import unittest
 from typing import Any
 
@@ -61,6 +62,36 @@ class CounterTest(unittest.TestCase):
         self.assertEqual(err["code"], -32603)
         self.assertEqual(err["data"]["cause"]["code"], -32003)
         self.assertEqual(self.get("k"), 0)
+
+    def test_malformed_sum_answer_is_not_the_hosts_error(self) -> None:
+        # SPEC.md §3.4: an error member is an object with an integer code and a string message,
+        # and a response has exactly one of result and error. A malformed answer to sum is not
+        # read as the host's error (code 1): the put fails locally, nothing is answered.
+        malformed = [
+            b'"error":[1,"m"]',
+            b'"error":[1,"m",null]',
+            b'"result":5,"error":{"code":1,"message":"m"}',
+            b'"error":{"code":"1","message":"m"}',
+            b'"error":{"code":1.5,"message":"m"}',
+            b'"error":{"code":true,"message":"m"}',
+            b'"error":{"message":"m"}',
+            b'"error":{"code":1,"message":7}',
+            b'"error":{"code":1}',
+            b'"error":null',
+            b'"error":"m"',
+        ]
+        for members in malformed:
+            with self.subTest(members=members):
+                rid = self.put("m", 1, "h1")
+                sid = self.expect_sum("h1", 0, 1)
+                self.p.send(b'{"jsonrpc":"2.0","id":%s,%s}' % (json.dumps(sid).encode(), members))
+                msg = self.p.response(rid)
+                err = msg["error"]
+                self.assertEqual(err["code"], -32603, msg)
+                self.assertNotEqual(err.get("data", {}).get("cause", {}).get("code"), 1, msg)
+                self.assertIn("malformed", json.dumps(err), msg)
+        # The next message is the get's answer: the malformed responses were not answered.
+        self.assertEqual(self.get("m"), 0)
 
     def test_concurrent_puts(self) -> None:
         # The host holds the first sum until the second arrives: puts are not serialised.
