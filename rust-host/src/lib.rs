@@ -126,7 +126,7 @@ pub use tether_core::Error as HandlerError;
 pub use tether_core::{
     interfaces, spec, stream, trace, Call, CallError, CancellationToken, Client, CloseKind, CloseReason,
     Event, Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext,
-    Router, Service, Session, HANDED_OVER,
+    Router, Service, Session, WeakPeer, HANDED_OVER,
 };
 /// Declares an interface for a host: the trait, a server (`KvServer`) for host objects served
 /// as handles, and a typed client (`KvClient`). Same attribute as `tether::interface`.

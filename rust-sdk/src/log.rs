@@ -10,13 +10,17 @@ use tracing::{Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
-use tether_core::{CallError, Peer};
+use tether_core::{CallError, Peer, WeakPeer};
 
 /// The session's log level and the peer to send `$/log` to, shared by the layer and the plugin
 /// service that answers `tether/initialize` and `$/setLogLevel`.
+///
+/// The peer is weak: the session holds its service, the service holds this state, and a strong
+/// peer here would hold the session, a cycle that kept every ended session's memory (the
+/// connection fuzz target found it: an in-process plugin leaked its whole state per session).
 #[derive(Debug, Default)]
 pub(crate) struct LogState {
-    peer: OnceLock<Peer>,
+    peer: OnceLock<WeakPeer>,
     level: AtomicU8,
 }
 
@@ -31,8 +35,8 @@ impl LogState {
         self.level.store(rank(level), Ordering::Relaxed);
     }
 
-    pub(crate) fn set_peer(&self, peer: Peer) {
-        let _ = self.peer.set(peer);
+    pub(crate) fn set_peer(&self, peer: &Peer) {
+        let _ = self.peer.set(peer.downgrade());
     }
 
     fn allows(&self, level: LogLevel) -> bool {
@@ -127,7 +131,7 @@ impl<S: Subscriber> Layer<S> for LogLayer {
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        let Some(peer) = self.state.peer.get() else { return };
+        let Some(peer) = self.state.peer.get().and_then(WeakPeer::upgrade) else { return };
         let level = level_of(event.metadata().level());
         if !self.state.allows(level) {
             return;

@@ -290,7 +290,7 @@ impl Plugin {
         let (options, service) = self.session_parts();
         let logs = service.logs.clone();
         let session = Session::start(reader, writer, options, service);
-        logs.set_peer(session.peer().clone());
+        logs.set_peer(session.peer());
         session
     }
 
@@ -301,7 +301,7 @@ impl Plugin {
         let (options, service) = self.session_parts();
         let logs = service.logs.clone();
         let (session, input) = Session::start_messages(sink, options, service);
-        logs.set_peer(session.peer().clone());
+        logs.set_peer(session.peer());
         (session, input)
     }
 

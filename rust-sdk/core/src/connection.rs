@@ -86,7 +86,7 @@ pub use self::error::{CallError, CloseKind, CloseReason};
 pub use self::handover::{DetachError, Detached, Resume, HANDED_OVER};
 pub use self::messages::{MessageInput, MessageSink};
 pub use self::options::{Event, Options};
-pub use self::peer::Peer;
+pub use self::peer::{Peer, WeakPeer};
 pub use self::service::{Handled, Reply, ReplyFuture, RequestContext, Service};
 
 use self::handles::HandleTable;

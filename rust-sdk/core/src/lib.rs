@@ -52,7 +52,8 @@ pub use crate::client::{Client, Remote};
 pub use crate::connection::Diagnostics;
 pub use crate::connection::{
     Call, CallError, CloseKind, CloseReason, DetachError, Detached, Event, Handled, MessageInput,
-    MessageSink, Options, Peer, Reply, ReplyFuture, RequestContext, Resume, Service, Session, HANDED_OVER,
+    MessageSink, Options, Peer, Reply, ReplyFuture, RequestContext, Resume, Service, Session, WeakPeer,
+    HANDED_OVER,
 };
 pub use crate::server::{Error, InterfaceServer, Router};
 pub use serde_json::value::RawValue;

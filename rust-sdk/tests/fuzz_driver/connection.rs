@@ -900,11 +900,16 @@ async fn run_checked(program: Program) {
         (0, 0, 0, 0, 0, 0),
         "the closed session still holds {d:?}"
     );
+    let freed = plugin.downgrade();
     drop(plugin);
+    drop(peer);
     // Every task of the session has ended (reader, writer, handlers).
     for _ in 0..QUIET_ROUNDS {
         tokio::task::yield_now().await;
     }
     let alive = tokio::runtime::Handle::current().metrics().num_alive_tasks();
     assert_eq!(alive, 0, "{alive} tasks still alive after the session ended");
+    // Nothing keeps the ended session: with its tasks gone and our peers dropped, its memory is
+    // freed (a reference cycle through the session's own service would keep it forever).
+    assert!(freed.upgrade().is_none(), "the ended session was not freed: something still holds it");
 }

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -192,6 +192,13 @@ impl Peer {
         self.shared.close(reason);
     }
 
+    /// A [`WeakPeer`]: the same session, without keeping it alive. For whatever the session's
+    /// own service holds (a log forwarder, a cache of the peer), where a `Peer` would make a
+    /// cycle that keeps the session's memory after it ends.
+    pub fn downgrade(&self) -> WeakPeer {
+        WeakPeer { shared: Arc::downgrade(&self.shared) }
+    }
+
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         self.shared.token.is_cancelled()
@@ -225,4 +232,25 @@ struct InvokeWith<'a, P: ?Sized> {
     handle: &'a str,
     method: &'a str,
     params: &'a P,
+}
+
+/// A [`Peer`] that does not keep its session alive ([`Peer::downgrade`]): it upgrades to a
+/// `Peer` while something else still holds the session, and to `None` once it has been freed.
+#[derive(Clone, Default)]
+pub struct WeakPeer {
+    shared: Weak<Shared>,
+}
+
+impl fmt::Debug for WeakPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakPeer").field("alive", &(self.shared.strong_count() > 0)).finish()
+    }
+}
+
+impl WeakPeer {
+    /// The peer, if its session has not been freed yet (it may have ended: see
+    /// [`Peer::is_closed`]).
+    pub fn upgrade(&self) -> Option<Peer> {
+        self.shared.upgrade().map(|shared| Peer::new(shared, None))
+    }
 }
