@@ -14,6 +14,9 @@ mod codec_oracle;
 #[path = "fuzz_oracle/message.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod message_oracle;
+#[path = "fuzz_oracle/message_structured.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod structured_oracle;
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +58,21 @@ fn the_codec_corpus_and_regressions_pass_the_codec_oracle() {
 #[test]
 fn the_message_corpus_and_regressions_pass_the_envelope_oracle() {
     assert!(replay("message", message_oracle::check) > 10, "the message corpus is missing");
+}
+
+#[test]
+fn the_structured_message_corpus_passes_the_envelope_oracle() {
+    // Its inputs are `arbitrary` bytes that the target decodes into a body (regressions it
+    // finds are saved as bodies, under `regressions/message/`).
+    assert!(
+        replay("message_structured", structured_oracle::check) > 10,
+        "the message_structured corpus is missing"
+    );
+    // The bytes still mean bodies here (a change of `arbitrary` or of the generator would make
+    // them decode to nothing, and the replay above would check nothing).
+    let files = inputs("message_structured");
+    let bodies = files.iter().filter_map(|f| structured_oracle::body(&std::fs::read(f).unwrap())).count();
+    assert!(bodies * 10 >= files.len() * 9, "only {bodies} of {} inputs decode to a body", files.len());
 }
 
 #[test]
