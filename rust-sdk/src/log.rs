@@ -131,11 +131,11 @@ impl<S: Subscriber> Layer<S> for LogLayer {
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        let Some(peer) = self.state.peer.get().and_then(WeakPeer::upgrade) else { return };
         let level = level_of(event.metadata().level());
         if !self.state.allows(level) {
             return;
         }
+        let Some(peer) = self.state.peer.get().and_then(WeakPeer::upgrade) else { return };
         let mut fields = Fields::default();
         event.record(&mut fields);
         // An event of a handler whose request carried trace context names its trace and span

@@ -236,7 +236,7 @@ struct InvokeWith<'a, P: ?Sized> {
 
 /// A [`Peer`] that does not keep its session alive ([`Peer::downgrade`]): it upgrades to a
 /// `Peer` while something else still holds the session, and to `None` once it has been freed.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WeakPeer {
     shared: Weak<Shared>,
 }
