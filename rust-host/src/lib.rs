@@ -124,9 +124,9 @@ pub use crate::transport::{ChildStdio, Transport};
 /// The role-neutral error a handler returns (`tether_core::Error`); [`Error`] is the host's.
 pub use tether_core::Error as HandlerError;
 pub use tether_core::{
-    interfaces, spec, stream, trace, Call, CallError, CancellationToken, Client, CloseKind, CloseReason,
-    Event, Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext,
-    Router, Service, Session, WeakPeer, HANDED_OVER,
+    interfaces, spec, stream, trace, Call, CallError, CallFuture, CancellationToken, Client, CloseKind,
+    CloseReason, Event, Handled, InterfaceServer, Options, Peer, RawValue, Remote, Reply, ReplyFuture,
+    RequestContext, Router, Service, Session, WeakPeer, HANDED_OVER,
 };
 /// Declares an interface for a host: the trait, a server (`KvServer`) for host objects served
 /// as handles, and a typed client (`KvClient`). Same attribute as `tether::interface`.

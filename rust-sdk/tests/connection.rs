@@ -46,6 +46,7 @@ method!(Slow, "t.slow", Empty, Empty);
 method!(Hang, "t.hang", Empty, Empty);
 method!(Boom, "t.boom", Empty, Empty);
 method!(Huge, "t.huge", Size, Text);
+method!(Leave, "t.leave", Empty, Empty);
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema)]
 struct Size {
@@ -166,6 +167,49 @@ async fn cancellation_reaches_nested_calls() {
     // The plugin still answered the cancelled call (-32800); the late answer was quietly consumed.
     host.call::<tether::spec::Ping>(&Empty {}).await.unwrap();
     assert!(events.all().is_empty(), "{:?}", events.all());
+}
+
+/// A handler that answers at once and leaves a task behind with its context: the request's
+/// token, made only when first asked for, is cancelled all the same, and a call made for the
+/// answered request fails as cancelled.
+#[tokio::test]
+async fn a_request_token_taken_after_the_answer_is_cancelled() {
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    let left = Mutex::new(Some((go_rx, seen_tx)));
+    let plugin_router = Router::new().route::<Leave, _, _>(move |_, cx: RequestContext| {
+        if let Some((go, seen)) = left.lock().unwrap().take() {
+            tokio::spawn(async move {
+                let _ = go.await;
+                let parent = cx.peer().parent_token().map(|t| t.is_cancelled());
+                let call = cx.peer().call::<tether::spec::Ping>(&Empty {}).await;
+                let _ = seen.send((cx.is_cancelled(), parent, call));
+            });
+        }
+        async { Ok(Empty {}) }
+    });
+    let (host, _plugin) = pair(kv_router(), plugin_router);
+    host.call::<Leave>(&Empty {}).await.unwrap();
+    go_tx.send(()).unwrap();
+    let (cancelled, parent, call) =
+        tokio::time::timeout(Duration::from_secs(5), seen_rx).await.unwrap().unwrap();
+    assert!(cancelled);
+    assert_eq!(parent, Some(true));
+    assert!(matches!(call, Err(CallError::Cancelled)), "{call:?}");
+}
+
+/// `CallFuture` is a named future: polled again after it completed, it fails rather than
+/// panics.
+#[tokio::test]
+async fn a_call_future_polled_after_it_completed_fails_without_panicking() {
+    let (host, _plugin) = pair(kv_router(), kv_router());
+    let mut call: tether::CallFuture<Empty> = host.call::<tether::spec::Ping>(&Empty {}).into_future();
+    (&mut call).await.unwrap();
+    let again = (&mut call).await;
+    match again {
+        Err(CallError::Closed(reason)) => assert_eq!(&*reason.message, "this call already completed"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]

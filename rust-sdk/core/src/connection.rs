@@ -80,7 +80,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use self::call::Call;
+pub use self::call::{Call, CallFuture};
 pub use self::diagnostics::Diagnostics;
 pub use self::error::{CallError, CloseKind, CloseReason};
 pub use self::handover::{DetachError, Detached, Resume, HANDED_OVER};

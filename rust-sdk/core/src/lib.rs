@@ -51,7 +51,7 @@ pub use crate::client::{Client, Remote};
 #[doc(hidden)]
 pub use crate::connection::Diagnostics;
 pub use crate::connection::{
-    Call, CallError, CloseKind, CloseReason, DetachError, Detached, Event, Handled, MessageInput,
+    Call, CallError, CallFuture, CloseKind, CloseReason, DetachError, Detached, Event, Handled, MessageInput,
     MessageSink, Options, Peer, Reply, ReplyFuture, RequestContext, Resume, Service, Session, WeakPeer,
     HANDED_OVER,
 };

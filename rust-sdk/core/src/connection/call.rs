@@ -7,15 +7,18 @@ use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tether_spec::{CancelParams, CancelRequest, HandleRef, Id, NotificationMethod, ProgressParams};
+use tokio::sync::oneshot;
 
-use super::error::CallError;
+use super::error::{CallError, CloseKind, CloseReason};
 use super::peer::Peer;
+use super::pending::Answer;
 use super::progress::ProgressHook;
 use super::scope::{self, Encoded};
 use super::shared::{lock, Shared};
@@ -153,45 +156,166 @@ impl<R> Call<R> {
 
 impl<R: DeserializeOwned + Send + 'static> IntoFuture for Call<R> {
     type Output = Result<R, CallError>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
+    type IntoFuture = CallFuture<R>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let shared = self.peer.shared.clone();
-            let answer = shared
-                .request(self.method, self.params?, self.handles, &self.peer, self.timeout, self.extras)
-                .await?;
-            let untyped = std::any::TypeId::of::<R>() == std::any::TypeId::of::<serde_json::Value>()
-                || std::any::TypeId::of::<R>() == std::any::TypeId::of::<Box<RawValue>>();
-            let decoded = if untyped && !answer.attachments.is_empty() {
-                // A caller of untyped JSON (`call_raw`) cannot see the frame's attachments:
-                // it gets them as base64, the form that is valid without them.
-                scope::attachments_as_base64(answer.result.get(), &answer.attachments)
-                    .and_then(|json| serde_json::from_str(json.get()))
-            } else {
-                scope::decode_owned(&shared, answer.result.get(), answer.attachments)
-            }
-            .map_err(|e| CallError::Deserialize(e.to_string()));
-            // Streams of the answer that the result type did not take are aborted (SPEC.md
-            // §12.4.4).
-            shared.abort_unclaimed(&answer.streams, "the caller did not take the stream");
-            decoded
-        })
+        CallFuture { state: CallState::Unsent(self) }
     }
 }
 
+/// An awaited [`Call`]. Its first poll sends the request on the caller's thread; a call
+/// answered during that send (an in-process plugin whose handler did not wait) completes in
+/// the same poll, with nothing allocated for the wait. Dropping it before the answer cancels
+/// the call (`$/cancelRequest`, SPEC.md §7.1).
+#[must_use = "a call does nothing until it is awaited"]
+pub struct CallFuture<R> {
+    state: CallState<R>,
+}
+
+enum CallState<R> {
+    Unsent(Call<R>),
+    Waiting { shared: Arc<Shared>, streams: Vec<u64>, wait: Waiting },
+    Done,
+}
+
+/// How [`Shared::start_request`] left a call.
+pub(super) enum Started {
+    /// Answered (or failed) before any wait.
+    Answered(Result<Answer, CallError>),
+    Waiting(Waiting),
+}
+
+/// The wait for a sent call's answer.
+pub(super) enum Waiting {
+    /// Nothing but the answer ends it.
+    Answer { rx: oneshot::Receiver<Result<Answer, CallError>>, guard: CancelGuard },
+    /// A time-out, an overall cap or the parent request's cancellation may end it first.
+    Bounded(Pin<Box<dyn Future<Output = Result<Answer, CallError>> + Send>>),
+}
+
+impl Waiting {
+    fn poll(&mut self, cx: &mut Context<'_>, shared: &Shared) -> Poll<Result<Answer, CallError>> {
+        match self {
+            Waiting::Answer { rx, guard } => match Pin::new(rx).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(answer) => {
+                    guard.disarm();
+                    Poll::Ready(answer.unwrap_or_else(|_| Err(CallError::Closed(shared.close_reason()))))
+                }
+            },
+            Waiting::Bounded(wait) => wait.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<R> fmt::Debug for CallFuture<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            CallState::Unsent(_) => "unsent",
+            CallState::Waiting { .. } => "waiting",
+            CallState::Done => "done",
+        };
+        f.debug_struct("CallFuture").field("state", &state).finish()
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Future for CallFuture<R> {
+    type Output = Result<R, CallError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match std::mem::replace(&mut this.state, CallState::Done) {
+            CallState::Unsent(call) => {
+                let Call { peer, method, params, timeout, handles, extras, .. } = call;
+                let Encoded { json, attachments, opened } = match params {
+                    Ok(params) => params,
+                    Err(e) => return Poll::Ready(Err(e)),
+                };
+                let streams = opened.ids();
+                let shared = &peer.shared;
+                let started = shared.start_request(
+                    method,
+                    json,
+                    attachments,
+                    &opened.produced,
+                    &streams,
+                    handles,
+                    &peer,
+                    timeout,
+                    extras,
+                );
+                match started {
+                    Started::Answered(answer) => Poll::Ready(finish(shared, &streams, answer)),
+                    Started::Waiting(mut wait) => match wait.poll(cx, shared) {
+                        Poll::Ready(answer) => Poll::Ready(finish(shared, &streams, answer)),
+                        Poll::Pending => {
+                            this.state = CallState::Waiting { shared: shared.clone(), streams, wait };
+                            Poll::Pending
+                        }
+                    },
+                }
+            }
+            CallState::Waiting { shared, streams, mut wait } => match wait.poll(cx, &shared) {
+                Poll::Ready(answer) => Poll::Ready(finish(&shared, &streams, answer)),
+                Poll::Pending => {
+                    this.state = CallState::Waiting { shared, streams, wait };
+                    Poll::Pending
+                }
+            },
+            // A future is not polled after it completed; should one be, it fails rather than
+            // panics.
+            CallState::Done => Poll::Ready(Err(CallError::Closed(CloseReason::new(
+                CloseKind::Closed,
+                "this call already completed",
+            )))),
+        }
+    }
+}
+
+/// Decodes a call's answer into `R`; a failed call's streams end at both ends (SPEC.md
+/// §12.4.3), and streams of the answer that `R` did not take are aborted (§12.4.4).
+fn finish<R: DeserializeOwned + 'static>(
+    shared: &Arc<Shared>,
+    streams: &[u64],
+    answer: Result<Answer, CallError>,
+) -> Result<R, CallError> {
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e) => {
+            match &e {
+                CallError::Remote(error) => shared.fail_streams(streams, error),
+                _ => shared.fail_streams(streams, &tether_spec::ErrorObject::cancelled()),
+            }
+            return Err(e);
+        }
+    };
+    let untyped = std::any::TypeId::of::<R>() == std::any::TypeId::of::<serde_json::Value>()
+        || std::any::TypeId::of::<R>() == std::any::TypeId::of::<Box<RawValue>>();
+    let decoded = if untyped && !answer.attachments.is_empty() {
+        // A caller of untyped JSON (`call_raw`) cannot see the frame's attachments: it gets
+        // them as base64, the form that is valid without them.
+        scope::attachments_as_base64(answer.result.get(), &answer.attachments)
+            .and_then(|json| serde_json::from_str(json.get()))
+    } else {
+        scope::decode_owned(shared, answer.result.get(), answer.attachments)
+    }
+    .map_err(|e| CallError::Deserialize(e.to_string()));
+    shared.abort_unclaimed(&answer.streams, "the caller did not take the stream");
+    decoded
+}
+
 /// Sends `$/cancelRequest` when a call stops waiting before its answer came.
-pub(super) struct CancelGuard<'a> {
-    shared: &'a Arc<Shared>,
+pub(super) struct CancelGuard {
+    shared: Arc<Shared>,
     id: i64,
     armed: bool,
     /// The streams the call's params opened: a cancelled call ends them (SPEC.md §12.4.3).
     streams: Vec<u64>,
 }
 
-impl<'a> CancelGuard<'a> {
+impl CancelGuard {
     /// Armed: dropping it before [`CancelGuard::disarm`] cancels call `id`.
-    pub(super) fn new(shared: &'a Arc<Shared>, id: i64, streams: Vec<u64>) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, id: i64, streams: Vec<u64>) -> Self {
         CancelGuard { shared, id, armed: true, streams }
     }
 
@@ -201,7 +325,7 @@ impl<'a> CancelGuard<'a> {
     }
 }
 
-impl Drop for CancelGuard<'_> {
+impl Drop for CancelGuard {
     fn drop(&mut self) {
         if !self.armed {
             return;

@@ -194,19 +194,18 @@ impl Shared {
             Err(e) => return self.respond(id, Err(ErrorObject::invalid_params(e))),
         };
         let initialize = (method == tether_spec::Initialize::METHOD).then(|| params.clone());
-        let token = self.token.child_token();
         // `_meta` (SPEC.md §14, §15), read only once both sides announced a feature that uses it.
         // A handle's method reads the `_meta` of its own params, in `on_invoke`.
         let (progress, span) =
             if method == tether_spec::Invoke::METHOD { (None, None) } else { self.meta_of(&params) };
+        let slot = Arc::new(ReplySlot::new(self.clone()));
         let cx = RequestContext {
             id: id.clone(),
-            peer: Peer::new(self.clone(), Some(token.clone())),
+            peer: Peer::new(self.clone(), Some(slot.clone())),
             attachments: (!attachments.is_empty()).then(|| attachments.clone().into()),
             progress,
             span: span.clone(),
         };
-        let slot = Arc::new(ReplySlot { shared: self.clone(), out: Mutex::new(None) });
         let handled = match method.as_str() {
             tether_spec::Invoke::METHOD => scope::with_reply_slot(&slot, || {
                 scope::with_decoding(self, &attachments, || self.on_invoke(&params, cx))
@@ -255,7 +254,7 @@ impl Shared {
             Handled::Now(reply) => {
                 // Answered: progress the handler may still try to send is dropped (SPEC.md
                 // §14.2.1), as for a handler that finished later.
-                token.cancel();
+                slot.finish();
                 self.finish_request(id, reply, &slot, &streams)
             }
             Handled::Later(mut future) => {
@@ -278,12 +277,13 @@ impl Shared {
                 };
                 if let Some(reply) = ready {
                     // Cancel what the handler started and is still waiting for (SPEC.md §7.2).
-                    token.cancel();
+                    slot.finish();
                     self.finish_request(id, reply, &slot, &streams);
                     self.polling.fetch_sub(1, Ordering::SeqCst);
                     self.idle.notify_waiters();
                     return;
                 }
+                let token = slot.token().clone();
                 lock(&self.incoming).insert(id.clone(), token.clone());
                 self.polling.fetch_sub(1, Ordering::SeqCst);
                 let shared = self.clone();
@@ -304,7 +304,7 @@ impl Shared {
                         other => other,
                     };
                     // Cancel what the handler started and is still waiting for (SPEC.md §7.2).
-                    token.cancel();
+                    slot.finish();
                     shared.finish_request(id.clone(), reply, &slot, &streams);
                     lock(&shared.incoming).remove(&id);
                     shared.idle.notify_waiters();

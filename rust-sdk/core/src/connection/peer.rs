@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::call::{encode_for, encode_params, Call};
 use super::envelope::write_json_str;
 use super::error::{CallError, CloseKind, CloseReason};
-use super::scope::Encoded;
+use super::scope::{Encoded, ReplySlot};
 use super::shared::{lock, Shared};
 use crate::server::InterfaceServer;
 
@@ -28,7 +28,8 @@ use super::service::RequestContext;
 #[derive(Clone)]
 pub struct Peer {
     pub(super) shared: Arc<Shared>,
-    parent: Option<CancellationToken>,
+    /// The request this peer was given to a handler for: its token ends the handler's calls.
+    parent: Option<Arc<ReplySlot>>,
 }
 
 impl fmt::Debug for Peer {
@@ -38,13 +39,13 @@ impl fmt::Debug for Peer {
 }
 
 impl Peer {
-    pub(super) fn new(shared: Arc<Shared>, parent: Option<CancellationToken>) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, parent: Option<Arc<ReplySlot>>) -> Self {
         Peer { shared, parent }
     }
 
     /// The token of the request this peer belongs to, else the session's.
     pub(super) fn request_token(&self) -> &CancellationToken {
-        self.parent.as_ref().unwrap_or(&self.shared.token)
+        self.parent.as_ref().map_or(&self.shared.token, |slot| slot.token())
     }
 
     /// Calls a typed method: `peer.call::<kv::Get>(&params).await`, or with a time-out,
@@ -217,7 +218,7 @@ impl Peer {
 
     /// The cancellation token of the request this peer was taken from, if any.
     pub fn parent_token(&self) -> Option<&CancellationToken> {
-        self.parent.as_ref()
+        self.parent.as_ref().map(|slot| slot.token())
     }
 
     /// The same session, not tied to any request.

@@ -10,12 +10,14 @@
 //! the frame of its answer), and they always restore what was there before.
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tether_spec::{with_attachment_sink, with_attachment_source, with_owned_attachment_source};
+use tokio_util::sync::CancellationToken;
 
 use super::shared::{lock, Shared};
 use super::streams::{Entry, Inbound, Outbound};
@@ -62,10 +64,42 @@ pub(crate) type Carried = (Vec<bytes::Bytes>, Opened);
 /// The session being encoded for, and the streams the value opened so far.
 type EncodingScope = (Arc<Shared>, Opened);
 
-/// Where the answer of the handler being polled puts what its encoded result carries.
+/// One request being served: where its handler's encoded result leaves what it carries, and
+/// the request's cancellation token.
 pub(crate) struct ReplySlot {
     pub(crate) shared: Arc<Shared>,
     pub(crate) out: Mutex<Option<Carried>>,
+    /// Made when first asked for: a handler that answers without waiting and never looks at
+    /// its token (most of them) costs no child token of the session's, nor its cancellation.
+    token: OnceLock<CancellationToken>,
+    /// Set once the request is answered: its token, made now or later, is cancelled.
+    finished: AtomicBool,
+}
+
+impl ReplySlot {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        ReplySlot { shared, out: Mutex::new(None), token: OnceLock::new(), finished: AtomicBool::new(false) }
+    }
+
+    /// The request's token: a child of the session's, cancelled when the request is.
+    pub(crate) fn token(&self) -> &CancellationToken {
+        let token = self.token.get_or_init(|| self.shared.token.child_token());
+        // Made after the answer (by a task the handler left behind): born cancelled. The
+        // order of this load and `finish`'s store makes one of them cancel it.
+        if self.finished.load(Ordering::SeqCst) {
+            token.cancel();
+        }
+        token
+    }
+
+    /// The request is answered: what its handler started and still waits for is cancelled
+    /// (SPEC.md §7.2).
+    pub(crate) fn finish(&self) {
+        self.finished.store(true, Ordering::SeqCst);
+        if let Some(token) = self.token.get() {
+            token.cancel();
+        }
+    }
 }
 
 thread_local! {

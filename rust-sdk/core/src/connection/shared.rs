@@ -1,6 +1,6 @@
 //! The state both tasks and every [`Peer`] share: the outgoing queue, the pending map, the
 //! requests being served, the handle table, the write backlog and the end of the session; and
-//! the two ways out, [`Shared::request`] (a call) and [`Shared::respond`] (an answer).
+//! the two ways out, [`Shared::start_request`] (a call) and [`Shared::respond`] (an answer).
 
 use std::any::Any;
 use std::borrow::Cow;
@@ -14,7 +14,7 @@ use tether_spec::{ErrorObject, Id, Message, RequestMethod as _, Response};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::call::{CallExtras, CancelGuard};
+use super::call::{CallExtras, CancelGuard, Started, Waiting};
 use super::envelope::{
     int_len, plain_json_str, write_id, write_int, write_json_str, Outgoing, REQUEST_HEAD, REQUEST_METHOD,
     REQUEST_PARAMS, RESULT_HEAD, RESULT_MID,
@@ -26,7 +26,7 @@ use super::options::{Event, Options};
 use super::peer::Peer;
 use super::pending::{Answer, PendingCalls};
 use super::progress::{with_meta, ProgressSink};
-use super::scope::{Encoded, Opened};
+use super::scope::Opened;
 use super::service::{Reply, Service};
 use super::streams::{Outbound, StreamTable};
 use super::through::Gate;
@@ -221,57 +221,25 @@ impl Shared {
         self.idle.notify_waiters();
     }
 
-    pub(super) async fn request(
-        self: &Arc<Self>,
-        method: Cow<'static, str>,
-        params: Encoded,
-        mut handles: Vec<String>,
-        peer: &Peer,
-        timeout: Option<Duration>,
-        extras: CallExtras,
-    ) -> Result<Answer, CallError> {
-        let Encoded { json: params, attachments, opened } = params;
-        let streams = opened.ids();
-        let result = self
-            .request_inner(
-                method,
-                params,
-                attachments,
-                &opened.produced,
-                &streams,
-                &mut handles,
-                peer,
-                timeout,
-                extras,
-            )
-            .await;
-        match &result {
-            Ok(_) => {}
-            // A failed or cancelled call's streams end at both ends, without a notification
-            // (SPEC.md §12.4.3).
-            Err(CallError::Remote(error)) => self.fail_streams(&streams, error),
-            Err(_) => self.fail_streams(&streams, &ErrorObject::cancelled()),
-        }
-        result
-    }
-
+    /// Sends a call: everything up to the wait for its answer, on the caller's thread. A peer
+    /// that answered while the request was handed over (the message-level transport, with a
+    /// handler that did not wait) has its answer returned at once.
     #[allow(clippy::too_many_arguments)]
-    async fn request_inner(
+    pub(super) fn start_request(
         self: &Arc<Self>,
         method: Cow<'static, str>,
         params: Box<RawValue>,
         attachments: Vec<bytes::Bytes>,
         opened: &[Arc<Outbound>],
         streams: &[u64],
-        handles: &mut Vec<String>,
+        mut handles: Vec<String>,
         peer: &Peer,
         timeout: Option<Duration>,
         mut extras: CallExtras,
-    ) -> Result<Answer, CallError> {
+    ) -> Started {
         if self.detaching.load(Ordering::SeqCst) {
-            return Err(CallError::Closed(super::handover::handed_over_reason()));
+            return Started::Answered(Err(CallError::Closed(super::handover::handed_over_reason())));
         }
-        let mut handles = std::mem::take(handles);
         let is_initialize = method == tether_spec::Initialize::METHOD;
         if self.live_handles.load(Ordering::Relaxed) > 0 {
             handles_in(&params, &mut handles);
@@ -323,7 +291,8 @@ impl Shared {
         let len = tether_spec::frame_len(len, out.attachments());
         let max = self.max_frame.load(Ordering::Relaxed);
         if len > max as u64 {
-            return Err(CallError::RequestTooLarge { len: usize::try_from(len).unwrap_or(usize::MAX), max });
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            return Started::Answered(Err(CallError::RequestTooLarge { len, max }));
         }
         if is_initialize {
             // The answer to this call decides what is negotiated, as soon as it is read.
@@ -339,14 +308,14 @@ impl Shared {
         }
         if let Some(parent) = peer.parent_token() {
             if parent.is_cancelled() {
-                return Err(CallError::Cancelled);
+                return Started::Answered(Err(CallError::Cancelled));
             }
         }
         let (tx, rx) = oneshot::channel();
         let alone = {
             let mut pending = lock(&self.pending);
             if self.token.is_cancelled() {
-                return Err(CallError::Closed(self.close_reason()));
+                return Started::Answered(Err(CallError::Closed(self.close_reason())));
             }
             if !handles.is_empty() {
                 lock(&self.handles).open_scopes(&handles);
@@ -358,10 +327,8 @@ impl Shared {
             // The only call in flight: written through, as no other would batch with it.
             pending.len() == 1
         };
-        let mut guard = CancelGuard::new(self, id, streams.to_vec());
         if self.enqueue_through(out, || alone).is_err() {
-            guard.disarm();
-            return Err(CallError::Closed(self.close_reason()));
+            return Started::Answered(Err(CallError::Closed(self.close_reason())));
         }
         // The request is queued: the data of its streams may follow it (SPEC.md §12.2).
         self.activate(opened);
@@ -369,34 +336,30 @@ impl Shared {
         // `enqueue`: taken here, without setting up the wait below.
         let mut rx = rx;
         match rx.try_recv() {
-            Ok(answer) => {
-                guard.disarm();
-                return answer;
-            }
+            Ok(answer) => return Started::Answered(answer),
             Err(oneshot::error::TryRecvError::Closed) => {
-                guard.disarm();
-                return Err(CallError::Closed(self.close_reason()));
+                return Started::Answered(Err(CallError::Closed(self.close_reason())));
             }
             Err(oneshot::error::TryRecvError::Empty) => {}
         }
+        let guard = CancelGuard::new(self.clone(), id, streams.to_vec());
         if timeout.is_none() && extras.overall.is_none() && peer.parent_token().is_none() {
             // Nothing but the answer can end the wait (the common case of a host's call).
-            let answer = rx.await;
-            guard.disarm();
-            return answer.unwrap_or_else(|_| Err(CallError::Closed(self.close_reason())));
+            return Started::Waiting(Waiting::Answer { rx, guard });
         }
-        // Boxed: the timers and the select are the largest part of a call's future, which a
-        // call without time-out or parent does not carry (nor allocate).
-        Box::pin(self.wait_bounded(rx, guard, peer, timeout, pulse, extras.overall)).await
+        // Boxed: the timers and the select are the largest part of a call's wait, which a call
+        // without time-out or parent does not carry (nor allocate).
+        let wait = Self::wait_bounded(self.clone(), rx, guard, peer.clone(), timeout, pulse, extras.overall);
+        Started::Waiting(Waiting::Bounded(Box::pin(wait)))
     }
 
     /// Waits for the answer of a call that a time-out, an overall cap or the cancellation of
     /// the request it is made for (`peer`'s parent) may end first.
     async fn wait_bounded(
-        &self,
+        self: Arc<Self>,
         rx: oneshot::Receiver<Result<Answer, CallError>>,
-        mut guard: CancelGuard<'_>,
-        peer: &Peer,
+        mut guard: CancelGuard,
+        peer: Peer,
         timeout: Option<Duration>,
         pulse: Option<Arc<Notify>>,
         overall: Option<Duration>,
