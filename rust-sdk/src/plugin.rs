@@ -16,8 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::log::{LogLayer, LogState};
 use tether_core::InterfaceServer;
 use tether_core::{
-    CloseKind, CloseReason, Handled, MessageInput, MessageSink, Options, Peer, RequestContext, Service,
-    Session,
+    CloseKind, CloseReason, Handled, InputThread, MessageInput, MessageSink, Options, Peer, RequestContext,
+    Service, Session,
 };
 
 /// How long a plugin whose session ended waits for its last answers to be written.
@@ -31,6 +31,10 @@ const PLUGIN_WRITE_BACKLOG: usize = 64 << 20;
 /// fatal (SPEC.md §1.5). A host that closes both pipes at once (a host that exits, or a
 /// `close` that drops both halves) races the two ends: the write may fail first.
 const HOST_LEAVING_WINDOW: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// How long after the end of its input a plugin process exits at the latest, even with a write
+/// blocked on a host that stopped reading: past [`WRITE_GRACE`], within the 2 s of SPEC.md §1.6.
+const EXIT_DEADLINE: std::time::Duration = std::time::Duration::from_millis(1900);
 
 /// A plugin: its name and version, the interfaces it serves, and how it starts.
 ///
@@ -150,10 +154,14 @@ impl Plugin {
     /// exit status 1 when it is wrong); reads `TETHER_TRANSPORT` (SPEC.md §13: exit status 1 on
     /// a value it does not know); with stdio, keeps a private copy of stdout for frames and
     /// points descriptor 1 at stderr, with `fds:R,W`, adopts the two descriptors and leaves 0,
-    /// 1 and 2 alone; reads and writes both pipes non-blocking on a current-thread runtime;
-    /// serves until its input ends, then cancels what is running and exits 0 (2 when writing
-    /// failed while the input stayed open: a write that fails as the host closes both pipes
-    /// waits up to a second for the end of the input and counts as its end).
+    /// 1 and 2 alone; reads frames with blocking reads on a thread of their own, which runs
+    /// each handler up to its first wait, and writes with blocking writes
+    /// ([`Session::start_blocking`]: one `read` and one `write` per call that does not wait),
+    /// while handlers that wait run on a current-thread runtime; serves until its input ends,
+    /// then cancels what is running and exits 0 (2 when writing failed while the input stayed
+    /// open: a write that fails as the host closes both pipes waits up to a second for the end
+    /// of the input and counts as its end). Once the input has ended the process exits within
+    /// 1.9 s, even when a write to a host that stopped reading is blocked.
     pub fn serve(self) -> ! {
         std::process::exit(self.run())
     }
@@ -190,22 +198,20 @@ impl Plugin {
         };
         let name = self.info.name.clone();
         let reason = runtime.block_on(async move {
-            let streams = input.try_clone().and_then(|watch| {
-                let reader = crate::stdio::reader(input)?;
-                Ok((reader, crate::stdio::writer(output)?, watch))
-            });
-            match streams {
-                Ok((reader, writer, watch)) => {
-                    let reason = self.serve_on(reader, writer).await;
-                    if reason.kind == CloseKind::WriteFailed
-                        && crate::stdio::ends_within(watch, HOST_LEAVING_WINDOW).await
-                    {
-                        return Ok(CloseReason::new(CloseKind::EndOfInput, "the host closed both pipes"));
-                    }
-                    Ok(reason)
-                }
-                Err(e) => Err(e),
+            let input = crate::stdio::input(input, self.info.name.clone(), EXIT_DEADLINE)?;
+            let output = crate::stdio::output(output)?;
+            self.install_log_forwarding();
+            let (session, reader) = self.start_blocking(input, output)?;
+            let reason = session.closed().await;
+            // As in `serve_on`: the last answers within the grace period, then the host leaving.
+            let written = tokio::time::timeout(WRITE_GRACE, session.join()).await;
+            if reason.kind == CloseKind::WriteFailed && reader.reached_end_within(HOST_LEAVING_WINDOW).await {
+                return Ok(CloseReason::new(CloseKind::EndOfInput, "the host closed both pipes"));
             }
+            if matches!(reason.kind, CloseKind::EndOfInput | CloseKind::Truncated) {
+                return Ok(reason);
+            }
+            Ok::<_, std::io::Error>(written.unwrap_or(reason))
         });
         match reason {
             Err(e) => {
@@ -255,11 +261,7 @@ impl Plugin {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        if self.forward_logs {
-            use tracing_subscriber::layer::SubscriberExt as _;
-            let layer = self.log_layer();
-            let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
-        }
+        self.install_log_forwarding();
         let session = self.start(reader, writer);
         let reason = session.closed().await;
         // The last answers are written within the grace period; a writer stuck on a host that
@@ -271,6 +273,16 @@ impl Plugin {
             return reason;
         }
         written.unwrap_or(reason)
+    }
+
+    /// With [`Plugin::forward_logs`] on (the default), installs the [`LogLayer`] as the global
+    /// `tracing` subscriber when none is set.
+    fn install_log_forwarding(&self) {
+        if self.forward_logs {
+            use tracing_subscriber::layer::SubscriberExt as _;
+            let layer = self.log_layer();
+            let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+        }
     }
 
     /// The [`LogLayer`] bound to the session this plugin will serve, for a `tracing`
@@ -303,6 +315,20 @@ impl Plugin {
         let (session, input) = Session::start_messages(sink, options, service);
         logs.set_peer(session.peer());
         (session, input)
+    }
+
+    /// Starts serving over blocking streams ([`Session::start_blocking`]): what `serve` runs
+    /// on, one `read` and one `write` per call whose handler does not wait.
+    fn start_blocking<R, W>(self, reader: R, writer: W) -> std::io::Result<(Session, InputThread)>
+    where
+        R: std::io::Read + Send + 'static,
+        W: std::io::Write + Send + 'static,
+    {
+        let (options, service) = self.session_parts();
+        let logs = service.logs.clone();
+        let (session, input) = Session::start_blocking(reader, writer, options, service)?;
+        logs.set_peer(session.peer());
+        Ok((session, input))
     }
 
     /// The options and the service of a session of this plugin, whatever its transport.

@@ -1,16 +1,10 @@
 //! The plugin's frame descriptors: stdin and stdout with stdout protected (SPEC.md §8.4), or the
-//! two inherited descriptors of the `fds` transport (SPEC.md §13), as non-blocking pipes.
+//! two inherited descriptors of the `fds` transport (SPEC.md §13), read and written with
+//! blocking calls (`Session::start_blocking`).
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::os::fd::OwnedFd;
-
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::unix::pipe;
-
-/// A boxed reader half.
-pub(crate) type Reader = Box<dyn AsyncRead + Unpin + Send>;
-/// A boxed writer half.
-pub(crate) type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+use std::time::Duration;
 
 /// Keeps a private duplicate of descriptor 1 for frames and points descriptor 1 at stderr, so
 /// that a stray `println!`, or a child process that inherits stdout, lands on stderr.
@@ -52,85 +46,53 @@ fn adopt(fd: i32) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// Whether `input` (a duplicate of the descriptor frames are read from) reaches end of file
-/// within `window`; what is still unread is discarded (the session it belonged to has ended).
-pub(crate) async fn ends_within(input: OwnedFd, window: std::time::Duration) -> bool {
-    let Ok(mut stdin) = reader(input) else { return false };
-    let drain = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match stdin.read(&mut buf).await {
-                Ok(0) => return true,
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return false,
-            }
-        }
-    };
-    tokio::time::timeout(window, drain).await.unwrap_or(false)
-}
-
-fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+/// Clears `O_NONBLOCK` on `fd`, which the session reads or writes with blocking calls: a host
+/// may hand over a descriptor it made non-blocking.
+fn make_blocking(fd: &OwnedFd) -> io::Result<()> {
     let flags = rustix::fs::fcntl_getfl(fd)?;
-    Ok(rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?)
+    if flags.contains(rustix::fs::OFlags::NONBLOCK) {
+        rustix::fs::fcntl_setfl(fd, flags - rustix::fs::OFlags::NONBLOCK)?;
+    }
+    Ok(())
 }
 
-fn clear_nonblocking(fd: &OwnedFd) {
-    if let Ok(flags) = rustix::fs::fcntl_getfl(fd) {
-        let _ = rustix::fs::fcntl_setfl(fd, flags - rustix::fs::OFlags::NONBLOCK);
-    }
+/// The descriptor frames are read from, for blocking reads (`Session::start_blocking`), with
+/// the plugin's deadline for leaving once the host has gone: at the end of the input (the host
+/// closed it), the process exits with status 0 after `grace` at the latest, even when a write
+/// to a host that no longer reads is blocking the thread that would have ended it
+/// (SPEC.md §1.6).
+pub(crate) fn input(fd: OwnedFd, name: String, grace: Duration) -> io::Result<Input> {
+    make_blocking(&fd)?;
+    Ok(Input { file: std::fs::File::from(fd), deadline: Some((name, grace)) })
 }
 
-/// Reads `fd` without a thread when it is a pipe or a socket (non-blocking, registered with the
-/// runtime's reactor: measured 4x faster than `tokio::io::stdin`); otherwise (a file,
-/// `/dev/null`) through a thread that does blocking reads.
-pub(crate) fn reader(fd: OwnedFd) -> io::Result<Reader> {
-    set_nonblocking(&fd)?;
-    if let Ok(pipe) = pipe::Receiver::from_owned_fd_unchecked(fd.try_clone()?) {
-        return Ok(Box::new(pipe));
-    }
-    clear_nonblocking(&fd);
-    let (mut tx, rx) = tokio::io::duplex(64 * 1024);
-    let runtime = tokio::runtime::Handle::current();
-    let mut file = std::fs::File::from(fd);
-    std::thread::Builder::new().name("tether-stdin".into()).spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match file.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if runtime.block_on(tx.write_all(&buf[..n])).is_err() {
-                        break;
-                    }
-                }
+/// The descriptor frames are written to, for blocking writes.
+pub(crate) fn output(fd: OwnedFd) -> io::Result<std::fs::File> {
+    make_blocking(&fd)?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// See [`input`].
+pub(crate) struct Input {
+    file: std::fs::File,
+    /// Taken at the first end of file, when the deadline starts.
+    deadline: Option<(String, Duration)>,
+}
+
+impl io::Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            if let Some((name, grace)) = self.deadline.take() {
+                // `serve` exits well before this when nothing is stuck: this thread then dies
+                // with the process.
+                let _ = std::thread::Builder::new().name("tether-exit".into()).spawn(move || {
+                    std::thread::sleep(grace);
+                    eprintln!("{name}: the host closed the input and stopped reading the output; exiting");
+                    std::process::exit(0);
+                });
             }
         }
-    })?;
-    Ok(Box::new(rx))
-}
-
-/// Writes `fd` without a thread when it is a pipe or a socket, otherwise through a thread.
-pub(crate) fn writer(fd: OwnedFd) -> io::Result<Writer> {
-    set_nonblocking(&fd)?;
-    if let Ok(pipe) = pipe::Sender::from_owned_fd_unchecked(fd.try_clone()?) {
-        return Ok(Box::new(pipe));
+        Ok(n)
     }
-    clear_nonblocking(&fd);
-    let (tx, mut rx) = tokio::io::duplex(64 * 1024);
-    let runtime = tokio::runtime::Handle::current();
-    let mut file = std::fs::File::from(fd);
-    std::thread::Builder::new().name("tether-stdout".into()).spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match runtime.block_on(rx.read(&mut buf)) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if file.write_all(&buf[..n]).and_then(|()| file.flush()).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    })?;
-    Ok(Box::new(tx))
 }

@@ -41,6 +41,9 @@
 //! - [`messages`]: the message-level transport ([`Session::start_messages`]): whole messages
 //!   handed to a [`MessageSink`] and taken from a [`MessageInput`] on the calling thread, with
 //!   no reader or writer task (in-process plugins).
+//! - [`blocking`]: frames over blocking streams ([`Session::start_blocking`]): read and
+//!   dispatched on a thread of their own, written by their sender; what a plugin process runs
+//!   on, one `read` and one `write` per call.
 //! - [`diagnostics`]: counts of what a session holds, for the fuzz target and tests.
 //! - [`handover`]: the end of a session in one process and its resumption in another
 //!   ([`Peer::detach`], [`Session::resume`]), for a host that hands its plugins to a successor.
@@ -49,6 +52,7 @@
 //!   `tether/initialize` agreed on; [`scope`]: the thread-local scopes that let typed params and
 //!   results carry attachments (SPEC.md §2.8) and stream fields without changing the typed API.
 
+mod blocking;
 mod call;
 mod diagnostics;
 mod dispatch;
@@ -80,6 +84,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use self::blocking::InputThread;
 pub use self::call::{Call, CallFuture};
 pub use self::diagnostics::Diagnostics;
 pub use self::error::{CallError, CloseKind, CloseReason};

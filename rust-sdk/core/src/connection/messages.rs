@@ -52,10 +52,10 @@ const END_GRACE: Duration = Duration::from_millis(250);
 /// Cheap to clone; it keeps the session's state alive, not the session.
 #[derive(Clone)]
 pub struct MessageInput {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     /// The runtime the session was started on: handlers that wait are spawned on it, whichever
     /// thread delivers.
-    runtime: tokio::runtime::Handle,
+    pub(super) runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for MessageInput {

@@ -1,0 +1,269 @@
+//! The blocking frame transport ([`Session::start_blocking`]): frames read with blocking reads
+//! on a thread of their own and dispatched there, as the message-level transport dispatches a
+//! message on its caller's thread, and written with blocking writes by whichever thread sends.
+//! A call whose handler does not wait then costs its peer one `read` and one `write`: no
+//! `epoll_wait`, no task woken. What a plugin process runs on (the host, an application with
+//! its own runtime, keeps the tasks of [`Session::start`]).
+//!
+//! The answers given while the frames of one read are dispatched are collected and written
+//! together when that read's frames are done (the cork of the reader task, `through`), so that
+//! 64 calls in flight are still answered in a few writes.
+
+use std::io::{Read, Write};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+
+use bytes::BytesMut;
+use tether_spec::format::encode_attachments_header;
+use tether_spec::{Frame, FrameCodec};
+use tokio::sync::oneshot;
+
+use super::error::{CloseKind, CloseReason};
+use super::messages::{MessageInput, MessageSink};
+use super::options::{Event, Options};
+use super::service::Service;
+use super::Session;
+
+/// Collected answers are written once they reach this size, corked or not.
+const BATCH_LIMIT: usize = 1 << 20;
+/// An attachment at least this large is written from where it is rather than copied into the
+/// frame's buffer.
+const DIRECT_WRITE: usize = 256 * 1024;
+/// A buffer larger than this is not kept for the next frame.
+const KEPT_BUFFER: usize = 64 * 1024;
+
+/// The reader thread of a session of [`Session::start_blocking`]: tells how its input ended.
+#[derive(Debug)]
+pub struct InputThread {
+    ended: oneshot::Receiver<bool>,
+}
+
+impl InputThread {
+    /// Whether the input reached its end of file within `window`. Once the session has closed
+    /// for another reason (a failed write, say), the thread reads on and discards, so that this
+    /// tells a peer that closed both pipes (end of file soon) from one that only stopped
+    /// reading.
+    pub async fn reached_end_within(self, window: std::time::Duration) -> bool {
+        matches!(tokio::time::timeout(window, self.ended).await, Ok(Ok(true)))
+    }
+}
+
+impl Session {
+    /// Starts a session over blocking byte streams (for example a process's stdin and stdout):
+    /// frames are read on a new thread, which dispatches each message as
+    /// [`Session::start_messages`] does, so a handler that does not wait answers on that
+    /// thread; frames are written by the thread that sends them, with blocking writes.
+    ///
+    /// Must be called within a tokio runtime, which runs the handlers that wait, and the end of
+    /// the session. A write blocks the thread that sends: a peer that stops reading stalls the
+    /// senders (the handlers that answer, the runtime's thread among them) until it reads
+    /// again or closes its end, so a process that must exit on time bounds its own exit (the
+    /// plugin SDK's `serve` does). Hand-over ([`crate::Peer::detach`]) does not apply.
+    pub fn start_blocking<R, W>(
+        reader: R,
+        writer: W,
+        options: Options,
+        service: impl Service,
+    ) -> std::io::Result<(Session, InputThread)>
+    where
+        R: Read + Send + 'static,
+        W: Write + Send + 'static,
+    {
+        let sink = Arc::new(FrameSink::new(writer));
+        let (session, input) = Session::start_messages(SharedSink(sink.clone()), options, service);
+        let (ended_tx, ended) = oneshot::channel();
+        std::thread::Builder::new().name("tether-reader".into()).spawn(move || {
+            let mut reader = reader;
+            let mut eof = read_frames(&input, &mut reader, &sink);
+            if !eof {
+                // The session closed first: read on to the end, discarding.
+                eof = drain(&mut reader);
+            }
+            let _ = ended_tx.send(eof);
+        })?;
+        Ok((session, InputThread { ended }))
+    }
+}
+
+/// Decodes and dispatches frames until the input ends (true), a read fails or the session
+/// closes (false).
+fn read_frames<W: Write>(input: &MessageInput, reader: &mut impl Read, sink: &FrameSink<W>) -> bool {
+    let shared = &input.shared;
+    let _runtime = input.runtime.enter();
+    let mut codec = FrameCodec::builder().max_frame_size(shared.max_frame.load(Ordering::Relaxed)).build();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        // The answers given while this read's frames are dispatched are written together.
+        sink.cork();
+        loop {
+            if shared.token.is_cancelled() {
+                let _ = sink.uncork();
+                return false;
+            }
+            // As in the reader task: `tether/initialize` changes the maximum and the
+            // attachments synchronously, for the next frame (SPEC.md §2.8.3).
+            codec.set_max_frame_size(shared.max_frame.load(Ordering::Relaxed));
+            codec.set_attachments(shared.negotiated.attachments_out());
+            match tokio_util::codec::Decoder::decode(&mut codec, &mut buf).ok().flatten() {
+                Some(frame) => shared.on_frame(frame),
+                None => break,
+            }
+        }
+        if !sink.uncork() && !shared.token.is_cancelled() {
+            // The answers collected could not be written: as after any failed send.
+            shared.close(CloseReason::new(CloseKind::WriteFailed, "the other side no longer takes messages"));
+            return false;
+        }
+        let read = loop {
+            match reader.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match read {
+            Ok(0) => {
+                let mut kind = CloseKind::EndOfInput;
+                while let Some(frame) =
+                    tokio_util::codec::Decoder::decode_eof(&mut codec, &mut buf).ok().flatten()
+                {
+                    if matches!(frame, Frame::Truncated(_)) {
+                        kind = CloseKind::Truncated;
+                    }
+                    shared.on_frame(frame);
+                }
+                if shared.options.close_on_eof {
+                    let message = match kind {
+                        CloseKind::Truncated => "the input ended in the middle of a frame",
+                        _ => "the input reached end of file",
+                    };
+                    shared.close(CloseReason::new(kind, message));
+                } else {
+                    shared.event(Event::EndOfInput);
+                }
+                return true;
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => {
+                shared.close(CloseReason::new(CloseKind::ReadFailed, format!("reading failed: {e}")));
+                return false;
+            }
+        }
+    }
+}
+
+/// Reads `reader` to its end, discarding: true at end of file, false when a read fails.
+fn drain(reader: &mut impl Read) -> bool {
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Writes frames with blocking writes, in the order they are sent.
+struct FrameSink<W> {
+    state: Mutex<SinkState<W>>,
+}
+
+struct SinkState<W> {
+    /// `None` once ended or failed.
+    writer: Option<W>,
+    /// While set, frames are collected in `out` rather than written.
+    corked: bool,
+    /// Frames not written yet (corked), or the buffer the next frame is assembled in.
+    out: Vec<u8>,
+}
+
+impl<W: Write> FrameSink<W> {
+    fn new(writer: W) -> Self {
+        FrameSink { state: Mutex::new(SinkState { writer: Some(writer), corked: false, out: Vec::new() }) }
+    }
+
+    fn state(&self) -> MutexGuard<'_, SinkState<W>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cork(&self) {
+        self.state().corked = true;
+    }
+
+    /// Writes what was collected; false when the write failed.
+    fn uncork(&self) -> bool {
+        let mut state = self.state();
+        state.corked = false;
+        state.flush()
+    }
+}
+
+impl<W: Write> SinkState<W> {
+    /// Writes what was collected; false (and the writer dropped) when the write fails.
+    fn flush(&mut self) -> bool {
+        if self.out.is_empty() {
+            return self.writer.is_some();
+        }
+        let Some(writer) = self.writer.as_mut() else { return false };
+        let written = writer.write_all(&self.out).and_then(|()| writer.flush());
+        self.out.clear();
+        if self.out.capacity() > KEPT_BUFFER {
+            self.out = Vec::new();
+        }
+        if written.is_err() {
+            self.writer = None;
+        }
+        written.is_ok()
+    }
+
+    fn send(&mut self, body: &[u8], attachments: &[bytes::Bytes]) -> bool {
+        if self.writer.is_none() {
+            return false;
+        }
+        encode_attachments_header(body.len(), attachments.iter().map(bytes::Bytes::len), &mut self.out);
+        self.out.extend_from_slice(body);
+        let large = attachments.iter().any(|a| a.len() >= DIRECT_WRITE);
+        if !large {
+            for a in attachments {
+                self.out.extend_from_slice(a);
+            }
+            if self.corked && self.out.len() < BATCH_LIMIT {
+                return true;
+            }
+            return self.flush();
+        }
+        // A large value goes from where it is, after what precedes it.
+        if !self.flush() {
+            return false;
+        }
+        let Some(writer) = self.writer.as_mut() else { return false };
+        let written = attachments.iter().try_for_each(|a| writer.write_all(a)).and_then(|()| writer.flush());
+        if written.is_err() {
+            self.writer = None;
+        }
+        written.is_ok()
+    }
+}
+
+/// The sink as the session holds it, shared with the reader thread (which corks it).
+struct SharedSink<W>(Arc<FrameSink<W>>);
+
+impl<W: Write + Send + 'static> MessageSink for SharedSink<W> {
+    fn send(&self, body: &[u8], attachments: &[bytes::Bytes]) -> bool {
+        self.0.state().send(body, attachments)
+    }
+
+    fn end(&self) {
+        // A write blocked on a peer that stopped reading holds the lock: the stream then closes
+        // when the sink is dropped (or the process exits), not here, which must not block.
+        let mut state = match self.0.state.try_lock() {
+            Ok(state) => state,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        let _ = state.flush();
+        state.writer = None;
+    }
+}
