@@ -118,27 +118,34 @@ struct Series {
     cpu_pipe: Option<u64>,
 }
 
-/// Pins the calling thread (and the given processes' main threads) to CPU 0; returns the
+/// Every thread of process `pid` (`/proc/PID/task`), as `taskset -a` finds them: a plugin
+/// process reads its frames on a thread of its own, which pinning the main thread would leave
+/// on another CPU.
+fn threads_of(pid: u32) -> Vec<rustix::thread::Pid> {
+    let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|dir| dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    let tids = if tids.is_empty() { i32::try_from(pid).into_iter().collect() } else { tids };
+    tids.into_iter().filter_map(rustix::thread::Pid::from_raw).collect()
+}
+
+/// Pins the calling thread and every thread of the given processes to CPU 0; returns the
 /// calling thread's previous mask.
 fn pin_to_cpu0(pids: &[u32]) -> anyhow::Result<rustix::thread::CpuSet> {
     let saved = rustix::thread::sched_getaffinity(None)?;
     let mut one = rustix::thread::CpuSet::new();
     one.set(0);
     rustix::thread::sched_setaffinity(None, &one)?;
-    for &pid in pids {
-        if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::thread::Pid::from_raw) {
-            rustix::thread::sched_setaffinity(Some(pid), &one)?;
-        }
+    for tid in pids.iter().flat_map(|&pid| threads_of(pid)) {
+        rustix::thread::sched_setaffinity(Some(tid), &one)?;
     }
     Ok(saved)
 }
 
 fn unpin(saved: &rustix::thread::CpuSet, pids: &[u32]) {
     let _ = rustix::thread::sched_setaffinity(None, saved);
-    for &pid in pids {
-        if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::thread::Pid::from_raw) {
-            let _ = rustix::thread::sched_setaffinity(Some(pid), saved);
-        }
+    for tid in pids.iter().flat_map(|&pid| threads_of(pid)) {
+        let _ = rustix::thread::sched_setaffinity(Some(tid), saved);
     }
 }
 

@@ -10,7 +10,7 @@
 mod shared;
 
 use shared::Store;
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 
 fn main() {
     let store = match std::env::args_os().nth(1) {

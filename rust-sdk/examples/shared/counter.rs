@@ -8,14 +8,14 @@ use tether::interfaces::{AdderClient, Counter, CounterServer};
 use tether::spec::interfaces::counter::{GetParams, GetResult, PutParams, SumParams};
 use tether::spec::Empty;
 use tether::{Error, RequestContext};
-use tokio::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 #[derive(Default)]
 pub(crate) struct Counters(Mutex<HashMap<String, i64>>);
 
 impl Counters {
     async fn value(&self, key: &str) -> i64 {
-        self.0.lock().await.get(key).copied().unwrap_or(0)
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(key).copied().unwrap_or(0)
     }
 }
 
@@ -24,7 +24,7 @@ impl Counter for Counters {
         let a = self.value(&p.key).await;
         // No lock is held while the host computes the sum: gets and other puts go on meanwhile.
         let sum = cx.client::<AdderClient>(p.adder).sum(&SumParams { a, b: p.value }).await?;
-        self.0.lock().await.insert(p.key, sum.result);
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(p.key, sum.result);
         Ok(Empty {})
     }
 

@@ -12,11 +12,12 @@ use tether::spec::interfaces::kv::{
 };
 use tether::spec::{Bytes, Empty};
 use tether::{Error, RequestContext};
-use tokio::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub(crate) enum Store {
     /// Values as received: with attachments a value shares the frame's buffer, and a get
-    /// answers with the same buffer, so a large value is never copied here.
+    /// answers with the same buffer, so a large value is never copied here. A plain mutex: it is
+    /// never held across an `.await`.
     Memory(Mutex<HashMap<String, Bytes>>),
     Files(PathBuf),
 }
@@ -30,7 +31,7 @@ impl Kv for Store {
         match self {
             Store::Memory(map) => {
                 // Kept as received (no copy): the steps count bytes accepted.
-                map.lock().await.insert(p.key, p.value);
+                locked(map).insert(p.key, p.value);
                 for done in steps {
                     cx.progress(done, Some(len), None);
                 }
@@ -54,7 +55,7 @@ impl Kv for Store {
 
     async fn get(&self, p: KeyParams) -> Result<GetResult, Error> {
         let value = match self {
-            Store::Memory(map) => map.lock().await.get(&p.key).cloned(),
+            Store::Memory(map) => locked(map).get(&p.key).cloned(),
             Store::Files(dir) => std::fs::read(dir.join(file_name(&p.key))).ok().map(Bytes::from),
         };
         let value = value.ok_or_else(|| key_not_found(&p.key))?;
@@ -63,7 +64,7 @@ impl Kv for Store {
 
     async fn delete(&self, p: KeyParams) -> Result<DeleteResult, Error> {
         let existed = match self {
-            Store::Memory(map) => map.lock().await.remove(&p.key).is_some(),
+            Store::Memory(map) => locked(map).remove(&p.key).is_some(),
             Store::Files(dir) => std::fs::remove_file(dir.join(file_name(&p.key))).is_ok(),
         };
         Ok(DeleteResult { existed })
@@ -87,4 +88,10 @@ fn file_name(key: &str) -> String {
 pub(crate) fn plugin(store: Store) -> tether::Plugin {
     tether::Plugin::new("kv-rust", env!("CARGO_PKG_VERSION"))
         .interface(tether::interfaces::KvServer::new(store))
+}
+
+/// The map, locked; a handler that panicked while holding it left it consistent (each use is a
+/// single insert, get or remove).
+fn locked(map: &Mutex<HashMap<String, Bytes>>) -> MutexGuard<'_, HashMap<String, Bytes>> {
+    map.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -9,7 +9,7 @@ mod shared;
 tether::export_plugin!(|| {
     let store = match std::env::var_os("TETHER_KV_DIR") {
         Some(dir) => shared::Store::Files(dir.into()),
-        None => shared::Store::Memory(tokio::sync::Mutex::default()),
+        None => shared::Store::Memory(std::sync::Mutex::default()),
     };
     shared::plugin(store)
 });
