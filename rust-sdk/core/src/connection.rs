@@ -214,6 +214,7 @@ fn new_shared(
         incoming: Mutex::new(FxHashMap::default()),
         polling: AtomicUsize::new(0),
         idle: Notify::new(),
+        idle_watchers: AtomicUsize::new(0),
         handles: Mutex::new(HandleTable::default()),
         max_frame: AtomicUsize::new(options.max_frame_size),
         live_handles: AtomicUsize::new(0),

@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
+use std::sync::{Mutex, PoisonError};
 use tether::interfaces::{AdderClient, Counter, CounterServer};
 use tether::spec::interfaces::counter::{GetParams, GetResult, PutParams, SumParams};
 use tether::spec::Empty;
 use tether::{Error, RequestContext};
-use std::sync::{Mutex, PoisonError};
 
 #[derive(Default)]
 pub(crate) struct Counters(Mutex<HashMap<String, i64>>);

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use tether::interfaces::Kv;
 use tether::spec::interfaces::kv::{
     key_not_found, put_progress_steps, DeleteResult, GetResult, KeyParams, PutParams,
 };
 use tether::spec::{Bytes, Empty};
 use tether::{Error, RequestContext};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub(crate) enum Store {
     /// Values as received: with attachments a value shares the frame's buffer, and a get

@@ -62,10 +62,13 @@ impl Shared {
                         let pending = lock(&self.pending).complete(*n);
                         if let Some(pending) = pending {
                             self.end_scopes(&pending.handles);
-                            let _ = pending.answer(Err(CallError::ResponseTooLarge {
-                                size: oversized.declared,
-                                max: oversized.max,
-                            }));
+                            let _ = pending.answer(
+                                Err(CallError::ResponseTooLarge {
+                                    size: oversized.declared,
+                                    max: oversized.max,
+                                }),
+                                &self.pending,
+                            );
                         }
                     }
                     _ => {}
@@ -113,13 +116,14 @@ impl Shared {
         if !pending.handles.is_empty() {
             self.end_scopes(&pending.handles);
         }
-        let undelivered = pending.answer(match response.outcome {
+        let outcome = match response.outcome {
             Outcome::Result(result) => match self.register_streams(&result) {
                 Ok(streams) => Ok(Answer { result, attachments, streams }),
                 Err(e) => Err(CallError::Deserialize(e)),
             },
             Outcome::Error(error) => Err(CallError::Remote(error)),
-        });
+        };
+        let undelivered = pending.answer(outcome, &self.pending);
         if let Some(Ok(answer)) = undelivered {
             // A late answer nobody waits for: its streams are aborted at once (SPEC.md §12.4.4).
             self.abort_unclaimed(&answer.streams, "the call that received the stream was abandoned");
@@ -280,7 +284,7 @@ impl Shared {
                     slot.finish();
                     self.finish_request(id, reply, &slot, &streams);
                     self.polling.fetch_sub(1, Ordering::SeqCst);
-                    self.idle.notify_waiters();
+                    self.wake_idle_watchers();
                     return;
                 }
                 let token = slot.token().clone();
@@ -307,7 +311,7 @@ impl Shared {
                     slot.finish();
                     shared.finish_request(id.clone(), reply, &slot, &streams);
                     lock(&shared.incoming).remove(&id);
-                    shared.idle.notify_waiters();
+                    shared.wake_idle_watchers();
                 });
             }
         }

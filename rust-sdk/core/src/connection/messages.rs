@@ -171,6 +171,7 @@ impl Shared {
 async fn end_after_close(shared: Arc<Shared>, sink: Arc<dyn MessageSink>) -> CloseReason {
     shared.token.cancelled().await;
     let deadline = tokio::time::Instant::now() + END_GRACE;
+    let _watch = shared.watch_idle();
     loop {
         let idle = shared.idle.notified();
         if shared.in_flight() == 0 {

@@ -170,6 +170,7 @@ impl Peer {
     /// Waits until at most `keep` incoming requests are running (a shutdown handler waits for
     /// the others with `keep = 1`).
     pub async fn wait_in_flight(&self, keep: usize) {
+        let _watch = self.shared.watch_idle();
         loop {
             let notified = self.shared.idle.notified();
             tokio::pin!(notified);

@@ -24,7 +24,7 @@ use super::handles::{handles_in, HandleTable};
 use super::negotiated::Negotiated;
 use super::options::{Event, Options};
 use super::peer::Peer;
-use super::pending::{Answer, PendingCalls};
+use super::pending::{Answer, PendingCalls, Sent};
 use super::progress::{with_meta, ProgressSink};
 use super::scope::Opened;
 use super::service::{Reply, Service};
@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     /// count as running for [`Peer::in_flight`], as a spawned handler does.
     pub(super) polling: AtomicUsize,
     pub(super) idle: Notify,
+    /// How many wait on `idle` ([`Shared::watch_idle`]): a finished handler wakes them only
+    /// when there are some, sparing the notifier's lock on every answer.
+    pub(super) idle_watchers: AtomicUsize,
     pub(super) handles: Mutex<HandleTable>,
     pub(super) max_frame: AtomicUsize,
     /// How many handles this side serves: when none, params are not searched for handles.
@@ -181,6 +184,22 @@ impl Shared {
         }
     }
 
+    /// A handler finished: wakes whoever waits for fewer requests in flight. The count is read
+    /// after the handler left the counts of `in_flight` (both sequentially consistent), and a
+    /// watcher counts itself before it reads them: either it sees the handler gone, or this
+    /// sees it and wakes it.
+    pub(super) fn wake_idle_watchers(&self) {
+        if self.idle_watchers.load(Ordering::SeqCst) > 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Counts the caller among the watchers of `idle` while the guard lives.
+    pub(super) fn watch_idle(&self) -> IdleWatch<'_> {
+        self.idle_watchers.fetch_add(1, Ordering::SeqCst);
+        IdleWatch(&self.idle_watchers)
+    }
+
     pub(super) fn in_flight(&self) -> usize {
         // Read `incoming` first: a handler moves from `polling` into `incoming` before it
         // leaves `polling`, so it is never missed.
@@ -213,7 +232,7 @@ impl Shared {
         let reason = self.close_reason();
         let drained = lock(&self.pending).drain();
         for pending in drained {
-            let _ = pending.answer(Err(CallError::Closed(reason.clone())));
+            let _ = pending.answer(Err(CallError::Closed(reason.clone())), &self.pending);
         }
         lock(&self.handles).clear();
         self.live_handles.store(0, Ordering::Relaxed);
@@ -311,7 +330,6 @@ impl Shared {
                 return Started::Answered(Err(CallError::Cancelled));
             }
         }
-        let (tx, rx) = oneshot::channel();
         let alone = {
             let mut pending = lock(&self.pending);
             if self.token.is_cancelled() {
@@ -321,27 +339,24 @@ impl Shared {
                 lock(&self.handles).open_scopes(&handles);
             }
             match sink {
-                Some(sink) => pending.insert_with_progress(id, tx, handles, sink),
-                None => pending.insert(id, tx, handles),
+                Some(sink) => pending.insert_with_progress(id, handles, sink),
+                None => pending.insert(id, handles),
             }
             // The only call in flight: written through, as no other would batch with it.
             pending.len() == 1
         };
         if self.enqueue_through(out, || alone).is_err() {
+            lock(&self.pending).forget(id);
             return Started::Answered(Err(CallError::Closed(self.close_reason())));
         }
         // The request is queued: the data of its streams may follow it (SPEC.md §12.2).
         self.activate(opened);
         // On the message-level transport, a peer whose handler did not wait has answered inside
-        // `enqueue`: taken here, without setting up the wait below.
-        let mut rx = rx;
-        match rx.try_recv() {
-            Ok(answer) => return Started::Answered(answer),
-            Err(oneshot::error::TryRecvError::Closed) => {
-                return Started::Answered(Err(CallError::Closed(self.close_reason())));
-            }
-            Err(oneshot::error::TryRecvError::Empty) => {}
-        }
+        // `enqueue`: taken here, without a channel or the wait below.
+        let rx = match lock(&self.pending).wait_for(id) {
+            Sent::Answered(answer) => return Started::Answered(answer),
+            Sent::Waiting(rx) => rx,
+        };
         let guard = CancelGuard::new(self.clone(), id, streams.to_vec());
         if timeout.is_none() && extras.overall.is_none() && peer.parent_token().is_none() {
             // Nothing but the answer can end the wait (the common case of a host's call).
@@ -475,5 +490,14 @@ fn out_params(out: &Outgoing) -> &str {
         Outgoing::Request { params, .. } => params.get(),
         // The body form is only used for methods that need escaping, never `tether/initialize`.
         _ => "{}",
+    }
+}
+
+/// A watcher of [`Shared::idle`], counted while it lives.
+pub(super) struct IdleWatch<'a>(&'a AtomicUsize);
+
+impl Drop for IdleWatch<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
