@@ -7,6 +7,8 @@
 //!
 //! `cargo run --release -p tether-bench --example call_loop -- library <libkv.so> <N>`
 //! `cargo run --release -p tether-bench --example call_loop -- process <kv program> <N>`
+//!
+//! With `CALL_LOOP_MEDIAN` set, each call is timed too and the median and percentiles printed.
 
 use std::time::Instant;
 
@@ -32,14 +34,26 @@ fn main() -> anyhow::Result<()> {
         let store = plugin.client::<KvClient>()?;
         store.put(&kv::PutParams { key: "k".into(), value: vec![7u8; 16].into() }).await?;
         let key = kv::KeyParams { key: "k".into() };
+        let timed = std::env::var_os("CALL_LOOP_MEDIAN").is_some();
+        let mut each = Vec::with_capacity(if timed { calls as usize } else { 0 });
         let start = Instant::now();
         for _ in 0..calls {
+            let t = timed.then(Instant::now);
             let got = store.get(&key).await?;
             anyhow::ensure!(got.value.len() == 16, "got {} bytes", got.value.len());
+            if let Some(t) = t {
+                each.push(t.elapsed().as_secs_f64() * 1e6);
+            }
         }
         let elapsed = start.elapsed();
         if calls > 0 {
             eprintln!("{calls} calls, {:.3} µs per call (mean)", elapsed.as_secs_f64() * 1e6 / calls as f64);
+        }
+        if !each.is_empty() {
+            // With CALL_LOOP_MEDIAN set: each call timed, for the median and the 99th percentile.
+            each.sort_by(f64::total_cmp);
+            let at = |q: f64| each[((each.len() - 1) as f64 * q) as usize];
+            eprintln!("median {:.2} µs, p90 {:.2} µs, p99 {:.2} µs", at(0.5), at(0.9), at(0.99));
         }
         plugin.shutdown().await;
         Ok(())

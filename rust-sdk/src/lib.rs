@@ -74,9 +74,10 @@ mod stdio;
 pub use crate::log::LogLayer;
 pub use crate::plugin::{Plugin, PluginService};
 pub use tether_core::{
-    interfaces, spec, stream, trace, Call, CallError, CallFuture, CancellationToken, Client, CloseKind,
-    CloseReason, DetachError, Error, Event, Handled, InputThread, InterfaceServer, MessageInput, MessageSink,
-    Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router, Service, Session, WeakPeer,
+    interfaces, spec, stream, trace, BlockingInput, Call, CallError, CallFuture, CancellationToken, Client,
+    CloseKind, CloseReason, DetachError, Error, Event, Handled, InputEnd, InterfaceServer, MessageInput,
+    MessageSink, Options, Peer, RawValue, Remote, Reply, ReplyFuture, RequestContext, Router, Service,
+    Session, WeakPeer,
 };
 /// Declares an interface: one trait declaration gives the trait a plugin implements, a server
 /// (`KvServer`) and a typed client (`KvClient`). See the `tether-macros` crate.

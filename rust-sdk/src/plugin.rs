@@ -16,8 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::log::{LogLayer, LogState};
 use tether_core::InterfaceServer;
 use tether_core::{
-    CloseKind, CloseReason, Handled, InputThread, MessageInput, MessageSink, Options, Peer, RequestContext,
-    Service, Session,
+    BlockingInput, CloseKind, CloseReason, Handled, InputEnd, MessageInput, MessageSink, Options, Peer,
+    RequestContext, Service, Session,
 };
 
 /// How long a plugin whose session ended waits for its last answers to be written.
@@ -154,14 +154,14 @@ impl Plugin {
     /// exit status 1 when it is wrong); reads `TETHER_TRANSPORT` (SPEC.md §13: exit status 1 on
     /// a value it does not know); with stdio, keeps a private copy of stdout for frames and
     /// points descriptor 1 at stderr, with `fds:R,W`, adopts the two descriptors and leaves 0,
-    /// 1 and 2 alone; reads frames with blocking reads on a thread of their own, which runs
-    /// each handler up to its first wait, and writes with blocking writes
-    /// ([`Session::start_blocking`]: one `read` and one `write` per call that does not wait),
-    /// while handlers that wait run on a current-thread runtime; serves until its input ends,
+    /// 1 and 2 alone; reads frames with blocking reads (after a `poll`) on a thread of their
+    /// own, which runs each handler up to its first wait, and writes with blocking writes
+    /// ([`Session::start_blocking`]: no reactor, no task woken per call), while handlers that
+    /// wait run on a current-thread runtime; serves until its input ends,
     /// then cancels what is running and exits 0 (2 when writing failed while the input stayed
     /// open: a write that fails as the host closes both pipes waits up to a second for the end
-    /// of the input and counts as its end). Once the input has ended the process exits within
-    /// 1.9 s, even when a write to a host that stopped reading is blocked.
+    /// of the input and counts as its end). Once the host has closed the input the process
+    /// exits within 1.9 s, even when a write to a host that stopped reading is blocked.
     pub fn serve(self) -> ! {
         std::process::exit(self.run())
     }
@@ -201,11 +201,12 @@ impl Plugin {
             let input = crate::stdio::input(input, self.info.name.clone(), EXIT_DEADLINE)?;
             let output = crate::stdio::output(output)?;
             self.install_log_forwarding();
-            let (session, reader) = self.start_blocking(input, output)?;
+            let (session, reader, end) = self.start_blocking(input, output);
+            reader.spawn()?;
             let reason = session.closed().await;
             // As in `serve_on`: the last answers within the grace period, then the host leaving.
             let written = tokio::time::timeout(WRITE_GRACE, session.join()).await;
-            if reason.kind == CloseKind::WriteFailed && reader.reached_end_within(HOST_LEAVING_WINDOW).await {
+            if reason.kind == CloseKind::WriteFailed && end.reached_end_within(HOST_LEAVING_WINDOW).await {
                 return Ok(CloseReason::new(CloseKind::EndOfInput, "the host closed both pipes"));
             }
             if matches!(reason.kind, CloseKind::EndOfInput | CloseKind::Truncated) {
@@ -218,11 +219,7 @@ impl Plugin {
                 eprintln!("{name}: cannot open the descriptors of the session: {e}");
                 1
             }
-            Ok(reason) if matches!(reason.kind, CloseKind::WriteFailed | CloseKind::ReadFailed) => {
-                eprintln!("{name}: giving up on the session: {reason}");
-                2
-            }
-            Ok(_) => 0,
+            Ok(reason) => exit_status(&name, &reason),
         }
     }
 
@@ -319,16 +316,16 @@ impl Plugin {
 
     /// Starts serving over blocking streams ([`Session::start_blocking`]): what `serve` runs
     /// on, one `read` and one `write` per call whose handler does not wait.
-    fn start_blocking<R, W>(self, reader: R, writer: W) -> std::io::Result<(Session, InputThread)>
+    fn start_blocking<R, W>(self, reader: R, writer: W) -> (Session, BlockingInput<R>, InputEnd)
     where
-        R: std::io::Read + Send + 'static,
+        R: std::io::Read,
         W: std::io::Write + Send + 'static,
     {
         let (options, service) = self.session_parts();
         let logs = service.logs.clone();
-        let (session, input) = Session::start_blocking(reader, writer, options, service)?;
+        let (session, input, end) = Session::start_blocking(reader, writer, options, service);
         logs.set_peer(session.peer());
-        Ok((session, input))
+        (session, input, end)
     }
 
     /// The options and the service of a session of this plugin, whatever its transport.
@@ -516,4 +513,14 @@ fn in_handler_span(
         Handled::Later(future) => Handled::Later(Box::pin(future.instrument(span))),
         now => now,
     }
+}
+
+/// A plugin process's exit status for how its session ended (`Plugin::serve`): 2 when reading or
+/// writing failed (said on stderr), 0 otherwise.
+fn exit_status(name: &str, reason: &CloseReason) -> i32 {
+    if matches!(reason.kind, CloseKind::WriteFailed | CloseKind::ReadFailed) {
+        eprintln!("{name}: giving up on the session: {reason}");
+        return 2;
+    }
+    0
 }

@@ -38,12 +38,13 @@ impl Write for Counted {
 }
 
 /// A session served over blocking streams, and the other end as a blocking socket.
-fn blocking_kv() -> (Session, tether::InputThread, UnixStream, Arc<AtomicUsize>) {
+fn blocking_kv() -> (Session, tether::InputEnd, UnixStream, Arc<AtomicUsize>) {
     let (served, other) = UnixStream::pair().unwrap();
     let writes = Arc::new(AtomicUsize::new(0));
     let writer = Counted { stream: served.try_clone().unwrap(), writes: writes.clone() };
-    let (session, input) = Session::start_blocking(served, writer, Options::new(), kv_router()).unwrap();
-    (session, input, other, writes)
+    let (session, input, end) = Session::start_blocking(served, writer, Options::new(), kv_router());
+    input.spawn().unwrap();
+    (session, end, other, writes)
 }
 
 #[tokio::test]
@@ -98,7 +99,8 @@ async fn the_end_of_the_input_closes_the_session_and_is_told() {
 async fn a_failed_write_closes_the_session_and_the_reader_reads_on_to_the_end() {
     let (requests, mut to_session) = std::io::pipe().unwrap();
     let (from_session, answers) = std::io::pipe().unwrap();
-    let (session, input) = Session::start_blocking(requests, answers, Options::new(), kv_router()).unwrap();
+    let (session, reader, input) = Session::start_blocking(requests, answers, Options::new(), kv_router());
+    reader.spawn().unwrap();
     // The other side stops reading, then sends a request: its answer cannot be written.
     drop(from_session);
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"kv.delete","params":{"key":"k"}}"#;

@@ -371,3 +371,42 @@ fn both_pipes_closed_at_once_is_the_host_leaving_exit_0() {
     drop(child.stdin.take());
     assert_eq!(exit_status_within(&mut child, Duration::from_secs(10), |_| ()), Some(0));
 }
+
+/// A host that closes the plugin's stdin while it never reads the plugin's stdout, with answers
+/// larger than the pipe holds on their way: the plugin's writes block, and it still exits on
+/// its own, with status 0, soon after the end of its input (SPEC.md §1.6).
+#[test]
+fn a_host_that_closes_stdin_and_never_reads_the_answers_sees_the_plugin_exit() {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(tether_testkit::sdk_example("kv"))
+        .env(REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kept open and never read.
+    let _stdout = child.stdout.take();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut send = |body: String| {
+        write!(stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    };
+    send(r#"{"jsonrpc":"2.0","id":1,"method":"tether/initialize","params":{"protocolVersions":[1],"host":{"name":"deaf","version":"0"},"interfaces":{"kv":[2]},"maxFrameSize":67108864}}"#.to_owned());
+    // Base64 of 768 KiB of zeros: its answer (the same again) is far larger than a pipe holds.
+    let value = "A".repeat(1 << 20);
+    send(format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"kv.put","params":{{"key":"big","value":"{value}"}}}}"#
+    ));
+    for id in 3..6 {
+        send(format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"kv.get","params":{{"key":"big"}}}}"#));
+    }
+    drop(stdin);
+    let started = std::time::Instant::now();
+    let status = exit_status_within(&mut child, Duration::from_secs(15), |_| ());
+    assert_eq!(status, Some(0));
+    // Its deadline is 1.9 s after the hang-up; the bound is generous for a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(10), "exited after {:?}", started.elapsed());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("did not read the last answers"), "{stderr}");
+}

@@ -84,7 +84,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use self::blocking::InputThread;
+pub use self::blocking::{BlockingInput, InputEnd};
 pub use self::call::{Call, CallFuture};
 pub use self::diagnostics::Diagnostics;
 pub use self::error::{CallError, CloseKind, CloseReason};

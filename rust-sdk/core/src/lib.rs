@@ -51,9 +51,9 @@ pub use crate::client::{Client, Remote};
 #[doc(hidden)]
 pub use crate::connection::Diagnostics;
 pub use crate::connection::{
-    Call, CallError, CallFuture, CloseKind, CloseReason, DetachError, Detached, Event, Handled, InputThread,
-    MessageInput, MessageSink, Options, Peer, Reply, ReplyFuture, RequestContext, Resume, Service, Session,
-    WeakPeer, HANDED_OVER,
+    BlockingInput, Call, CallError, CallFuture, CloseKind, CloseReason, DetachError, Detached, Event,
+    Handled, InputEnd, MessageInput, MessageSink, Options, Peer, Reply, ReplyFuture, RequestContext, Resume,
+    Service, Session, WeakPeer, HANDED_OVER,
 };
 pub use crate::server::{Error, InterfaceServer, Router};
 pub use serde_json::value::RawValue;

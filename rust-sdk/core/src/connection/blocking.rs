@@ -1,9 +1,11 @@
 //! The blocking frame transport ([`Session::start_blocking`]): frames read with blocking reads
 //! on a thread of their own and dispatched there, as the message-level transport dispatches a
 //! message on its caller's thread, and written with blocking writes by whichever thread sends.
-//! A call whose handler does not wait then costs its peer one `read` and one `write`: no
-//! `epoll_wait`, no task woken. What a plugin process runs on (the host, an application with
-//! its own runtime, keeps the tasks of [`Session::start`]).
+//! A call whose handler does not wait then costs its peer a `read` and a `write`, with no
+//! reactor and no task woken. What a plugin process runs on (the host, an application with its
+//! own runtime, keeps the tasks of [`Session::start`]). The plugin SDK's reader waits in `poll`
+//! before each `read`: on a 2-vCPU machine a reader asleep in `read` itself was woken on the
+//! other CPU from its host for most calls (BENCHMARKS.md, "Blocking reads in the plugin").
 //!
 //! The answers given while the frames of one read are dispatched are collected and written
 //! together when that read's frames are done (the cork of the reader task, `through`), so that
@@ -32,15 +34,15 @@ const DIRECT_WRITE: usize = 256 * 1024;
 /// A buffer larger than this is not kept for the next frame.
 const KEPT_BUFFER: usize = 64 * 1024;
 
-/// The reader thread of a session of [`Session::start_blocking`]: tells how its input ended.
+/// How the input of a session of [`Session::start_blocking`] ended, once its reader is done.
 #[derive(Debug)]
-pub struct InputThread {
+pub struct InputEnd {
     ended: oneshot::Receiver<bool>,
 }
 
-impl InputThread {
+impl InputEnd {
     /// Whether the input reached its end of file within `window`. Once the session has closed
-    /// for another reason (a failed write, say), the thread reads on and discards, so that this
+    /// for another reason (a failed write, say), the reader reads on and discards, so that this
     /// tells a peer that closed both pipes (end of file soon) from one that only stopped
     /// reading.
     pub async fn reached_end_within(self, window: std::time::Duration) -> bool {
@@ -48,11 +50,49 @@ impl InputThread {
     }
 }
 
+/// The reading side of a session of [`Session::start_blocking`]: run it on the thread that is
+/// to read and dispatch ([`BlockingInput::run`]), or on a new one ([`BlockingInput::spawn`]).
+pub struct BlockingInput<R> {
+    input: MessageInput,
+    reader: R,
+    sink: Arc<dyn Cork>,
+    ended: oneshot::Sender<bool>,
+}
+
+impl<R> std::fmt::Debug for BlockingInput<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingInput").finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> BlockingInput<R> {
+    /// Reads and dispatches frames on this thread until the input ends, a read fails or the
+    /// session closes; after a close, reads on to the end of the input, discarding. True when
+    /// the input reached its end of file (also told to the [`InputEnd`]).
+    pub fn run(self) -> bool {
+        let BlockingInput { input, mut reader, sink, ended } = self;
+        let mut eof = read_frames(&input, &mut reader, sink.as_ref());
+        if !eof {
+            eof = drain(&mut reader);
+        }
+        let _ = ended.send(eof);
+        eof
+    }
+}
+
+impl<R: Read + Send + 'static> BlockingInput<R> {
+    /// Runs [`BlockingInput::run`] on a new thread.
+    pub fn spawn(self) -> std::io::Result<()> {
+        std::thread::Builder::new().name("tether-reader".into()).spawn(move || self.run()).map(drop)
+    }
+}
+
 impl Session {
     /// Starts a session over blocking byte streams (for example a process's stdin and stdout):
-    /// frames are read on a new thread, which dispatches each message as
-    /// [`Session::start_messages`] does, so a handler that does not wait answers on that
-    /// thread; frames are written by the thread that sends them, with blocking writes.
+    /// the returned [`BlockingInput`], run on a thread of the caller's choice, reads the frames
+    /// and dispatches each message there as [`Session::start_messages`] does, so a handler
+    /// that does not wait answers on that thread; frames are written by the thread that sends
+    /// them, with blocking writes. Nothing is read until the input runs.
     ///
     /// Must be called within a tokio runtime, which runs the handlers that wait, and the end of
     /// the session. A write blocks the thread that sends: a peer that stops reading stalls the
@@ -64,30 +104,40 @@ impl Session {
         writer: W,
         options: Options,
         service: impl Service,
-    ) -> std::io::Result<(Session, InputThread)>
+    ) -> (Session, BlockingInput<R>, InputEnd)
     where
-        R: Read + Send + 'static,
+        R: Read,
         W: Write + Send + 'static,
     {
         let sink = Arc::new(FrameSink::new(writer));
         let (session, input) = Session::start_messages(SharedSink(sink.clone()), options, service);
-        let (ended_tx, ended) = oneshot::channel();
-        std::thread::Builder::new().name("tether-reader".into()).spawn(move || {
-            let mut reader = reader;
-            let mut eof = read_frames(&input, &mut reader, &sink);
-            if !eof {
-                // The session closed first: read on to the end, discarding.
-                eof = drain(&mut reader);
-            }
-            let _ = ended_tx.send(eof);
-        })?;
-        Ok((session, InputThread { ended }))
+        let (ended, end) = oneshot::channel();
+        (session, BlockingInput { input, reader, sink, ended }, InputEnd { ended: end })
+    }
+}
+
+/// What the reader needs of the sink: the cork around the frames of one read.
+trait Cork: Send + Sync {
+    fn cork(&self);
+    /// False when writing what was collected failed.
+    fn uncork(&self) -> bool;
+}
+
+impl<W: Write + Send> Cork for FrameSink<W> {
+    fn cork(&self) {
+        self.state().corked = true;
+    }
+
+    fn uncork(&self) -> bool {
+        let mut state = self.state();
+        state.corked = false;
+        state.flush()
     }
 }
 
 /// Decodes and dispatches frames until the input ends (true), a read fails or the session
 /// closes (false).
-fn read_frames<W: Write>(input: &MessageInput, reader: &mut impl Read, sink: &FrameSink<W>) -> bool {
+fn read_frames(input: &MessageInput, reader: &mut impl Read, sink: &dyn Cork) -> bool {
     let shared = &input.shared;
     let _runtime = input.runtime.enter();
     let mut codec = FrameCodec::builder().max_frame_size(shared.max_frame.load(Ordering::Relaxed)).build();
@@ -186,17 +236,6 @@ impl<W: Write> FrameSink<W> {
 
     fn state(&self) -> MutexGuard<'_, SinkState<W>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn cork(&self) {
-        self.state().corked = true;
-    }
-
-    /// Writes what was collected; false when the write failed.
-    fn uncork(&self) -> bool {
-        let mut state = self.state();
-        state.corked = false;
-        state.flush()
     }
 }
 
