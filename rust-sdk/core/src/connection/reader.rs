@@ -57,15 +57,25 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin + Send + 'static>(
         // can be handed over with the bytes of the next frame read so far (unless the decoder
         // is skipping a frame, whose state is not in `buf`: then it reads on until the skip ends).
         let skipping = codec.is_skipping();
+        // The read first (`biased`): when bytes are waiting, the two other futures are not
+        // polled, which saves their locked waiter updates on every message. The end and the
+        // hand-over are still seen between reads, by these loads, however busy the stream.
+        if shared.token.is_cancelled() {
+            return;
+        }
+        let hand_back = |reader: R, buf: &BytesMut| {
+            if let Some(back) = shared::lock(&shared.reader_back).take() {
+                let _ = back.send((Box::new(reader), buf.to_vec()));
+            }
+        };
+        if !skipping && shared.reader_detach.is_cancelled() {
+            return hand_back(reader, &buf);
+        }
         let read = tokio::select! {
+            biased;
             read = reader.read_buf(&mut buf) => read,
             () = &mut cancelled => return,
-            () = &mut detach, if !skipping => {
-                if let Some(back) = shared::lock(&shared.reader_back).take() {
-                    let _ = back.send((Box::new(reader), buf.to_vec()));
-                }
-                return;
-            }
+            () = &mut detach, if !skipping => return hand_back(reader, &buf),
         };
         match read {
             Ok(0) => {
