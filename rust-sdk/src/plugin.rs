@@ -198,11 +198,14 @@ impl Plugin {
         };
         let name = self.info.name.clone();
         let reason = runtime.block_on(async move {
-            let input = crate::stdio::input(input, self.info.name.clone(), EXIT_DEADLINE)?;
+            let (input, watched) = crate::stdio::input(input)?;
             let output = crate::stdio::output(output)?;
             self.install_log_forwarding();
+            let name = self.info.name.clone();
             let (session, reader, end) = self.start_blocking(input, output);
+            // The reader first: the host's first frame does not wait for the other thread.
             reader.spawn()?;
+            crate::stdio::exit_on_hangup(watched, name, EXIT_DEADLINE)?;
             let reason = session.closed().await;
             // As in `serve_on`: the last answers within the grace period, then the host leaving.
             let written = tokio::time::timeout(WRITE_GRACE, session.join()).await;

@@ -56,17 +56,22 @@ fn make_blocking(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// The descriptor frames are read from, for blocking reads (`Session::start_blocking`), with
-/// the plugin's deadline for leaving once the host has gone: when the host closes its end of
-/// the input, the process exits with status 0 after `grace` at the latest (SPEC.md §1.6), even
+/// The descriptor frames are read from, for blocking reads (`Session::start_blocking`), and a
+/// duplicate of it for [`exit_on_hangup`].
+pub(crate) fn input(fd: OwnedFd) -> io::Result<(Input, OwnedFd)> {
+    make_blocking(&fd)?;
+    let watched = fd.try_clone()?;
+    Ok((Input { file: std::fs::File::from(fd) }, watched))
+}
+
+/// The plugin's deadline for leaving once the host has gone: when the host closes its end of
+/// `input`, the process exits with status 0 after `grace` at the latest (SPEC.md §1.6), even
 /// when the thread that reads is blocked writing an answer to a host that no longer reads. A
 /// thread of its own waits for the hang-up without reading (a `poll` for no event reports
 /// only `POLLHUP` and errors), so nothing the reader has to read is taken from it.
-pub(crate) fn input(fd: OwnedFd, name: String, grace: Duration) -> io::Result<Input> {
-    make_blocking(&fd)?;
-    let watched = fd.try_clone()?;
+pub(crate) fn exit_on_hangup(input: OwnedFd, name: String, grace: Duration) -> io::Result<()> {
     std::thread::Builder::new().name("tether-hangup".into()).spawn(move || {
-        let mut fds = [rustix::event::PollFd::new(&watched, rustix::event::PollFlags::empty())];
+        let mut fds = [rustix::event::PollFd::new(&input, rustix::event::PollFlags::empty())];
         loop {
             match rustix::event::poll(&mut fds, None) {
                 Err(rustix::io::Errno::INTR) => continue,
@@ -82,7 +87,7 @@ pub(crate) fn input(fd: OwnedFd, name: String, grace: Duration) -> io::Result<In
         eprintln!("{name}: the host closed the input and did not read the last answers; exiting");
         std::process::exit(0);
     })?;
-    Ok(Input { file: std::fs::File::from(fd) })
+    Ok(())
 }
 
 /// The descriptor frames are written to, for blocking writes.

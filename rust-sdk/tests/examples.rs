@@ -306,15 +306,20 @@ fn end_of_stdin_exits_0_and_cancels_in_flight_work() {
     assert!(elapsed < Duration::from_secs(2), "the plugin took {elapsed:?} to exit after the end of stdin");
 }
 
-/// The kv example with the host's end of its stdout already closed.
-fn start_deaf() -> std::process::Child {
-    let mut child = std::process::Command::new(tether_testkit::sdk_example("kv"))
+/// The kv example with the cookie and its three standard streams piped, driven by hand.
+fn spawn_kv() -> std::process::Child {
+    std::process::Command::new(tether_testkit::sdk_example("kv"))
         .env(REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// The kv example with the host's end of its stdout already closed.
+fn start_deaf() -> std::process::Child {
+    let mut child = spawn_kv();
     drop(child.stdout.take());
     child
 }
@@ -378,13 +383,7 @@ fn both_pipes_closed_at_once_is_the_host_leaving_exit_0() {
 #[test]
 fn a_host_that_closes_stdin_and_never_reads_the_answers_sees_the_plugin_exit() {
     use std::io::Write as _;
-    let mut child = std::process::Command::new(tether_testkit::sdk_example("kv"))
-        .env(REFERENCE_COOKIE_KEY, REFERENCE_COOKIE_VALUE)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_kv();
     // Kept open and never read.
     let _stdout = child.stdout.take();
     let mut stdin = child.stdin.take().unwrap();

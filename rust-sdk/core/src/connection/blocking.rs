@@ -17,12 +17,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use bytes::BytesMut;
 use tether_spec::format::encode_attachments_header;
-use tether_spec::{Frame, FrameCodec};
+use tether_spec::FrameCodec;
 use tokio::sync::oneshot;
 
 use super::error::{CloseKind, CloseReason};
 use super::messages::{MessageInput, MessageSink};
-use super::options::{Event, Options};
+use super::options::Options;
+use super::reader::{end_of_input, next_frame};
 use super::service::Service;
 use super::Session;
 
@@ -151,11 +152,7 @@ fn read_frames(input: &MessageInput, reader: &mut impl Read, sink: &dyn Cork) ->
                 let _ = sink.uncork();
                 return false;
             }
-            // As in the reader task: `tether/initialize` changes the maximum and the
-            // attachments synchronously, for the next frame (SPEC.md §2.8.3).
-            codec.set_max_frame_size(shared.max_frame.load(Ordering::Relaxed));
-            codec.set_attachments(shared.negotiated.attachments_out());
-            match tokio_util::codec::Decoder::decode(&mut codec, &mut buf).ok().flatten() {
+            match next_frame(shared, &mut codec, &mut buf) {
                 Some(frame) => shared.on_frame(frame),
                 None => break,
             }
@@ -173,24 +170,7 @@ fn read_frames(input: &MessageInput, reader: &mut impl Read, sink: &dyn Cork) ->
         };
         match read {
             Ok(0) => {
-                let mut kind = CloseKind::EndOfInput;
-                while let Some(frame) =
-                    tokio_util::codec::Decoder::decode_eof(&mut codec, &mut buf).ok().flatten()
-                {
-                    if matches!(frame, Frame::Truncated(_)) {
-                        kind = CloseKind::Truncated;
-                    }
-                    shared.on_frame(frame);
-                }
-                if shared.options.close_on_eof {
-                    let message = match kind {
-                        CloseKind::Truncated => "the input ended in the middle of a frame",
-                        _ => "the input reached end of file",
-                    };
-                    shared.close(CloseReason::new(kind, message));
-                } else {
-                    shared.event(Event::EndOfInput);
-                }
+                end_of_input(shared, &mut codec, &mut buf);
                 return true;
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),

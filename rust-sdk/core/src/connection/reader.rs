@@ -38,13 +38,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin + Send + 'static>(
                 shared.uncork();
                 return;
             }
-            // `tether/initialize` changes the maximum synchronously: read the next frame with it.
-            codec.set_max_frame_size(shared.max_frame.load(Ordering::Relaxed));
-            // Attachments are read from the frame after the one that negotiated them (SPEC.md
-            // §2.8.3): the initialize answer for a host, the initialize request for a plugin,
-            // whose answer is queued before the next frame is decoded.
-            codec.set_attachments(shared.negotiated.attachments_out());
-            match codec.decode_frame(&mut buf) {
+            match next_frame(&shared, &mut codec, &mut buf) {
                 Some(frame) => shared.on_frame(frame),
                 None => break,
             }
@@ -78,31 +72,45 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin + Send + 'static>(
             () = &mut detach, if !skipping => return hand_back(reader, &buf),
         };
         match read {
-            Ok(0) => {
-                let mut kind = CloseKind::EndOfInput;
-                while let Some(frame) = codec.decode_last(&mut buf) {
-                    if matches!(frame, Frame::Truncated(_)) {
-                        kind = CloseKind::Truncated;
-                    }
-                    shared.on_frame(frame);
-                }
-                if shared.options.close_on_eof {
-                    let message = match kind {
-                        CloseKind::Truncated => "the input ended in the middle of a frame",
-                        _ => "the input reached end of file",
-                    };
-                    shared.close(CloseReason::new(kind, message));
-                } else {
-                    shared.event(Event::EndOfInput);
-                }
-                return;
-            }
+            Ok(0) => return end_of_input(&shared, &mut codec, &mut buf),
             Ok(_) => {}
             Err(e) => {
                 shared.close(CloseReason::new(CloseKind::ReadFailed, format!("reading failed: {e}")));
                 return;
             }
         }
+    }
+}
+
+/// The next complete frame of `buf`, decoded with the session's current limits.
+pub(super) fn next_frame(shared: &Shared, codec: &mut FrameCodec, buf: &mut BytesMut) -> Option<Frame> {
+    // `tether/initialize` changes the maximum synchronously: read the next frame with it.
+    codec.set_max_frame_size(shared.max_frame.load(Ordering::Relaxed));
+    // Attachments are read from the frame after the one that negotiated them (SPEC.md §2.8.3):
+    // the initialize answer for a host, the initialize request for a plugin, whose answer is
+    // queued before the next frame is decoded.
+    codec.set_attachments(shared.negotiated.attachments_out());
+    codec.decode_frame(buf)
+}
+
+/// The input ended: what is left in `buf` is decoded (a frame cut short is reported), then the
+/// session closes, or reports the end when [`crate::Options::close_on_eof`] is off.
+pub(super) fn end_of_input(shared: &Arc<Shared>, codec: &mut FrameCodec, buf: &mut BytesMut) {
+    let mut kind = CloseKind::EndOfInput;
+    while let Some(frame) = codec.decode_last(buf) {
+        if matches!(frame, Frame::Truncated(_)) {
+            kind = CloseKind::Truncated;
+        }
+        shared.on_frame(frame);
+    }
+    if shared.options.close_on_eof {
+        let message = match kind {
+            CloseKind::Truncated => "the input ended in the middle of a frame",
+            _ => "the input reached end of file",
+        };
+        shared.close(CloseReason::new(kind, message));
+    } else {
+        shared.event(Event::EndOfInput);
     }
 }
 
