@@ -197,32 +197,53 @@ impl Plugin {
             }
         };
         let name = self.info.name.clone();
-        let reason = runtime.block_on(async move {
-            let (input, watched) = crate::stdio::input(input)?;
-            let output = crate::stdio::output(output)?;
-            self.install_log_forwarding();
-            let name = self.info.name.clone();
-            let (session, reader, end) = self.start_blocking(input, output);
-            // The reader first: the host's first frame does not wait for the other thread.
-            reader.spawn()?;
-            crate::stdio::exit_on_hangup(watched, name, EXIT_DEADLINE)?;
-            let reason = session.closed().await;
-            // As in `serve_on`: the last answers within the grace period, then the host leaving.
-            let written = tokio::time::timeout(WRITE_GRACE, session.join()).await;
-            if reason.kind == CloseKind::WriteFailed && end.reached_end_within(HOST_LEAVING_WINDOW).await {
-                return Ok(CloseReason::new(CloseKind::EndOfInput, "the host closed both pipes"));
-            }
-            if matches!(reason.kind, CloseKind::EndOfInput | CloseKind::Truncated) {
-                return Ok(reason);
-            }
-            Ok::<_, std::io::Error>(written.unwrap_or(reason))
+        let streams = crate::stdio::input(input).and_then(|input| {
+            let output = crate::stdio::output(output, input.fd(), name.clone(), EXIT_DEADLINE)?;
+            Ok((input, output))
         });
-        match reason {
+        let (input, output) = match streams {
+            Ok(streams) => streams,
             Err(e) => {
                 eprintln!("{name}: cannot open the descriptors of the session: {e}");
-                1
+                return 1;
             }
-            Ok(reason) => exit_status(&name, &reason),
+        };
+        self.install_log_forwarding();
+        let (session, reader, end) = {
+            let _runtime = runtime.enter();
+            self.start_blocking(input, output)
+        };
+        // The runtime (the handlers that wait, and the end of the session, which ends the
+        // process) runs on a thread of its own; this thread reads and dispatches, so that the
+        // host's first frame waits neither for a new thread nor for its first allocation (a
+        // thread's first `malloc` makes it a glibc arena).
+        let runtime_name = name.clone();
+        let ending = std::thread::Builder::new().name("tether-runtime".into()).spawn(move || {
+            let reason = runtime.block_on(async move {
+                let reason = session.closed().await;
+                // As in `serve_on`: the last answers within the grace period, then the host
+                // leaving.
+                let written = tokio::time::timeout(WRITE_GRACE, session.join()).await;
+                if reason.kind == CloseKind::WriteFailed && end.reached_end_within(HOST_LEAVING_WINDOW).await
+                {
+                    return CloseReason::new(CloseKind::EndOfInput, "the host closed both pipes");
+                }
+                if matches!(reason.kind, CloseKind::EndOfInput | CloseKind::Truncated) {
+                    return reason;
+                }
+                written.unwrap_or(reason)
+            });
+            std::process::exit(exit_status(&runtime_name, &reason));
+        });
+        if let Err(e) = ending {
+            eprintln!("{name}: cannot start the runtime's thread: {e}");
+            return 1;
+        }
+        reader.run();
+        // The input is read to its end: the runtime's thread ends the process once the session
+        // has ended.
+        loop {
+            std::thread::park();
         }
     }
 

@@ -46,59 +46,92 @@ fn adopt(fd: i32) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// Clears `O_NONBLOCK` on `fd`, which the session reads or writes with blocking calls: a host
-/// may hand over a descriptor it made non-blocking.
-fn make_blocking(fd: &OwnedFd) -> io::Result<()> {
+/// Sets or clears `O_NONBLOCK` on `fd`: a host may hand over a descriptor in either mode.
+fn set_nonblocking(fd: &OwnedFd, on: bool) -> io::Result<()> {
     let flags = rustix::fs::fcntl_getfl(fd)?;
-    if flags.contains(rustix::fs::OFlags::NONBLOCK) {
-        rustix::fs::fcntl_setfl(fd, flags - rustix::fs::OFlags::NONBLOCK)?;
+    let wanted = if on { flags | rustix::fs::OFlags::NONBLOCK } else { flags - rustix::fs::OFlags::NONBLOCK };
+    if wanted != flags {
+        rustix::fs::fcntl_setfl(fd, wanted)?;
     }
     Ok(())
 }
 
-/// The descriptor frames are read from, for blocking reads (`Session::start_blocking`), and a
-/// duplicate of it for [`exit_on_hangup`].
-pub(crate) fn input(fd: OwnedFd) -> io::Result<(Input, OwnedFd)> {
-    make_blocking(&fd)?;
-    let watched = fd.try_clone()?;
-    Ok((Input { file: std::fs::File::from(fd) }, watched))
+/// The descriptor frames are read from, for blocking reads (`Session::start_blocking`).
+pub(crate) fn input(fd: OwnedFd) -> io::Result<Input> {
+    set_nonblocking(&fd, false)?;
+    Ok(Input { file: std::fs::File::from(fd) })
 }
 
-/// The plugin's deadline for leaving once the host has gone: when the host closes its end of
-/// `input`, the process exits with status 0 after `grace` at the latest (SPEC.md §1.6), even
-/// when the thread that reads is blocked writing an answer to a host that no longer reads. A
-/// thread of its own waits for the hang-up without reading (a `poll` for no event reports
-/// only `POLLHUP` and errors), so nothing the reader has to read is taken from it.
-pub(crate) fn exit_on_hangup(input: OwnedFd, name: String, grace: Duration) -> io::Result<()> {
-    std::thread::Builder::new().name("tether-hangup".into()).spawn(move || {
-        let mut fds = [rustix::event::PollFd::new(&input, rustix::event::PollFlags::empty())];
+/// The descriptor frames are written to, written as blocking writes are, with the plugin's
+/// deadline for leaving once the host has gone: a write that cannot go on (the host does not
+/// read) waits in `poll` for the output to drain or for the host to close `input` (a `poll`
+/// for no event on it reports only its hang-up, so nothing the reader has to read is taken),
+/// and once the host has closed the input it exits the process with status 0 after `grace`,
+/// since the answers it waits to write will never be read (SPEC.md §1.6).
+pub(crate) fn output(
+    fd: OwnedFd,
+    input: std::os::fd::BorrowedFd<'_>,
+    name: String,
+    grace: Duration,
+) -> io::Result<Output> {
+    set_nonblocking(&fd, true)?;
+    Ok(Output { file: std::fs::File::from(fd), input: input.try_clone_to_owned()?, name, grace })
+}
+
+/// See [`output`].
+pub(crate) struct Output {
+    file: std::fs::File,
+    input: OwnedFd,
+    name: String,
+    grace: Duration,
+}
+
+impl Output {
+    /// Waits until the output takes bytes again; exits the process once the host has closed
+    /// the input and `grace` has passed.
+    fn wait_writable(&self, hung_up: &mut Option<std::time::Instant>) {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(&self.file, PollFlags::OUT), PollFd::new(&self.input, PollFlags::empty())];
+        // With a hang-up seen, wake up to check the deadline.
+        let timeout = hung_up.map(|_| Timespec { tv_sec: 0, tv_nsec: 100_000_000 });
+        let _ = poll(&mut fds, timeout.as_ref());
+        if hung_up.is_none() && !fds[1].revents().is_empty() {
+            *hung_up = Some(std::time::Instant::now());
+        }
+        if hung_up.is_some_and(|at| at.elapsed() >= self.grace) {
+            eprintln!("{}: the host closed the input and did not read the last answers; exiting", self.name);
+            std::process::exit(0);
+        }
+    }
+}
+
+impl io::Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut hung_up = None;
         loop {
-            match rustix::event::poll(&mut fds, None) {
-                Err(rustix::io::Errno::INTR) => continue,
-                // A descriptor that cannot be polled (a regular file) never hangs up.
-                Err(_) => return,
-                Ok(_) if fds[0].revents().intersects(rustix::event::PollFlags::NVAL) => return,
-                Ok(_) => break,
+            match self.file.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_writable(&mut hung_up),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
             }
         }
-        // `serve` exits well before this when nothing is stuck: this thread then dies with the
-        // process.
-        std::thread::sleep(grace);
-        eprintln!("{name}: the host closed the input and did not read the last answers; exiting");
-        std::process::exit(0);
-    })?;
-    Ok(())
-}
+    }
 
-/// The descriptor frames are written to, for blocking writes.
-pub(crate) fn output(fd: OwnedFd) -> io::Result<std::fs::File> {
-    make_blocking(&fd)?;
-    Ok(std::fs::File::from(fd))
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// See [`input`].
 pub(crate) struct Input {
     file: std::fs::File,
+}
+
+impl Input {
+    /// The descriptor, for [`output`] to watch for the host's hang-up.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.file)
+    }
 }
 
 impl io::Read for Input {
