@@ -154,10 +154,10 @@ impl Plugin {
     /// exit status 1 when it is wrong); reads `TETHER_TRANSPORT` (SPEC.md §13: exit status 1 on
     /// a value it does not know); with stdio, keeps a private copy of stdout for frames and
     /// points descriptor 1 at stderr, with `fds:R,W`, adopts the two descriptors and leaves 0,
-    /// 1 and 2 alone; reads frames with blocking reads (after a `poll`) on a thread of their
-    /// own, which runs each handler up to its first wait, and writes with blocking writes
+    /// 1 and 2 alone; reads frames with blocking reads (after a `poll`) on the main thread,
+    /// which runs each handler up to its first wait, and writes as blocking writes do
     /// ([`Session::start_blocking`]: no reactor, no task woken per call), while handlers that
-    /// wait run on a current-thread runtime; serves until its input ends,
+    /// wait run on a current-thread runtime on a thread of its own; serves until its input ends,
     /// then cancels what is running and exits 0 (2 when writing failed while the input stayed
     /// open: a write that fails as the host closes both pipes waits up to a second for the end
     /// of the input and counts as its end). Once the host has closed the input the process

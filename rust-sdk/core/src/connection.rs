@@ -42,8 +42,8 @@
 //!   handed to a [`MessageSink`] and taken from a [`MessageInput`] on the calling thread, with
 //!   no reader or writer task (in-process plugins).
 //! - [`blocking`]: frames over blocking streams ([`Session::start_blocking`]): read and
-//!   dispatched on a thread of their own, written by their sender; what a plugin process runs
-//!   on, one `read` and one `write` per call.
+//!   dispatched on the thread that runs the input, written by their sender; what a plugin
+//!   process runs on, with no reactor and no task woken per call.
 //! - [`diagnostics`]: counts of what a session holds, for the fuzz target and tests.
 //! - [`handover`]: the end of a session in one process and its resumption in another
 //!   ([`Peer::detach`], [`Session::resume`]), for a host that hands its plugins to a successor.

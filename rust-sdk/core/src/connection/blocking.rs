@@ -1,5 +1,6 @@
 //! The blocking frame transport ([`Session::start_blocking`]): frames read with blocking reads
-//! on a thread of their own and dispatched there, as the message-level transport dispatches a
+//! on the thread that runs its [`BlockingInput`] and dispatched there, as the message-level
+//! transport dispatches a
 //! message on its caller's thread, and written with blocking writes by whichever thread sends.
 //! A call whose handler does not wait then costs its peer a `read` and a `write`, with no
 //! reactor and no task woken. What a plugin process runs on (the host, an application with its
