@@ -173,7 +173,7 @@ async fn cancellation_reaches_nested_calls() {
 /// token, made only when first asked for, is cancelled all the same, and a call made for the
 /// answered request fails as cancelled.
 #[tokio::test]
-async fn a_request_token_taken_after_the_answer_is_cancelled() {
+async fn a_request_token_taken_after_the_answer_is_cancelled_and_so_are_its_calls() {
     let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
     let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
     let left = Mutex::new(Some((go_rx, seen_tx)));
