@@ -171,6 +171,56 @@ enum Event {
     Eof,
 }
 
+impl Event {
+    /// The bytes it holds, counted against [`QUEUED_MAX`].
+    fn weight(&self) -> usize {
+        match self {
+            Event::Body(body) => body.len(),
+            Event::Attached(body, attachments) => {
+                body.len() + attachments.iter().map(bytes::Bytes::len).sum::<usize>()
+            }
+            Event::Violation(..) | Event::Eof => 0,
+        }
+    }
+}
+
+/// The most bytes of frames read from a plugin and not yet taken by the judge. Past it the
+/// reader stops reading, so the plugin's writes wait: a plugin that floods its stdout (a stream
+/// that ignores its credit, say) while the judge waits for something else cannot fill the
+/// judge's memory. A single frame larger than this is still queued, alone.
+const QUEUED_MAX: usize = 64 << 20;
+
+/// The bytes queued between the reader task and [`Session::recv`].
+#[derive(Default)]
+struct Queued {
+    bytes: std::sync::atomic::AtomicUsize,
+    taken: tokio::sync::Notify,
+}
+
+impl Queued {
+    /// Waits until `weight` more bytes fit (or nothing is queued), then counts them.
+    async fn reserve(&self, weight: usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        loop {
+            let taken = self.taken.notified();
+            let queued = self.bytes.load(SeqCst);
+            if queued == 0 || queued + weight <= QUEUED_MAX {
+                self.bytes.fetch_add(weight, SeqCst);
+                return;
+            }
+            taken.await;
+        }
+    }
+
+    fn release(&self, weight: usize) {
+        self.bytes.fetch_sub(weight, std::sync::atomic::Ordering::SeqCst);
+        self.taken.notify_waiters();
+    }
+}
+
+/// The most messages [`Session::response`] keeps for later while it waits for its answer.
+const KEPT_MAX: usize = 10_000;
+
 /// Why no message came.
 #[derive(Debug)]
 pub(crate) enum RecvError {
@@ -195,6 +245,8 @@ pub(crate) struct Session {
     /// With the fds transport, the inode numbers of the plugin's stdin and stdout pipes.
     pub(crate) stdio_pipes: [Option<u64>; 2],
     events: mpsc::UnboundedReceiver<Event>,
+    /// The bytes of `events` not yet taken (see [`QUEUED_MAX`]).
+    queued: Arc<Queued>,
     backlog: VecDeque<Message>,
     shared: Arc<Mutex<Shared>>,
     next_id: i64,
@@ -302,7 +354,8 @@ impl Session {
                 s.stderr_eof = true;
             }
         });
-        tokio::spawn(read_stdout(stdout, tx, Arc::clone(&shared)));
+        let queued = Arc::new(Queued::default());
+        tokio::spawn(read_stdout(stdout, tx, Arc::clone(&shared), Arc::clone(&queued)));
         Ok(Session {
             child,
             pgid,
@@ -311,6 +364,7 @@ impl Session {
             frame_pipes,
             stdio_pipes,
             events,
+            queued,
             backlog: VecDeque::new(),
             shared,
             next_id: 1,
@@ -613,6 +667,7 @@ impl Session {
                 }
                 Ok(Some(e)) => e,
             };
+            self.queued.release(event.weight());
             match event {
                 Event::Eof => {
                     self.closed = true;
@@ -763,8 +818,9 @@ impl Session {
         self.backlog.push_back(msg);
     }
 
-    /// Waits for the response to `id`. Other messages are kept for later, except invokes, which
-    /// are answered with -32003 (no handle is live outside the counter checks that expect them).
+    /// Waits for the response to `id`. Other messages are kept for later (the first
+    /// [`KEPT_MAX`]), except invokes, which are answered with -32003 (no handle is live outside
+    /// the counter checks that expect them), and stream traffic, which is dropped.
     pub(crate) async fn response(&mut self, id: &Id, timeout: Duration) -> Result<Response, RecvError> {
         let deadline = Instant::now() + timeout;
         let mut kept = Vec::new();
@@ -779,7 +835,12 @@ impl Session {
                         .unwrap_or_default();
                     let _ = self.respond_err(Some(r.id), ErrorObject::unknown_handle(&handle)).await;
                 }
-                Ok(other) => kept.push(other),
+                // Stream traffic means something only to a `Book`, which reads it itself; a
+                // plugin streaming while the judge waits for an answer elsewhere (a stream that
+                // ignores its credit, at the end of a scenario) must not pile up here.
+                Ok(Message::Notification(n)) if n.method.starts_with("$/stream.") => {}
+                Ok(other) if kept.len() < KEPT_MAX => kept.push(other),
+                Ok(_) => {}
                 Err(e) => break Err(e),
             }
         };
@@ -904,7 +965,16 @@ async fn read_stdout(
     mut stdout: Box<dyn AsyncRead + Unpin + Send + Sync>,
     tx: mpsc::UnboundedSender<Event>,
     shared: Arc<Mutex<Shared>>,
+    queued: Arc<Queued>,
 ) {
+    let send = |event: Event| {
+        let tx = tx.clone();
+        let queued = Arc::clone(&queued);
+        async move {
+            queued.reserve(event.weight()).await;
+            let _ = tx.send(event);
+        }
+    };
     let mut strict = FrameCodec::builder().strict().build();
     let mut lenient = FrameCodec::new();
     let mut recovering = false;
@@ -928,12 +998,12 @@ async fn read_stdout(
                             lenient.set_attachments(true);
                         }
                         last_body = Some(body.clone());
-                        let _ = tx.send(Event::Body(body));
+                        send(Event::Body(body)).await;
                     }
                     Ok(Some(Frame::Garbage { .. })) => recovering = false,
                     Ok(Some(Frame::Attached(frame))) => {
                         recovering = false;
-                        let _ = tx.send(Event::Attached(frame.body, frame.attachments));
+                        send(Event::Attached(frame.body, frame.attachments)).await;
                     }
                     Ok(Some(Frame::BadAttachments { bytes, reason })) => {
                         recovering = false;
@@ -980,11 +1050,11 @@ async fn read_stdout(
                             lenient.set_attachments(true);
                         }
                         last_body = Some(body.clone());
-                        let _ = tx.send(Event::Body(body));
+                        send(Event::Body(body)).await;
                     }
                     Ok(Some(Frame::Attached(frame))) => {
                         last_body = None;
-                        let _ = tx.send(Event::Attached(frame.body, frame.attachments));
+                        send(Event::Attached(frame.body, frame.attachments)).await;
                     }
                     Ok(Some(other)) => {
                         // The strict codec reports problems as errors; keep this arm total.
