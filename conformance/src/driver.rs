@@ -967,9 +967,9 @@ async fn read_stdout(
     shared: Arc<Mutex<Shared>>,
     queued: Arc<Queued>,
 ) {
+    // Waits for room in the queue's budget before each frame goes on.
     let send = |event: Event| {
-        let tx = tx.clone();
-        let queued = Arc::clone(&queued);
+        let (tx, queued) = (&tx, &queued);
         async move {
             queued.reserve(event.weight()).await;
             let _ = tx.send(event);

@@ -219,20 +219,7 @@ impl Plugin {
         // thread's first `malloc` makes it a glibc arena).
         let runtime_name = name.clone();
         let ending = std::thread::Builder::new().name("tether-runtime".into()).spawn(move || {
-            let reason = runtime.block_on(async move {
-                let reason = session.closed().await;
-                // As in `serve_on`: the last answers within the grace period, then the host
-                // leaving.
-                let written = tokio::time::timeout(WRITE_GRACE, session.join()).await;
-                if reason.kind == CloseKind::WriteFailed && end.reached_end_within(HOST_LEAVING_WINDOW).await
-                {
-                    return CloseReason::new(CloseKind::EndOfInput, "the host closed both pipes");
-                }
-                if matches!(reason.kind, CloseKind::EndOfInput | CloseKind::Truncated) {
-                    return reason;
-                }
-                written.unwrap_or(reason)
-            });
+            let reason = runtime.block_on(session_end(session, end.reached_end_within(HOST_LEAVING_WINDOW)));
             std::process::exit(exit_status(&runtime_name, &reason));
         });
         if let Err(e) = ending {
@@ -283,17 +270,7 @@ impl Plugin {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         self.install_log_forwarding();
-        let session = self.start(reader, writer);
-        let reason = session.closed().await;
-        // The last answers are written within the grace period; a writer stuck on a host that
-        // stopped reading must not keep the plugin alive (SPEC.md §1.6: exit within 2 s).
-        let written = tokio::time::timeout(WRITE_GRACE, session.join()).await;
-        // Once the host has closed stdin, a write that fails because it stopped reading too is
-        // the host leaving, not a protocol failure: the end of input stands (exit status 0).
-        if matches!(reason.kind, CloseKind::EndOfInput | CloseKind::Truncated) {
-            return reason;
-        }
-        written.unwrap_or(reason)
+        session_end(self.start(reader, writer), async { false }).await
     }
 
     /// With [`Plugin::forward_logs`] on (the default), installs the [`LogLayer`] as the global
@@ -339,7 +316,7 @@ impl Plugin {
     }
 
     /// Starts serving over blocking streams ([`Session::start_blocking`]): what `serve` runs
-    /// on, one `read` and one `write` per call whose handler does not wait.
+    /// on, with no reactor and no task woken per call whose handler does not wait.
     fn start_blocking<R, W>(self, reader: R, writer: W) -> (Session, BlockingInput<R>, InputEnd)
     where
         R: std::io::Read,
@@ -537,6 +514,24 @@ fn in_handler_span(
         Handled::Later(future) => Handled::Later(Box::pin(future.instrument(span))),
         now => now,
     }
+}
+
+/// Waits for the end of `session` and says how it ended. The last answers are written within
+/// the grace period: a writer stuck on a host that stopped reading must not keep the plugin
+/// alive (SPEC.md §1.6: exit within 2 s). A write that failed is the host leaving, not a
+/// protocol failure, when `host_left` (the input reaching its end soon after) says so.
+async fn session_end(session: Session, host_left: impl std::future::Future<Output = bool>) -> CloseReason {
+    let reason = session.closed().await;
+    let written = tokio::time::timeout(WRITE_GRACE, session.join()).await;
+    if reason.kind == CloseKind::WriteFailed && host_left.await {
+        return CloseReason::new(CloseKind::EndOfInput, "the host closed both pipes");
+    }
+    // Once the host has closed stdin, a write that fails because it stopped reading too is the
+    // host leaving, not a protocol failure: the end of input stands (exit status 0).
+    if matches!(reason.kind, CloseKind::EndOfInput | CloseKind::Truncated) {
+        return reason;
+    }
+    written.unwrap_or(reason)
 }
 
 /// A plugin process's exit status for how its session ended (`Plugin::serve`): 2 when reading or

@@ -1,7 +1,7 @@
 //! The blocking frame transport ([`Session::start_blocking`]): frames read with blocking reads
 //! on the thread that runs its [`BlockingInput`] and dispatched there, as the message-level
-//! transport dispatches a
-//! message on its caller's thread, and written with blocking writes by whichever thread sends.
+//! transport dispatches a message on its caller's thread, and written with blocking writes by
+//! whichever thread sends.
 //! A call whose handler does not wait then costs its peer a `read` and a `write`, with no
 //! reactor and no task woken. What a plugin process runs on (the host, an application with its
 //! own runtime, keeps the tasks of [`Session::start`]). The plugin SDK's reader waits in `poll`
@@ -163,13 +163,7 @@ fn read_frames(input: &MessageInput, reader: &mut impl Read, sink: &dyn Cork) ->
             shared.close(CloseReason::new(CloseKind::WriteFailed, "the other side no longer takes messages"));
             return false;
         }
-        let read = loop {
-            match reader.read(&mut chunk) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        };
-        match read {
+        match read_some(reader, &mut chunk) {
             Ok(0) => {
                 end_of_input(shared, &mut codec, &mut buf);
                 return true;
@@ -187,11 +181,20 @@ fn read_frames(input: &MessageInput, reader: &mut impl Read, sink: &dyn Cork) ->
 fn drain(reader: &mut impl Read) -> bool {
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        match reader.read(&mut chunk) {
+        match read_some(reader, &mut chunk) {
             Ok(0) => return true,
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return false,
+        }
+    }
+}
+
+/// One `read`, retried when a signal interrupted it.
+fn read_some(reader: &mut impl Read, chunk: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match reader.read(chunk) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other,
         }
     }
 }
