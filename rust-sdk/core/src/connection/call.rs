@@ -224,50 +224,53 @@ impl<R: DeserializeOwned + Send + 'static> Future for CallFuture<R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        match std::mem::replace(&mut this.state, CallState::Done) {
-            CallState::Unsent(call) => {
-                let Call { peer, method, params, timeout, handles, extras, .. } = call;
-                let Encoded { json, attachments, opened } = match params {
-                    Ok(params) => params,
-                    Err(e) => return Poll::Ready(Err(e)),
-                };
-                let streams = opened.ids();
-                let shared = &peer.shared;
-                let started = shared.start_request(
-                    method,
-                    json,
-                    attachments,
-                    &opened.produced,
-                    &streams,
-                    handles,
-                    &peer,
-                    timeout,
-                    extras,
-                );
-                match started {
-                    Started::Answered(answer) => Poll::Ready(finish(shared, &streams, answer)),
-                    Started::Waiting(mut wait) => match wait.poll(cx, shared) {
-                        Poll::Ready(answer) => Poll::Ready(finish(shared, &streams, answer)),
-                        Poll::Pending => {
+        loop {
+            match std::mem::replace(&mut this.state, CallState::Done) {
+                CallState::Unsent(call) => {
+                    let Call { peer, method, params, timeout, handles, extras, .. } = call;
+                    let Encoded { json, attachments, opened } = match params {
+                        Ok(params) => params,
+                        Err(e) => return Poll::Ready(Err(e)),
+                    };
+                    let streams = opened.ids();
+                    let shared = &peer.shared;
+                    let started = shared.start_request(
+                        method,
+                        json,
+                        attachments,
+                        &opened.produced,
+                        &streams,
+                        handles,
+                        &peer,
+                        timeout,
+                        extras,
+                    );
+                    match started {
+                        Started::Answered(answer) => return Poll::Ready(finish(shared, &streams, answer)),
+                        // Polled at once, below: the answer may already be there.
+                        Started::Waiting(wait) => {
                             this.state = CallState::Waiting { shared: shared.clone(), streams, wait };
+                        }
+                    }
+                }
+                CallState::Waiting { shared, streams, mut wait } => {
+                    return match wait.poll(cx, &shared) {
+                        Poll::Ready(answer) => Poll::Ready(finish(&shared, &streams, answer)),
+                        Poll::Pending => {
+                            this.state = CallState::Waiting { shared, streams, wait };
                             Poll::Pending
                         }
-                    },
+                    };
+                }
+                // A future is not polled after it completed; should one be, it fails rather than
+                // panics.
+                CallState::Done => {
+                    return Poll::Ready(Err(CallError::Closed(CloseReason::new(
+                        CloseKind::Closed,
+                        "this call already completed",
+                    ))))
                 }
             }
-            CallState::Waiting { shared, streams, mut wait } => match wait.poll(cx, &shared) {
-                Poll::Ready(answer) => Poll::Ready(finish(&shared, &streams, answer)),
-                Poll::Pending => {
-                    this.state = CallState::Waiting { shared, streams, wait };
-                    Poll::Pending
-                }
-            },
-            // A future is not polled after it completed; should one be, it fails rather than
-            // panics.
-            CallState::Done => Poll::Ready(Err(CallError::Closed(CloseReason::new(
-                CloseKind::Closed,
-                "this call already completed",
-            )))),
         }
     }
 }
