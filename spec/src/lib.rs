@@ -83,6 +83,7 @@ mod message;
 mod meta;
 mod method;
 mod progress;
+mod raw_json;
 pub mod schema;
 mod stream;
 mod transport;
@@ -116,6 +117,7 @@ pub use crate::method::{
     schema_value, short_name, split_method, Empty, MethodSchema, NotificationMethod, RequestMethod,
 };
 pub use crate::progress::{Progress, ProgressCapability, ProgressParams, ProgressToken};
+pub use crate::raw_json::to_raw_value;
 pub use crate::stream::{
     stream_error, Opener, StreamAbort, StreamAbortParams, StreamCredit, StreamCreditParams, StreamData,
     StreamDataParams, StreamEnd, StreamMode, StreamParams, StreamRef, DEFAULT_INITIAL_CREDIT, MAX_CHUNK,

@@ -25,7 +25,7 @@ use super::shared::{lock, Shared};
 use crate::trace::SpanContext;
 
 pub(super) fn encode_params<P: Serialize + ?Sized>(params: &P) -> Result<Box<RawValue>, CallError> {
-    serde_json::value::to_raw_value(params).map_err(|e| CallError::Serialize(e.to_string()))
+    tether_spec::to_raw_value(params).map_err(|e| CallError::Serialize(e.to_string()))
 }
 
 /// Encodes params for a request of `shared`'s session: `Bytes` as attachments once negotiated,
@@ -337,7 +337,7 @@ impl Drop for CancelGuard {
         let waiting = lock(&self.shared.pending).abandon(self.id);
         if waiting && !self.shared.token.is_cancelled() {
             let params = CancelParams { id: Id::Int(self.id) };
-            if let Ok(params) = serde_json::value::to_raw_value(&params) {
+            if let Ok(params) = tether_spec::to_raw_value(&params) {
                 let _ = Peer::new(self.shared.clone(), None).notify_raw(CancelRequest::METHOD, &params);
             }
         }

@@ -145,9 +145,9 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     let mut attachments = Vec::new();
     let (json, ours) = enter(&ENCODING, (shared.clone(), Opened::default()), || {
         if shared.negotiated.attachments_out() {
-            with_attachment_sink(&mut attachments, || serde_json::value::to_raw_value(value))
+            with_attachment_sink(&mut attachments, || tether_spec::to_raw_value(value))
         } else {
-            serde_json::value::to_raw_value(value)
+            tether_spec::to_raw_value(value)
         }
     });
     let opened = ours.map(|(_, opened)| opened).unwrap_or_default();
@@ -217,7 +217,7 @@ pub(crate) fn with_decoding<R>(
 /// attachments and streams go to the answer's frame); elsewhere as plain JSON.
 pub(crate) fn encode_result<T: Serialize + ?Sized>(value: &T) -> Result<Box<RawValue>, serde_json::Error> {
     let slot = REPLY.with(|s| s.borrow().clone());
-    let Some(slot) = slot else { return serde_json::value::to_raw_value(value) };
+    let Some(slot) = slot else { return tether_spec::to_raw_value(value) };
     let encoded = encode(&slot.shared, value)?;
     let mut out = lock(&slot.out);
     let (attachments, opened) = out.get_or_insert_with(Default::default);
@@ -340,5 +340,5 @@ pub(crate) fn attachments_as_base64(
     }
     let mut value: serde_json::Value = serde_json::from_str(json)?;
     walk(&mut value, attachments);
-    serde_json::value::to_raw_value(&value)
+    tether_spec::to_raw_value(&value)
 }
