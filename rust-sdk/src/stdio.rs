@@ -4,6 +4,7 @@
 
 use std::io::{self, Write as _};
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Keeps a private duplicate of descriptor 1 for frames and points descriptor 1 at stderr, so
@@ -59,7 +60,7 @@ fn set_nonblocking(fd: &OwnedFd, on: bool) -> io::Result<()> {
 /// The descriptor frames are read from, for blocking reads (`Session::start_blocking`).
 pub(crate) fn input(fd: OwnedFd) -> io::Result<Input> {
     set_nonblocking(&fd, false)?;
-    Ok(Input { file: std::fs::File::from(fd) })
+    Ok(Input { file: std::fs::File::from(fd), wake: None })
 }
 
 /// The descriptor frames are written to, written as blocking writes are, with the plugin's
@@ -125,12 +126,27 @@ impl io::Write for Output {
 /// See [`input`].
 pub(crate) struct Input {
     file: std::fs::File,
+    /// Made readable by [`Input::waker`]'s function: a `read` then returns `Interrupted`.
+    wake: Option<Arc<OwnedFd>>,
 }
 
 impl Input {
     /// The descriptor, for [`output`] to watch for the host's hang-up.
     pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         std::os::fd::AsFd::as_fd(&self.file)
+    }
+
+    /// A function that makes this input's pending or next `read` return
+    /// [`io::ErrorKind::Interrupted`] (`BlockingInput::run_handlers_here`), from any thread.
+    pub(crate) fn waker(&mut self) -> io::Result<impl Fn() + Send + Sync + 'static> {
+        use rustix::event::{eventfd, EventfdFlags};
+        let fd = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?);
+        self.wake = Some(fd.clone());
+        // A counter that is already non-zero (a wake not yet seen) has nothing to add: a
+        // failed write is one that would overflow it.
+        Ok(move || {
+            let _ = rustix::io::write(&*fd, &1u64.to_ne_bytes());
+        })
     }
 }
 
@@ -140,9 +156,19 @@ impl io::Read for Input {
         // that sleeps in `read` itself was woken on the other CPU from the host for most calls
         // (60 µs per sequential call instead of 6.5 µs), one that sleeps in `poll` (as an
         // `epoll` reactor does) was not. BENCHMARKS.md, "Blocking reads in the plugin".
-        let mut fds = [rustix::event::PollFd::new(&self.file, rustix::event::PollFlags::IN)];
-        // A failed or interrupted poll leaves the read to block and report.
-        let _ = rustix::event::poll(&mut fds, None);
+        use rustix::event::{poll, PollFd, PollFlags};
+        let Some(wake) = &self.wake else {
+            // A failed or interrupted poll leaves the read to block and report.
+            let _ = poll(&mut [PollFd::new(&self.file, PollFlags::IN)], None);
+            return self.file.read(buf);
+        };
+        let mut fds = [PollFd::new(&self.file, PollFlags::IN), PollFd::new(&**wake, PollFlags::IN)];
+        let _ = poll(&mut fds, None);
+        if !fds[1].revents().is_empty() {
+            // Reset the counter, so the next poll waits for the next wake.
+            let _ = rustix::io::read(&**wake, &mut [0u8; 8]);
+            return Err(io::ErrorKind::Interrupted.into());
+        }
         self.file.read(buf)
     }
 }

@@ -60,6 +60,7 @@ mod envelope;
 mod error;
 mod handles;
 mod handover;
+mod local_tasks;
 mod messages;
 mod negotiated;
 mod options;

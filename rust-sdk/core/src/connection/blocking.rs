@@ -22,6 +22,7 @@ use tether_spec::FrameCodec;
 use tokio::sync::oneshot;
 
 use super::error::{CloseKind, CloseReason};
+use super::local_tasks::LocalTasks;
 use super::messages::{MessageInput, MessageSink};
 use super::options::Options;
 use super::reader::{end_of_input, next_frame};
@@ -59,6 +60,7 @@ pub struct BlockingInput<R> {
     reader: R,
     sink: Arc<dyn Cork>,
     ended: oneshot::Sender<bool>,
+    wake_reader: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl<R> std::fmt::Debug for BlockingInput<R> {
@@ -68,12 +70,33 @@ impl<R> std::fmt::Debug for BlockingInput<R> {
 }
 
 impl<R: Read> BlockingInput<R> {
+    /// Runs the handlers that wait on the reading thread too, rather than as tasks of the
+    /// runtime: a handler woken by an answer the reader has just read (a callback's answer)
+    /// then goes on at once on the same thread, with no thread woken. The handlers of a
+    /// current-thread runtime run one at a time either way; on the reading thread, a handler
+    /// that computes for long also delays reading, as its first poll already does.
+    ///
+    /// `wake_reader` is called from other threads when they wake a handler (a timer, a
+    /// channel): it must make the reader's pending or next `read` return promptly with
+    /// [`std::io::ErrorKind::Interrupted`], for example by making a descriptor the reader
+    /// polls readable. When the input ends, the handlers still waiting move to the runtime.
+    pub fn run_handlers_here(mut self, wake_reader: impl Fn() + Send + Sync + 'static) -> Self {
+        self.wake_reader = Some(Box::new(wake_reader));
+        self
+    }
+
     /// Reads and dispatches frames on this thread until the input ends, a read fails or the
     /// session closes; after a close, reads on to the end of the input, discarding. True when
     /// the input reached its end of file (also told to the [`InputEnd`]).
     pub fn run(self) -> bool {
-        let BlockingInput { input, mut reader, sink, ended } = self;
-        let mut eof = read_frames(&input, &mut reader, sink.as_ref());
+        let BlockingInput { input, mut reader, sink, ended, wake_reader } = self;
+        let local = wake_reader.map(LocalTasks::for_this_thread);
+        let entered = local.as_ref().map(LocalTasks::enter);
+        let mut eof = read_frames(&input, &mut reader, sink.as_ref(), local.as_deref());
+        drop(entered);
+        if let Some(local) = &local {
+            local.hand_over(&input.runtime);
+        }
         if !eof {
             eof = drain(&mut reader);
         }
@@ -114,7 +137,7 @@ impl Session {
         let sink = Arc::new(FrameSink::new(writer));
         let (session, input) = Session::start_messages(SharedSink(sink.clone()), options, service);
         let (ended, end) = oneshot::channel();
-        (session, BlockingInput { input, reader, sink, ended }, InputEnd { ended: end })
+        (session, BlockingInput { input, reader, sink, ended, wake_reader: None }, InputEnd { ended: end })
     }
 }
 
@@ -139,7 +162,12 @@ impl<W: Write + Send> Cork for FrameSink<W> {
 
 /// Decodes and dispatches frames until the input ends (true), a read fails or the session
 /// closes (false).
-fn read_frames(input: &MessageInput, reader: &mut impl Read, sink: &dyn Cork) -> bool {
+fn read_frames(
+    input: &MessageInput,
+    reader: &mut impl Read,
+    sink: &dyn Cork,
+    local: Option<&LocalTasks>,
+) -> bool {
     let shared = &input.shared;
     let _runtime = input.runtime.enter();
     let mut codec = FrameCodec::builder().max_frame_size(shared.max_frame.load(Ordering::Relaxed)).build();
@@ -158,17 +186,24 @@ fn read_frames(input: &MessageInput, reader: &mut impl Read, sink: &dyn Cork) ->
                 None => break,
             }
         }
+        // The handlers these frames woke (their callbacks answered) go on now, their answers
+        // corked with the rest.
+        if let Some(local) = local {
+            local.run();
+        }
         if !sink.uncork() && !shared.token.is_cancelled() {
             // The answers collected could not be written: as after any failed send.
             shared.close(CloseReason::new(CloseKind::WriteFailed, "the other side no longer takes messages"));
             return false;
         }
-        match read_some(reader, &mut chunk) {
+        match reader.read(&mut chunk) {
             Ok(0) => {
                 end_of_input(shared, &mut codec, &mut buf);
                 return true;
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            // A signal, or another thread woke a handler this thread runs.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
                 shared.close(CloseReason::new(CloseKind::ReadFailed, format!("reading failed: {e}")));
                 return false;

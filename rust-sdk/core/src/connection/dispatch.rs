@@ -292,7 +292,8 @@ impl Shared {
                 self.polling.fetch_sub(1, Ordering::SeqCst);
                 let shared = self.clone();
                 let future = InReplyScope { future, slot: slot.clone() };
-                tokio::spawn(async move {
+                // On a reading thread that runs its handlers, there; else a tokio task.
+                super::local_tasks::spawn(async move {
                     let reply = tokio::select! {
                         biased;
                         reply = AssertUnwindSafe(future).catch_unwind() => {
