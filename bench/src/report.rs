@@ -129,6 +129,8 @@ pub mod ids {
     pub const GET_16M: &str = "get_16m";
     /// `counter.put` with its `sum` callback.
     pub const CALLBACK_PUT: &str = "callback_put";
+    /// The same with the host thread and every thread of the plugin pinned to one CPU.
+    pub const CALLBACK_PUT_ONE_CPU: &str = "callback_put_one_cpu";
     /// Spawn + handshake to the first answered call.
     pub const START: &str = "start_first_call";
     /// The same with the SHA-256 checksum option.
@@ -332,6 +334,8 @@ impl Results {
                 },
                 ("rust", ids::CALLBACK_PUT) => median(&format!("rust.{rt}.{}", ids::GET_SEQ))
                     .map(|b| at_most(2.0 * b, "<= 2x plain call".into())),
+                ("rust", ids::CALLBACK_PUT_ONE_CPU) => median(&format!("rust.{rt}.{}", ids::GET_SEQ_ONE_CPU))
+                    .map(|b| at_most(2.0 * b, "<= 2x plain call, one CPU".into())),
                 ("rust", ids::PUT_16M | ids::GET_16M) => {
                     median(ids::PIPE_ECHO_BW).map(|b| at_least(0.5 * b, ">= 1/2 pipe echo bw".into()))
                 }

@@ -357,7 +357,8 @@ pub async fn measure<B: Backend>(
     if let (true, Some(cmd)) = (sel.callback, counter_cmd) {
         let what = format!("{section}: callback");
         let failed =
-            part(&what, c.part_limit_secs, callback(backend, cmd, c, slow, prefix, section, r)).await;
+            part(&what, c.part_limit_secs, callback(backend, cmd, c, slow, sel.one_cpu, prefix, section, r))
+                .await;
         r.note_failure(failed);
     }
     if sel.start {
@@ -421,39 +422,46 @@ async fn large_values<B: Backend>(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn callback<B: Backend>(
     backend: &B,
     cmd: &PluginCmd,
     c: &Counts,
     slow: bool,
+    one_cpu: bool,
     prefix: &str,
     section: &str,
     r: &mut Results,
 ) -> anyhow::Result<()> {
     let div = if slow { c.slow_divisor.max(1) } else { 1 };
     let id = |name: &str| format!("{prefix}.{name}");
-    {
-        eprintln!("  {prefix}: counter.put with callback");
-        let (counter, plugin) = backend.start_counter(cmd).await.context("starting the counter plugin")?;
-        for _ in 0..c.warmup / div {
-            counter.put("warm", 1).await?;
-        }
+    eprintln!("  {prefix}: counter.put with callback");
+    let (counter, plugin) = backend.start_counter(cmd).await.context("starting the counter plugin")?;
+    for _ in 0..c.warmup / div {
+        counter.put("warm", 1).await?;
+    }
+    let series = || async {
         let mut s = Vec::new();
         for _ in 0..c.callback / div {
             let t = Instant::now();
             counter.put("bench", 1).await?;
             s.push(t.elapsed().as_secs_f64() * 1e6);
         }
-        r.add(
-            id(ids::CALLBACK_PUT),
-            section,
-            "counter.put with its adder.sum callback",
-            Unit::Micros,
-            stats::of_costs(&s),
-        );
-        backend.stop(plugin).await.context("stopping the counter plugin")?;
+        anyhow::Ok(s)
+    };
+    let s = series().await?;
+    let label = "counter.put with its adder.sum callback";
+    r.add(id(ids::CALLBACK_PUT), section, label, Unit::Micros, stats::of_costs(&s));
+    // Four hand-offs per put: on a small VM, any of them that wakes an idle CPU costs tens of
+    // µs. On one CPU, the row shows the cost of the calls themselves, beside the one-CPU call.
+    if let (true, Some(pid)) = (one_cpu, backend.pid(&plugin)) {
+        let saved = pin_to_cpu0(&[pid])?;
+        let pinned = series().await;
+        unpin(&saved, &[pid]);
+        let label = "the same, host + plugin on one CPU";
+        r.add(id(ids::CALLBACK_PUT_ONE_CPU), section, label, Unit::Micros, stats::of_costs(&pinned?));
     }
-
+    backend.stop(plugin).await.context("stopping the counter plugin")?;
     Ok(())
 }
 

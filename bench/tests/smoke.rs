@@ -49,6 +49,8 @@ fn short_mode_runs_every_path_and_writes_json() {
             expected.push(Box::leak(format!("rust.{rt}.{fig}").into_boxed_str()));
         }
     }
+    // The one-CPU rows of the current-thread host.
+    expected.extend(["rust.ct.get_seq_one_cpu", "rust.ct.callback_put_one_cpu"]);
     // The stream rows of the Rust blob example run on the first runtime flavor.
     for fig in ["stream_produce", "stream_count", "stream_host_rss", "stream_plugin_rss"] {
         expected.push(Box::leak(format!("rust.ct.{fig}").into_boxed_str()));
