@@ -11,6 +11,10 @@
 //! The answers given while the frames of one read are dispatched are collected and written
 //! together when that read's frames are done (the cork of the reader task, `through`), so that
 //! 64 calls in flight are still answered in a few writes.
+//!
+//! With [`BlockingInput::run_handlers_here`], the handlers that wait also run on the reading
+//! thread (`local_tasks.rs`), so that a callback's answer resumes its handler with no thread
+//! woken.
 
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
